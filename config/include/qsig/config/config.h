@@ -1,0 +1,102 @@
+// The server's configuration: one YAML file, validated at start, overridable key by key.
+//
+// Every key is known: an unknown key, a value of the wrong type or out of range fails with a
+// message that names the key path (e.g. `workers.cores[1]: expected an integer`), and `qsig`
+// exits with code 2. Overrides (`--set grpc.listen=127.0.0.1:50051`) are applied to the YAML
+// tree before validation, so they are checked exactly like the file.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace qsig::config {
+
+struct FeedConfig {
+  std::string source = "sim";            // "sim" (built-in simulator) or "udp" (external feed).
+  std::string listen = "127.0.0.1:0";    // Bind address; port 0 = ephemeral (sim source only).
+  std::string group;                     // Multicast group ("" = unicast).
+  std::string interface_address;         // Interface for the multicast join.
+  int receive_buffer_bytes = 8 << 20;
+  bool busy_poll = false;
+  int max_instruments = 256;
+  int max_orders = 1 << 20;
+  int core = -1;                         // CPU to pin the feed thread to (-1 = none).
+};
+
+struct SimConfig {
+  std::vector<std::string> instruments = {"AAPL", "MSFT", "NVDA", "AMZN",
+                                          "GOOG", "META", "TSLA", "JPM"};
+  double rate = 20000;  // Messages per second.
+  uint64_t seed = 42;
+  int messages_per_packet = 8;
+  std::string destination = "127.0.0.1:31000";  // `qsig sim` only; serve sends to its own feed.
+  uint64_t max_messages = 0;                     // 0 = unlimited.
+};
+
+struct ModelConfig {
+  std::string name;
+  std::string path;  // Resolved against the config file's directory when relative.
+};
+
+struct WorkersConfig {
+  int count = 2;
+  std::vector<int> cores;  // One CPU per worker; empty = no pinning.
+  int queue_capacity = 65536;
+  int idle_spin_us = 50;   // Busy-wait this long before sleeping when the queue is empty.
+};
+
+struct ShadowConfig {
+  int sample_every = 1;                 // Run the FP32 shadow on every Nth tick (0 = off).
+  double divergence_threshold = 0.05;   // |INT8 - FP32| above this flags the instrument.
+};
+
+struct CalibrationConfig {
+  int warmup_samples = 2000;      // Windows needed before the first INT8 calibration.
+  int samples = 20000;            // Recent windows kept per model for recalibration.
+  double max_relative_rmse = 0.25;  // Validation gate: reject a candidate above this.
+};
+
+struct GrpcConfig {
+  std::string listen = "127.0.0.1:50051";
+  int subscriber_queue = 65536;  // Signals buffered per subscriber before the oldest drop.
+};
+
+struct MetricsConfig {
+  std::string listen = "127.0.0.1:9464";
+};
+
+struct ConsoleConfig {
+  double status_interval_s = 5;  // 0 = no status lines.
+};
+
+struct Config {
+  std::string path;  // File it was loaded from.
+  FeedConfig feed;
+  SimConfig sim;
+  std::vector<ModelConfig> models;
+  WorkersConfig workers;
+  ShadowConfig shadow;
+  CalibrationConfig calibration;
+  GrpcConfig grpc;
+  MetricsConfig metrics;
+  ConsoleConfig console;
+};
+
+// `key.path=value` strings from the command line, applied in order.
+using Overrides = std::vector<std::string>;
+
+// Loads and validates. An empty path starts from the built-in defaults (no models).
+absl::StatusOr<Config> LoadConfig(const std::string& path, const Overrides& overrides);
+
+// Parses YAML text (for tests and embedded defaults); `origin` names it in messages.
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::string& origin,
+                                   const Overrides& overrides);
+
+// Parses "host:port" (IPv4 literal or name, port 0..65535).
+absl::StatusOr<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text);
+
+}  // namespace qsig::config

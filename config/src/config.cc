@@ -1,0 +1,389 @@
+#include "qsig/config/config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace qsig::config {
+namespace {
+
+// Walks one YAML map, remembering which keys were read so that the rest can be reported as
+// unknown. The first error wins; later reads become no-ops.
+class MapReader {
+ public:
+  MapReader(const YAML::Node& node, std::string path, absl::Status* status)
+      : node_(node), path_(std::move(path)), status_(status) {
+    if (node_ && !node_.IsNull() && !node_.IsMap()) {
+      Fail(path_, "expected a mapping");
+    }
+  }
+
+  template <typename T>
+  void Get(const std::string& key, T* out) {
+    seen_.insert(key);
+    if (!status_->ok() || !node_ || !node_.IsMap()) return;
+    const YAML::Node child = node_[key];
+    if (!child) return;
+    Read(child, Sub(key), out);
+  }
+
+  // A nested map: returns a reader for it (empty when absent).
+  MapReader Child(const std::string& key) {
+    seen_.insert(key);
+    YAML::Node child;
+    if (node_ && node_.IsMap()) child = node_[key];
+    return MapReader(child, Sub(key), status_);
+  }
+
+  YAML::Node Raw(const std::string& key) {
+    seen_.insert(key);
+    if (node_ && node_.IsMap()) return node_[key];
+    return YAML::Node();
+  }
+
+  void Finish() {
+    if (!status_->ok() || !node_ || !node_.IsMap()) return;
+    for (const auto& kv : node_) {
+      const std::string key = kv.first.as<std::string>();
+      if (!seen_.count(key)) {
+        std::string known;
+        for (const auto& k : seen_) absl::StrAppend(&known, known.empty() ? "" : ", ", k);
+        Fail(Sub(key), absl::StrCat("unknown key (known keys here: ", known, ")"));
+        return;
+      }
+    }
+  }
+
+  void Fail(const std::string& path, const std::string& what) {
+    if (status_->ok()) *status_ = absl::InvalidArgumentError(absl::StrCat(path, ": ", what));
+  }
+
+  const std::string& path() const { return path_; }
+  std::string Sub(const std::string& key) const {
+    return path_.empty() ? key : absl::StrCat(path_, ".", key);
+  }
+
+ private:
+  void Read(const YAML::Node& n, const std::string& path, std::string* out) {
+    if (!n.IsScalar()) return Fail(path, "expected a string");
+    *out = n.Scalar();
+  }
+  void Read(const YAML::Node& n, const std::string& path, bool* out) {
+    if (!n.IsScalar()) return Fail(path, "expected true or false");
+    const std::string& s = n.Scalar();
+    if (s == "true" || s == "yes" || s == "on") {
+      *out = true;
+    } else if (s == "false" || s == "no" || s == "off") {
+      *out = false;
+    } else {
+      Fail(path, absl::StrCat("expected true or false, got '", s, "'"));
+    }
+  }
+  void Read(const YAML::Node& n, const std::string& path, int* out) {
+    int64_t v = 0;
+    if (!n.IsScalar() || !absl::SimpleAtoi(n.Scalar(), &v) || v < INT32_MIN || v > INT32_MAX) {
+      return Fail(path, absl::StrCat("expected an integer, got '", Describe(n), "'"));
+    }
+    *out = static_cast<int>(v);
+  }
+  void Read(const YAML::Node& n, const std::string& path, uint64_t* out) {
+    if (!n.IsScalar() || !absl::SimpleAtoi(n.Scalar(), out)) {
+      return Fail(path, absl::StrCat("expected a non-negative integer, got '", Describe(n), "'"));
+    }
+  }
+  void Read(const YAML::Node& n, const std::string& path, double* out) {
+    if (!n.IsScalar() || !absl::SimpleAtod(n.Scalar(), out) || !std::isfinite(*out)) {
+      return Fail(path, absl::StrCat("expected a number, got '", Describe(n), "'"));
+    }
+  }
+  template <typename T>
+  void Read(const YAML::Node& n, const std::string& path, std::vector<T>* out) {
+    if (n.IsNull()) {
+      out->clear();
+      return;
+    }
+    if (!n.IsSequence()) return Fail(path, "expected a list");
+    out->clear();
+    for (size_t i = 0; i < n.size(); ++i) {
+      T v{};
+      Read(n[i], absl::StrCat(path, "[", i, "]"), &v);
+      if (!status_->ok()) return;
+      out->push_back(v);
+    }
+  }
+  static std::string Describe(const YAML::Node& n) {
+    if (n.IsScalar()) return n.Scalar();
+    if (n.IsSequence()) return "<list>";
+    if (n.IsMap()) return "<mapping>";
+    return "<null>";
+  }
+
+  YAML::Node node_;
+  std::string path_;
+  absl::Status* status_;
+  std::set<std::string> seen_;
+};
+
+// Applies `a.b.c=value` to the tree; `value` is parsed as YAML so lists work (`[0, 1]`).
+absl::Status ApplyOverride(YAML::Node& root, const std::string& text) {
+  const size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--set '", text, "': expected key.path=value"));
+  }
+  const std::string key = text.substr(0, eq);
+  YAML::Node value;
+  try {
+    value = YAML::Load(text.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("--set ", key, ": ", e.what()));
+  }
+  std::vector<std::string> parts = absl::StrSplit(key, '.');
+  // yaml-cpp nodes are handles: walking with operator[] on copies edits the shared tree.
+  std::vector<YAML::Node> chain{root};
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    YAML::Node cur = chain.back();
+    size_t index = 0;
+    if (cur.IsSequence() && absl::SimpleAtoi(parts[i], &index)) {
+      if (index >= cur.size()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--set ", key, ": index ", index, " out of range (", cur.size(), " entries)"));
+      }
+      chain.push_back(cur[index]);
+    } else {
+      if (!cur.IsMap() && !cur.IsNull()) {
+        return absl::InvalidArgumentError(absl::StrCat("--set ", key, ": '", parts[i],
+                                                       "' is not a mapping"));
+      }
+      chain.push_back(cur[parts[i]]);
+    }
+  }
+  YAML::Node parent = chain.back();
+  size_t index = 0;
+  if (parent.IsSequence() && absl::SimpleAtoi(parts.back(), &index)) {
+    if (index >= parent.size()) {
+      return absl::InvalidArgumentError(absl::StrCat("--set ", key, ": index out of range"));
+    }
+    parent[index] = value;
+  } else {
+    parent[parts.back()] = value;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckHostPort(const std::string& key, const std::string& value, bool allow_empty) {
+  if (allow_empty && value.empty()) return absl::OkStatus();
+  auto hp = ParseHostPort(value);
+  if (!hp.ok()) return absl::InvalidArgumentError(absl::StrCat(key, ": ", hp.status().message()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) {
+  Config c;
+  c.path = origin;
+  absl::Status st;
+  MapReader top(root, "", &st);
+
+  MapReader feed = top.Child("feed");
+  feed.Get("source", &c.feed.source);
+  feed.Get("listen", &c.feed.listen);
+  feed.Get("group", &c.feed.group);
+  feed.Get("interface", &c.feed.interface_address);
+  feed.Get("receive_buffer_bytes", &c.feed.receive_buffer_bytes);
+  feed.Get("busy_poll", &c.feed.busy_poll);
+  feed.Get("max_instruments", &c.feed.max_instruments);
+  feed.Get("max_orders", &c.feed.max_orders);
+  feed.Get("core", &c.feed.core);
+  feed.Finish();
+
+  MapReader sim = top.Child("sim");
+  sim.Get("instruments", &c.sim.instruments);
+  sim.Get("rate", &c.sim.rate);
+  sim.Get("seed", &c.sim.seed);
+  sim.Get("messages_per_packet", &c.sim.messages_per_packet);
+  sim.Get("destination", &c.sim.destination);
+  sim.Get("max_messages", &c.sim.max_messages);
+  sim.Finish();
+
+  const YAML::Node models = top.Raw("models");
+  if (st.ok() && models && !models.IsNull()) {
+    if (!models.IsSequence()) {
+      top.Fail("models", "expected a list of {name, path}");
+    } else {
+      for (size_t i = 0; i < models.size() && st.ok(); ++i) {
+        ModelConfig m;
+        MapReader mr(models[i], absl::StrCat("models[", i, "]"), &st);
+        mr.Get("name", &m.name);
+        mr.Get("path", &m.path);
+        mr.Finish();
+        if (st.ok() && m.name.empty()) mr.Fail(mr.Sub("name"), "required");
+        if (st.ok() && m.path.empty()) mr.Fail(mr.Sub("path"), "required");
+        for (const auto& other : c.models) {
+          if (st.ok() && other.name == m.name) {
+            mr.Fail(mr.Sub("name"), absl::StrCat("duplicate model name '", m.name, "'"));
+          }
+        }
+        c.models.push_back(m);
+      }
+    }
+  }
+
+  MapReader workers = top.Child("workers");
+  workers.Get("count", &c.workers.count);
+  workers.Get("cores", &c.workers.cores);
+  workers.Get("queue_capacity", &c.workers.queue_capacity);
+  workers.Get("idle_spin_us", &c.workers.idle_spin_us);
+  workers.Finish();
+
+  MapReader shadow = top.Child("shadow");
+  shadow.Get("sample_every", &c.shadow.sample_every);
+  shadow.Get("divergence_threshold", &c.shadow.divergence_threshold);
+  shadow.Finish();
+
+  MapReader cal = top.Child("calibration");
+  cal.Get("warmup_samples", &c.calibration.warmup_samples);
+  cal.Get("samples", &c.calibration.samples);
+  cal.Get("max_relative_rmse", &c.calibration.max_relative_rmse);
+  cal.Finish();
+
+  MapReader grpc = top.Child("grpc");
+  grpc.Get("listen", &c.grpc.listen);
+  grpc.Get("subscriber_queue", &c.grpc.subscriber_queue);
+  grpc.Finish();
+
+  MapReader metrics = top.Child("metrics");
+  metrics.Get("listen", &c.metrics.listen);
+  metrics.Finish();
+
+  MapReader console = top.Child("console");
+  console.Get("status_interval_s", &c.console.status_interval_s);
+  console.Finish();
+
+  top.Finish();
+  if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat(origin, ": ", st.message()));
+
+  // Value checks, each naming its key.
+  auto bad = [&](const std::string& key, const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": ", key, ": ", what));
+  };
+  if (c.feed.source != "sim" && c.feed.source != "udp") {
+    return bad("feed.source", absl::StrCat("expected 'sim' or 'udp', got '", c.feed.source, "'"));
+  }
+  for (const auto& [key, value, allow_empty] :
+       std::vector<std::tuple<std::string, std::string, bool>>{
+           {"feed.listen", c.feed.listen, false},
+           {"sim.destination", c.sim.destination, false},
+           {"grpc.listen", c.grpc.listen, false},
+           {"metrics.listen", c.metrics.listen, false}}) {
+    if (auto s = CheckHostPort(key, value, allow_empty); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(origin, ": ", s.message()));
+    }
+  }
+  if (c.feed.max_instruments < 1 || c.feed.max_instruments > 65535) {
+    return bad("feed.max_instruments", "must be in 1..65535");
+  }
+  if (c.feed.max_orders < 1024) return bad("feed.max_orders", "must be at least 1024");
+  if (c.feed.receive_buffer_bytes < 0) return bad("feed.receive_buffer_bytes", "must be >= 0");
+  if (c.sim.instruments.empty()) return bad("sim.instruments", "must name at least one");
+  if (c.sim.instruments.size() > static_cast<size_t>(c.feed.max_instruments)) {
+    return bad("sim.instruments", "more instruments than feed.max_instruments");
+  }
+  for (size_t i = 0; i < c.sim.instruments.size(); ++i) {
+    const auto& s = c.sim.instruments[i];
+    if (s.empty() || s.size() > 8) {
+      return bad(absl::StrCat("sim.instruments[", i, "]"), "symbols are 1..8 characters");
+    }
+  }
+  if (!(c.sim.rate > 0) || c.sim.rate > 5e6) return bad("sim.rate", "must be in (0, 5000000]");
+  if (c.sim.messages_per_packet < 1 || c.sim.messages_per_packet > 64) {
+    return bad("sim.messages_per_packet", "must be in 1..64");
+  }
+  if (c.workers.count < 1 || c.workers.count > 64) return bad("workers.count", "must be in 1..64");
+  if (!c.workers.cores.empty() && c.workers.cores.size() != static_cast<size_t>(c.workers.count)) {
+    return bad("workers.cores", absl::StrCat("lists ", c.workers.cores.size(),
+                                             " cores for workers.count = ", c.workers.count));
+  }
+  for (size_t i = 0; i < c.workers.cores.size(); ++i) {
+    if (c.workers.cores[i] < 0) return bad(absl::StrCat("workers.cores[", i, "]"), "must be >= 0");
+  }
+  if (c.workers.queue_capacity < 16 || c.workers.queue_capacity > (1 << 24)) {
+    return bad("workers.queue_capacity", "must be in 16..16777216");
+  }
+  if (c.workers.idle_spin_us < 0) return bad("workers.idle_spin_us", "must be >= 0");
+  if (c.shadow.sample_every < 0) return bad("shadow.sample_every", "must be >= 0");
+  if (!(c.shadow.divergence_threshold > 0)) return bad("shadow.divergence_threshold", "must be > 0");
+  if (c.calibration.warmup_samples < 16) return bad("calibration.warmup_samples", "must be >= 16");
+  if (c.calibration.samples < c.calibration.warmup_samples) {
+    return bad("calibration.samples", "must be >= calibration.warmup_samples");
+  }
+  if (!(c.calibration.max_relative_rmse > 0)) {
+    return bad("calibration.max_relative_rmse", "must be > 0");
+  }
+  if (c.grpc.subscriber_queue < 16) return bad("grpc.subscriber_queue", "must be >= 16");
+  if (c.console.status_interval_s < 0) return bad("console.status_interval_s", "must be >= 0");
+
+  // Model paths are relative to the config file's directory.
+  if (!origin.empty() && origin.front() != '<') {
+    const std::filesystem::path base = std::filesystem::path(origin).parent_path();
+    for (auto& m : c.models) {
+      if (!m.path.empty() && std::filesystem::path(m.path).is_relative()) {
+        m.path = (base / m.path).lexically_normal().string();
+      }
+    }
+  }
+  return c;
+}
+
+}  // namespace
+
+absl::StatusOr<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("expected host:port, got '", text, "'"));
+  }
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(text.substr(colon + 1), &port) || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("bad port in '", text, "'"));
+  }
+  return std::make_pair(text.substr(0, colon), static_cast<uint16_t>(port));
+}
+
+absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::string& origin,
+                                   const Overrides& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": invalid YAML: ", e.what()));
+  }
+  if (root.IsNull()) root = YAML::Node(YAML::NodeType::Map);
+  if (!root.IsMap()) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": the top level must be a mapping"));
+  }
+  for (const auto& o : overrides) {
+    if (auto s = ApplyOverride(root, o); !s.ok()) return s;
+  }
+  return Build(root, origin);
+}
+
+absl::StatusOr<Config> LoadConfig(const std::string& path, const Overrides& overrides) {
+  if (path.empty()) return ParseConfig("{}", "<defaults>", overrides);
+  std::ifstream in(path);
+  if (!in) {
+    return absl::NotFoundError(absl::StrCat(path, ": cannot open config file"));
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ParseConfig(ss.str(), path, overrides);
+}
+
+}  // namespace qsig::config
