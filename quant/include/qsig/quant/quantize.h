@@ -1,0 +1,117 @@
+// Affine (linear) quantization: the formulas, the choice of parameters, and per-channel weight
+// quantization. Every other file in qsig that quantizes or dequantizes follows the formulas here.
+//
+// The affine map between a real value r and an integer q in [qmin, qmax]:
+//
+//   q = clamp(round_half_even(r / scale) + zero_point, qmin, qmax)      (Quantize)
+//   r = (q - zero_point) * scale                                         (Dequantize)
+//
+// round_half_even is std::nearbyint under the default rounding mode (FE_TONEAREST), as PyTorch
+// does (0.5 -> 0, 1.5 -> 2, -0.5 -> 0, -1.5 -> -2).
+//
+// Choosing scale and zero_point from an observed range [min, max] (PyTorch's
+// `_calculate_qparams`): the range is first widened to include 0, so that 0 is exactly
+// representable (zero padding, ReLU outputs and the LSTM's h0 = 0 quantize without error):
+//
+//   min' = min(min, 0), max' = max(max, 0)
+//   asymmetric: scale = (max' - min') / (qmax - qmin)
+//               zero_point = clamp(qmin - round_half_even(min' / scale), qmin, qmax)
+//   symmetric:  scale = max(-min', max') / ((qmax - qmin) / 2)
+//               zero_point = 0 for signed types, (qmin + qmax + 1) / 2 (= 128) for u8
+//
+// Weights use symmetric s8 over [-127, 127] (the -128 code is left unused so that -w is
+// representable and the VNNI/maddubs kernels cannot overflow), one scale per output row.
+// Activations use asymmetric u8 over [0, 255], one scale per tensor.
+//
+// Thread-safety: everything here is a pure function or a value type.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace qsig::quant {
+
+// Integer ranges of the supported types.
+inline constexpr int32_t kS8Min = -128;
+inline constexpr int32_t kS8Max = 127;
+inline constexpr int32_t kS8SymMin = -127;  // Symmetric s8 weights leave -128 unused.
+inline constexpr int32_t kU8Min = 0;
+inline constexpr int32_t kU8Max = 255;
+
+// Parameters of one affine map; see the file comment for the formulas.
+struct QuantParams {
+  float scale = 1.0f;
+  int32_t zero_point = 0;
+  int32_t qmin = kU8Min;
+  int32_t qmax = kU8Max;
+};
+
+// Round half to even under the default floating-point rounding mode.
+inline float RoundHalfEven(float x) noexcept { return std::nearbyint(x); }
+
+// q = clamp(round_half_even(r / scale) + zero_point, qmin, qmax). NaN maps to qmin.
+// This is the specification; the row functions below must agree with it bit for bit.
+inline int32_t Quantize(float r, const QuantParams& p) noexcept {
+  const float v = RoundHalfEven(r / p.scale);
+  // Clamp in float first so the conversion to int is always defined (|v| may exceed 2^31).
+  const float lo = static_cast<float>(p.qmin - p.zero_point);
+  const float hi = static_cast<float>(p.qmax - p.zero_point);
+  const float c = v > lo ? (v < hi ? v : hi) : lo;  // NaN compares false: goes to lo.
+  return static_cast<int32_t>(c) + p.zero_point;
+}
+
+// r = (q - zero_point) * scale.
+inline float Dequantize(int32_t q, const QuantParams& p) noexcept {
+  return static_cast<float>(q - p.zero_point) * p.scale;
+}
+
+// Chooses scale and zero_point for [min, max] as described in the file comment. Fails if a bound
+// is not finite, min > max, qmin >= qmax, or the widened range has zero width (all zeros):
+// such a tensor carries no information and its scale would be meaningless.
+absl::StatusOr<QuantParams> ChooseQuantParams(float min, float max, int32_t qmin, int32_t qmax,
+                                              bool symmetric);
+
+// Quantizes n values to u8 with `p` (p.qmin/qmax must lie within [0, 255]). Equal to
+// Quantize() element by element, but branch-free so it vectorizes. Hot path: noexcept, no
+// allocation.
+void QuantizeRowU8(const float* x, size_t n, const QuantParams& p, uint8_t* out) noexcept;
+
+// Quantizes n values to s8 with `p` (p.qmin/qmax must lie within [-128, 127]).
+void QuantizeRowS8(const float* x, size_t n, const QuantParams& p, int8_t* out) noexcept;
+
+// A rows x cols matrix quantized symmetrically per output row to s8 in [-127, 127]:
+//   data[r*cols + c] = clamp(round_half_even(w[r,c] / scales[r]), -127, 127)
+//   scales[r] = max_c |w[r,c]| / 127   (1.0 for an all-zero row, which then quantizes exactly)
+//   row_sums[r] = sum_c data[r*cols + c]
+// row_sums compensate an asymmetric activation zero point zx:
+//   sum_c data[r,c] * (xq[c] - zx) = sum_c data[r,c] * xq[c] - zx * row_sums[r].
+struct PerChannelS8 {
+  int rows = 0;
+  int cols = 0;
+  std::vector<int8_t> data;
+  std::vector<float> scales;
+  std::vector<int32_t> row_sums;
+
+  // Bytes held by data, scales and row_sums.
+  size_t bytes() const noexcept {
+    return data.size() * sizeof(int8_t) + scales.size() * sizeof(float) +
+           row_sums.size() * sizeof(int32_t);
+  }
+};
+
+// Quantizes a row-major rows x cols matrix (torch.nn.Linear layout: one row per output).
+// Fails on a size mismatch or a non-finite weight.
+absl::StatusOr<PerChannelS8> QuantizePerChannelSymmetricS8(std::span<const float> w, int rows,
+                                                           int cols);
+
+// Dequantized value of element (r, c): data[r*cols + c] * scales[r].
+inline float DequantizeAt(const PerChannelS8& q, int r, int c) noexcept {
+  return static_cast<float>(q.data[static_cast<size_t>(r) * q.cols + c]) * q.scales[r];
+}
+
+}  // namespace qsig::quant
