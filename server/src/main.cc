@@ -1,0 +1,149 @@
+// The qsig command: serve, sim, watch, features.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "qsig/config/config.h"
+#include "qsig/feeds/feed.h"
+#include "qsig/server/server.h"
+#include "spdlog/spdlog.h"
+#include "watch.h"
+
+namespace {
+
+constexpr int kExitConfig = 2;
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop.store(true); }
+
+void InstallSignalHandlers() {
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// Loads the config or prints why not; nullopt means exit with kExitConfig.
+std::optional<qsig::config::Config> Load(const std::string& path,
+                                         const std::vector<std::string>& overrides) {
+  auto cfg = qsig::config::LoadConfig(path, overrides);
+  if (!cfg.ok()) {
+    std::fprintf(stderr, "qsig: config error: %s\n", std::string(cfg.status().message()).c_str());
+    return std::nullopt;
+  }
+  return *cfg;
+}
+
+int RunSim(const qsig::config::Config& cfg) {
+  qsig::feeds::SimPublisherOptions o;
+  o.sim.instruments = cfg.sim.instruments;
+  o.sim.seed = cfg.sim.seed;
+  o.sim.max_messages_per_packet = cfg.sim.messages_per_packet;
+  o.destination = cfg.sim.destination;
+  o.interface_address = cfg.feed.interface_address;
+  o.messages_per_second = cfg.sim.rate;
+  o.max_messages = cfg.sim.max_messages;
+  auto pub = qsig::feeds::SimPublisher::Start(o);
+  if (!pub.ok()) {
+    std::fprintf(stderr, "qsig sim: %s\n", std::string(pub.status().message()).c_str());
+    return 1;
+  }
+  std::printf("qsig sim: %zu instruments, %.0f msg/s to udp %s (seed %lu)\n",
+              cfg.sim.instruments.size(), cfg.sim.rate, cfg.sim.destination.c_str(),
+              static_cast<unsigned long>(cfg.sim.seed));
+  std::fflush(stdout);
+  InstallSignalHandlers();
+  auto last = std::chrono::steady_clock::now();
+  uint64_t last_sent = 0;
+  while (!g_stop.load() && !(*pub)->finished()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last >= std::chrono::seconds(5)) {
+      const uint64_t sent = (*pub)->messages_sent();
+      std::printf("[sim] %.0f msg/s, %lu messages, %lu packets\n",
+                  static_cast<double>(sent - last_sent) /
+                      std::chrono::duration<double>(now - last).count(),
+                  static_cast<unsigned long>(sent),
+                  static_cast<unsigned long>((*pub)->packets_sent()));
+      std::fflush(stdout);
+      last = now;
+      last_sent = sent;
+    }
+  }
+  (*pub)->Stop();
+  std::printf("qsig sim: sent %lu messages in %lu packets\n",
+              static_cast<unsigned long>((*pub)->messages_sent()),
+              static_cast<unsigned long>((*pub)->packets_sent()));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  CLI::App app{"qsig: low-latency trading signal server (ITCH 5.0 -> INT8 LSTM/MLP -> gRPC)"};
+  app.require_subcommand(1);
+  std::string config_path;
+  std::vector<std::string> overrides;
+  auto add_config = [&](CLI::App* sub, bool required) {
+    auto* opt = sub->add_option("-c,--config", config_path, "YAML config file");
+    if (required) opt->required();
+    sub->add_option("--set", overrides, "Override a config key: key.path=value (repeatable)");
+  };
+
+  auto* serve = app.add_subcommand("serve", "Run the signal server");
+  add_config(serve, false);
+
+  auto* sim = app.add_subcommand("sim", "Run the exchange simulator (ITCH 5.0 over MoldUDP64)");
+  add_config(sim, false);
+
+  auto* watch = app.add_subcommand("watch", "Subscribe over gRPC and print signals");
+  qsig::server::WatchOptions wo;
+  watch->add_option("--target", wo.target, "gRPC address")->capture_default_str();
+  watch->add_option("--instrument", wo.instruments, "Instrument filter (repeatable)");
+  watch->add_option("--model", wo.models, "Model filter (repeatable)");
+  watch->add_option("--count", wo.count, "Exit after this many signals (0 = run forever)");
+  watch->add_option("--timeout", wo.timeout_s, "Give up if the server is not reachable (s)")
+      ->capture_default_str();
+
+  auto* features = app.add_subcommand(
+      "features", "Write simulator feature vectors with forward-return labels (training data)");
+  add_config(features, false);
+  qsig::feeds::FeatureFileOptions fo;
+  features->add_option("-o,--output", fo.output_csv, "CSV file to write")->required();
+  features->add_option("--messages", fo.messages, "ITCH messages to simulate")
+      ->capture_default_str();
+  features->add_option("--horizon", fo.horizon, "Label horizon in book updates")
+      ->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+
+  if (watch->parsed()) return qsig::server::RunWatch(wo);
+
+  auto cfg = Load(config_path, overrides);
+  if (!cfg) return kExitConfig;
+  if (serve->parsed()) return qsig::server::RunServe(*cfg);
+  if (sim->parsed()) return RunSim(*cfg);
+  if (features->parsed()) {
+    fo.sim.instruments = cfg->sim.instruments;
+    fo.sim.seed = cfg->sim.seed;
+    fo.sim.max_messages_per_packet = cfg->sim.messages_per_packet;
+    fo.feed.max_instruments = cfg->feed.max_instruments;
+    fo.feed.max_orders = cfg->feed.max_orders;
+    auto st = qsig::feeds::WriteFeatureFile(fo);
+    if (!st.ok()) {
+      std::fprintf(stderr, "qsig features: %s\n", std::string(st.message()).c_str());
+      return 1;
+    }
+    std::printf("qsig features: wrote %s\n", fo.output_csv.c_str());
+    return 0;
+  }
+  return 1;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "qsig: fatal: %s\n", e.what());
+  return 1;
+}

@@ -1,0 +1,285 @@
+// Prometheus exposition. The tick path only bumps relaxed atomics and lock-free histograms;
+// this collector reads them when Prometheus scrapes and builds the metric families then, so no
+// prometheus-cpp lock (Family::Add, Histogram::Observe) is ever taken by a worker.
+#include <prometheus/collectable.h>
+#include <prometheus/exposer.h>
+#include <prometheus/metric_family.h>
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "qsig/feeds/feed.h"
+#include "server_core.h"
+
+namespace qsig::server {
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily Family(std::string name, std::string help, MetricType type) {
+  MetricFamily f;
+  f.name = std::move(name);
+  f.help = std::move(help);
+  f.type = type;
+  return f;
+}
+
+void AddValue(MetricFamily* f, std::vector<ClientMetric::Label> labels, double v) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  if (f->type == MetricType::Counter) {
+    m.counter.value = v;
+  } else {
+    m.gauge.value = v;
+  }
+  f->metric.push_back(std::move(m));
+}
+
+void AddHistogram(MetricFamily* f, std::vector<ClientMetric::Label> labels,
+                  const LatencyHistogram::Snapshot& s) {
+  ClientMetric m;
+  m.label = std::move(labels);
+  m.histogram.sample_count = s.count;
+  m.histogram.sample_sum = s.sum_us;
+  uint64_t cumulative = 0;
+  for (int i = 0; i < LatencyHistogram::kBuckets; ++i) {
+    cumulative += s.buckets[i];
+    ClientMetric::Bucket b;
+    b.cumulative_count = cumulative;
+    b.upper_bound = i < LatencyHistogram::kBuckets - 1 ? LatencyHistogram::kBoundsUs[i]
+                                                       : std::numeric_limits<double>::infinity();
+    m.histogram.bucket.push_back(b);
+  }
+  f->metric.push_back(std::move(m));
+}
+
+class QsigCollector final : public prometheus::Collectable {
+ public:
+  explicit QsigCollector(Core* core) : core_(core) {}
+
+  std::vector<MetricFamily> Collect() const override {
+    const Core& c = *core_;
+    std::vector<MetricFamily> out;
+
+    // Latency.
+    LatencyHistogram::Snapshot tick, queue, inference, publish;
+    for (const auto& w : c.workers) {
+      tick.Add(w->histograms().tick_to_signal.Take());
+      queue.Add(w->histograms().queue.Take());
+      inference.Add(w->histograms().inference.Take());
+      publish.Add(w->histograms().publish.Take());
+    }
+    auto t2s = Family("qsig_tick_to_signal_microseconds",
+                      "Datagram receive to signal publish, per signal, in microseconds.",
+                      MetricType::Histogram);
+    AddHistogram(&t2s, {}, tick);
+    out.push_back(std::move(t2s));
+    auto stage = Family("qsig_stage_latency_microseconds",
+                        "Latency of each tick-path stage in microseconds: decode (receive to "
+                        "book updated), features, queue (SPSC handoff), inference (INT8 "
+                        "primary), publish (latest table and bus).",
+                        MetricType::Histogram);
+    AddHistogram(&stage, {{"stage", "decode"}}, c.feed_hist.decode.Take());
+    AddHistogram(&stage, {{"stage", "features"}}, c.feed_hist.features.Take());
+    AddHistogram(&stage, {{"stage", "queue"}}, queue);
+    AddHistogram(&stage, {{"stage", "inference"}}, inference);
+    AddHistogram(&stage, {{"stage", "publish"}}, publish);
+    out.push_back(std::move(stage));
+
+    // Feed.
+    const feeds::FeedProcessor& p = c.feed->processor();
+    const feeds::FeedStats& fs = p.stats();
+    struct {
+      const char* name;
+      const char* help;
+      const std::atomic<uint64_t>* v;
+    } feed_counters[] = {
+        {"qsig_feed_packets_total", "MoldUDP64 datagrams received.", &fs.packets},
+        {"qsig_feed_malformed_packets_total", "Datagrams with a bad MoldUDP64 header or framing.",
+         &fs.malformed_packets},
+        {"qsig_feed_malformed_messages_total",
+         "ITCH messages skipped: unknown type, wrong length or truncated.",
+         &fs.malformed_messages},
+        {"qsig_feed_gaps_total", "MoldUDP64 sequence gaps detected.", &fs.gaps},
+        {"qsig_feed_gap_messages_total", "Messages missing in sequence gaps.", &fs.gap_messages},
+        {"qsig_feed_duplicates_total", "Messages skipped as already seen.", &fs.duplicates},
+        {"qsig_feed_unknown_instrument_total", "Messages for a locate outside the tracked range.",
+         &fs.unknown_instrument},
+        {"qsig_feed_unknown_order_total", "Executions/cancels for an unknown order reference.",
+         &fs.unknown_order},
+        {"qsig_feed_book_full_total", "Orders or levels dropped because a book table was full.",
+         &fs.book_full},
+        {"qsig_feature_vectors_total", "Feature vectors computed.", &fs.feature_vectors},
+    };
+    for (const auto& fc : feed_counters) {
+      auto f = Family(fc.name, fc.help, MetricType::Counter);
+      AddValue(&f, {}, static_cast<double>(fc.v->load(std::memory_order_relaxed)));
+      out.push_back(std::move(f));
+    }
+
+    auto msgs = Family("qsig_feed_messages_total", "ITCH messages processed per instrument.",
+                       MetricType::Counter);
+    auto sigs = Family("qsig_signals_total", "Signals published per instrument and model.",
+                       MetricType::Counter);
+    for (int loc = 1; loc <= c.max_locate; ++loc) {
+      const uint16_t locate = static_cast<uint16_t>(loc);
+      const uint64_t n = p.instrument_messages(locate);
+      if (n == 0 && !c.symbols->Known(locate)) continue;
+      const std::string symbol = c.symbols->Get(locate);
+      AddValue(&msgs, {{"instrument", symbol}}, static_cast<double>(n));
+      for (size_t m = 0; m < c.slots.size(); ++m) {
+        AddValue(&sigs, {{"instrument", symbol}, {"model", c.slots[m]->name()}},
+                 static_cast<double>(c.WorkerFor(locate).signals(locate, m)));
+      }
+    }
+    out.push_back(std::move(msgs));
+    out.push_back(std::move(sigs));
+
+    // Queues.
+    auto drops = Family("qsig_queue_drops_total",
+                        "Items dropped because a lock-free queue was full: features (feed to "
+                        "worker), signals (worker to publisher), samples (worker to calibration).",
+                        MetricType::Counter);
+    for (size_t i = 0; i < c.workers.size(); ++i) {
+      const std::string w = std::to_string(i);
+      AddValue(&drops, {{"queue", "features"}, {"worker", w}},
+               static_cast<double>(c.feed->queue_drops(i)));
+      AddValue(&drops, {{"queue", "signals"}, {"worker", w}},
+               static_cast<double>(c.workers[i]->output_drops()));
+      AddValue(&drops, {{"queue", "samples"}, {"worker", w}},
+               static_cast<double>(c.workers[i]->sample_drops()));
+    }
+    out.push_back(std::move(drops));
+    auto pinned = Family("qsig_worker_pinned", "1 if the worker thread is pinned to its core.",
+                         MetricType::Gauge);
+    for (size_t i = 0; i < c.workers.size(); ++i) {
+      AddValue(&pinned, {{"worker", std::to_string(i)}}, c.workers[i]->pinned() ? 1 : 0);
+    }
+    out.push_back(std::move(pinned));
+
+    // Models and shadow.
+    auto version = Family("qsig_model_version",
+                          "Version of the INT8 model serving (0 = FP32 during warm-up).",
+                          MetricType::Gauge);
+    auto info = Family("qsig_model_info", "Model identity (value 1).", MetricType::Gauge);
+    auto bytes = Family("qsig_model_weight_bytes", "Weight bytes per model and precision.",
+                        MetricType::Gauge);
+    auto abs_err = Family("qsig_shadow_abs_error_total",
+                          "Sum of |INT8 - FP32| over shadow comparisons (rate over "
+                          "qsig_shadow_comparisons_total = mean absolute error).",
+                          MetricType::Counter);
+    auto sq_err = Family("qsig_shadow_squared_error_total", "Sum of (INT8 - FP32)^2.",
+                         MetricType::Counter);
+    auto sq_ref = Family("qsig_shadow_fp32_squared_total",
+                         "Sum of FP32^2 over shadow comparisons (for relative RMSE).",
+                         MetricType::Counter);
+    auto cmp = Family("qsig_shadow_comparisons_total", "FP32 shadow runs compared to INT8.",
+                      MetricType::Counter);
+    auto div = Family("qsig_shadow_divergences_total",
+                      "Shadow comparisons above shadow.divergence_threshold.",
+                      MetricType::Counter);
+    for (size_t m = 0; m < c.slots.size(); ++m) {
+      const ModelSlot& slot = *c.slots[m];
+      const Installed* cur = slot.current();
+      const std::vector<ClientMetric::Label> l = {{"model", slot.name()}};
+      AddValue(&version, l, static_cast<double>(cur ? cur->version : 0));
+      AddValue(&info,
+               {{"model", slot.name()},
+                {"arch", slot.spec().arch == models::Arch::kLstm ? "lstm" : "mlp"},
+                {"precision", cur ? "int8" : "fp32"},
+                {"sha256", slot.spec().sha256}},
+               1);
+      AddValue(&bytes, {{"model", slot.name()}, {"precision", "fp32"}},
+               static_cast<double>(slot.fp32().weight_bytes()));
+      if (cur) {
+        AddValue(&bytes, {{"model", slot.name()}, {"precision", "int8"}},
+                 static_cast<double>(cur->model->weight_bytes()));
+      }
+      double a = 0, e = 0, r = 0, n = 0, d = 0;
+      for (const auto& w : c.workers) {
+        const ShadowStats& s = w->shadow(m);
+        a += s.abs_error_sum.Get();
+        e += s.squared_error_sum.Get();
+        r += s.fp32_squared_sum.Get();
+        n += static_cast<double>(s.count.load(std::memory_order_relaxed));
+        d += static_cast<double>(s.divergences.load(std::memory_order_relaxed));
+      }
+      AddValue(&abs_err, l, a);
+      AddValue(&sq_err, l, e);
+      AddValue(&sq_ref, l, r);
+      AddValue(&cmp, l, n);
+      AddValue(&div, l, d);
+    }
+    for (auto* f : {&version, &info, &bytes, &abs_err, &sq_err, &sq_ref, &cmp, &div}) {
+      out.push_back(std::move(*f));
+    }
+
+    uint64_t invalid = 0;
+    for (const auto& w : c.workers) invalid += w->invalid_outputs();
+    auto inv = Family("qsig_invalid_signals_total",
+                      "Signals flagged INVALID (non-finite input or output; value sent as 0).",
+                      MetricType::Counter);
+    AddValue(&inv, {}, static_cast<double>(invalid));
+    out.push_back(std::move(inv));
+    auto cal = Family("qsig_calibrations_total", "INT8 calibrations by result.",
+                      MetricType::Counter);
+    AddValue(&cal, {{"result", "installed"}}, static_cast<double>(c.calibrations.load()));
+    AddValue(&cal, {{"result", "rejected"}}, static_cast<double>(c.calibration_rejections.load()));
+    out.push_back(std::move(cal));
+
+    auto subs = Family("qsig_grpc_subscribers", "Open Subscribe streams.", MetricType::Gauge);
+    AddValue(&subs, {}, static_cast<double>(c.bus->subscribers()));
+    out.push_back(std::move(subs));
+    auto sdrops = Family("qsig_grpc_subscriber_drops_total",
+                         "Signals dropped because a subscriber fell behind (its oldest first).",
+                         MetricType::Counter);
+    AddValue(&sdrops, {}, static_cast<double>(c.bus->subscriber_drops()));
+    out.push_back(std::move(sdrops));
+    auto delivered = Family("qsig_grpc_signals_queued_total",
+                            "Signals queued to Subscribe streams.", MetricType::Counter);
+    AddValue(&delivered, {}, static_cast<double>(c.bus->delivered()));
+    out.push_back(std::move(delivered));
+    return out;
+  }
+
+ private:
+  Core* core_;
+};
+
+class MetricsExporterImpl final : public MetricsExporter {
+ public:
+  MetricsExporterImpl(std::unique_ptr<prometheus::Exposer> exposer,
+                      std::shared_ptr<QsigCollector> collector, std::string host)
+      : exposer_(std::move(exposer)), collector_(std::move(collector)), host_(std::move(host)) {
+    exposer_->RegisterCollectable(collector_);
+  }
+  std::string address() const override {
+    const auto ports = exposer_->GetListeningPorts();
+    return absl::StrCat(host_, ":", ports.empty() ? 0 : ports.front());
+  }
+
+ private:
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::shared_ptr<QsigCollector> collector_;
+  std::string host_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(Core* core) {
+  const std::string& listen = core->config.metrics.listen;
+  std::unique_ptr<prometheus::Exposer> exposer;
+  try {
+    exposer = std::make_unique<prometheus::Exposer>(listen, 2);
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(
+        absl::StrCat("metrics.listen: cannot listen on ", listen, ": ", e.what()));
+  }
+  return std::unique_ptr<MetricsExporter>(new MetricsExporterImpl(
+      std::move(exposer), std::make_shared<QsigCollector>(core),
+      listen.substr(0, listen.rfind(':'))));
+}
+
+}  // namespace qsig::server

@@ -1,0 +1,195 @@
+#include "model_registry.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace qsig::server {
+
+ModelSlot::ModelSlot(std::string name, std::shared_ptr<const models::ModelSpec> spec)
+    : name_(std::move(name)),
+      spec_(std::move(spec)),
+      fp32_(models::MakeFp32Model(spec_)),
+      workspace_capacity_(std::max<size_t>(fp32_->workspace_floats() * 4, 4096)) {}
+
+std::shared_ptr<const Installed> ModelSlot::Acquire() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return owner_;
+}
+
+uint64_t ModelSlot::version() const noexcept {
+  const Installed* cur = current();
+  return cur ? cur->version : 0;
+}
+
+uint64_t ModelSlot::Install(std::shared_ptr<const models::Model> model) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto next = std::make_shared<Installed>();
+  next->model = std::move(model);
+  next->version = next_version_++;
+  if (owner_) retired_.push_back({owner_, {}});
+  owner_ = next;
+  current_.store(next.get(), std::memory_order_release);
+  return next->version;
+}
+
+void ModelSlot::Reclaim(const std::vector<const std::atomic<uint64_t>*>& epochs) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if (it->epochs_at_retire.empty()) {
+      // First pass after retirement: remember where every worker was.
+      for (const auto* e : epochs) it->epochs_at_retire.push_back(e->load(std::memory_order_acquire));
+      ++it;
+      continue;
+    }
+    bool all_passed = true;
+    for (size_t i = 0; i < epochs.size(); ++i) {
+      if (epochs[i]->load(std::memory_order_acquire) == it->epochs_at_retire[i]) {
+        all_passed = false;
+        break;
+      }
+    }
+    it = all_passed ? retired_.erase(it) : it + 1;
+  }
+}
+
+size_t ModelSlot::retired() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return retired_.size();
+}
+
+absl::StatusOr<std::vector<std::unique_ptr<ModelSlot>>> LoadModels(
+    const std::vector<config::ModelConfig>& configs,
+    const std::vector<std::string>& feature_names) {
+  std::vector<std::unique_ptr<ModelSlot>> slots;
+  for (const auto& mc : configs) {
+    auto spec = models::LoadModelJson(mc.path);
+    if (!spec.ok()) {
+      return absl::Status(spec.status().code(),
+                          absl::StrCat("model '", mc.name, "': ", spec.status().message()));
+    }
+    if (spec->feature_names != feature_names) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model '", mc.name, "' (", mc.path, ") expects features [",
+          absl::StrJoin(spec->feature_names, ","), "] but the feed computes [",
+          absl::StrJoin(feature_names, ","), "]; retrain it on `qsig features` output"));
+    }
+    slots.push_back(std::make_unique<ModelSlot>(
+        mc.name, std::make_shared<const models::ModelSpec>(std::move(*spec))));
+  }
+  return slots;
+}
+
+CalibrationStore::CalibrationStore(const std::vector<std::unique_ptr<ModelSlot>>& slots,
+                                   int max_locate, int n_features, int capacity_windows)
+    : n_features_(n_features), max_window_(1), capacity_(capacity_windows) {
+  for (const auto& s : slots) {
+    model_window_.push_back(s->spec().window);
+    max_window_ = std::max(max_window_, s->spec().window);
+  }
+  history_.assign(max_locate + 1, std::vector<float>(static_cast<size_t>(max_window_) * n_features_));
+  history_count_.assign(max_locate + 1, 0);
+  for (int w : model_window_) {
+    windows_.emplace_back(static_cast<size_t>(capacity_) * w * n_features_);
+    written_.push_back(0);
+  }
+}
+
+void CalibrationStore::Add(const feeds::FeatureVector& fv) {
+  if (fv.locate >= history_.size() || fv.n_features != n_features_) return;
+  if (fv.flags & feeds::kFeatureFlagNonFinite) return;  // Never calibrate on repaired inputs.
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& hist = history_[fv.locate];
+  int& count = history_count_[fv.locate];
+  // history is a ring indexed by count % max_window_.
+  std::copy(fv.values, fv.values + n_features_,
+            hist.begin() + static_cast<size_t>(count % max_window_) * n_features_);
+  ++count;
+  for (size_t m = 0; m < model_window_.size(); ++m) {
+    const int w = model_window_[m];
+    if (count < w) continue;
+    float* dst = windows_[m].data() +
+                 static_cast<size_t>(written_[m] % capacity_) * w * n_features_;
+    for (int t = 0; t < w; ++t) {
+      const int idx = (count - w + t) % max_window_;
+      std::copy_n(hist.begin() + static_cast<size_t>(idx) * n_features_, n_features_,
+                  dst + static_cast<size_t>(t) * n_features_);
+    }
+    ++written_[m];
+  }
+}
+
+size_t CalibrationStore::windows(size_t model) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::min<size_t>(written_[model], capacity_);
+}
+
+std::vector<float> CalibrationStore::Recent(size_t model, size_t max_windows) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t stride = static_cast<size_t>(model_window_[model]) * n_features_;
+  const size_t have = std::min<size_t>(written_[model], capacity_);
+  const size_t n = max_windows == 0 ? have : std::min(have, max_windows);
+  std::vector<float> out(n * stride);
+  for (size_t i = 0; i < n; ++i) {
+    const size_t idx = (written_[model] - n + i) % capacity_;
+    std::copy_n(windows_[model].begin() + idx * stride, stride, out.begin() + i * stride);
+  }
+  return out;
+}
+
+CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>& windows,
+                                      double max_relative_rmse) {
+  CalibrationReport r;
+  r.model = slot.name();
+  r.version = slot.version();
+  const size_t stride = static_cast<size_t>(slot.spec().window) * slot.spec().input_size;
+  const size_t n = stride ? windows.size() / stride : 0;
+  r.samples = static_cast<uint32_t>(n);
+  if (n < 16) {
+    r.message = absl::StrCat("only ", n, " samples; need at least 16");
+    return r;
+  }
+  // Calibrate on the older 80%, validate on the newest 20% (what the model will see next).
+  const size_t n_cal = n - n / 5;
+  auto candidate = models::CalibrateInt8Model(
+      slot.spec_ptr(), std::span<const float>(windows.data(), n_cal * stride));
+  if (!candidate.ok()) {
+    r.message = std::string(candidate.status().message());
+    return r;
+  }
+  if ((*candidate)->workspace_floats() > slot.workspace_capacity()) {
+    r.message = absl::StrCat("INT8 model needs ", (*candidate)->workspace_floats(),
+                             " workspace floats; workers reserve ", slot.workspace_capacity());
+    return r;
+  }
+  const models::Model& fp32 = slot.fp32();
+  std::vector<float> ws_f(fp32.workspace_floats()), ws_q((*candidate)->workspace_floats());
+  double se = 0, ss = 0;
+  size_t agree = 0, counted = 0;
+  for (size_t i = n_cal; i < n; ++i) {
+    std::span<const float> win(windows.data() + i * stride, stride);
+    const double f = fp32.Run(win, ws_f.data());
+    const double q = (*candidate)->Run(win, ws_q.data());
+    se += (q - f) * (q - f);
+    ss += f * f;
+    agree += (f >= 0) == (q >= 0);
+    ++counted;
+  }
+  r.validation_rmse = std::sqrt(se / counted);
+  r.fp32_rms = std::sqrt(ss / counted);
+  r.sign_agreement = static_cast<double>(agree) / counted;
+  const double rel = r.fp32_rms > 0 ? r.validation_rmse / r.fp32_rms : r.validation_rmse;
+  if (!std::isfinite(rel) || rel > max_relative_rmse) {
+    r.message = absl::StrCat("rejected by the validation gate: relative RMSE ", rel, " > ",
+                             max_relative_rmse, "; the previous model keeps serving");
+    return r;
+  }
+  r.version = slot.Install(std::shared_ptr<const models::Model>(std::move(*candidate)));
+  r.installed = true;
+  r.message = "installed";
+  return r;
+}
+
+}  // namespace qsig::server

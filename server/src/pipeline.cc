@@ -1,0 +1,275 @@
+#include "pipeline.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "qsig/feeds/clock.h"
+#include "spdlog/spdlog.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define QSIG_CPU_RELAX() _mm_pause()
+#else
+#define QSIG_CPU_RELAX() ((void)0)
+#endif
+
+namespace qsig::server {
+
+bool PinThisThread(int core, std::string* error) {
+  if (core < 0) return true;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(core, &set);
+  const int rc = pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+  if (rc != 0) {
+    *error = absl::StrCat("cannot pin to core ", core, ": ", std::strerror(rc));
+    return false;
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker
+
+Worker::Worker(int id, const config::Config& config,
+               const std::vector<std::unique_ptr<ModelSlot>>* slots, int n_features,
+               int max_locate)
+    : id_(id),
+      core_(config.workers.cores.empty() ? -1 : config.workers.cores[id]),
+      idle_spin_us_(config.workers.idle_spin_us),
+      shadow_every_(config.shadow.sample_every),
+      divergence_threshold_(config.shadow.divergence_threshold),
+      slots_(slots),
+      n_models_(slots->size()),
+      n_features_(n_features),
+      max_window_(1) {
+  size_t max_ws = 0;
+  for (const auto& s : *slots_) {
+    max_window_ = std::max(max_window_, s->spec().window);
+    max_ws = std::max(max_ws, s->workspace_capacity());
+  }
+  const size_t capacity = static_cast<size_t>(config.workers.queue_capacity);
+  input_ = std::make_unique<FeatureQueue>(capacity);
+  output_ = std::make_unique<SignalQueue>(capacity);
+  samples_ = std::make_unique<FeatureQueue>(capacity);
+  const size_t n_loc = static_cast<size_t>(max_locate) + 1;
+  history_.assign(n_loc * max_window_ * n_features_, 0.0f);
+  history_count_.assign(n_loc, 0);
+  sequence_.assign(n_loc * n_models_, 0);
+  diverged_.assign(n_loc * n_models_, 0);
+  latest_ = std::make_unique<LatestSlot[]>(n_loc * n_models_);
+  signals_ = std::make_unique<std::atomic<uint64_t>[]>(n_loc * n_models_);
+  for (size_t i = 0; i < n_loc * n_models_; ++i) signals_[i].store(0);
+  shadow_ = std::make_unique<ShadowStats[]>(n_models_);
+  window_.assign(static_cast<size_t>(max_window_) * n_features_, 0.0f);
+  workspace_.assign(max_ws, 0.0f);
+  primary_values_.assign(n_models_, 0.0f);
+}
+
+Worker::~Worker() { Join(); }
+
+void Worker::Start(std::atomic<bool>* running) {
+  thread_ = std::thread([this, running] { Run(running); });
+}
+
+void Worker::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void Worker::Run(std::atomic<bool>* running) {
+  std::string err;
+  if (core_ >= 0) {
+    if (PinThisThread(core_, &err)) {
+      pinned_.store(true);
+    } else {
+      spdlog::warn("worker {}: {} (continuing unpinned)", id_, err);
+    }
+  }
+  feeds::FeatureVector fv;
+  int64_t idle_since = 0;
+  while (running->load(std::memory_order_relaxed)) {
+    if (input_->pop(fv)) {
+      OnTick(fv);
+      idle_since = 0;
+    } else {
+      const int64_t now = feeds::MonotonicNanos();
+      if (idle_since == 0) idle_since = now;
+      if (now - idle_since < static_cast<int64_t>(idle_spin_us_) * 1000) {
+        QSIG_CPU_RELAX();
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(20));
+      }
+    }
+    // Quiescent point for RCU reclamation of swapped-out models.
+    epoch_.store(epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
+}
+
+void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
+  const int64_t t_dequeue = feeds::MonotonicNanos();
+  hist_.queue.Record(t_dequeue - fv.features_ns);
+  if (fv.n_features != n_features_) return;  // Cannot happen: the feed thread checks.
+  const size_t loc = fv.locate;
+  float* hist = history_.data() + loc * max_window_ * n_features_;
+  uint32_t& count = history_count_[loc];
+  std::memcpy(hist + static_cast<size_t>(count % max_window_) * n_features_, fv.values,
+              sizeof(float) * n_features_);
+  ++count;
+
+  const bool run_shadow = shadow_every_ > 0 && (ticks_++ % shadow_every_) == 0;
+  for (size_t m = 0; m < n_models_; ++m) {
+    const ModelSlot& slot = *(*slots_)[m];
+    const int w = slot.spec().window;
+    if (count < static_cast<uint32_t>(w)) continue;  // Window not full yet: no signal.
+    for (int t = 0; t < w; ++t) {
+      const size_t idx = (count - w + t) % max_window_;
+      std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_,
+                  hist + idx * n_features_, sizeof(float) * n_features_);
+    }
+    const std::span<const float> win(window_.data(), static_cast<size_t>(w) * n_features_);
+    const Installed* installed = slot.current();
+    const models::Model& primary = installed ? *installed->model : slot.fp32();
+
+    const int64_t t0 = feeds::MonotonicNanos();
+    float value = primary.Run(win, workspace_.data());
+    const int64_t t1 = feeds::MonotonicNanos();
+
+    const size_t key = loc * n_models_ + m;
+    SignalRecord rec;
+    rec.locate = fv.locate;
+    rec.model = static_cast<uint16_t>(m);
+    rec.flags = 0;
+    if (fv.flags & feeds::kFeatureFlagStale) rec.flags |= kSignalStale;
+    if (!installed) rec.flags |= kSignalWarmup;
+    if (diverged_[key]) rec.flags |= kSignalShadowDiverged;
+    if (!std::isfinite(value) || (fv.flags & feeds::kFeatureFlagNonFinite)) {
+      // A NaN never reaches a client as a number.
+      if (!std::isfinite(value)) value = 0.0f;
+      rec.flags |= kSignalInvalid;
+      invalid_.fetch_add(1, std::memory_order_relaxed);
+    }
+    primary_values_[m] = value;
+    rec.sequence = ++sequence_[key];
+    rec.value = value;
+    rec.mid_price = fv.mid_price;
+    rec.exchange_ts_ns = fv.exchange_ts_ns;
+    rec.model_version = installed ? installed->version : 0;
+    rec.feed_sequence = fv.msg_seq;
+    rec.publish_wall_ns = feeds::WallNanos();
+    const int64_t t_pub = feeds::MonotonicNanos();
+    rec.tick_to_signal_ns = t_pub - fv.recv_ns;
+    latest_[key].Store(rec);
+    if (!output_->push(rec)) output_drops_.fetch_add(1, std::memory_order_relaxed);
+    signals_[key].store(signals_[key].load(std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);
+    hist_.inference.Record(t1 - t0);
+    hist_.publish.Record(feeds::MonotonicNanos() - t1);
+    hist_.tick_to_signal.Record(rec.tick_to_signal_ns);
+  }
+
+  // FP32 shadow, after every signal of this tick is out: it never delays the primary.
+  if (run_shadow) {
+    for (size_t m = 0; m < n_models_; ++m) {
+      const ModelSlot& slot = *(*slots_)[m];
+      const int w = slot.spec().window;
+      const Installed* installed = slot.current();
+      if (!installed || count < static_cast<uint32_t>(w)) continue;
+      for (int t = 0; t < w; ++t) {
+        const size_t idx = (count - w + t) % max_window_;
+        std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_,
+                    hist + idx * n_features_, sizeof(float) * n_features_);
+      }
+      const float ref = slot.fp32().Run(
+          std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
+          workspace_.data());
+      if (!std::isfinite(ref)) continue;
+      const double err = static_cast<double>(primary_values_[m]) - ref;
+      ShadowStats& s = shadow_[m];
+      s.abs_error_sum.Add(std::fabs(err));
+      s.squared_error_sum.Add(err * err);
+      s.fp32_squared_sum.Add(static_cast<double>(ref) * ref);
+      s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      const bool diverged = std::fabs(err) > divergence_threshold_;
+      const size_t key = loc * n_models_ + m;
+      if (diverged) {
+        s.divergences.store(s.divergences.load(std::memory_order_relaxed) + 1,
+                            std::memory_order_relaxed);
+      }
+      diverged_[key] = diverged;
+    }
+  }
+  if (!samples_->push(fv)) sample_drops_.fetch_add(1, std::memory_order_relaxed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// FeedThread
+
+FeedThread::FeedThread(const config::Config& config, std::vector<Worker*> workers,
+                       SymbolTable* symbols, StageHistograms* hist)
+    : config_(config),
+      workers_(std::move(workers)),
+      symbols_(symbols),
+      hist_(hist),
+      processor_(feeds::FeedProcessorOptions{config.feed.max_instruments, config.feed.max_orders,
+                                             256}),
+      queue_drops_(new std::atomic<uint64_t>[workers_.size()]) {
+  for (size_t i = 0; i < workers_.size(); ++i) queue_drops_[i].store(0);
+}
+
+FeedThread::~FeedThread() { Join(); }
+
+absl::Status FeedThread::Open() {
+  feeds::UdpReceiverOptions o;
+  o.listen = config_.feed.listen;
+  o.group = config_.feed.group;
+  o.interface_address = config_.feed.interface_address;
+  o.receive_buffer_bytes = config_.feed.receive_buffer_bytes;
+  o.busy_poll = config_.feed.busy_poll;
+  auto rx = feeds::UdpReceiver::Open(o);
+  if (!rx.ok()) return rx.status();
+  receiver_ = std::move(*rx);
+  return absl::OkStatus();
+}
+
+uint16_t FeedThread::port() const noexcept { return receiver_ ? receiver_->local_port() : 0; }
+
+void FeedThread::Start(std::atomic<bool>* running) {
+  thread_ = std::thread([this, running] { Run(running); });
+}
+
+void FeedThread::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void FeedThread::Run(std::atomic<bool>* running) {
+  std::string err;
+  if (config_.feed.core >= 0 && !PinThisThread(config_.feed.core, &err)) {
+    spdlog::warn("feed thread: {} (continuing unpinned)", err);
+  }
+  alignas(64) uint8_t buffer[65536];
+  while (running->load(std::memory_order_relaxed)) {
+    int64_t recv_ns = 0;
+    const int n = receiver_->Receive(std::span<uint8_t>(buffer, sizeof(buffer)), 100, &recv_ns);
+    if (n <= 0) continue;
+    processor_.OnDatagram(std::span<const uint8_t>(buffer, static_cast<size_t>(n)), recv_ns,
+                          *this);
+  }
+}
+
+void FeedThread::OnFeatures(const feeds::FeatureVector& fv) noexcept {
+  hist_->decode.Record(fv.decoded_ns - fv.recv_ns);
+  hist_->features.Record(fv.features_ns - fv.decoded_ns);
+  if (!symbols_->Known(fv.locate)) symbols_->Set(fv.locate, processor_.symbol(fv.locate));
+  const size_t w = fv.locate % workers_.size();
+  if (!workers_[w]->input().push(fv)) {
+    queue_drops_[w].fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace qsig::server

@@ -1,0 +1,150 @@
+// The tick path: the feed thread (receive, decode, book, features, route) and the pinned
+// workers (INT8 primary, publish, FP32 shadow). Nothing here allocates, locks or throws once
+// Start() has returned; every stage is timed into lock-free histograms.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/lockfree/spsc_queue.hpp>
+
+#include "absl/status/status.h"
+#include "latency_histogram.h"
+#include "model_registry.h"
+#include "qsig/config/config.h"
+#include "qsig/feeds/feed.h"
+#include "signal_bus.h"
+#include "signal_record.h"
+#include "symbol_table.h"
+
+namespace qsig::server {
+
+using FeatureQueue = boost::lockfree::spsc_queue<feeds::FeatureVector>;
+
+// Stage timings: datagram → decode+book → features → queue → inference → publish.
+struct StageHistograms {
+  LatencyHistogram decode, features, queue, inference, publish, tick_to_signal;
+};
+
+// A single-writer accumulator readable from other threads (relaxed load/store, no RMW).
+class RelaxedSum {
+ public:
+  void Add(double v) noexcept {
+    value_.store(value_.load(std::memory_order_relaxed) + v, std::memory_order_relaxed);
+  }
+  double Get() const noexcept { return value_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<double> value_{0};
+};
+
+// Per model, written by one worker.
+struct ShadowStats {
+  RelaxedSum abs_error_sum, squared_error_sum, fp32_squared_sum;
+  std::atomic<uint64_t> count{0}, divergences{0};
+};
+
+class Worker {
+ public:
+  Worker(int id, const config::Config& config, const std::vector<std::unique_ptr<ModelSlot>>* slots,
+         int n_features, int max_locate);
+  ~Worker();
+  void Start(std::atomic<bool>* running);
+  void Join();
+
+  FeatureQueue& input() noexcept { return *input_; }
+  SignalQueue& output() noexcept { return *output_; }
+  FeatureQueue& samples() noexcept { return *samples_; }
+  const std::atomic<uint64_t>& epoch() const noexcept { return epoch_; }
+  const LatestSlot& latest(uint16_t locate, size_t model) const noexcept {
+    return latest_[static_cast<size_t>(locate) * n_models_ + model];
+  }
+  uint64_t signals(uint16_t locate, size_t model) const noexcept {
+    return signals_[static_cast<size_t>(locate) * n_models_ + model].load(
+        std::memory_order_relaxed);
+  }
+  const ShadowStats& shadow(size_t model) const noexcept { return shadow_[model]; }
+  StageHistograms& histograms() noexcept { return hist_; }
+  const StageHistograms& histograms() const noexcept { return hist_; }
+  uint64_t output_drops() const noexcept { return output_drops_.load(std::memory_order_relaxed); }
+  uint64_t sample_drops() const noexcept { return sample_drops_.load(std::memory_order_relaxed); }
+  uint64_t invalid_outputs() const noexcept { return invalid_.load(std::memory_order_relaxed); }
+  int id() const noexcept { return id_; }
+  bool pinned() const noexcept { return pinned_.load(); }
+
+ private:
+  void Run(std::atomic<bool>* running);
+  void OnTick(const feeds::FeatureVector& fv) noexcept;
+
+  int id_;
+  int core_;
+  int idle_spin_us_;
+  int shadow_every_;
+  double divergence_threshold_;
+  const std::vector<std::unique_ptr<ModelSlot>>* slots_;
+  size_t n_models_;
+  int n_features_;
+  int max_window_;
+  std::unique_ptr<FeatureQueue> input_;
+  std::unique_ptr<SignalQueue> output_;
+  std::unique_ptr<FeatureQueue> samples_;
+  // Per instrument: a ring of the last max_window_ feature vectors.
+  std::vector<float> history_;
+  std::vector<uint32_t> history_count_;
+  // Per (instrument, model).
+  std::vector<uint64_t> sequence_;
+  std::vector<uint8_t> diverged_;
+  std::unique_ptr<LatestSlot[]> latest_;
+  std::unique_ptr<std::atomic<uint64_t>[]> signals_;
+  std::unique_ptr<ShadowStats[]> shadow_;
+  // Scratch: one window and one model workspace sized for the largest model.
+  std::vector<float> window_;
+  std::vector<float> workspace_;
+  std::vector<float> primary_values_;
+  uint64_t ticks_ = 0;
+  StageHistograms hist_;
+  std::atomic<uint64_t> epoch_{0};
+  std::atomic<uint64_t> output_drops_{0}, sample_drops_{0}, invalid_{0};
+  std::atomic<bool> pinned_{false};
+  std::thread thread_;
+};
+
+// Receives datagrams, runs the FeedProcessor and routes vectors to workers by locate.
+class FeedThread : public feeds::FeatureSink {
+ public:
+  FeedThread(const config::Config& config, std::vector<Worker*> workers, SymbolTable* symbols,
+             StageHistograms* hist);
+  ~FeedThread() override;
+  absl::Status Open();  // Binds the socket (port known after this).
+  void Start(std::atomic<bool>* running);
+  void Join();
+  uint16_t port() const noexcept;
+  const feeds::FeedProcessor& processor() const noexcept { return processor_; }
+  uint64_t queue_drops(size_t worker) const noexcept {
+    return queue_drops_[worker].load(std::memory_order_relaxed);
+  }
+  uint64_t instrument_signals_dropped() const noexcept { return 0; }
+
+  void OnFeatures(const feeds::FeatureVector& fv) noexcept override;
+
+ private:
+  void Run(std::atomic<bool>* running);
+
+  const config::Config& config_;
+  std::vector<Worker*> workers_;
+  SymbolTable* symbols_;
+  StageHistograms* hist_;
+  feeds::FeedProcessor processor_;
+  std::unique_ptr<feeds::UdpReceiver> receiver_;
+  std::unique_ptr<std::atomic<uint64_t>[]> queue_drops_;
+  std::thread thread_;
+};
+
+// Pins the calling thread to `core`; returns false (and the reason) if it could not.
+bool PinThisThread(int core, std::string* error);
+
+}  // namespace qsig::server

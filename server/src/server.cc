@@ -1,0 +1,268 @@
+#include "qsig/server/server.h"
+
+#include <signal.h>
+
+#include <chrono>
+#include <cmath>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "qsig/feeds/feed.h"
+#include "server_core.h"
+#include "spdlog/spdlog.h"
+
+namespace qsig::server {
+
+CalibrationReport Core::Recalibrate(size_t model, size_t max_samples) {
+  std::lock_guard<std::mutex> lock(calibration_mu);
+  const size_t n = max_samples ? max_samples : static_cast<size_t>(config.calibration.samples);
+  CalibrationReport r = CalibrateAndInstall(*slots[model], store->Recent(model, n),
+                                            config.calibration.max_relative_rmse);
+  (r.installed ? calibrations : calibration_rejections).fetch_add(1);
+  return r;
+}
+
+struct Server::Impl {
+  Core core;
+  std::unique_ptr<feeds::SimPublisher> sim;
+  std::unique_ptr<GrpcFrontend> grpc;
+  std::unique_ptr<MetricsExporter> metrics;
+  std::thread calibration_thread;
+  std::atomic<bool> calibration_running{false};
+  // Status deltas.
+  std::chrono::steady_clock::time_point last_status = std::chrono::steady_clock::now();
+  LatencyHistogram::Snapshot last_tick;
+  uint64_t last_messages = 0;
+  double last_sq_err = 0, last_sq_ref = 0;
+  bool started = false;
+
+  void CalibrationLoop();
+};
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& config) {
+  auto impl = std::make_unique<Impl>();
+  Core& c = impl->core;
+  c.config = config;
+  c.feature_names = feeds::DefaultFeatureNames();
+  c.max_locate = config.feed.max_instruments;
+  if (config.models.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config.path, ": models: at least one model is required"));
+  }
+  auto slots = LoadModels(config.models, c.feature_names);
+  if (!slots.ok()) return slots.status();
+  c.slots = std::move(*slots);
+  c.symbols = std::make_unique<SymbolTable>(c.max_locate);
+  const int n_features = static_cast<int>(c.feature_names.size());
+  std::vector<Worker*> raw;
+  std::vector<SignalQueue*> outputs;
+  for (int i = 0; i < config.workers.count; ++i) {
+    c.workers.push_back(std::make_unique<Worker>(i, c.config, &c.slots, n_features, c.max_locate));
+    raw.push_back(c.workers.back().get());
+    outputs.push_back(&c.workers.back()->output());
+  }
+  c.feed = std::make_unique<FeedThread>(c.config, raw, c.symbols.get(), &c.feed_hist);
+  c.bus = std::make_unique<SignalBus>(c.symbols.get(), outputs);
+  c.store = std::make_unique<CalibrationStore>(c.slots, c.max_locate, n_features,
+                                               config.calibration.samples);
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+absl::Status Server::Start() {
+  Impl& s = *impl_;
+  Core& c = s.core;
+  if (auto st = c.feed->Open(); !st.ok()) return st;
+  auto metrics = StartMetrics(&c);
+  if (!metrics.ok()) return metrics.status();
+  s.metrics = std::move(*metrics);
+  auto grpc = StartGrpc(&c);
+  if (!grpc.ok()) return grpc.status();
+  s.grpc = std::move(*grpc);
+
+  c.running.store(true);
+  for (auto& w : c.workers) w->Start(&c.running);
+  c.bus->Start();
+  c.feed->Start(&c.running);
+  s.calibration_running.store(true);
+  s.calibration_thread = std::thread([&s] { s.CalibrationLoop(); });
+
+  if (c.config.feed.source == "sim") {
+    feeds::SimPublisherOptions o;
+    o.sim.instruments = c.config.sim.instruments;
+    o.sim.seed = c.config.sim.seed;
+    o.sim.max_messages_per_packet = c.config.sim.messages_per_packet;
+    o.messages_per_second = c.config.sim.rate;
+    o.max_messages = c.config.sim.max_messages;
+    auto hp = config::ParseHostPort(c.config.feed.listen);
+    std::string host = hp->first;
+    if (host == "0.0.0.0" || host == "*") host = "127.0.0.1";
+    o.destination = c.config.feed.group.empty()
+                        ? absl::StrCat(host, ":", c.feed->port())
+                        : absl::StrCat(c.config.feed.group, ":", c.feed->port());
+    o.interface_address = c.config.feed.interface_address;
+    auto sim = feeds::SimPublisher::Start(o);
+    if (!sim.ok()) return sim.status();
+    s.sim = std::move(*sim);
+  }
+  s.started = true;
+  return absl::OkStatus();
+}
+
+void Server::Stop() {
+  Impl& s = *impl_;
+  if (!s.started) return;
+  s.started = false;
+  if (s.sim) s.sim->Stop();
+  if (s.grpc) s.grpc->Shutdown();
+  s.core.running.store(false);
+  s.core.feed->Join();
+  for (auto& w : s.core.workers) w->Join();
+  s.core.bus->Stop();
+  s.calibration_running.store(false);
+  if (s.calibration_thread.joinable()) s.calibration_thread.join();
+  s.grpc.reset();
+  s.metrics.reset();
+}
+
+void Server::Impl::CalibrationLoop() {
+  Core& c = core;
+  std::vector<const std::atomic<uint64_t>*> epochs;
+  for (const auto& w : c.workers) epochs.push_back(&w->epoch());
+  feeds::FeatureVector fv;
+  while (calibration_running.load()) {
+    for (auto& w : c.workers) {
+      while (w->samples().pop(fv)) c.store->Add(fv);
+    }
+    // Warm-up: the first INT8 calibration of each model once enough windows have arrived.
+    for (size_t m = 0; m < c.slots.size(); ++m) {
+      if (c.slots[m]->current() != nullptr) continue;
+      if (c.store->windows(m) < static_cast<size_t>(c.config.calibration.warmup_samples)) continue;
+      CalibrationReport r = c.Recalibrate(m, c.config.calibration.warmup_samples);
+      if (r.installed) {
+        spdlog::info("model {}: INT8 calibrated on {} warm-up windows (min-max), version {}, "
+                     "validation RMSE {:.3g} (FP32 RMS {:.3g}), sign agreement {:.2f}%",
+                     r.model, r.samples, r.version, r.validation_rmse, r.fp32_rms,
+                     100 * r.sign_agreement);
+      } else {
+        spdlog::error("model {}: warm-up calibration failed: {}; FP32 keeps serving", r.model,
+                      r.message);
+      }
+    }
+    for (auto& slot : c.slots) slot->Reclaim(epochs);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+std::string Server::grpc_address() const { return impl_->grpc ? impl_->grpc->address() : ""; }
+std::string Server::metrics_address() const {
+  return impl_->metrics ? impl_->metrics->address() : "";
+}
+uint16_t Server::feed_port() const { return impl_->core.feed->port(); }
+
+bool Server::calibrated() const {
+  for (const auto& s : impl_->core.slots) {
+    if (s->current() == nullptr) return false;
+  }
+  return true;
+}
+
+StatusSnapshot Server::Status() {
+  Impl& s = *impl_;
+  Core& c = s.core;
+  StatusSnapshot st;
+  const auto now = std::chrono::steady_clock::now();
+  st.seconds = std::chrono::duration<double>(now - s.last_status).count();
+  s.last_status = now;
+  LatencyHistogram::Snapshot tick;
+  double sq_err = 0, sq_ref = 0;
+  for (const auto& w : c.workers) {
+    tick.Add(w->histograms().tick_to_signal.Take());
+    st.drops += w->output_drops();
+    for (size_t m = 0; m < c.slots.size(); ++m) {
+      sq_err += w->shadow(m).squared_error_sum.Get();
+      sq_ref += w->shadow(m).fp32_squared_sum.Get();
+    }
+  }
+  const auto& fs = c.feed->processor().stats();
+  const uint64_t messages = fs.messages.load();
+  const LatencyHistogram::Snapshot d = tick.Minus(s.last_tick);
+  if (st.seconds > 0) {
+    st.messages_per_s = static_cast<double>(messages - s.last_messages) / st.seconds;
+    st.signals_per_s = static_cast<double>(d.count) / st.seconds;
+  }
+  st.p50_us = d.QuantileUs(0.5);
+  st.p99_us = d.QuantileUs(0.99);
+  st.p999_us = d.QuantileUs(0.999);
+  const double de = sq_err - s.last_sq_err, dr = sq_ref - s.last_sq_ref;
+  st.shadow_relative_rmse = dr > 0 ? std::sqrt(de / dr) : 0;
+  s.last_tick = tick;
+  s.last_messages = messages;
+  s.last_sq_err = sq_err;
+  s.last_sq_ref = sq_ref;
+  st.malformed = fs.malformed_packets.load() + fs.malformed_messages.load();
+  st.gaps = fs.gaps.load();
+  for (size_t i = 0; i < c.workers.size(); ++i) st.drops += c.feed->queue_drops(i);
+  st.subscribers = c.bus->subscribers();
+  for (const auto& slot : c.slots) {
+    const Installed* cur = slot->current();
+    absl::StrAppend(&st.models, st.models.empty() ? "" : ", ", slot->name(), " ",
+                    cur ? absl::StrCat("v", cur->version, " int8") : "fp32 (warm-up)");
+  }
+  return st;
+}
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop.store(true); }
+}  // namespace
+
+int RunServe(const config::Config& config) {
+  auto server = Server::Create(config);
+  if (!server.ok()) {
+    spdlog::error("{}", server.status().message());
+    return 1;
+  }
+  if (auto st = (*server)->Start(); !st.ok()) {
+    spdlog::error("{}", st.message());
+    return 1;
+  }
+  Server& srv = **server;
+  std::printf("qsig serving\n  gRPC     %s  (qsig.v1.SignalService, qsig.v1.AdminService, health, "
+              "reflection)\n  metrics  http://%s/metrics\n  feed     udp %s:%u (%s)\n",
+              srv.grpc_address().c_str(), srv.metrics_address().c_str(),
+              config::ParseHostPort(config.feed.listen)->first.c_str(), srv.feed_port(),
+              config.feed.source == "sim" ? "built-in simulator" : "external");
+  std::fflush(stdout);
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  const double interval = config.console.status_interval_s;
+  auto next = std::chrono::steady_clock::now() + std::chrono::duration<double>(interval);
+  srv.Status();  // Start the first interval now.
+  while (!g_stop.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (interval > 0 && std::chrono::steady_clock::now() >= next) {
+      next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(interval));
+      const StatusSnapshot st = srv.Status();
+      std::printf("[status] %.0f msg/s  %.0f signals/s  tick-to-signal p50 %.1f us  p99 %.1f us  "
+                  "shadow rel-RMSE %.4f  malformed %lu  gaps %lu  drops %lu  subscribers %lu  "
+                  "[%s]\n",
+                  st.messages_per_s, st.signals_per_s, st.p50_us, st.p99_us,
+                  st.shadow_relative_rmse, static_cast<unsigned long>(st.malformed),
+                  static_cast<unsigned long>(st.gaps), static_cast<unsigned long>(st.drops),
+                  static_cast<unsigned long>(st.subscribers), st.models.c_str());
+      std::fflush(stdout);
+    }
+  }
+  std::printf("qsig: shutting down\n");
+  srv.Stop();
+  return 0;
+}
+
+}  // namespace qsig::server

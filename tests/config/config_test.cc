@@ -1,0 +1,112 @@
+#include "qsig/config/config.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace qsig::config {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(Config, DemoConfigLoadsAndResolvesModelPaths) {
+  auto c = LoadConfig(QSIG_SOURCE_DIR "/config/demo.yaml", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->feed.source, "sim");
+  ASSERT_EQ(c->models.size(), 2u);
+  EXPECT_EQ(c->models[0].name, "mlp");
+  EXPECT_EQ(c->models[0].path, QSIG_SOURCE_DIR "/models/demo_mlp.json");
+  EXPECT_EQ(c->workers.cores, (std::vector<int>{0, 1}));
+}
+
+TEST(Config, UnknownKeyIsNamedWithItsPath) {
+  auto c = ParseConfig("grpc:\n  listen: 127.0.0.1:1\n  lissen: 1\n", "t.yaml", {});
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("t.yaml: grpc.lissen: unknown key"));
+}
+
+TEST(Config, UnknownTopLevelSection) {
+  auto c = ParseConfig("grcp: {}\n", "t.yaml", {});
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("grcp: unknown key"));
+}
+
+TEST(Config, WrongTypeNamesKeyAndValue) {
+  auto c = ParseConfig("workers:\n  count: two\n", "t.yaml", {});
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr("workers.count: expected an integer, got 'two'"));
+  c = ParseConfig("workers:\n  count: 2\n  cores: [0, x]\n", "t.yaml", {});
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("workers.cores[1]"));
+}
+
+TEST(Config, BadValuesNameTheirKey) {
+  struct Case {
+    const char* yaml;
+    const char* key;
+  } cases[] = {
+      {"feed: {source: tcp}", "feed.source"},
+      {"grpc: {listen: nowhere}", "grpc.listen"},
+      {"metrics: {listen: '127.0.0.1:99999'}", "metrics.listen"},
+      {"workers: {count: 2, cores: [0]}", "workers.cores"},
+      {"sim: {rate: -5}", "sim.rate"},
+      {"sim: {instruments: [TOOLONGSYMBOL]}", "sim.instruments[0]"},
+      {"models: [{name: a}]", "models[0].path"},
+      {"models: [{name: a, path: x}, {name: a, path: y}]", "models[1].name"},
+      {"models: [{name: a, path: x, extra: 1}]", "models[0].extra"},
+      {"shadow: {divergence_threshold: 0}", "shadow.divergence_threshold"},
+      {"calibration: {warmup_samples: 100, samples: 50}", "calibration.samples"},
+      {"feed: {busy_poll: maybe}", "feed.busy_poll"},
+  };
+  for (const auto& tc : cases) {
+    SCOPED_TRACE(tc.yaml);
+    auto c = ParseConfig(tc.yaml, "t.yaml", {});
+    ASSERT_FALSE(c.ok());
+    EXPECT_THAT(std::string(c.status().message()), HasSubstr(std::string(tc.key) + ":"));
+  }
+}
+
+TEST(Config, OverridesApplyBeforeValidation) {
+  auto c = ParseConfig("grpc: {listen: 127.0.0.1:1}\nmodels: [{name: m, path: /x}]\n", "t.yaml",
+                       {"grpc.listen=127.0.0.1:50051", "metrics.listen=127.0.0.1:9464",
+                        "workers.cores=[3, 4]", "models.0.path=/y", "sim.rate=1000"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->grpc.listen, "127.0.0.1:50051");
+  EXPECT_EQ(c->metrics.listen, "127.0.0.1:9464");
+  EXPECT_EQ(c->workers.cores, (std::vector<int>{3, 4}));
+  EXPECT_EQ(c->models[0].path, "/y");
+  EXPECT_DOUBLE_EQ(c->sim.rate, 1000);
+}
+
+TEST(Config, BadOverrideIsRejected) {
+  auto c = ParseConfig("{}", "t.yaml", {"grpc.port=5"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("grpc.port: unknown key"));
+  c = ParseConfig("{}", "t.yaml", {"no-equals-sign"});
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("expected key.path=value"));
+}
+
+TEST(Config, MissingFileAndInvalidYaml) {
+  auto c = LoadConfig("/nonexistent/qsig.yaml", {});
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("/nonexistent/qsig.yaml"));
+  c = ParseConfig("feed: [unclosed", "t.yaml", {});
+  ASSERT_FALSE(c.ok());
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("invalid YAML"));
+}
+
+TEST(Config, ParseHostPort) {
+  auto hp = ParseHostPort("127.0.0.1:50051");
+  ASSERT_TRUE(hp.ok());
+  EXPECT_EQ(hp->first, "127.0.0.1");
+  EXPECT_EQ(hp->second, 50051);
+  EXPECT_FALSE(ParseHostPort("127.0.0.1").ok());
+  EXPECT_FALSE(ParseHostPort(":80").ok());
+  EXPECT_FALSE(ParseHostPort("h:70000").ok());
+}
+
+}  // namespace
+}  // namespace qsig::config
