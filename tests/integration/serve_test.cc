@@ -1,0 +1,327 @@
+// End to end on real components: `qsig serve` as a child process with its built-in simulator on
+// free loopback ports; a real gRPC client (generated stubs) subscribes, reads the latest table,
+// predicts and recalibrates; /metrics is scraped over HTTP and parsed; garbage datagrams are
+// sent to the feed socket.
+#include <grpcpp/generic/generic_stub.h>
+#include <grpcpp/grpcpp.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cmath>
+#include <map>
+#include <mutex>
+#include <random>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "process.h"
+#include "qsig/v1/signal.grpc.pb.h"
+
+namespace qsig::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Parses the Prometheus text format into series -> value ("name{labels}" as written).
+std::map<std::string, double> ParseMetrics(const std::string& text) {
+  std::map<std::string, double> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t sp = line.rfind(' ');
+    if (sp == std::string::npos) continue;
+    out[line.substr(0, sp)] = std::strtod(line.c_str() + sp + 1, nullptr);
+  }
+  return out;
+}
+
+double Sum(const std::map<std::string, double>& m, const std::string& name) {
+  double total = 0;
+  for (const auto& [series, v] : m) {
+    if (series == name || series.rfind(name + "{", 0) == 0) total += v;
+  }
+  return total;
+}
+
+// Calls grpc.health.v1.Health/Check with the generic stub (no generated health code needed):
+// the request is an empty HealthCheckRequest; SERVING is field 1 = 1, bytes 08 01.
+bool HealthServing(const std::shared_ptr<grpc::Channel>& channel) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  grpc::ByteBuffer request, response;
+  grpc::Slice empty("", 0);
+  request = grpc::ByteBuffer(&empty, 1);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  grpc::Status status;
+  stub.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                 [&](grpc::Status s) {
+                   std::lock_guard<std::mutex> l(mu);
+                   status = s;
+                   done = true;
+                   cv.notify_one();
+                 });
+  std::unique_lock<std::mutex> l(mu);
+  cv.wait(l, [&] { return done; });
+  if (!status.ok()) return false;
+  std::vector<grpc::Slice> slices;
+  response.Dump(&slices);
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return bytes == std::string("\x08\x01", 2);
+}
+
+class ServeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc_port_ = FreePort();
+    metrics_port_ = FreePort();
+    feed_port_ = FreePort(SOCK_DGRAM);
+    log_ = ::testing::TempDir() + "qsig_serve_test.log";
+    server_ = std::make_unique<Child>(
+        std::vector<std::string>{
+            QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+            "grpc.listen=127.0.0.1:" + std::to_string(grpc_port_), "--set",
+            "metrics.listen=127.0.0.1:" + std::to_string(metrics_port_), "--set",
+            "feed.listen=127.0.0.1:" + std::to_string(feed_port_), "--set",
+            "calibration.warmup_samples=500", "--set", "console.status_interval_s=1", "--set",
+            "sim.rate=20000"},
+        log_);
+    ASSERT_TRUE(server_->started());
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port_),
+                                   grpc::InsecureChannelCredentials());
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline && !HealthServing(channel_)) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    ASSERT_TRUE(HealthServing(channel_)) << server_->Log();
+    signals_ = v1::SignalService::NewStub(channel_);
+    admin_ = v1::AdminService::NewStub(channel_);
+  }
+
+  void TearDown() override {
+    if (server_) {
+      EXPECT_EQ(server_->Terminate(), 0) << server_->Log();
+    }
+  }
+
+  std::map<std::string, double> Scrape() {
+    int code = 0;
+    const std::string body = HttpGet(metrics_port_, "/metrics", &code);
+    EXPECT_EQ(code, 200);
+    return ParseMetrics(body);
+  }
+
+  int grpc_port_ = 0, metrics_port_ = 0, feed_port_ = 0;
+  std::string log_;
+  std::unique_ptr<Child> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::SignalService::Stub> signals_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+};
+
+TEST_F(ServeTest, SignalsFlowThroughGrpcAcrossRecalibrationAndMetricsAreExposed) {
+  // Subscribe to everything and record what arrives, on a thread of its own.
+  struct Seen {
+    std::mutex mu;
+    std::map<std::pair<std::string, std::string>, uint64_t> last_seq;  // (instrument, model)
+    std::set<std::string> instruments, models;
+    std::map<uint64_t, uint64_t> int8_by_version;  // model_version -> int8 signals
+    uint64_t total = 0, non_increasing = 0, non_finite = 0, after_swap = 0;
+    uint64_t swap_version = UINT64_MAX;
+  } seen;
+  grpc::ClientContext sub_ctx;
+  std::atomic<bool> reader_done{false};
+  std::thread reader([&] {
+    v1::SubscribeRequest req;
+    auto stream = signals_->Subscribe(&sub_ctx, req);
+    v1::Signal s;
+    while (stream->Read(&s)) {
+      std::lock_guard<std::mutex> l(seen.mu);
+      ++seen.total;
+      seen.instruments.insert(s.instrument());
+      seen.models.insert(s.model());
+      if (!std::isfinite(s.value())) ++seen.non_finite;
+      auto& last = seen.last_seq[{s.instrument(), s.model()}];
+      if (s.sequence() <= last) ++seen.non_increasing;
+      last = s.sequence();
+      if (s.precision() == "int8") ++seen.int8_by_version[s.model_version()];
+      if (s.model_version() >= seen.swap_version) ++seen.after_swap;
+    }
+    stream->Finish();
+    reader_done = true;
+  });
+
+  // Wait until both models run INT8 and several instruments are flowing.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> l(seen.mu);
+      if (seen.instruments.size() >= 4 && seen.models.size() == 2 &&
+          !seen.int8_by_version.empty() && seen.total > 2000) {
+        break;
+      }
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << server_->Log();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+
+  // GetLatest: one entry per (instrument, model), all finite.
+  {
+    grpc::ClientContext ctx;
+    v1::GetLatestRequest req;
+    v1::GetLatestResponse resp;
+    ASSERT_TRUE(signals_->GetLatest(&ctx, req, &resp).ok());
+    EXPECT_GE(resp.signals_size(), 8);
+    std::set<std::pair<std::string, std::string>> keys;
+    for (const auto& s : resp.signals()) {
+      EXPECT_TRUE(keys.insert({s.instrument(), s.model()}).second);
+      EXPECT_TRUE(std::isfinite(s.value()));
+      EXPECT_GT(s.sequence(), 0u);
+    }
+    grpc::ClientContext ctx2;
+    req.add_instruments("AAPL");
+    ASSERT_TRUE(signals_->GetLatest(&ctx2, req, &resp).ok());
+    ASSERT_EQ(resp.signals_size(), 2);  // mlp and lstm
+    for (const auto& s : resp.signals()) EXPECT_EQ(s.instrument(), "AAPL");
+  }
+
+  // Predict: one vector (repeated over the window for the LSTM); INT8 close to FP32.
+  for (const char* model : {"mlp", "lstm"}) {
+    SCOPED_TRACE(model);
+    grpc::ClientContext ctx;
+    v1::PredictRequest req;
+    v1::PredictResponse resp;
+    req.set_model(model);
+    for (float f : {0.5f, -1.0f, 2.0f, 3.0f, 0.2f, -0.1f, 0.3f, 0.05f}) req.add_features(f);
+    ASSERT_TRUE(signals_->Predict(&ctx, req, &resp).ok());
+    EXPECT_EQ(resp.model(), model);
+    EXPECT_TRUE(std::isfinite(resp.int8_value()));
+    EXPECT_TRUE(std::isfinite(resp.fp32_value()));
+    EXPECT_NEAR(resp.int8_value(), resp.fp32_value(),
+                0.1 * std::max(1.0, std::fabs(resp.fp32_value())));
+    EXPECT_GE(resp.model_version(), 1u);
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::PredictRequest req;
+    v1::PredictResponse resp;
+    req.set_model("mlp");
+    req.add_features(1.0f);  // Wrong size.
+    const grpc::Status st = signals_->Predict(&ctx, req, &resp);
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_THAT(st.error_message(), HasSubstr("takes 8 features"));
+  }
+
+  // Recalibrate: new versions are installed and signals keep flowing across the swap.
+  uint64_t before_total;
+  {
+    std::lock_guard<std::mutex> l(seen.mu);
+    before_total = seen.total;
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::RecalibrateRequest req;
+    v1::RecalibrateResponse resp;
+    const grpc::Status st = admin_->Recalibrate(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    ASSERT_EQ(resp.models_size(), 2);
+    uint64_t min_version = UINT64_MAX;
+    for (const auto& m : resp.models()) {
+      EXPECT_GE(m.model_version(), 2u);
+      EXPECT_GT(m.samples(), 100u);
+      EXPECT_GT(m.sign_agreement(), 0.8);
+      min_version = std::min(min_version, m.model_version());
+    }
+    std::lock_guard<std::mutex> l(seen.mu);
+    seen.swap_version = min_version;
+  }
+  const auto swap_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> l(seen.mu);
+      if (seen.after_swap > 500 && seen.total > before_total + 1000) break;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), swap_deadline) << server_->Log();
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+
+  // Garbage on the feed socket is counted and skipped; the server keeps producing signals.
+  const auto before = Scrape();
+  std::mt19937 rng(7);
+  for (int i = 0; i < 50; ++i) {
+    std::vector<uint8_t> junk(static_cast<size_t>(rng() % 19));  // Shorter than a header.
+    for (auto& b : junk) b = static_cast<uint8_t>(rng());
+    SendUdp(feed_port_, junk);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const auto after = Scrape();
+  EXPECT_GE(Sum(after, "qsig_feed_malformed_packets_total") -
+                Sum(before, "qsig_feed_malformed_packets_total"),
+            50);
+  EXPECT_GT(Sum(after, "qsig_signals_total"), Sum(before, "qsig_signals_total"));
+
+  // Metrics: the histogram counts, per-stage latency, versions, shadow comparisons.
+  EXPECT_GT(after.at("qsig_tick_to_signal_microseconds_count"), 0);
+  EXPECT_EQ(after.at("qsig_tick_to_signal_microseconds_bucket{le=\"+Inf\"}"),
+            after.at("qsig_tick_to_signal_microseconds_count"));
+  for (const char* stage : {"decode", "features", "queue", "inference", "publish"}) {
+    EXPECT_GT(after.at(std::string("qsig_stage_latency_microseconds_count{stage=\"") + stage +
+                       "\"}"),
+              0)
+        << stage;
+  }
+  EXPECT_GE(after.at("qsig_model_version{model=\"mlp\"}"), 2);
+  EXPECT_GE(after.at("qsig_model_version{model=\"lstm\"}"), 2);
+  EXPECT_GT(Sum(after, "qsig_shadow_comparisons_total"), 0);
+  EXPECT_GT(after.at("qsig_feed_messages_total{instrument=\"AAPL\"}"), 0);
+  EXPECT_GT(after.at("qsig_signals_total{instrument=\"MSFT\",model=\"lstm\"}"), 0);
+
+  sub_ctx.TryCancel();
+  reader.join();
+  std::lock_guard<std::mutex> l(seen.mu);
+  EXPECT_EQ(seen.non_increasing, 0u);
+  EXPECT_EQ(seen.non_finite, 0u);
+  EXPECT_GE(seen.instruments.size(), 4u);
+  EXPECT_EQ(seen.models, (std::set<std::string>{"lstm", "mlp"}));
+  EXPECT_GE(seen.int8_by_version.size(), 2u);  // Signals from before and after the swap.
+
+  // The console printed its endpoints and status lines.
+  const std::string log = server_->Log();
+  EXPECT_THAT(log, HasSubstr("gRPC     127.0.0.1:" + std::to_string(grpc_port_)));
+  EXPECT_THAT(log, HasSubstr("[status]"));
+}
+
+TEST(ServeConfig, BadConfigExitsTwoNamingTheKey) {
+  const std::string log = ::testing::TempDir() + "qsig_bad_config.log";
+  Child c({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+           "grpc.lissen=127.0.0.1:1"},
+          log);
+  ASSERT_TRUE(c.started());
+  EXPECT_EQ(c.Wait(10000), 2);
+  EXPECT_THAT(c.Log(), HasSubstr("grpc.lissen: unknown key"));
+
+  Child d({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+           "workers.count=zero"},
+          log + "2");
+  EXPECT_EQ(d.Wait(10000), 2);
+  EXPECT_THAT(d.Log(), HasSubstr("workers.count: expected an integer"));
+}
+
+TEST(ServeConfig, MissingModelFileFailsWithItsPath) {
+  const std::string log = ::testing::TempDir() + "qsig_bad_model.log";
+  Child c({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+           "models.0.path=/nonexistent/model.json", "--set", "grpc.listen=127.0.0.1:0", "--set",
+           "metrics.listen=127.0.0.1:0"},
+          log);
+  EXPECT_EQ(c.Wait(10000), 1);
+  EXPECT_THAT(c.Log(), HasSubstr("/nonexistent/model.json"));
+}
+
+}  // namespace
+}  // namespace qsig::testing
