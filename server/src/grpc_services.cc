@@ -32,10 +32,6 @@ void ToProto(const Core& core, const SignalRecord& r, v1::Signal* s) {
   s->set_precision((r.flags & kSignalWarmup) ? "fp32" : "int8");
 }
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
-
 class SignalServiceImpl final : public v1::SignalService::Service {
  public:
   explicit SignalServiceImpl(Core* core) : core_(core) {}

@@ -223,11 +223,11 @@ void OnSignal(int) { g_stop.store(true); }
 int RunServe(const config::Config& config) {
   auto server = Server::Create(config);
   if (!server.ok()) {
-    spdlog::error("{}", server.status().message());
+    spdlog::error("{}", std::string(server.status().message()));
     return 1;
   }
   if (auto st = (*server)->Start(); !st.ok()) {
-    spdlog::error("{}", st.message());
+    spdlog::error("{}", std::string(st.message()));
     return 1;
   }
   Server& srv = **server;
