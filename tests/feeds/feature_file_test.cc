@@ -1,0 +1,88 @@
+// WriteFeatureFile: header, row shape, and labels that match the mids they are defined by.
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "qsig/feeds/feed.h"
+
+namespace qsig::feeds {
+namespace {
+
+std::vector<std::string> Split(const std::string& line) {
+  std::vector<std::string> out;
+  std::stringstream ss(line);
+  std::string cell;
+  while (std::getline(ss, cell, ',')) out.push_back(cell);
+  return out;
+}
+
+TEST(FeedFileTest, WritesHeaderRowsAndForwardLabels) {
+  FeatureFileOptions o;
+  o.messages = 60'000;
+  o.horizon = 20;
+  o.feed.max_orders = 1 << 16;
+  o.output_csv = ::testing::TempDir() + "/qsig_feeds_features.csv";
+  ASSERT_TRUE(WriteFeatureFile(o).ok());
+
+  std::ifstream in(o.output_csv);
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  EXPECT_EQ(line,
+            "locate,symbol,msg_seq,exchange_ts_ns,mid,ret_1,ret_10,ret_50,spread_bps,"
+            "imbalance_l1,imbalance_l5,trade_flow,microprice_dev_bps,label");
+
+  struct Row {
+    double mid, label;
+  };
+  std::map<int, std::vector<Row>> by_locate;
+  uint64_t last_seq = 0;
+  size_t rows = 0;
+  while (std::getline(in, line)) {
+    const auto cells = Split(line);
+    ASSERT_EQ(cells.size(), 14u) << line;
+    const int locate = std::stoi(cells[0]);
+    ASSERT_GE(locate, 1);
+    ASSERT_LE(locate, 4);
+    EXPECT_EQ(cells[1], SimulatorOptions().instruments[static_cast<size_t>(locate - 1)]);
+    const uint64_t seq = std::stoull(cells[2]);
+    EXPECT_GT(seq, last_seq) << "rows are in feed order";
+    last_seq = seq;
+    const double label = std::stod(cells[13]);
+    ASSERT_TRUE(std::isfinite(label));
+    EXPECT_LT(std::fabs(label), 500.0) << "a 20-update move of 5% is not sensible";
+    by_locate[locate].push_back({std::stod(cells[4]), label});
+    ++rows;
+  }
+  EXPECT_GT(rows, 10'000u);
+  // Label = 1e4 * (mid `horizon` updates later / mid - 1). Rows are complete per instrument up
+  // to the last `horizon`, so row i's label is defined by row i + horizon when it exists.
+  size_t checked = 0, nonzero = 0;
+  for (const auto& [locate, v] : by_locate) {
+    for (size_t i = 0; i + 20 < v.size(); ++i) {
+      const double expected = 1e4 * (v[i + 20].mid / v[i].mid - 1.0);
+      ASSERT_NEAR(v[i].label, expected, 1e-3 + 1e-5 * std::fabs(expected)) << "row " << i;
+      ++checked;
+      nonzero += v[i].label != 0.0;
+    }
+  }
+  EXPECT_GT(checked, 10'000u);
+  EXPECT_GT(nonzero, checked / 4);
+}
+
+TEST(FeedFileTest, BadPathIsAnErrorNamingThePath) {
+  FeatureFileOptions o;
+  o.messages = 1000;
+  o.output_csv = "/nonexistent-dir/qsig/features.csv";
+  const absl::Status s = WriteFeatureFile(o);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.message()).find("/nonexistent-dir/qsig/features.csv"), std::string::npos);
+  o.output_csv.clear();
+  EXPECT_FALSE(WriteFeatureFile(o).ok());
+}
+
+}  // namespace
+}  // namespace qsig::feeds

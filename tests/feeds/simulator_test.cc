@@ -1,0 +1,136 @@
+// Simulator: determinism for a seed, and a stream the FeedProcessor accepts without complaint.
+#include <cmath>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "feed_test_util.h"
+#include "gtest/gtest.h"
+#include "internal/endian.h"
+#include "qsig/feeds/feed.h"
+
+namespace qsig::feeds {
+namespace {
+
+using internal::LoadBe16;
+using internal::LoadBe64;
+namespace mold = internal::mold;
+
+std::vector<std::vector<uint8_t>> Packets(const SimulatorOptions& o, int n) {
+  Simulator sim(o);
+  std::vector<std::vector<uint8_t>> out;
+  std::vector<uint8_t> buf(2048);
+  for (int i = 0; i < n; ++i) {
+    const size_t len = sim.NextPacket(buf);
+    out.emplace_back(buf.begin(), buf.begin() + static_cast<long>(len));
+  }
+  return out;
+}
+
+TEST(FeedSimulatorTest, SameSeedSameBytes) {
+  SimulatorOptions o;
+  o.seed = 1234;
+  EXPECT_EQ(Packets(o, 3000), Packets(o, 3000));
+  SimulatorOptions other = o;
+  other.seed = 1235;
+  EXPECT_NE(Packets(o, 3000), Packets(other, 3000));
+}
+
+TEST(FeedSimulatorTest, PacketsAreWellFramedAndSequenced) {
+  SimulatorOptions o;
+  o.max_messages_per_packet = 5;
+  o.session = "ABC";
+  Simulator sim(o);
+  std::vector<uint8_t> buf(1500);
+  uint64_t expected_seq = 1;
+  std::vector<char> first_types;
+  for (int i = 0; i < 2000; ++i) {
+    const size_t n = sim.NextPacket(buf);
+    ASSERT_GE(n, mold::kHeaderSize);
+    EXPECT_EQ(std::string(buf.begin(), buf.begin() + 10), "ABC       ");
+    EXPECT_EQ(LoadBe64(buf.data() + mold::kSequenceOffset), expected_seq);
+    const uint16_t count = LoadBe16(buf.data() + mold::kCountOffset);
+    ASSERT_GE(count, 1);
+    ASSERT_LE(count, 5);
+    size_t off = mold::kHeaderSize;
+    for (int m = 0; m < count; ++m) {
+      const size_t len = LoadBe16(buf.data() + off);
+      ASSERT_LE(off + 2 + len, n);
+      EXPECT_EQ(internal::itch::kMessageLength[buf[off + 2]], len);
+      if (first_types.size() < 5) first_types.push_back(static_cast<char>(buf[off + 2]));
+      off += 2 + len;
+    }
+    EXPECT_EQ(off, n);
+    expected_seq += count;
+    EXPECT_EQ(sim.next_sequence(), expected_seq);
+  }
+  // Start of messages, then the stock directory for every instrument.
+  EXPECT_EQ(first_types, (std::vector<char>{'S', 'R', 'R', 'R', 'R'}));
+  // A buffer too small for a header yields nothing.
+  std::vector<uint8_t> tiny(10);
+  EXPECT_EQ(sim.NextPacket(tiny), 0u);
+}
+
+// Counts message types and checks features across a long run.
+class TypeCountingSink : public FeatureSink {
+ public:
+  void OnFeatures(const FeatureVector& fv) noexcept override {
+    per_locate[fv.locate] += 1;
+    min_spread = std::min(min_spread, static_cast<double>(fv.values[internal::kSpreadBps]));
+    min_mid = std::min(min_mid, fv.mid_price);
+    max_mid = std::max(max_mid, fv.mid_price);
+    flags |= fv.flags;
+  }
+  std::map<uint16_t, uint64_t> per_locate;
+  double min_spread = 1e9, min_mid = 1e9, max_mid = 0;
+  uint32_t flags = 0;
+};
+
+TEST(FeedSimulatorTest, TwoHundredThousandMessagesDecodeCleanly) {
+  SimulatorOptions o;
+  o.instruments = {"AAPL", "MSFT", "NVDA", "AMZN", "TSLA"};
+  o.seed = 99;
+  Simulator sim(o);
+  FeedProcessorOptions fo;
+  fo.max_instruments = 8;
+  fo.max_orders = 1 << 16;
+  FeedProcessor feed(fo);
+  TypeCountingSink sink;
+  std::map<char, uint64_t> types;
+  std::vector<uint8_t> buf(2048);
+  while (sim.next_sequence() <= 200'000) {
+    const size_t n = sim.NextPacket(buf);
+    for (size_t off = mold::kHeaderSize; off < n;) {
+      const size_t len = LoadBe16(buf.data() + off);
+      types[static_cast<char>(buf[off + 2])] += 1;
+      off += 2 + len;
+    }
+    feed.OnDatagram(std::span<const uint8_t>(buf.data(), n), 0, sink);
+  }
+  const FeedStats& st = feed.stats();
+  EXPECT_GE(st.messages.load(), 200'000u);
+  EXPECT_EQ(st.malformed_packets.load(), 0u);
+  EXPECT_EQ(st.malformed_messages.load(), 0u);
+  EXPECT_EQ(st.unknown_order.load(), 0u);
+  EXPECT_EQ(st.unknown_instrument.load(), 0u);
+  EXPECT_EQ(st.book_full.load(), 0u);
+  EXPECT_EQ(st.gaps.load(), 0u);
+  EXPECT_EQ(st.duplicates.load(), 0u);
+  EXPECT_EQ(sink.flags, 0u);
+  for (uint16_t locate = 1; locate <= 5; ++locate) {
+    SCOPED_TRACE(locate);
+    EXPECT_EQ(feed.symbol(locate), o.instruments[locate - 1]);
+    EXPECT_GT(sink.per_locate[locate], 10'000u);
+    EXPECT_GT(feed.instrument_messages(locate), 20'000u);
+  }
+  EXPECT_GT(sink.min_spread, 0.0) << "the simulator must never cross its book";
+  EXPECT_GT(sink.min_mid, 1.0);
+  EXPECT_LT(sink.max_mid, 2000.0);
+  // Every kind of flow shows up; the directory repeats every 10'000 messages.
+  for (char t : std::string("AFEXDUPC")) EXPECT_GT(types[t], 0u) << t;
+  EXPECT_GE(types['R'], 5u * 20);
+  EXPECT_EQ(types['S'], 1u);
+}
+
+}  // namespace
+}  // namespace qsig::feeds

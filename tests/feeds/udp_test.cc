@@ -1,0 +1,148 @@
+// Real sockets over loopback: SimPublisher -> UdpReceiver -> FeedProcessor.
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "qsig/feeds/clock.h"
+#include "qsig/feeds/feed.h"
+
+namespace qsig::feeds {
+namespace {
+
+class CountingSink : public FeatureSink {
+ public:
+  void OnFeatures(const FeatureVector&) noexcept override { ++n; }
+  uint64_t n = 0;
+};
+
+// Receives until the publisher is done and the line has been quiet for a while.
+uint64_t Drain(UdpReceiver& rx, SimPublisher& pub, FeedProcessor& feed, FeatureSink& sink) {
+  std::vector<uint8_t> buf(65536);
+  uint64_t packets = 0;
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < give_up) {
+    int64_t recv_ns = 0;
+    const int n = rx.Receive(buf, 200, &recv_ns);
+    if (n < 0) {
+      ADD_FAILURE() << "receive error";
+      break;
+    }
+    if (n == 0) {
+      if (pub.finished()) break;
+      continue;
+    }
+    EXPECT_GT(recv_ns, 0);
+    feed.OnDatagram(std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)), recv_ns, sink);
+    ++packets;
+  }
+  return packets;
+}
+
+void RunLoopback(bool busy_poll) {
+  UdpReceiverOptions ro;
+  ro.listen = "127.0.0.1:0";
+  ro.busy_poll = busy_poll;
+  auto rx = UdpReceiver::Open(ro);
+  ASSERT_TRUE(rx.ok()) << rx.status();
+  ASSERT_NE((*rx)->local_port(), 0);
+
+  SimPublisherOptions po;
+  po.destination = "127.0.0.1:" + std::to_string((*rx)->local_port());
+  po.messages_per_second = 200'000;
+  po.max_messages = 20'000;
+  auto pub = SimPublisher::Start(po);
+  ASSERT_TRUE(pub.ok()) << pub.status();
+
+  FeedProcessorOptions fo;
+  fo.max_instruments = 8;
+  fo.max_orders = 1 << 16;
+  FeedProcessor feed(fo);
+  CountingSink sink;
+  const uint64_t packets = Drain(**rx, **pub, feed, sink);
+  EXPECT_TRUE((*pub)->finished());
+  EXPECT_GE((*pub)->messages_sent(), po.max_messages);
+  EXPECT_LT((*pub)->messages_sent(), po.max_messages + 8);
+  // Loopback may drop under load; nearly everything should arrive, and decode cleanly.
+  EXPECT_GE(packets, (*pub)->packets_sent() * 9 / 10);
+  EXPECT_EQ(feed.stats().malformed_packets.load(), 0u);
+  EXPECT_EQ(feed.stats().malformed_messages.load(), 0u);
+  EXPECT_GT(sink.n, 1000u);
+  EXPECT_EQ(feed.symbol(1), "AAPL");
+  if (feed.stats().gaps.load() == 0) {
+    EXPECT_EQ(feed.stats().unknown_order.load(), 0u);
+  }
+}
+
+TEST(FeedUdpTest, SimPublisherToUdpReceiverOverLoopback) { RunLoopback(false); }
+
+TEST(FeedUdpTest, BusyPollReceiverWorksToo) { RunLoopback(true); }
+
+TEST(FeedUdpTest, ReceiveTimesOutWithoutTraffic) {
+  UdpReceiverOptions ro;
+  ro.listen = "127.0.0.1:0";
+  auto rx = UdpReceiver::Open(ro);
+  ASSERT_TRUE(rx.ok()) << rx.status();
+  std::vector<uint8_t> buf(2048);
+  int64_t recv_ns = -1;
+  const int64_t t0 = MonotonicNanos();
+  EXPECT_EQ((*rx)->Receive(buf, 50, &recv_ns), 0);
+  EXPECT_GE(MonotonicNanos() - t0, 40'000'000);
+  EXPECT_EQ((*rx)->Receive(buf, 0, &recv_ns), 0);
+  EXPECT_EQ(recv_ns, -1);
+}
+
+TEST(FeedUdpTest, OpenErrorsNameTheAddress) {
+  UdpReceiverOptions ro;
+  ro.listen = "not-an-address";
+  auto bad = UdpReceiver::Open(ro);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("not-an-address"), std::string::npos);
+
+  ro.listen = "203.0.113.7:0";  // TEST-NET-3: not a local address, bind fails.
+  auto unbindable = UdpReceiver::Open(ro);
+  ASSERT_FALSE(unbindable.ok());
+  EXPECT_NE(std::string(unbindable.status().message()).find("203.0.113.7:0"), std::string::npos);
+
+  ro.listen = "127.0.0.1:70000";
+  EXPECT_FALSE(UdpReceiver::Open(ro).ok());
+
+  ro.listen = "0.0.0.0:0";
+  ro.group = "10.0.0.1";  // Not multicast.
+  auto not_mcast = UdpReceiver::Open(ro);
+  ASSERT_FALSE(not_mcast.ok());
+  EXPECT_NE(std::string(not_mcast.status().message()).find("10.0.0.1"), std::string::npos);
+
+  SimPublisherOptions po;
+  po.destination = "127.0.0.1";
+  auto pub = SimPublisher::Start(po);
+  ASSERT_FALSE(pub.ok());
+  EXPECT_NE(std::string(pub.status().message()).find("127.0.0.1"), std::string::npos);
+}
+
+TEST(FeedUdpTest, MulticastLoopbackWhenAvailable) {
+  UdpReceiverOptions ro;
+  ro.listen = "0.0.0.0:0";
+  ro.group = "239.255.42.99";
+  ro.interface_address = "127.0.0.1";
+  auto rx = UdpReceiver::Open(ro);
+  if (!rx.ok()) GTEST_SKIP() << "multicast join not available here: " << rx.status();
+
+  SimPublisherOptions po;
+  po.destination = "239.255.42.99:" + std::to_string((*rx)->local_port());
+  po.interface_address = "127.0.0.1";
+  po.messages_per_second = 100'000;
+  po.max_messages = 2'000;
+  auto pub = SimPublisher::Start(po);
+  ASSERT_TRUE(pub.ok()) << pub.status();
+  FeedProcessor feed(FeedProcessorOptions{8, 1 << 16, 256});
+  CountingSink sink;
+  const uint64_t packets = Drain(**rx, **pub, feed, sink);
+  if (packets == 0) GTEST_SKIP() << "no multicast route over loopback here";
+  EXPECT_EQ(feed.stats().malformed_packets.load(), 0u);
+  EXPECT_GT(sink.n, 0u);
+}
+
+}  // namespace
+}  // namespace qsig::feeds
