@@ -11,7 +11,6 @@ OrderTable::OrderTable(size_t max_orders) : max_orders_(std::max<size_t>(max_ord
   const size_t capacity = std::bit_ceil(max_orders_ + max_orders_ / 2 + 1);
   slots_.assign(capacity, Order{});  // Touches every page before the first tick.
   mask_ = capacity - 1;
-  shift_ = 64 - std::countr_zero(capacity);
 }
 
 bool OrderTable::Insert(const Order& order) noexcept {

@@ -2,6 +2,7 @@
 #include "internal/order_book.h"
 
 #include <map>
+#include <ostream>
 #include <random>
 #include <vector>
 
@@ -140,6 +141,11 @@ struct Config {
   int ops;
   uint32_t price_span;  // Distinct prices: small spans pile orders onto few levels.
 };
+
+void PrintTo(const Config& c, std::ostream* os) {
+  *os << c.max_instruments << " instruments, " << c.max_orders << " orders, " << c.max_levels
+      << " levels, " << c.ops << " ops, " << c.price_span << " prices";
+}
 
 class FeedOrderBookTest : public ::testing::TestWithParam<Config> {};
 

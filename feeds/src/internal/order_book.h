@@ -43,15 +43,16 @@ class OrderTable {
   size_t max_orders() const noexcept { return max_orders_; }
 
  private:
-  size_t Home(uint16_t locate, uint64_t ref) const noexcept {
-    // Fibonacci hashing: sequential refs (the common case) spread over the whole table.
-    const uint64_t h = (ref ^ (uint64_t{locate} << 48)) * 0x9E3779B97F4A7C15ull;
-    return static_cast<size_t>(h >> shift_);
+  size_t Home(uint16_t /*locate*/, uint64_t ref) const noexcept {
+    // ITCH order refs are assigned sequentially and are unique across the day, so the low bits
+    // are already well spread, and orders added close in time (the ones most likely to be
+    // executed or cancelled next) share cache lines and hardware prefetch streams. Equal refs on
+    // different books (not produced by Nasdaq) still work: they collide and probe.
+    return static_cast<size_t>(ref) & mask_;
   }
 
   std::vector<Order> slots_;
   size_t mask_ = 0;
-  int shift_ = 0;
   size_t size_ = 0;
   size_t max_orders_ = 0;
 };
