@@ -26,14 +26,13 @@ Bytes Msg(F&& encode) {
 // A MoldUDP64 packet; `count` defaults to msgs.size().
 inline Bytes Packet(std::string_view session, uint64_t seq, const std::vector<Bytes>& msgs,
                     int count = -1) {
-  Bytes p(internal::mold::kHeaderSize);
+  size_t total = internal::mold::kHeaderSize;
+  for (const Bytes& m : msgs) total += internal::mold::kBlockLengthSize + m.size();
+  Bytes p(total);
   internal::mold::WriteHeader(p.data(), session, seq,
                               static_cast<uint16_t>(count < 0 ? msgs.size() : count));
-  for (const Bytes& m : msgs) {
-    const size_t off = p.size();
-    p.resize(off + 2 + m.size());
-    internal::mold::WriteBlock(p.data() + off, m.data(), m.size());
-  }
+  size_t off = internal::mold::kHeaderSize;
+  for (const Bytes& m : msgs) off += internal::mold::WriteBlock(p.data() + off, m.data(), m.size());
   return p;
 }
 

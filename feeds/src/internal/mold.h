@@ -35,7 +35,7 @@ inline void WriteHeader(uint8_t* p, std::string_view session, uint64_t sequence,
 // Appends one message block at `p`; returns bytes written.
 inline size_t WriteBlock(uint8_t* p, const uint8_t* msg, size_t len) noexcept {
   StoreBe16(p, static_cast<uint16_t>(len));
-  std::memcpy(p + kBlockLengthSize, msg, len);
+  if (len != 0) std::memcpy(p + kBlockLengthSize, msg, len);  // msg may be null when empty.
   return kBlockLengthSize + len;
 }
 
