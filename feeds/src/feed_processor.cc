@@ -67,6 +67,13 @@ struct FeedProcessor::Impl {
   uint64_t messages_in_packet = 0;
 };
 
+static bool PrintableSession(const uint8_t* p) noexcept {
+  for (size_t i = 0; i < mold::kSessionSize; ++i) {
+    if (p[i] < 0x20 || p[i] > 0x7e) return false;
+  }
+  return true;
+}
+
 void FeedProcessor::Impl::ResetSession(const uint8_t* new_session) noexcept {
   // The first session starts from the freshly built (already empty) state; skip the wipe.
   if (have_session) {
@@ -87,9 +94,17 @@ void FeedProcessor::Impl::OnDatagram(std::span<const uint8_t> d, int64_t recv_ns
     Bump(stats.malformed_packets);
     return;
   }
-  if (!have_session || std::memcmp(session, p, mold::kSessionSize) != 0) ResetSession(p);
-
   const uint64_t seq = LoadBe64(p + mold::kSequenceOffset);
+  if (!have_session || std::memcmp(session, p, mold::kSessionSize) != 0) {
+    // A session name is printable ASCII. Mid-stream, only a packet that starts a session
+    // (sequence 1) may switch to a new one: a stray or corrupt datagram must not wipe the books.
+    if (!PrintableSession(p) || (have_session && seq != 1)) {
+      Bump(stats.malformed_packets);
+      return;
+    }
+    ResetSession(p);
+  }
+
   uint16_t count = LoadBe16(p + mold::kCountOffset);
   if (count == mold::kEndOfSession) count = 0;  // No message blocks follow.
 

@@ -183,13 +183,19 @@ TEST(FeedMalformedTest, ShortHeadersAndGarbageAreCountedWithoutCrashing) {
   EXPECT_EQ(feed.stats().malformed_packets.load(), 20u);
 
   std::mt19937_64 rng(7);
+  uint64_t next_seq = 0;
   for (int i = 0; i < 20000; ++i) {
     Bytes b(rng() % 300);
     for (uint8_t& x : b) x = static_cast<uint8_t>(rng());
     // Half the time keep a plausible header so the block walker is exercised.
-    if (i % 2 == 0 && b.size() >= 20) {
-      internal::mold::WriteHeader(b.data(), testing::kSession, 1 + rng() % 1000,
+    // Sequence numbers move forward (as on a live line) so the blocks are decoded, and the
+    // first block has a small length so that it holds a (garbage) message.
+    if (i % 2 == 0 && b.size() >= 22) {
+      next_seq += 1 + rng() % 20;
+      internal::mold::WriteHeader(b.data(), testing::kSession, next_seq,
                                   static_cast<uint16_t>(rng() % 12));
+      b[20] = 0;
+      b[21] = static_cast<uint8_t>(rng() % 60);
     }
     feed.OnDatagram(b, 0, sink);
   }
@@ -322,6 +328,26 @@ TEST(FeedMoldTest, NewSessionResetsBooksSequenceAndStaleness) {
                   sink);
   ASSERT_EQ(sink.vectors.size(), 2u);
   EXPECT_EQ(sink.vectors[1].flags & kFeatureFlagStale, 0u);
+}
+
+TEST(FeedMoldTest, ForeignSessionMidStreamIsRejectedWithoutTouchingBooks) {
+  FeedProcessor feed(SmallOptions());
+  CollectingSink sink;
+  feed.OnDatagram(Packet("SESSION001", 1, {Add(1, 'B', 100, 10.0), Add(2, 'S', 100, 10.1)}), 0,
+                  sink);
+  ASSERT_EQ(sink.vectors.size(), 1u);
+  // Another session that does not start at sequence 1, and a non-printable session name.
+  feed.OnDatagram(Packet("OTHERSESS1", 77, {Add(3, 'B', 100, 10.0)}), 0, sink);
+  Bytes junk = Packet("SESSION001", 1, {Add(4, 'B', 100, 10.0)});
+  junk[0] = 0x01;
+  feed.OnDatagram(junk, 0, sink);
+  EXPECT_EQ(feed.stats().malformed_packets.load(), 2u);
+  // The books and the sequence of the live session are intact.
+  feed.OnDatagram(
+      Packet("SESSION001", 3, {Msg([](uint8_t* p) { return Encoder::Delete(p, 1, 2, 1); })}), 0,
+      sink);
+  EXPECT_EQ(feed.stats().unknown_order.load(), 0u);
+  EXPECT_EQ(feed.stats().gaps.load(), 0u);
 }
 
 TEST(FeedMoldTest, EndOfSessionCarriesNoMessages) {

@@ -255,15 +255,36 @@ TEST_F(ServeTest, SignalsFlowThroughGrpcAcrossRecalibrationAndMetricsAreExposed)
   const auto before = Scrape();
   std::mt19937 rng(7);
   for (int i = 0; i < 50; ++i) {
-    std::vector<uint8_t> junk(static_cast<size_t>(rng() % 19));  // Shorter than a header.
+    std::vector<uint8_t> junk(1 + static_cast<size_t>(rng() % 18));  // Shorter than a header.
     for (auto& b : junk) b = static_cast<uint8_t>(rng());
     SendUdp(feed_port_, junk);
+  }
+  // Random datagrams long enough to parse as a header: a foreign session in mid-stream must not
+  // reset the books.
+  for (int i = 0; i < 20; ++i) {
+    std::vector<uint8_t> junk(20 + static_cast<size_t>(rng() % 200));
+    for (auto& b : junk) b = static_cast<uint8_t>(rng());
+    junk[18] = 0;  // Keep the message count small so framing is what fails.
+    junk[19] = 3;
+    SendUdp(feed_port_, junk);
+  }
+  // The simulator's own session with a truncated ITCH message: the block claims 36 bytes (an Add
+  // Order) but the datagram ends after 10.
+  for (int i = 0; i < 20; ++i) {
+    std::vector<uint8_t> pkt = {'Q', 'S', 'I', 'G', 'S', 'I', 'M', '0', '0', '1',  // session
+                                0, 0, 0, 0, 0, 0, 0, 1,                            // sequence 1
+                                0, 2,                                              // 2 messages
+                                0, 36, 'A', 0, 1, 0, 0, 0, 0, 0, 0, 0};
+    SendUdp(feed_port_, pkt);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   const auto after = Scrape();
   EXPECT_GE(Sum(after, "qsig_feed_malformed_packets_total") -
                 Sum(before, "qsig_feed_malformed_packets_total"),
-            50);
+            90);
+  EXPECT_EQ(Sum(after, "qsig_feed_unknown_order_total"),
+            Sum(before, "qsig_feed_unknown_order_total"));
+  EXPECT_EQ(Sum(after, "qsig_feed_gaps_total"), 0);
   EXPECT_GT(Sum(after, "qsig_signals_total"), Sum(before, "qsig_signals_total"));
 
   // Metrics: the histogram counts, per-stage latency, versions, shadow comparisons.
