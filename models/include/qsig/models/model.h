@@ -57,24 +57,75 @@ absl::StatusOr<ModelSpec> LoadModelJson(const std::string& path);
 // Checks shapes and sizes; the loaders call it, tests may too.
 absl::Status ValidateSpec(const ModelSpec& spec);
 
+// How a model is run per instrument when the caller keeps state between ticks.
+//   kWindow:    the output over the last window() ticks exactly as trained (h0 = c0 = 0 at the
+//               window's first tick); the state caches each tick's first-layer input projection
+//               (W_ih x_t + b_ih), so a new tick adds one projection, not window() of them.
+//   kStreaming: one recurrent step per tick; h and c carry over from tick to tick (never reset
+//               by the model), which is how a stateful LSTM is served. An MLP simply runs on the
+//               tick.
+enum class Mode { kWindow, kStreaming };
+
 // A runnable model. Run() reads `window()` timesteps of raw (un-normalized) features,
 // oldest first, `input_size()` floats each, and returns the scalar signal. Run() is noexcept,
 // allocates nothing and takes no lock; `workspace` must hold workspace_floats() floats and be
-// used by one thread at a time. Thread-safety: const methods may be called concurrently.
+// used by one thread at a time. Thread-safety: const methods may be called concurrently; each
+// per-instrument state block and each workspace belongs to one thread at a time.
 class Model {
  public:
   virtual ~Model() = default;
   virtual float Run(std::span<const float> window, float* workspace) const noexcept = 0;
   virtual size_t workspace_floats() const noexcept = 0;
   virtual size_t weight_bytes() const noexcept = 0;
-  virtual const char* precision() const noexcept = 0;  // "fp32" or "int8"
+  virtual const char* precision() const noexcept = 0;  // "fp32", "int8" or "mixed"
   const ModelSpec& spec() const noexcept { return *spec_; }
   int window() const noexcept { return spec_->window; }
   int input_size() const noexcept { return spec_->input_size; }
 
+  // --- Stateful execution (hot path: noexcept, no allocation, no lock). ---
+  // Floats of per-instrument state for `mode`; the caller owns one block per instrument
+  // (64-byte alignment is best) and calls ResetState() before the first tick and whenever the
+  // instrument's history restarts (a gap, a new session) or the model is swapped.
+  virtual size_t state_floats(Mode mode) const noexcept;
+  virtual void ResetState(Mode mode, float* state) const noexcept;
+  // kWindow: appends one tick (input_size() raw features) and returns the output over the last
+  // window() ticks, bit-identical to Run() on those ticks; NaN until window() ticks were pushed
+  // since the reset (and on a wrong tick size or null pointer).
+  virtual float PushTick(std::span<const float> tick, float* state,
+                         float* workspace) const noexcept;
+  // kStreaming: one step per tick; returns the head's output on the new hidden state.
+  virtual float Step(std::span<const float> tick, float* state, float* workspace) const noexcept;
+  // kStreaming for n pending instruments at once (micro-batching): ticks is n x input_size(),
+  // states[i] is instrument i's block, out gets n outputs. The matmuls run as GEMMs, so each
+  // weight is read once per batch, not once per instrument. Results equal n Step() calls up to
+  // float summation order. `workspace` holds batch_workspace_floats(n) floats.
+  virtual void StepBatch(int n, const float* ticks, float* const* states, float* workspace,
+                         float* out) const noexcept;
+  virtual size_t batch_workspace_floats(int n) const noexcept;
+
  protected:
   explicit Model(std::shared_ptr<const ModelSpec> spec) : spec_(std::move(spec)) {}
   std::shared_ptr<const ModelSpec> spec_;
+};
+
+// Per-instrument state plus a private workspace for one model: the convenient owner of what
+// PushTick / Step need. Allocates at construction only. Thread-safety: one thread at a time.
+class Session {
+ public:
+  Session(std::shared_ptr<const Model> model, Mode mode);
+  // PushTick (kWindow) or Step (kStreaming) on the next tick.
+  float Push(std::span<const float> tick) noexcept;
+  void Reset() noexcept;
+  const Model& model() const noexcept { return *model_; }
+  Mode mode() const noexcept { return mode_; }
+  float* state() noexcept { return state_; }
+
+ private:
+  std::shared_ptr<const Model> model_;
+  Mode mode_;
+  std::vector<float> storage_;  // state then workspace, each 64-byte aligned inside
+  float* state_ = nullptr;
+  float* workspace_ = nullptr;
 };
 
 // The FP32 reference runtime (also the shadow model).
@@ -86,5 +137,9 @@ std::unique_ptr<Model> MakeFp32Model(std::shared_ptr<const ModelSpec> spec);
 // samples or the ranges are degenerate.
 absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const ModelSpec> spec,
                                                           std::span<const float> calib_windows);
+
+// The instruction set the runtimes' kernels were dispatched to in this process (chosen once from
+// cpuid and capped by the QSIG_MAX_ISA environment variable), e.g. "avx512vnni" or "ref".
+const char* KernelIsa() noexcept;
 
 }  // namespace qsig::models
