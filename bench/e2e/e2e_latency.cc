@@ -99,6 +99,11 @@ int main(int argc, char** argv) {
     delivery.push_back(WallNanos() - s.publish_ts_ns());
   }
   stopper.join();
+  const grpc::Status finish = stream->Finish();
+  if (tick.empty()) {
+    std::fprintf(stderr, "subscription to %s ended: %s\n", srv.grpc_address().c_str(),
+                 finish.error_message().c_str());
+  }
   const qsig::server::StatusSnapshot st = srv.Status();
   srv.Stop();
 

@@ -74,7 +74,8 @@ Worker::Worker(int id, const config::Config& config,
 
 Worker::~Worker() { Join(); }
 
-void Worker::Start(std::atomic<bool>* running) {
+void Worker::Start(std::atomic<bool>* running, Doorbell* bus_doorbell) {
+  bus_doorbell_ = bus_doorbell;
   thread_ = std::thread([this, running] { Run(running); });
 }
 
@@ -103,7 +104,9 @@ void Worker::Run(std::atomic<bool>* running) {
       if (now - idle_since < static_cast<int64_t>(idle_spin_us_) * 1000) {
         QSIG_CPU_RELAX();
       } else {
-        std::this_thread::sleep_for(std::chrono::microseconds(20));
+        // Sleep until the feed thread rings; wake at least every millisecond so the RCU epoch
+        // advances and shutdown is noticed.
+        doorbell_.Wait([this] { return input_->read_available() > 0; }, 1000);
       }
     }
     // Quiescent point for RCU reclamation of swapped-out models.
@@ -165,7 +168,11 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
     const int64_t t_pub = feeds::MonotonicNanos();
     rec.tick_to_signal_ns = t_pub - fv.recv_ns;
     latest_[key].Store(rec);
-    if (!output_->push(rec)) output_drops_.fetch_add(1, std::memory_order_relaxed);
+    if (output_->push(rec)) {
+      bus_doorbell_->Ring();
+    } else {
+      output_drops_.fetch_add(1, std::memory_order_relaxed);
+    }
     signals_[key].store(signals_[key].load(std::memory_order_relaxed) + 1,
                         std::memory_order_relaxed);
     hist_.inference.Record(t1 - t0);
@@ -267,7 +274,9 @@ void FeedThread::OnFeatures(const feeds::FeatureVector& fv) noexcept {
   hist_->features.Record(fv.features_ns - fv.decoded_ns);
   if (!symbols_->Known(fv.locate)) symbols_->Set(fv.locate, processor_.symbol(fv.locate));
   const size_t w = fv.locate % workers_.size();
-  if (!workers_[w]->input().push(fv)) {
+  if (workers_[w]->input().push(fv)) {
+    workers_[w]->doorbell().Ring();
+  } else {
     queue_drops_[w].fetch_add(1, std::memory_order_relaxed);
   }
 }

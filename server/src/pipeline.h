@@ -13,6 +13,7 @@
 #include <boost/lockfree/spsc_queue.hpp>
 
 #include "absl/status/status.h"
+#include "doorbell.h"
 #include "latency_histogram.h"
 #include "model_registry.h"
 #include "qsig/config/config.h"
@@ -53,10 +54,12 @@ class Worker {
   Worker(int id, const config::Config& config, const std::vector<std::unique_ptr<ModelSlot>>* slots,
          int n_features, int max_locate);
   ~Worker();
-  void Start(std::atomic<bool>* running);
+  // `bus_doorbell` is rung after each signal is queued for the publisher.
+  void Start(std::atomic<bool>* running, Doorbell* bus_doorbell);
   void Join();
 
   FeatureQueue& input() noexcept { return *input_; }
+  Doorbell& doorbell() noexcept { return doorbell_; }
   SignalQueue& output() noexcept { return *output_; }
   FeatureQueue& samples() noexcept { return *samples_; }
   const std::atomic<uint64_t>& epoch() const noexcept { return epoch_; }
@@ -90,6 +93,8 @@ class Worker {
   int n_features_;
   int max_window_;
   std::unique_ptr<FeatureQueue> input_;
+  Doorbell doorbell_;
+  Doorbell* bus_doorbell_ = nullptr;
   std::unique_ptr<SignalQueue> output_;
   std::unique_ptr<FeatureQueue> samples_;
   // Per instrument: a ring of the last max_window_ feature vectors.

@@ -84,7 +84,7 @@ absl::Status Server::Start() {
   s.grpc = std::move(*grpc);
 
   c.running.store(true);
-  for (auto& w : c.workers) w->Start(&c.running);
+  for (auto& w : c.workers) w->Start(&c.running, &c.bus->doorbell());
   c.bus->Start();
   c.feed->Start(&c.running);
   s.calibration_running.store(true);

@@ -116,9 +116,16 @@ void SignalBus::Run() {
         }
       }
     }
-    // Nothing pending: a short sleep keeps this thread off the workers' cores without adding
-    // much delivery latency (gRPC itself costs tens of microseconds).
-    if (total == 0) std::this_thread::sleep_for(std::chrono::microseconds(50));
+    if (total == 0) {
+      doorbell_.Wait(
+          [this] {
+            for (SignalQueue* q : sources_) {
+              if (q->read_available() > 0) return true;
+            }
+            return false;
+          },
+          10'000);
+    }
   }
 }
 

@@ -18,6 +18,7 @@
 
 #include <boost/lockfree/spsc_queue.hpp>
 
+#include "doorbell.h"
 #include "signal_record.h"
 #include "symbol_table.h"
 
@@ -55,6 +56,8 @@ class SignalBus {
   ~SignalBus();
   void Start();
   void Stop();
+  // Producers ring this after pushing into one of the source queues.
+  Doorbell& doorbell() noexcept { return doorbell_; }
 
   std::shared_ptr<Subscriber> Subscribe(std::vector<uint64_t> symbols,
                                         std::vector<uint16_t> models, size_t capacity);
@@ -69,6 +72,7 @@ class SignalBus {
 
   const SymbolTable* symbols_;
   std::vector<SignalQueue*> sources_;
+  Doorbell doorbell_;
   std::thread thread_;
   std::atomic<bool> running_{false};
   mutable std::mutex mu_;  // Guards subs_ (subscribe/unsubscribe and the publisher's fan-out).

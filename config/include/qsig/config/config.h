@@ -46,7 +46,7 @@ struct WorkersConfig {
   int count = 2;
   std::vector<int> cores;  // One CPU per worker; empty = no pinning.
   int queue_capacity = 65536;
-  int idle_spin_us = 50;   // Busy-wait this long before sleeping when the queue is empty.
+  int idle_spin_us = 0;  // Busy-wait this long before sleeping on the doorbell (futex).
 };
 
 struct ShadowConfig {
