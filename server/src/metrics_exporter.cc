@@ -42,13 +42,14 @@ void AddHistogram(MetricFamily* f, std::vector<ClientMetric::Label> labels,
   ClientMetric m;
   m.label = std::move(labels);
   m.histogram.sample_count = s.count;
-  m.histogram.sample_sum = s.sum_us;
+  m.histogram.sample_sum = s.sum_us * 1e-6;
   uint64_t cumulative = 0;
   for (int i = 0; i < LatencyHistogram::kBuckets; ++i) {
     cumulative += s.buckets[i];
     ClientMetric::Bucket b;
     b.cumulative_count = cumulative;
-    b.upper_bound = i < LatencyHistogram::kBuckets - 1 ? LatencyHistogram::kBoundsUs[i]
+    // Prometheus base unit: seconds; the bounds have microsecond resolution.
+    b.upper_bound = i < LatencyHistogram::kBuckets - 1 ? LatencyHistogram::kBoundsUs[i] * 1e-6
                                                        : std::numeric_limits<double>::infinity();
     m.histogram.bucket.push_back(b);
   }
@@ -71,13 +72,13 @@ class QsigCollector final : public prometheus::Collectable {
       inference.Add(w->histograms().inference.Take());
       publish.Add(w->histograms().publish.Take());
     }
-    auto t2s = Family("qsig_tick_to_signal_microseconds",
-                      "Datagram receive to signal publish, per signal, in microseconds.",
+    auto t2s = Family("qsig_tick_to_signal_seconds",
+                      "Datagram receive to signal publish, per signal (microsecond buckets).",
                       MetricType::Histogram);
     AddHistogram(&t2s, {}, tick);
     out.push_back(std::move(t2s));
-    auto stage = Family("qsig_stage_latency_microseconds",
-                        "Latency of each tick-path stage in microseconds: decode (receive to "
+    auto stage = Family("qsig_stage_latency_seconds",
+                        "Latency of each tick-path stage (microsecond buckets): decode (receive to "
                         "book updated), features, queue (SPSC handoff), inference (INT8 "
                         "primary), publish (latest table and bus).",
                         MetricType::Histogram);

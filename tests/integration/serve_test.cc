@@ -288,11 +288,11 @@ TEST_F(ServeTest, SignalsFlowThroughGrpcAcrossRecalibrationAndMetricsAreExposed)
   EXPECT_GT(Sum(after, "qsig_signals_total"), Sum(before, "qsig_signals_total"));
 
   // Metrics: the histogram counts, per-stage latency, versions, shadow comparisons.
-  EXPECT_GT(after.at("qsig_tick_to_signal_microseconds_count"), 0);
-  EXPECT_EQ(after.at("qsig_tick_to_signal_microseconds_bucket{le=\"+Inf\"}"),
-            after.at("qsig_tick_to_signal_microseconds_count"));
+  EXPECT_GT(after.at("qsig_tick_to_signal_seconds_count"), 0);
+  EXPECT_EQ(after.at("qsig_tick_to_signal_seconds_bucket{le=\"+Inf\"}"),
+            after.at("qsig_tick_to_signal_seconds_count"));
   for (const char* stage : {"decode", "features", "queue", "inference", "publish"}) {
-    EXPECT_GT(after.at(std::string("qsig_stage_latency_microseconds_count{stage=\"") + stage +
+    EXPECT_GT(after.at(std::string("qsig_stage_latency_seconds_count{stage=\"") + stage +
                        "\"}"),
               0)
         << stage;
