@@ -1,5 +1,19 @@
-// FeedProcessor: MoldUDP64 sessions and sequencing, ITCH 5.0 dispatch, books, features.
+// FeedProcessor: MoldUDP64 sessions, sequencing and gap recovery, ITCH 5.0 dispatch, books,
+// features.
+//
+// Sequencing (see feeds/README.md, "Gaps and recovery"). `next_` is the next sequence number to
+// apply in order; everything before it is final. While no gap is open a message with sequence
+// `next_` is applied straight away (the fast path: no copy). When a message arrives beyond a
+// gap, a hole [next_, seq) opens and from then on every new message is copied into a window
+// indexed by sequence and applied at once *optimistically*: the books and feature state move
+// on, each book mutation is logged for undo, and every vector carries kFeatureFlagStale. When
+// the oldest hole is filled (the other line, a reordered packet, or a retransmission), the
+// books are wound back to the last exact state and the held messages are replayed quietly in
+// sequence order, so that the books equal those built from a clean stream. A hole that cannot
+// be filled (timeout, window full) is given up: its messages count as lost and every book
+// stays stale until a new session.
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -28,43 +42,135 @@ namespace mold = internal::mold;
 inline void Bump(std::atomic<uint64_t>& counter, uint64_t n = 1) noexcept {
   counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
+inline void Set(std::atomic<uint64_t>& gauge, uint64_t v) noexcept {
+  gauge.store(v, std::memory_order_relaxed);
+}
+
+// A sequence jump this large is not a gap but a corrupt header: recovery could never fill it.
+constexpr uint64_t kMaxSequenceJump = uint64_t{1} << 40;
+constexpr size_t kMaxHoles = 64;
 
 struct Instrument {
   char symbol[itch::kStockSize] = {};
   uint8_t symbol_len = 0;
-  // Sticky until a new session: without recovery a gap may have left this book wrong.
+  // Sticky until a new session: a gap was given up and this book may be wrong.
   bool stale = false;
+  // Feature state saved at the first optimistic change since the books were last exact.
+  bool saved = false;
   internal::FeatureState features;
 };
+
+// A run of missing sequence numbers [first, end).
+struct Hole {
+  uint64_t first = 0;
+  uint64_t end = 0;
+  int64_t opened_ns = 0;
+  int64_t next_request_ns = 0;
+  int requests = 0;
+};
+
+// A held message. ITCH messages are at most 50 bytes; longer blocks are malformed anyway and
+// only their length is kept.
+struct Slot {
+  enum State : uint8_t { kEmpty = 0, kPresent, kLost };
+  uint16_t len = 0;
+  State state = kEmpty;
+  uint8_t bytes[61];
+};
+static_assert(sizeof(Slot) == 64);
+static_assert(sizeof(Slot::bytes) >= itch::kMaxMessageLength);
 
 }  // namespace
 
 struct FeedProcessor::Impl {
   explicit Impl(const FeedProcessorOptions& o)
-      : books(o.max_instruments, o.max_orders, o.max_levels),
+      : options(o),
+        books(o.max_instruments, o.max_orders, o.max_levels),
         instruments(static_cast<size_t>(books.max_instruments()) + 1),
-        instrument_messages(std::make_unique<std::atomic<uint64_t>[]>(instruments.size())) {}
+        instrument_messages(std::make_unique<std::atomic<uint64_t>[]>(instruments.size())) {
+    if (o.recovery.max_held_messages > 0) {
+      const size_t w = std::bit_ceil(static_cast<size_t>(o.recovery.max_held_messages));
+      window.assign(w, Slot{});
+      window_mask = w - 1;
+      // One entry per held message at most (each message changes the books once); replays of
+      // held messages after a partial commit reuse the same bound.
+      undo_log.reserve(w + 16);
+      saved_features.assign(instruments.size(), internal::FeatureState{});
+      touched.reserve(instruments.size());
+    }
+    holes.reserve(kMaxHoles);
+  }
 
+  // --- Sequencing ---
   void OnDatagram(std::span<const uint8_t> d, int64_t recv_ns, FeatureSink& sink) noexcept;
   void ResetSession(const uint8_t* session) noexcept;
+  void OnSequenced(uint64_t seq, const uint8_t* m, size_t len, int64_t recv_ns,
+                   FeatureSink& sink) noexcept;
+  // A heartbeat or end of session announcing that the next message will be `next_seq`.
+  void AdvanceTo(uint64_t next_seq, int64_t recv_ns, FeatureSink& sink) noexcept;
+  // Makes room in the window for `seq`, giving up old holes if needed; false if `seq` is
+  // beyond any recovery and the stream jumped to it.
+  void MakeRoom(uint64_t seq, FeatureSink& sink) noexcept;
+  void OpenHole(uint64_t first, uint64_t end, int64_t recv_ns, FeatureSink& sink) noexcept;
+  void FillHole(uint64_t seq) noexcept;
+  void LoseHole(size_t index) noexcept;
+  // Commits the complete prefix before the oldest hole (see the file comment).
+  void Settle(FeatureSink& sink) noexcept;
+  void ClearWindow() noexcept;
+  bool window_mode() const noexcept { return !holes.empty(); }
   void MarkAllStale() noexcept {
     for (Instrument& in : instruments) in.stale = true;
   }
-  void OnMessage(const uint8_t* m, size_t len, uint64_t seq, int64_t recv_ns,
+  void UpdateGauges() noexcept {
+    Set(stats.open_gaps, holes.size());
+    Set(stats.held_messages, held);
+  }
+
+  // --- Messages ---
+  // Applies one message. `loud`: first sight (counters, vectors); quiet replays change state
+  // only. While a gap is open, book changes are logged for undo.
+  void Apply(const uint8_t* m, size_t len, uint64_t seq, int64_t recv_ns, bool loud,
+             FeatureSink& sink) noexcept;
+  void OnMessage(const uint8_t* m, size_t len, uint64_t seq, int64_t recv_ns, bool loud,
                  FeatureSink& sink) noexcept;
   // Counts a failed book operation; true on success.
-  bool Check(BookResult r) noexcept;
+  bool Check(BookResult r, bool loud) noexcept;
+  internal::FeatureState& Features(uint16_t locate) noexcept;
   void EmitFeatures(uint16_t locate, const uint8_t* m, uint64_t seq, int64_t recv_ns,
                     FeatureSink& sink) noexcept;
+  void StartLogging() noexcept {
+    books.set_undo_log(&undo_log, &undo_overflow);
+    logging = true;
+  }
+  void StopLogging() noexcept {
+    books.set_undo_log(nullptr, nullptr);
+    logging = false;
+  }
+  // Winds books and feature state back to the last exact state.
+  void Rewind() noexcept;
 
+  FeedProcessorOptions options;
   FeedStats stats;
   internal::OrderBooks books;
   std::vector<Instrument> instruments;
   std::unique_ptr<std::atomic<uint64_t>[]> instrument_messages;
   uint8_t session[mold::kSessionSize] = {};
   bool have_session = false;
-  uint64_t expected_seq = 1;
+  uint64_t next = 1;  // Next sequence to apply in order.
+  uint64_t high = 1;  // One past the highest sequence seen.
   uint64_t messages_in_packet = 0;
+  uint32_t new_in_packet = 0;
+
+  // Gap state, all sized at construction.
+  std::vector<Slot> window;
+  size_t window_mask = 0;
+  uint64_t held = 0;
+  std::vector<Hole> holes;  // Ascending, disjoint, within [next, high).
+  std::vector<internal::UndoEntry> undo_log;
+  bool undo_overflow = false;
+  bool logging = false;  // Optimistic: changes are logged and feature state saved first.
+  std::vector<internal::FeatureState> saved_features;
+  std::vector<uint16_t> touched;  // Locates whose feature state is saved.
 };
 
 static bool PrintableSession(const uint8_t* p) noexcept {
@@ -77,21 +183,31 @@ static bool PrintableSession(const uint8_t* p) noexcept {
 void FeedProcessor::Impl::ResetSession(const uint8_t* new_session) noexcept {
   // The first session starts from the freshly built (already empty) state; skip the wipe.
   if (have_session) {
+    StopLogging();
+    ClearWindow();
+    holes.clear();
+    undo_log.clear();
+    undo_overflow = false;
+    touched.clear();
     books.Clear();
     for (Instrument& in : instruments) in = Instrument{};
+    Bump(stats.session_resets);
+    UpdateGauges();
   }
   std::memcpy(session, new_session, mold::kSessionSize);
   have_session = true;
-  expected_seq = 1;  // MoldUDP64 numbers each session's messages from 1.
+  next = high = 1;  // MoldUDP64 numbers each session's messages from 1.
 }
 
 void FeedProcessor::Impl::OnDatagram(std::span<const uint8_t> d, int64_t recv_ns,
                                      FeatureSink& sink) noexcept {
   Bump(stats.packets);
+  new_in_packet = 0;
   const uint8_t* p = d.data();
   const size_t size = d.size();
   if (size < mold::kHeaderSize) {
     Bump(stats.malformed_packets);
+    Bump(stats.short_packets);
     return;
   }
   const uint64_t seq = LoadBe64(p + mold::kSequenceOffset);
@@ -100,44 +216,247 @@ void FeedProcessor::Impl::OnDatagram(std::span<const uint8_t> d, int64_t recv_ns
     // (sequence 1) may switch to a new one: a stray or corrupt datagram must not wipe the books.
     if (!PrintableSession(p) || (have_session && seq != 1)) {
       Bump(stats.malformed_packets);
+      Bump(stats.foreign_session);
       return;
     }
     ResetSession(p);
   }
-
-  uint16_t count = LoadBe16(p + mold::kCountOffset);
-  if (count == mold::kEndOfSession) count = 0;  // No message blocks follow.
-
-  if (seq > expected_seq) {
-    Bump(stats.gaps);
-    Bump(stats.gap_messages, seq - expected_seq);
-    MarkAllStale();
-    expected_seq = seq;
+  if (seq == 0 || seq - std::min(seq, next) > kMaxSequenceJump) {
+    Bump(stats.malformed_packets);  // Sequence numbers start at 1 and never leap by 2^40.
+    return;
   }
-  const uint64_t already_seen = expected_seq - seq;  // > 0 only for replays/duplicates.
+
+  const uint16_t raw_count = LoadBe16(p + mold::kCountOffset);
+  if (raw_count == mold::kHeartbeat || raw_count == mold::kEndOfSession) {
+    Bump(raw_count == mold::kHeartbeat ? stats.heartbeats : stats.end_of_session);
+    // The header carries the next sequence number: anything before it that we lack is a gap.
+    AdvanceTo(seq, recv_ns, sink);
+    return;
+  }
 
   messages_in_packet = 0;
   size_t off = mold::kHeaderSize;
   uint64_t i = 0;
-  for (; i < count; ++i) {
+  for (; i < raw_count; ++i) {
     if (size - off < mold::kBlockLengthSize) break;
     const size_t len = LoadBe16(p + off);
     off += mold::kBlockLengthSize;
     if (size - off < len) break;
-    if (i < already_seen) {
-      Bump(stats.duplicates);
-    } else {
-      OnMessage(p + off, len, seq + i, recv_ns, sink);
-    }
+    OnSequenced(seq + i, p + off, len, recv_ns, sink);
     off += len;
   }
-  if (i < count) Bump(stats.malformed_packets);  // Blocks overran the datagram.
-  // Messages lost in a truncated packet show up as a gap on the next one.
-  expected_seq = std::max(expected_seq, seq + i);
+  if (i < raw_count) {
+    Bump(stats.malformed_packets);  // Blocks overran the datagram.
+    Bump(stats.truncated_packets);
+    // Messages lost in a truncated packet show up as a gap on the next one.
+  }
   Bump(stats.messages, messages_in_packet);
 }
 
-bool FeedProcessor::Impl::Check(BookResult r) noexcept {
+void FeedProcessor::Impl::OnSequenced(uint64_t seq, const uint8_t* m, size_t len, int64_t recv_ns,
+                                      FeatureSink& sink) noexcept {
+  if (seq < next) {
+    Bump(stats.duplicates);
+    return;
+  }
+  if (!window_mode() && seq == next) {  // Fast path: in order, nothing held.
+    ++new_in_packet;
+    Apply(m, len, seq, recv_ns, true, sink);
+    next = high = seq + 1;
+    return;
+  }
+  if (window.empty()) {
+    // No window: a gap is lost at once and the stream moves on (books stale).
+    Bump(stats.gaps);
+    Bump(stats.gap_messages, seq - next);
+    Bump(stats.gaps_lost);
+    Bump(stats.lost_messages, seq - next);
+    MarkAllStale();
+    ++new_in_packet;
+    Apply(m, len, seq, recv_ns, true, sink);
+    next = high = seq + 1;
+    return;
+  }
+  if (seq - next >= window.size()) {
+    MakeRoom(seq, sink);
+    if (!window_mode() && seq == next) {
+      ++new_in_packet;
+      Apply(m, len, seq, recv_ns, true, sink);
+      next = high = seq + 1;
+      return;
+    }
+  }
+  Slot& slot = window[seq & window_mask];
+  if (seq >= high) {
+    if (seq > high) OpenHole(high, seq, recv_ns, sink);
+    high = seq + 1;
+  } else {
+    if (slot.state != Slot::kEmpty) {
+      Bump(stats.duplicates);
+      return;
+    }
+    FillHole(seq);
+    Bump(stats.recovered_messages);
+  }
+  ++new_in_packet;
+  slot.state = Slot::kPresent;
+  slot.len = static_cast<uint16_t>(len);
+  if (len <= sizeof(slot.bytes)) std::memcpy(slot.bytes, m, len);
+  ++held;
+  StartLogging();
+  Apply(m, len, seq, recv_ns, true, sink);
+  Settle(sink);
+  UpdateGauges();
+}
+
+void FeedProcessor::Impl::AdvanceTo(uint64_t next_seq, int64_t recv_ns,
+                                    FeatureSink& sink) noexcept {
+  if (next_seq <= high) return;
+  if (window.empty()) {
+    Bump(stats.gaps);
+    Bump(stats.gap_messages, next_seq - next);
+    Bump(stats.gaps_lost);
+    Bump(stats.lost_messages, next_seq - next);
+    MarkAllStale();
+    next = high = next_seq;
+    return;
+  }
+  if (next_seq - next >= window.size()) MakeRoom(next_seq, sink);
+  if (next_seq <= high) return;
+  OpenHole(high, next_seq, recv_ns, sink);
+  high = next_seq;
+  UpdateGauges();
+}
+
+void FeedProcessor::Impl::MakeRoom(uint64_t seq, FeatureSink& sink) noexcept {
+  while (window_mode() && seq - next >= window.size()) {
+    LoseHole(0);
+    Settle(sink);
+  }
+  if (seq - next < window.size()) return;
+  // Nothing is held and `seq` is still out of reach: the messages up to it are lost.
+  if (seq > high) {
+    Bump(stats.gaps);
+    Bump(stats.gap_messages, seq - high);
+    Bump(stats.gaps_lost);
+    Bump(stats.lost_messages, seq - high);
+    MarkAllStale();
+  }
+  next = high = seq;
+}
+
+void FeedProcessor::Impl::OpenHole(uint64_t first, uint64_t end, int64_t recv_ns,
+                                   FeatureSink& sink) noexcept {
+  Bump(stats.gaps);
+  Bump(stats.gap_messages, end - first);
+  if (holes.size() == kMaxHoles) {
+    LoseHole(0);
+    Settle(sink);
+  }
+  const int64_t delay = int64_t{options.recovery.rerequest_delay_us} * 1000;
+  holes.push_back(Hole{first, end, recv_ns, recv_ns + delay, 0});
+}
+
+void FeedProcessor::Impl::FillHole(uint64_t seq) noexcept {
+  for (size_t i = 0; i < holes.size(); ++i) {
+    Hole& h = holes[i];
+    if (seq < h.first || seq >= h.end) continue;
+    if (h.end - h.first == 1) {
+      holes.erase(holes.begin() + static_cast<ptrdiff_t>(i));
+      Bump(stats.gaps_recovered);
+    } else if (seq == h.first) {
+      ++h.first;
+    } else if (seq == h.end - 1) {
+      --h.end;
+    } else if (holes.size() < kMaxHoles) {
+      Hole tail = h;
+      tail.first = seq + 1;
+      h.end = seq;
+      holes.insert(holes.begin() + static_cast<ptrdiff_t>(i) + 1, tail);
+    } else {
+      // No room to split: keep the hole whole; `seq` is held and skipped when it is lost.
+    }
+    return;
+  }
+}
+
+void FeedProcessor::Impl::LoseHole(size_t index) noexcept {
+  const Hole h = holes[index];
+  holes.erase(holes.begin() + static_cast<ptrdiff_t>(index));
+  uint64_t lost = 0;
+  for (uint64_t s = h.first; s < h.end; ++s) {
+    Slot& slot = window[s & window_mask];
+    if (slot.state == Slot::kEmpty) {
+      slot.state = Slot::kLost;
+      ++lost;
+    }
+  }
+  Bump(stats.gaps_lost);
+  Bump(stats.lost_messages, lost);
+  MarkAllStale();
+}
+
+void FeedProcessor::Impl::ClearWindow() noexcept {
+  if (high - next >= window.size()) {
+    std::fill(window.begin(), window.end(), Slot{});
+  } else {
+    for (uint64_t s = next; s < high; ++s) window[s & window_mask].state = Slot::kEmpty;
+  }
+  held = 0;
+}
+
+void FeedProcessor::Impl::Rewind() noexcept {
+  StopLogging();
+  books.Undo(undo_log);
+  for (uint16_t locate : touched) {
+    instruments[locate].features = saved_features[locate];
+    instruments[locate].saved = false;
+  }
+  touched.clear();
+}
+
+void FeedProcessor::Impl::Settle(FeatureSink& sink) noexcept {
+  if (undo_overflow) {
+    // The log could not hold every change, so the books cannot be wound back: keep them as
+    // they are, give every gap up and mark the books stale.
+    while (!holes.empty()) LoseHole(0);
+    StopLogging();
+    undo_overflow = false;
+    undo_log.clear();
+    for (uint16_t locate : touched) instruments[locate].saved = false;
+    touched.clear();
+    ClearWindow();
+    next = high;
+    return;
+  }
+  const uint64_t stop = holes.empty() ? high : holes.front().first;
+  if (stop == next) return;  // The oldest message is still missing.
+  Bump(stats.reconciliations);
+  Rewind();
+  for (uint64_t s = next; s < stop; ++s) {
+    Slot& slot = window[s & window_mask];
+    if (slot.state == Slot::kPresent) {
+      Apply(slot.bytes, slot.len, s, 0, false, sink);
+      --held;
+    }
+    slot.state = Slot::kEmpty;
+  }
+  next = stop;
+  if (holes.empty()) {
+    held = 0;
+    return;
+  }
+  // Messages after the next hole go back on, optimistically, in sequence order.
+  StartLogging();
+  for (uint64_t s = next; s < high; ++s) {
+    const Slot& slot = window[s & window_mask];
+    if (slot.state == Slot::kPresent) Apply(slot.bytes, slot.len, s, 0, false, sink);
+  }
+}
+
+bool FeedProcessor::Impl::Check(BookResult r, bool loud) noexcept {
+  if (r == BookResult::kOk) return true;
+  if (!loud) return false;
   switch (r) {
     case BookResult::kOk:
       return true;
@@ -152,29 +471,52 @@ bool FeedProcessor::Impl::Check(BookResult r) noexcept {
       return false;
     case BookResult::kInvalid:
       Bump(stats.malformed_messages);
+      Bump(stats.invalid_order);
       return false;
   }
   return false;
 }
 
-void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t len, uint64_t seq, int64_t recv_ns,
-                                    FeatureSink& sink) noexcept {
+internal::FeatureState& FeedProcessor::Impl::Features(uint16_t locate) noexcept {
+  Instrument& in = instruments[locate];
+  if (logging && !in.saved) {
+    saved_features[locate] = in.features;
+    in.saved = true;
+    touched.push_back(locate);
+  }
+  return in.features;
+}
+
+void FeedProcessor::Impl::Apply(const uint8_t* m, size_t len, uint64_t seq, int64_t recv_ns,
+                                bool loud, FeatureSink& sink) noexcept {
   if (len == 0 || itch::kMessageLength[m[itch::kTypeOffset]] != len) {
-    Bump(stats.malformed_messages);
+    if (loud) {
+      Bump(stats.malformed_messages);
+      if (len != 0 && itch::kMessageLength[m[itch::kTypeOffset]] == 0) {
+        Bump(stats.unknown_message_type);
+      } else {
+        Bump(stats.bad_message_length);
+      }
+    }
     return;
   }
-  ++messages_in_packet;
+  OnMessage(m, len, seq, recv_ns, loud, sink);
+}
+
+void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t seq,
+                                    int64_t recv_ns, bool loud, FeatureSink& sink) noexcept {
+  if (loud) ++messages_in_packet;
   const uint8_t type = m[itch::kTypeOffset];
   const uint16_t locate = LoadBe16(m + itch::kLocateOffset);
   const bool known_locate = books.valid_locate(locate);
-  if (known_locate) Bump(instrument_messages[locate]);
+  if (known_locate && loud) Bump(instrument_messages[locate]);
 
   internal::Side side;
   uint32_t price;
   switch (type) {
     case 'R': {
       if (!known_locate) {
-        Bump(stats.unknown_instrument);
+        if (loud) Bump(stats.unknown_instrument);
         return;
       }
       Instrument& in = instruments[locate];
@@ -188,51 +530,65 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t len, uint64_t seq, 
     case 'F':
       if (!Check(books.Add(locate, LoadBe64(m + itch::kAddRef),
                            static_cast<char>(m[itch::kAddSide]), LoadBe32(m + itch::kAddShares),
-                           LoadBe32(m + itch::kAddPrice)))) {
+                           LoadBe32(m + itch::kAddPrice)),
+                 loud)) {
         return;
       }
       break;
     case 'E':
     case 'C': {
       const uint32_t shares = LoadBe32(m + itch::kExecShares);
-      if (!Check(books.Reduce(locate, LoadBe64(m + itch::kExecRef), shares, &side, &price))) {
+      if (!Check(books.Reduce(locate, LoadBe64(m + itch::kExecRef), shares, &side, &price),
+                 loud)) {
         return;
       }
       // Non-printable executions ('C' with printable 'N') are not counted as volume.
       if (type == 'E' || m[itch::kExecPrintable] == 'Y') {
-        instruments[locate].features.OnTrade(shares, side == internal::Side::kAsk);
+        Features(locate).OnTrade(shares, side == internal::Side::kAsk);
       }
       break;
     }
     case 'X':
       if (!Check(books.Reduce(locate, LoadBe64(m + itch::kCancelRef),
-                              LoadBe32(m + itch::kCancelShares), &side, &price))) {
+                              LoadBe32(m + itch::kCancelShares), &side, &price),
+                 loud)) {
         return;
       }
       break;
     case 'D':
-      if (!Check(books.Delete(locate, LoadBe64(m + itch::kDeleteRef)))) return;
+      if (!Check(books.Delete(locate, LoadBe64(m + itch::kDeleteRef)), loud)) return;
       break;
     case 'U':
-      if (!Check(books.Replace(
-              locate, LoadBe64(m + itch::kReplaceOrigRef), LoadBe64(m + itch::kReplaceNewRef),
-              LoadBe32(m + itch::kReplaceShares), LoadBe32(m + itch::kReplacePrice)))) {
+      if (!Check(books.Replace(locate, LoadBe64(m + itch::kReplaceOrigRef),
+                               LoadBe64(m + itch::kReplaceNewRef),
+                               LoadBe32(m + itch::kReplaceShares),
+                               LoadBe32(m + itch::kReplacePrice)),
+                 loud)) {
         return;
       }
       break;
     case 'P':
       // A non-displayed order was hit: trade flow moves, the displayed book does not.
       if (!known_locate) {
-        Bump(stats.unknown_instrument);
+        if (loud) Bump(stats.unknown_instrument);
         return;
       }
-      instruments[locate].features.OnTrade(LoadBe32(m + itch::kTradeShares),
-                                           m[itch::kTradeSide] == 'S');
+      Features(locate).OnTrade(LoadBe32(m + itch::kTradeShares), m[itch::kTradeSide] == 'S');
       return;
     default:
       return;  // Well-formed, but carries nothing the books or features use.
   }
-  EmitFeatures(locate, m, seq, recv_ns, sink);
+  if (loud) {
+    EmitFeatures(locate, m, seq, recv_ns, sink);
+  } else {
+    // A quiet replay still advances the feature history exactly as the clean stream would.
+    const internal::BookSide& bids = books.bids(locate);
+    const internal::BookSide& asks = books.asks(locate);
+    if (bids.empty() || asks.empty()) return;
+    float values[kMaxFeatures];
+    double mid;
+    internal::ComputeFeatures(bids, asks, Features(locate), values, &mid);
+  }
 }
 
 void FeedProcessor::Impl::EmitFeatures(uint16_t locate, const uint8_t* m, uint64_t seq,
@@ -249,8 +605,9 @@ void FeedProcessor::Impl::EmitFeatures(uint16_t locate, const uint8_t* m, uint64
   fv.recv_ns = recv_ns;
   fv.decoded_ns = MonotonicNanos();
   const bool non_finite =
-      internal::ComputeFeatures(bids, asks, in.features, fv.values, &fv.mid_price);
-  fv.flags = (in.stale ? kFeatureFlagStale : 0u) | (non_finite ? kFeatureFlagNonFinite : 0u);
+      internal::ComputeFeatures(bids, asks, Features(locate), fv.values, &fv.mid_price);
+  const bool stale = in.stale || window_mode();
+  fv.flags = (stale ? kFeatureFlagStale : 0u) | (non_finite ? kFeatureFlagNonFinite : 0u);
   fv.features_ns = MonotonicNanos();
   sink.OnFeatures(fv);
   Bump(stats.feature_vectors);
@@ -281,5 +638,88 @@ std::string_view FeedProcessor::symbol(uint16_t locate) const noexcept {
 int FeedProcessor::max_instruments() const noexcept { return impl_->books.max_instruments(); }
 
 int FeedProcessor::n_features() const noexcept { return internal::kNumDefaultFeatures; }
+
+bool FeedProcessor::NextRetransmitRequest(int64_t now_ns, RetransmitRequest* request) noexcept {
+  Impl& s = *impl_;
+  const GapRecoveryOptions& r = s.options.recovery;
+  for (Hole& h : s.holes) {
+    if (h.requests >= r.max_rerequests || now_ns < h.next_request_ns) continue;
+    std::memcpy(request->session, s.session, mold::kSessionSize);
+    request->sequence = h.first;
+    request->count = static_cast<uint16_t>(
+        std::min<uint64_t>({h.end - h.first, static_cast<uint64_t>(std::max(r.max_request_messages, 1)),
+                            0xFFFE}));
+    ++h.requests;
+    h.next_request_ns = now_ns + int64_t{r.rerequest_interval_us} * 1000;
+    return true;
+  }
+  return false;
+}
+
+void FeedProcessor::Tick(int64_t now_ns, FeatureSink& sink) noexcept {
+  Impl& s = *impl_;
+  const int64_t timeout = int64_t{s.options.recovery.gap_timeout_us} * 1000;
+  bool lost = false;
+  for (size_t i = 0; i < s.holes.size();) {
+    if (now_ns - s.holes[i].opened_ns >= timeout) {
+      s.LoseHole(i);
+      lost = true;
+    } else {
+      ++i;
+    }
+  }
+  if (lost) {
+    s.Settle(sink);
+    s.UpdateGauges();
+  }
+}
+
+void FeedProcessor::AbandonGaps(FeatureSink& sink) noexcept {
+  Impl& s = *impl_;
+  if (s.holes.empty()) return;
+  while (!s.holes.empty()) s.LoseHole(0);
+  s.Settle(sink);
+  s.UpdateGauges();
+}
+
+bool FeedProcessor::gap_open() const noexcept { return impl_->window_mode(); }
+uint64_t FeedProcessor::next_sequence() const noexcept { return impl_->next; }
+uint32_t FeedProcessor::last_datagram_new_messages() const noexcept {
+  return impl_->new_in_packet;
+}
+
+int FeedProcessor::BookLevels(uint16_t locate, bool bid, std::span<PriceLevel> out) const noexcept {
+  if (!impl_->books.valid_locate(locate)) return 0;
+  const internal::BookSide& side = bid ? impl_->books.bids(locate) : impl_->books.asks(locate);
+  const int n = std::min<int>(side.depth(), static_cast<int>(out.size()));
+  for (int i = 0; i < n; ++i) out[i] = PriceLevel{side.price(i), side.orders(i), side.shares(i)};
+  return n;
+}
+
+int FeedProcessor::BookDepth(uint16_t locate, bool bid) const noexcept {
+  if (!impl_->books.valid_locate(locate)) return 0;
+  return (bid ? impl_->books.bids(locate) : impl_->books.asks(locate)).depth();
+}
+
+size_t FeedProcessor::live_orders() const noexcept { return impl_->books.orders().size(); }
+
+bool FeedProcessor::stale(uint16_t locate) const noexcept {
+  if (locate >= impl_->instruments.size()) return false;
+  return impl_->instruments[locate].stale || impl_->window_mode();
+}
+
+void EncodeRetransmitRequest(const RetransmitRequest& r, uint8_t* out) noexcept {
+  std::memcpy(out, r.session, mold::kSessionSize);
+  internal::StoreBe64(out + mold::kSequenceOffset, r.sequence);
+  internal::StoreBe16(out + mold::kCountOffset, r.count);
+}
+
+bool DecodeRetransmitRequest(std::span<const uint8_t> d, RetransmitRequest* r) noexcept {
+  if (d.size() != kRetransmitRequestSize) return false;
+  std::memcpy(r->session, d.data(), mold::kSessionSize);
+  r->sequence = LoadBe64(d.data() + mold::kSequenceOffset);
+  r->count = LoadBe16(d.data() + mold::kCountOffset);
+  return true;
+}
 
 }  // namespace qsig::feeds

@@ -42,11 +42,11 @@ void OrderTable::Clear() noexcept {
   size_ = 0;
 }
 
-bool BookSide::Add(uint32_t price, uint32_t shares) noexcept {
+bool BookSide::Add(uint32_t price, uint32_t shares, bool new_order) noexcept {
   const uint32_t key = ToKey(price);
   const int i = UpperBound(key);
   if (i > 0 && levels_[i - 1].key == key) {
-    levels_[i - 1].orders += 1;
+    levels_[i - 1].orders += new_order ? 1 : 0;
     levels_[i - 1].shares += shares;
     return true;
   }
@@ -91,7 +91,9 @@ BookResult OrderBooks::Add(uint16_t locate, uint64_t ref, char side_char, uint32
   const Side s = side_char == 'B' ? Side::kBid : Side::kAsk;
   if (table_.size() >= table_.max_orders()) return BookResult::kFull;
   if (!side(locate, s).Add(price, shares)) return BookResult::kFull;
-  table_.Insert(Order{ref, price, shares, locate, s});
+  const Order o{ref, price, shares, locate, s};
+  table_.Insert(o);
+  Log(o, UndoEntry::kAdded);
   return BookResult::kOk;
 }
 
@@ -100,6 +102,7 @@ BookResult OrderBooks::Reduce(uint16_t locate, uint64_t ref, uint32_t shares, Si
   if (!valid_locate(locate)) return BookResult::kUnknownInstrument;
   Order* o = table_.Find(locate, ref);
   if (o == nullptr) return BookResult::kUnknownOrder;
+  Log(*o, UndoEntry::kChanged);
   const uint32_t removed = std::min(shares, o->shares);
   const bool gone = removed == o->shares;
   *out_side = o->side;
@@ -117,6 +120,7 @@ BookResult OrderBooks::Delete(uint16_t locate, uint64_t ref) noexcept {
   if (!valid_locate(locate)) return BookResult::kUnknownInstrument;
   Order* o = table_.Find(locate, ref);
   if (o == nullptr) return BookResult::kUnknownOrder;
+  Log(*o, UndoEntry::kChanged);
   side(locate, o->side).Reduce(o->price, o->shares, true);
   table_.Erase(o);
   return BookResult::kOk;
@@ -130,12 +134,59 @@ BookResult OrderBooks::Replace(uint16_t locate, uint64_t orig_ref, uint64_t new_
   if (shares == 0 || (new_ref != orig_ref && table_.Find(locate, new_ref) != nullptr)) {
     return BookResult::kInvalid;
   }
+  const Order before = *o;
   const Side s = o->side;
   side(locate, s).Reduce(o->price, o->shares, true);
   table_.Erase(o);
-  if (!side(locate, s).Add(price, shares)) return BookResult::kFull;
+  if (!side(locate, s).Add(price, shares)) {
+    Log(before, UndoEntry::kChanged);  // The original order is gone all the same.
+    return BookResult::kFull;
+  }
   table_.Insert(Order{new_ref, price, shares, locate, s});
+  Log(before, UndoEntry::kReplaced, new_ref);
   return BookResult::kOk;
+}
+
+void OrderBooks::Remove(uint16_t locate, uint64_t ref) noexcept {
+  Order* o = table_.Find(locate, ref);
+  if (o == nullptr) return;
+  side(locate, o->side).Reduce(o->price, o->shares, true);
+  table_.Erase(o);
+}
+
+void OrderBooks::Restore(const Order& before) noexcept {
+  Order* o = table_.Find(before.locate, before.ref);
+  if (o != nullptr) {
+    // Still live with fewer shares: give the removed shares back to the same level.
+    side(before.locate, before.side).Add(before.price, before.shares - o->shares, false);
+    o->shares = before.shares;
+    return;
+  }
+  // Capacity cannot fail: the order (and its level) existed in this state before.
+  (void)side(before.locate, before.side).Add(before.price, before.shares);
+  table_.Insert(before);
+}
+
+void OrderBooks::Undo(std::vector<UndoEntry>& log) noexcept {
+  std::vector<UndoEntry>* saved = undo_;
+  undo_ = nullptr;
+  for (size_t i = log.size(); i-- > 0;) {
+    const UndoEntry& e = log[i];
+    switch (e.kind) {
+      case UndoEntry::kAdded:
+        Remove(e.before.locate, e.before.ref);
+        break;
+      case UndoEntry::kChanged:
+        Restore(e.before);
+        break;
+      case UndoEntry::kReplaced:
+        Remove(e.before.locate, e.new_ref);
+        Restore(e.before);
+        break;
+    }
+  }
+  log.clear();
+  undo_ = saved;
 }
 
 void OrderBooks::Clear() noexcept {

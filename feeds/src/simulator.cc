@@ -68,6 +68,7 @@ struct Simulator::Impl {
   explicit Impl(const SimulatorOptions& o)
       : options(o), rng(o.seed), max_per_packet(std::clamp(o.max_messages_per_packet, 1, 0xFFFE)) {
     if (options.instruments.empty()) options.instruments = {"SIM"};
+    options.session.resize(mold::kSessionSize, ' ');
     for (size_t i = 0; i < options.instruments.size(); ++i) {
       SimInstrument in;
       in.symbol = options.instruments[i].substr(0, itch::kStockSize);
@@ -304,8 +305,51 @@ struct Simulator::Impl {
     NonDisplayedTrade(in, rng.Bernoulli(0.5 + 0.3 * pressure));
   }
 
+  // Next session name: the trailing digits (before any padding) count up; a name without
+  // digits gets its last character replaced by '1'.
+  static std::string NextSessionName(std::string name) {
+    name.resize(mold::kSessionSize, ' ');
+    size_t end = name.find_last_not_of(' ');
+    if (end == std::string::npos) return "1         ";
+    size_t i = end + 1;
+    while (i > 0 && name[i - 1] >= '0' && name[i - 1] <= '9') {
+      if (name[i - 1] != '9') {
+        ++name[i - 1];
+        return name;
+      }
+      name[i - 1] = '0';
+      --i;
+    }
+    if (i == end + 1) name[end] = '1';  // No digits at all.
+    return name;
+  }
+
+  void StartNewSession() {
+    options.session = NextSessionName(options.session);
+    sequence = 1;
+    pending.clear();
+    orders.clear();
+    for (SimInstrument& in : instruments) {
+      in.bids.clear();
+      in.asks.clear();
+      in.live.clear();
+    }
+    generated = 0;
+    next_directory = kDirectoryEvery;
+    Emit([&](uint8_t* p) { return itch::Encoder::SystemEvent(p, Now(), 'O'); });
+    EmitDirectory();
+    for (SimInstrument& in : instruments) Seed(in);
+  }
+
   size_t NextPacket(std::span<uint8_t> buffer) {
     if (buffer.size() < mold::kHeaderSize) return 0;
+    if (restart_pending) {
+      // End of Session for the old one (header only), then the new session begins.
+      restart_pending = false;
+      mold::WriteHeader(buffer.data(), options.session, sequence, mold::kEndOfSession);
+      StartNewSession();
+      return mold::kHeaderSize;
+    }
     while (pending.size() < static_cast<size_t>(max_per_packet)) Step();
     size_t off = mold::kHeaderSize;
     uint16_t count = 0;
@@ -333,6 +377,7 @@ struct Simulator::Impl {
   uint64_t next_ref = 1;
   uint64_t next_match = 1;
   uint64_t sequence = 1;
+  bool restart_pending = false;
 };
 
 Simulator::Simulator(const SimulatorOptions& options) : impl_(std::make_unique<Impl>(options)) {}
@@ -341,5 +386,9 @@ Simulator::~Simulator() = default;
 size_t Simulator::NextPacket(std::span<uint8_t> buffer) { return impl_->NextPacket(buffer); }
 
 uint64_t Simulator::next_sequence() const noexcept { return impl_->sequence; }
+
+void Simulator::RestartSession() { impl_->restart_pending = true; }
+
+std::string_view Simulator::session() const noexcept { return impl_->options.session; }
 
 }  // namespace qsig::feeds

@@ -110,6 +110,24 @@ int UdpReceiver::Receive(std::span<uint8_t> buffer, int timeout_ms, int64_t* rec
   }
 }
 
+int UdpReceiver::TryReceive(std::span<uint8_t> buffer, int64_t* recv_ns) noexcept {
+  boost::system::error_code ec;
+  const size_t n = impl_->socket.receive(asio::buffer(buffer.data(), buffer.size()), 0, ec);
+  if (!ec) {
+    *recv_ns = MonotonicNanos();
+    return static_cast<int>(n);
+  }
+  if (ec == asio::error::would_block || ec == asio::error::try_again ||
+      ec == asio::error::interrupted) {
+    return 0;
+  }
+  return -1;
+}
+
 uint16_t UdpReceiver::local_port() const noexcept { return impl_->port; }
+
+int UdpReceiver::native_handle() const noexcept {
+  return const_cast<udp::socket&>(impl_->socket).native_handle();
+}
 
 }  // namespace qsig::feeds

@@ -72,8 +72,9 @@ class BookSide {
   BookSide(Level* storage, int capacity, Side side) noexcept
       : levels_(storage), capacity_(capacity), side_(side) {}
 
-  // Adds one order's shares; false when a new level is needed and the array is full.
-  bool Add(uint32_t price, uint32_t shares) noexcept;
+  // Adds one order's shares (or, with new_order false, shares to an order already counted at
+  // that level); false when a new level is needed and the array is full.
+  bool Add(uint32_t price, uint32_t shares, bool new_order = true) noexcept;
   // Removes `shares` from the level at `price`, and one order if `order_removed`.
   void Reduce(uint32_t price, uint32_t shares, bool order_removed) noexcept;
   void Clear() noexcept { n_ = 0; }
@@ -110,6 +111,15 @@ enum class BookResult : uint8_t {
   kInvalid,            // Bad side, zero shares, or a duplicate live order ref.
 };
 
+// One book mutation, recorded while a sequence gap is open so that the books can be wound back
+// to the last exact state when the missing messages arrive (feed_processor.cc).
+struct UndoEntry {
+  enum Kind : uint8_t { kAdded, kChanged, kReplaced };
+  Order before;          // kAdded: the order that was added; else the order before the change.
+  uint64_t new_ref = 0;  // kReplaced: the ref that replaced `before`.
+  Kind kind = kAdded;
+};
+
 // Books for locates 1..max_instruments sharing one order table.
 class OrderBooks {
  public:
@@ -127,6 +137,19 @@ class OrderBooks {
                      uint32_t price) noexcept;
   void Clear() noexcept;
 
+  // While a log is set, every successful mutation appends one UndoEntry to it. The vector's
+  // capacity is reserved by the owner; when it is full, `*overflow` is set and nothing is
+  // appended (the owner then gives up on undoing). nullptr stops logging.
+  void set_undo_log(std::vector<UndoEntry>* log, bool* overflow) noexcept {
+    undo_ = log;
+    undo_overflow_ = overflow;
+  }
+  // Reverts the logged mutations, newest first, and clears the log. Logging is off meanwhile.
+  void Undo(std::vector<UndoEntry>& log) noexcept;
+  const Order* FindOrder(uint16_t locate, uint64_t ref) noexcept {
+    return valid_locate(locate) ? table_.Find(locate, ref) : nullptr;
+  }
+
   bool valid_locate(uint16_t locate) const noexcept {
     return locate != 0 && locate <= max_instruments_;
   }
@@ -140,7 +163,21 @@ class OrderBooks {
     return sides_[2 * locate + static_cast<int>(s)];
   }
 
+  void Log(const Order& before, UndoEntry::Kind kind, uint64_t new_ref = 0) noexcept {
+    if (undo_ == nullptr) return;
+    if (undo_->size() == undo_->capacity()) {
+      *undo_overflow_ = true;
+      return;
+    }
+    undo_->push_back(UndoEntry{before, new_ref, kind});
+  }
+  // Puts back an order as it was (re-inserting it, or restoring its shares).
+  void Restore(const Order& before) noexcept;
+  void Remove(uint16_t locate, uint64_t ref) noexcept;
+
   int max_instruments_;
+  std::vector<UndoEntry>* undo_ = nullptr;
+  bool* undo_overflow_ = nullptr;
   OrderTable table_;
   std::vector<Level> level_storage_;
   std::vector<BookSide> sides_;  // 2 per locate, index 2*locate + side; locate 0 unused.
