@@ -29,6 +29,7 @@ uint32_t DetectSupportedMask() {
   uint32_t mask = Bit(Isa::kScalar);
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid_max(0, nullptr) < 7 || !__get_cpuid(1, &a, &b, &c, &d)) return mask;
+  const bool fma = (c >> 12) & 1u;  // every AVX2 CPU has it; SLEEF's AVX2 code needs it
   const bool osxsave = (c >> 27) & 1u;
   const bool avx = (c >> 28) & 1u;
   if (!osxsave || !avx) return mask;  // xgetbv itself needs OSXSAVE.
@@ -47,9 +48,9 @@ uint32_t DetectSupportedMask() {
     __cpuid_count(7, 1, a, b, c, d);
     avxvnni = (a >> 4) & 1u;
   }
-  if (os_ymm && avx2) mask |= Bit(Isa::kAvx2);
-  if (os_ymm && avx2 && avxvnni) mask |= Bit(Isa::kAvxVnni);
-  if (os_zmm && avx2 && avx512f && avx512bw && avx512vl && avx512vnni) {
+  if (os_ymm && avx2 && fma) mask |= Bit(Isa::kAvx2);
+  if (os_ymm && avx2 && fma && avxvnni) mask |= Bit(Isa::kAvxVnni);
+  if (os_zmm && avx2 && fma && avx512f && avx512bw && avx512vl && avx512vnni) {
     mask |= Bit(Isa::kAvx512Vnni);
   }
   return mask;

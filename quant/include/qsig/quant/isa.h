@@ -23,7 +23,7 @@ namespace qsig::quant {
 // Ordered: a larger value is a more specific (faster) variant.
 enum class Isa : int {
   kScalar = 0,      // Portable C++: the reference kernels.
-  kAvx2 = 1,        // AVX2: vpmaddubsw + vpmaddwd (Haswell and later, Zen 1 and later).
+  kAvx2 = 1,        // AVX2 + FMA: vpmaddubsw + vpmaddwd (Haswell and later, Zen 1 and later).
   kAvxVnni = 2,     // AVX-VNNI: VEX vpdpbusd on ymm (Alder Lake, Sapphire Rapids and later).
   kAvx512Vnni = 3,  // AVX512F/BW/VL + AVX512-VNNI: vpdpbusd on zmm (Cascade Lake, Zen 4 and later).
 };
