@@ -2,7 +2,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <iterator>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -253,7 +256,17 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   cal.Get("warmup_samples", &c.calibration.warmup_samples);
   cal.Get("samples", &c.calibration.samples);
   cal.Get("max_relative_rmse", &c.calibration.max_relative_rmse);
+  cal.Get("method", &c.calibration.method);
+  cal.Get("schedule", &c.calibration.schedule);
   cal.Finish();
+
+  MapReader drift = top.Child("drift");
+  drift.Get("input_z", &c.drift.input_z);
+  drift.Get("saturation_ratio", &c.drift.saturation_ratio);
+  drift.Get("shadow_relative_rmse", &c.drift.shadow_relative_rmse);
+  drift.Get("window", &c.drift.window);
+  drift.Get("interval_s", &c.drift.interval_s);
+  drift.Finish();
 
   MapReader grpc = top.Child("grpc");
   grpc.Get("listen", &c.grpc.listen);
@@ -328,6 +341,30 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   if (!(c.calibration.max_relative_rmse > 0)) {
     return bad("calibration.max_relative_rmse", "must be > 0");
   }
+  {
+    static const char* kMethods[] = {"minmax", "ema", "percentile", "entropy", "mse"};
+    if (std::find(std::begin(kMethods), std::end(kMethods), c.calibration.method) ==
+        std::end(kMethods)) {
+      return bad("calibration.method",
+                 absl::StrCat("expected minmax, ema, percentile, entropy or mse, got '",
+                              c.calibration.method, "'"));
+    }
+  }
+  if (!c.calibration.schedule.empty()) {
+    int hh = -1, mm = -1;
+    if (std::sscanf(c.calibration.schedule.c_str(), "%d:%d", &hh, &mm) != 2 || hh < 0 ||
+        hh > 23 || mm < 0 || mm > 59 || c.calibration.schedule.size() != 5) {
+      return bad("calibration.schedule", absl::StrCat("expected HH:MM (UTC), got '",
+                                                      c.calibration.schedule, "'"));
+    }
+  }
+  if (!(c.drift.input_z > 0)) return bad("drift.input_z", "must be > 0");
+  if (!(c.drift.saturation_ratio > 0) || c.drift.saturation_ratio > 1) {
+    return bad("drift.saturation_ratio", "must be in (0, 1]");
+  }
+  if (!(c.drift.shadow_relative_rmse > 0)) return bad("drift.shadow_relative_rmse", "must be > 0");
+  if (c.drift.window < 16) return bad("drift.window", "must be >= 16");
+  if (!(c.drift.interval_s > 0)) return bad("drift.interval_s", "must be > 0");
   if (c.grpc.subscriber_queue < 16) return bad("grpc.subscriber_queue", "must be >= 16");
   if (c.console.status_interval_s < 0) return bad("console.status_interval_s", "must be >= 0");
 

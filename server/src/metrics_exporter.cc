@@ -217,6 +217,27 @@ class QsigCollector final : public prometheus::Collectable {
       out.push_back(std::move(*f));
     }
 
+    auto dscore = Family("qsig_drift_score",
+                         "Drift scores per model: input_drift (largest feature mean shift in "
+                         "calibration std devs), saturation (fraction of inputs outside the "
+                         "calibrated range), shadow_divergence (INT8-vs-FP32 relative RMSE).",
+                         MetricType::Gauge);
+    auto dalarm = Family("qsig_drift_alarm", "1 while a drift alarm is raised.", MetricType::Gauge);
+    auto draised = Family("qsig_drift_alarms_total", "Drift alarms raised.", MetricType::Counter);
+    for (const auto& d : c.drift) {
+      for (int k = 0; k < kDriftKinds; ++k) {
+        const DriftKind kind = static_cast<DriftKind>(k);
+        const std::vector<ClientMetric::Label> l = {{"model", d->model()},
+                                                    {"kind", DriftKindName(kind)}};
+        AddValue(&dscore, l, d->score(kind));
+        AddValue(&dalarm, l, d->alarm(kind) ? 1 : 0);
+        AddValue(&draised, l, static_cast<double>(d->raised(kind)));
+      }
+    }
+    out.push_back(std::move(dscore));
+    out.push_back(std::move(dalarm));
+    out.push_back(std::move(draised));
+
     uint64_t invalid = 0;
     for (const auto& w : c.workers) invalid += w->invalid_outputs();
     auto inv = Family("qsig_invalid_signals_total",

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "qsig/feeds/clock.h"
 #include "qsig/feeds/feed.h"
 #include "server_core.h"
 #include "spdlog/spdlog.h"
@@ -16,9 +17,13 @@ namespace qsig::server {
 CalibrationReport Core::Recalibrate(size_t model, size_t max_samples) {
   std::lock_guard<std::mutex> lock(calibration_mu);
   const size_t n = max_samples ? max_samples : static_cast<size_t>(config.calibration.samples);
-  CalibrationReport r = CalibrateAndInstall(*slots[model], store->Recent(model, n),
-                                            config.calibration.max_relative_rmse);
+  const std::vector<float> windows = store->Recent(model, n);
+  CalibrationReport r =
+      CalibrateAndInstall(*slots[model], windows, config.calibration.max_relative_rmse);
   (r.installed ? calibrations : calibration_rejections).fetch_add(1);
+  if (r.installed) {
+    drift[model]->SetBaseline(windows, slots[model]->spec().window, slots[model]->spec().input_size);
+  }
   return r;
 }
 
@@ -37,6 +42,8 @@ struct Server::Impl {
   bool started = false;
 
   void CalibrationLoop();
+  void EvaluateDrift(std::vector<std::pair<double, double>>* last_sums);
+  void RunSchedule(int64_t* last_day);
 };
 
 Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -69,6 +76,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
   c.bus = std::make_unique<SignalBus>(c.symbols.get(), outputs);
   c.store = std::make_unique<CalibrationStore>(c.slots, c.max_locate, n_features,
                                                config.calibration.samples);
+  for (const auto& slot : c.slots) {
+    c.drift.push_back(std::make_unique<DriftMonitor>(slot->name(), n_features, config.drift));
+  }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
@@ -133,6 +143,9 @@ void Server::Impl::CalibrationLoop() {
   std::vector<const std::atomic<uint64_t>*> epochs;
   for (const auto& w : c.workers) epochs.push_back(&w->epoch());
   feeds::FeatureVector fv;
+  auto next_drift = std::chrono::steady_clock::now();
+  std::vector<std::pair<double, double>> shadow_sums;
+  int64_t last_scheduled_day = -1;
   while (calibration_running.load()) {
     for (auto& w : c.workers) {
       while (w->samples().pop(fv)) c.store->Add(fv);
@@ -153,7 +166,56 @@ void Server::Impl::CalibrationLoop() {
       }
     }
     for (auto& slot : c.slots) slot->Reclaim(epochs);
+
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= next_drift) {
+      next_drift = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                             std::chrono::duration<double>(c.config.drift.interval_s));
+      EvaluateDrift(&shadow_sums);
+    }
+    RunSchedule(&last_scheduled_day);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+void Server::Impl::EvaluateDrift(std::vector<std::pair<double, double>>* last_sums) {
+  Core& c = core;
+  last_sums->resize(c.slots.size());
+  for (size_t m = 0; m < c.slots.size(); ++m) {
+    double err = 0, ref = 0;
+    for (const auto& w : c.workers) {
+      err += w->shadow(m).squared_error_sum.Get();
+      ref += w->shadow(m).fp32_squared_sum.Get();
+    }
+    const double d_err = err - (*last_sums)[m].first, d_ref = ref - (*last_sums)[m].second;
+    (*last_sums)[m] = {err, ref};
+    if (c.slots[m]->current() == nullptr) continue;
+    const double rel = d_ref > 0 ? std::sqrt(d_err / d_ref) : -1;
+    c.drift[m]->Evaluate(c.store->Recent(m, static_cast<size_t>(c.config.drift.window)),
+                         c.slots[m]->spec().window, rel);
+  }
+}
+
+void Server::Impl::RunSchedule(int64_t* last_day) {
+  Core& c = core;
+  if (c.config.calibration.schedule.empty()) return;
+  const int64_t now_s = feeds::WallNanos() / 1'000'000'000;
+  const int64_t day = now_s / 86400;
+  const int minute_of_day = static_cast<int>((now_s % 86400) / 60);
+  const int hh = std::stoi(c.config.calibration.schedule.substr(0, 2));
+  const int mm = std::stoi(c.config.calibration.schedule.substr(3, 2));
+  if (*last_day == day || minute_of_day != hh * 60 + mm) return;
+  *last_day = day;
+  for (size_t m = 0; m < c.slots.size(); ++m) {
+    const CalibrationReport r = c.Recalibrate(m, 0);
+    if (r.installed) {
+      spdlog::info("scheduled recalibration: model {} version {} on {} samples, rel RMSE {:.4f}",
+                   r.model, r.version, r.samples,
+                   r.fp32_rms > 0 ? r.validation_rmse / r.fp32_rms : 0.0);
+    } else {
+      spdlog::error("scheduled recalibration: model {} kept its previous version: {}", r.model,
+                    r.message);
+    }
   }
 }
 

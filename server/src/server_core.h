@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "drift_monitor.h"
 #include "model_registry.h"
 #include "pipeline.h"
 #include "qsig/config/config.h"
@@ -27,6 +28,7 @@ struct Core {
   std::unique_ptr<FeedThread> feed;
   std::unique_ptr<SignalBus> bus;
   std::unique_ptr<CalibrationStore> store;
+  std::vector<std::unique_ptr<DriftMonitor>> drift;  // One per model.
   std::mutex calibration_mu;  // One calibration at a time.
   std::atomic<uint64_t> calibrations{0}, calibration_rejections{0};
   std::atomic<bool> running{false};

@@ -78,7 +78,7 @@ def main():
         latest = stub.GetLatest(signal_pb2.GetLatestRequest(instruments=["NVDA"]), timeout=5)
         assert sorted(s.model for s in latest.signals) == ["lstm", "mlp"], latest
         # An in-distribution window (spread ~2-3 bps, small returns and imbalances).
-        window = [0.5, -1.0, 2.0, 3.0, 0.2, -0.1, 0.3, 0.05] * 16
+        window = [0.1, -0.2, 0.3, 0.75, 0.2, -0.1, 0.2, 0.05] * 16
         pred = stub.Predict(signal_pb2.PredictRequest(model="lstm", features=window), timeout=5)
         assert math.isfinite(pred.int8_value) and math.isfinite(pred.fp32_value)
         assert abs(pred.int8_value - pred.fp32_value) <= 0.1 * max(1.0, abs(pred.fp32_value)), pred

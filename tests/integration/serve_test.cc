@@ -198,7 +198,8 @@ TEST_F(ServeTest, SignalsFlowThroughGrpcAcrossRecalibrationAndMetricsAreExposed)
     v1::PredictRequest req;
     v1::PredictResponse resp;
     req.set_model(model);
-    for (float f : {0.5f, -1.0f, 2.0f, 3.0f, 0.2f, -0.1f, 0.3f, 0.05f}) req.add_features(f);
+    // A typical vector: small returns, a ~0.75 bps spread, mild imbalances.
+    for (float f : {0.1f, -0.2f, 0.3f, 0.75f, 0.2f, -0.1f, 0.2f, 0.05f}) req.add_features(f);
     ASSERT_TRUE(signals_->Predict(&ctx, req, &resp).ok());
     EXPECT_EQ(resp.model(), model);
     EXPECT_TRUE(std::isfinite(resp.int8_value()));

@@ -58,6 +58,16 @@ struct CalibrationConfig {
   int warmup_samples = 2000;      // Windows needed before the first INT8 calibration.
   int samples = 20000;            // Recent windows kept per model for recalibration.
   double max_relative_rmse = 0.25;  // Validation gate: reject a candidate above this.
+  std::string method = "minmax";  // Activation-range method: minmax|ema|percentile|entropy|mse.
+  std::string schedule;           // Daily recalibration at "HH:MM" UTC ("" = off).
+};
+
+struct DriftConfig {
+  double input_z = 3.0;               // Alarm when a feature mean moves this many std devs.
+  double saturation_ratio = 0.01;     // Alarm when this fraction of inputs is out of range.
+  double shadow_relative_rmse = 0.1;  // Alarm when INT8-vs-FP32 relative RMSE exceeds this.
+  int window = 2000;                  // Recent windows each evaluation looks at.
+  double interval_s = 1;              // Evaluation period.
 };
 
 struct GrpcConfig {
@@ -81,6 +91,7 @@ struct Config {
   WorkersConfig workers;
   ShadowConfig shadow;
   CalibrationConfig calibration;
+  DriftConfig drift;
   GrpcConfig grpc;
   MetricsConfig metrics;
   ConsoleConfig console;

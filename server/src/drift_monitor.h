@@ -1,0 +1,63 @@
+// Drift alarms, evaluated off the tick path (in the calibration thread, about once a second).
+//
+// Three kinds, per model:
+//  - input drift: the recent inputs' per-feature mean moved, in units of the calibration set's
+//    standard deviation (the score is the largest over features);
+//  - saturation: the fraction of recent feature values outside the range the INT8 model was
+//    calibrated on (those values are clipped by static quantization);
+//  - shadow divergence: INT8-vs-FP32 relative RMSE over the last evaluation interval.
+// An alarm is raised when its score crosses the threshold and cleared when it falls back below
+// 80% of it (hysteresis), with a log line each way.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "qsig/config/config.h"
+
+namespace qsig::server {
+
+enum class DriftKind { kInputDrift = 0, kSaturation = 1, kShadowDivergence = 2 };
+inline constexpr int kDriftKinds = 3;
+const char* DriftKindName(DriftKind k);
+
+class DriftMonitor {
+ public:
+  DriftMonitor(std::string model, int n_features, const config::DriftConfig& config);
+
+  // Baseline from the windows a calibration used: the last timestep of each window.
+  void SetBaseline(const std::vector<float>& windows, int window, int n_features);
+  bool has_baseline() const noexcept { return has_baseline_; }
+
+  // Scores the recent windows (same layout) and the shadow relative RMSE (<0 = unknown);
+  // raises or clears alarms.
+  void Evaluate(const std::vector<float>& recent, int window, double shadow_relative_rmse);
+
+  double score(DriftKind k) const noexcept {
+    return scores_[static_cast<int>(k)].load(std::memory_order_relaxed);
+  }
+  bool alarm(DriftKind k) const noexcept {
+    return alarms_[static_cast<int>(k)].load(std::memory_order_relaxed);
+  }
+  uint64_t raised(DriftKind k) const noexcept {
+    return raised_[static_cast<int>(k)].load(std::memory_order_relaxed);
+  }
+  const std::string& model() const noexcept { return model_; }
+
+ private:
+  void Update(DriftKind k, double score, double threshold);
+
+  std::string model_;
+  int n_features_;
+  config::DriftConfig config_;
+  bool has_baseline_ = false;
+  std::vector<double> mean_, std_;
+  std::vector<float> min_, max_;
+  std::atomic<double> scores_[kDriftKinds] = {};
+  std::atomic<bool> alarms_[kDriftKinds] = {};
+  std::atomic<uint64_t> raised_[kDriftKinds] = {};
+};
+
+}  // namespace qsig::server

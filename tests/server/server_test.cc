@@ -1,0 +1,179 @@
+// Unit tests of the server's tick-path building blocks: the lock-free latency histogram, the
+// seqlock latest slot, the futex doorbell, the signal bus and the drift monitor.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "doorbell.h"
+#include "drift_monitor.h"
+#include "latency_histogram.h"
+#include "signal_bus.h"
+#include "signal_record.h"
+#include "symbol_table.h"
+
+namespace qsig::server {
+namespace {
+
+TEST(LatencyHistogram, BucketsAndQuantiles) {
+  LatencyHistogram h;
+  EXPECT_EQ(LatencyHistogram::BucketFor(0), 0);
+  EXPECT_EQ(LatencyHistogram::BucketFor(500), 0);    // 0.5 us is the first bound (inclusive).
+  EXPECT_EQ(LatencyHistogram::BucketFor(501), 1);
+  EXPECT_EQ(LatencyHistogram::BucketFor(1'000'000'000), LatencyHistogram::kBuckets - 1);
+  for (int i = 0; i < 100; ++i) h.Record(2'500);  // 2.5 us: bucket (2, 3]
+  const auto s = h.Take();
+  EXPECT_EQ(s.count, 100u);
+  EXPECT_DOUBLE_EQ(s.sum_us, 250.0);
+  EXPECT_GT(s.QuantileUs(0.5), 2.0);
+  EXPECT_LE(s.QuantileUs(0.99), 3.0);
+  LatencyHistogram::Snapshot empty;
+  EXPECT_EQ(empty.QuantileUs(0.5), 0.0);
+  EXPECT_EQ(s.Minus(s).count, 0u);
+}
+
+TEST(LatestSlot, ReadersNeverSeeATornRecord) {
+  LatestSlot slot;
+  SignalRecord r;
+  EXPECT_FALSE(slot.Load(&r));
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    SignalRecord w;
+    for (uint64_t i = 1; !stop.load(); ++i) {
+      w.sequence = i;
+      w.feed_sequence = i;
+      w.model_version = i;
+      w.exchange_ts_ns = static_cast<int64_t>(i);
+      w.value = static_cast<double>(i);
+      slot.Store(w);
+    }
+  });
+  uint64_t last = 0, torn = 0, loads = 0;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  while (std::chrono::steady_clock::now() < end) {
+    if (!slot.Load(&r)) continue;
+    ++loads;
+    torn += r.feed_sequence != r.sequence || r.model_version != r.sequence ||
+            r.exchange_ts_ns != static_cast<int64_t>(r.sequence) ||
+            r.value != static_cast<double>(r.sequence) || r.sequence < last;
+    last = r.sequence;
+  }
+  stop = true;
+  writer.join();
+  EXPECT_GT(loads, 0u);
+  EXPECT_EQ(torn, 0u);
+}
+
+TEST(Doorbell, NoWakeupIsLost) {
+  boost::lockfree::spsc_queue<int> q(1024);
+  Doorbell bell;
+  constexpr int kItems = 20000;
+  std::atomic<int> long_waits{0};
+  std::thread consumer([&] {
+    int got = 0, v;
+    while (got < kItems) {
+      if (q.pop(v)) {
+        ++got;
+        continue;
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      bell.Wait([&] { return q.read_available() > 0; }, 3'000'000);
+      // A lost wake-up would leave the consumer asleep for the whole 3 s timeout.
+      if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(2)) ++long_waits;
+    }
+  });
+  for (int i = 0; i < kItems; ++i) {
+    while (!q.push(i)) std::this_thread::yield();
+    bell.Ring();
+    if (i % 64 == 0) std::this_thread::sleep_for(std::chrono::microseconds(10));
+  }
+  consumer.join();
+  EXPECT_EQ(long_waits.load(), 0);
+}
+
+TEST(SignalBus, FiltersAndSlowSubscribersLoseOnlyTheirOldest) {
+  SymbolTable symbols(8);
+  symbols.Set(1, "AAPL");
+  symbols.Set(2, "MSFT");
+  SignalQueue source(1024);
+  SignalBus bus(&symbols, {&source});
+  auto all = bus.Subscribe({}, {}, 4);  // Tiny queue: will overflow.
+  auto msft_m1 = bus.Subscribe({SymbolTable::Pack("MSFT")}, {1}, 100);
+  bus.Start();
+  for (uint64_t i = 1; i <= 10; ++i) {
+    SignalRecord r;
+    r.locate = i % 2 ? 1 : 2;
+    r.model = static_cast<uint16_t>(i % 3 == 0 ? 1 : 0);
+    r.sequence = i;
+    ASSERT_TRUE(source.push(r));
+    bus.doorbell().Ring();
+  }
+  std::vector<SignalRecord> got;
+  std::vector<uint64_t> msft;
+  for (int tries = 0; tries < 50 && msft.empty(); ++tries) {
+    if (msft_m1->PopBatch(&got, 100, 100) > 0) {
+      for (const auto& r : got) msft.push_back(r.sequence);
+    }
+  }
+  // MSFT is locate 2 (even i) and model 1 is i % 3 == 0: only i = 6 matches both.
+  EXPECT_EQ(msft_m1->PopBatch(&got, 100, 50), 0u);
+  EXPECT_EQ(msft, (std::vector<uint64_t>{6}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(all->PopBatch(&got, 100, 100), 4u);
+  EXPECT_EQ(got.front().sequence, 7u);  // 1..6 were dropped, oldest first.
+  EXPECT_EQ(got.back().sequence, 10u);
+  EXPECT_EQ(all->dropped(), 6u);
+  EXPECT_EQ(bus.subscriber_drops(), 6u);
+  bus.Unsubscribe(all);
+  EXPECT_EQ(bus.subscribers(), 1u);
+  EXPECT_EQ(bus.subscriber_drops(), 6u);  // Departed subscribers' drops still count.
+  bus.Stop();
+}
+
+std::vector<float> Windows(int n, int features, double mean, double stddev, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(static_cast<float>(mean), static_cast<float>(stddev));
+  std::vector<float> v(static_cast<size_t>(n) * features);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+TEST(DriftMonitor, RaisesAndClearsEachKind) {
+  config::DriftConfig cfg;
+  cfg.input_z = 1.0;
+  cfg.saturation_ratio = 0.05;
+  cfg.shadow_relative_rmse = 0.1;
+  DriftMonitor d("m", 4, cfg);
+  d.Evaluate(Windows(100, 4, 0, 1, 1), 1, -1);  // No baseline yet: nothing happens.
+  EXPECT_FALSE(d.alarm(DriftKind::kInputDrift));
+  d.SetBaseline(Windows(5000, 4, 0, 1, 2), 1, 4);
+  ASSERT_TRUE(d.has_baseline());
+
+  d.Evaluate(Windows(2000, 4, 0, 1, 3), 1, 0.01);
+  EXPECT_FALSE(d.alarm(DriftKind::kInputDrift));
+  EXPECT_FALSE(d.alarm(DriftKind::kSaturation));
+  EXPECT_FALSE(d.alarm(DriftKind::kShadowDivergence));
+  EXPECT_LT(d.score(DriftKind::kInputDrift), 0.2);
+
+  // Mean shifted by 2 std devs and a wider spread: drift and saturation.
+  d.Evaluate(Windows(2000, 4, 2, 3, 4), 1, 0.5);
+  EXPECT_TRUE(d.alarm(DriftKind::kInputDrift));
+  EXPECT_NEAR(d.score(DriftKind::kInputDrift), 2.0, 0.3);
+  EXPECT_TRUE(d.alarm(DriftKind::kSaturation));
+  EXPECT_TRUE(d.alarm(DriftKind::kShadowDivergence));
+  EXPECT_EQ(d.raised(DriftKind::kInputDrift), 1u);
+
+  // Back to normal: all clear; raising again counts again.
+  d.Evaluate(Windows(2000, 4, 0, 1, 5), 1, 0.01);
+  EXPECT_FALSE(d.alarm(DriftKind::kInputDrift));
+  EXPECT_FALSE(d.alarm(DriftKind::kSaturation));
+  EXPECT_FALSE(d.alarm(DriftKind::kShadowDivergence));
+  d.Evaluate(Windows(2000, 4, -3, 1, 6), 1, 0.01);
+  EXPECT_EQ(d.raised(DriftKind::kInputDrift), 2u);
+}
+
+}  // namespace
+}  // namespace qsig::server
