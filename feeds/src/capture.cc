@@ -226,7 +226,11 @@ int PcapReader::Next(std::span<uint8_t> out, int64_t* ts_ns, UdpAddress* dst) no
     const size_t avail = ip_n - udp_off - kUdp;
     size_t len = udp_len >= kUdp ? std::min(udp_len - kUdp, avail) : avail;
     len = std::min(len, out.size());
-    if (len != 0) std::memcpy(out.data(), udp + kUdp, len);
+    if (len == 0) {  // An empty datagram carries nothing (and 0 means end of file here).
+      ++counts_.skipped;
+      continue;
+    }
+    std::memcpy(out.data(), udp + kUdp, len);
     *ts_ns = int64_t{h->ts.tv_sec} * 1'000'000'000 + h->ts.tv_usec;  // Nanosecond precision.
     if (dst != nullptr) *dst = UdpAddress{dst_ip, dport};
     return static_cast<int>(len);

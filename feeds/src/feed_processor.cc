@@ -67,6 +67,7 @@ struct Hole {
   int64_t opened_ns = 0;
   int64_t next_request_ns = 0;
   int requests = 0;
+  bool split = false;  // The tail of a split hole: its gap is counted once, by the head.
 };
 
 // A held message. ITCH messages are at most 50 bytes; longer blocks are malformed anyway and
@@ -287,16 +288,15 @@ void FeedProcessor::Impl::OnSequenced(uint64_t seq, const uint8_t* m, size_t len
     }
   }
   Slot& slot = window[seq & window_mask];
-  if (seq >= high) {
-    if (seq > high) OpenHole(high, seq, recv_ns, sink);
-    high = seq + 1;
-  } else {
+  const bool late = seq < high;
+  if (late) {
     if (slot.state != Slot::kEmpty) {
       Bump(stats.duplicates);
       return;
     }
-    FillHole(seq);
-    Bump(stats.recovered_messages);
+  } else {
+    if (seq > high) OpenHole(high, seq, recv_ns, sink);
+    high = seq + 1;
   }
   ++new_in_packet;
   slot.state = Slot::kPresent;
@@ -304,7 +304,13 @@ void FeedProcessor::Impl::OnSequenced(uint64_t seq, const uint8_t* m, size_t len
   if (len <= sizeof(slot.bytes)) std::memcpy(slot.bytes, m, len);
   ++held;
   StartLogging();
+  // Applied (and its vector flagged stale) while its hole is still open: the books are
+  // optimistic until Settle() has replayed them in order.
   Apply(m, len, seq, recv_ns, true, sink);
+  if (late) {
+    FillHole(seq);
+    Bump(stats.recovered_messages);
+  }
   Settle(sink);
   UpdateGauges();
 }
@@ -362,8 +368,8 @@ void FeedProcessor::Impl::FillHole(uint64_t seq) noexcept {
     Hole& h = holes[i];
     if (seq < h.first || seq >= h.end) continue;
     if (h.end - h.first == 1) {
+      if (!h.split) Bump(stats.gaps_recovered);
       holes.erase(holes.begin() + static_cast<ptrdiff_t>(i));
-      Bump(stats.gaps_recovered);
     } else if (seq == h.first) {
       ++h.first;
     } else if (seq == h.end - 1) {
@@ -371,6 +377,7 @@ void FeedProcessor::Impl::FillHole(uint64_t seq) noexcept {
     } else if (holes.size() < kMaxHoles) {
       Hole tail = h;
       tail.first = seq + 1;
+      tail.split = true;
       h.end = seq;
       holes.insert(holes.begin() + static_cast<ptrdiff_t>(i) + 1, tail);
     } else {
