@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -89,8 +90,11 @@ void QuantizeRowS8(const float* x, size_t n, const QuantParams& p, int8_t* out) 
   }
 }
 
-absl::StatusOr<PerChannelS8> QuantizePerChannelSymmetricS8(std::span<const float> w, int rows,
-                                                           int cols) {
+namespace {
+
+// Checks shape and finiteness and gives each row's symmetric params over [-qmax, qmax].
+absl::StatusOr<std::vector<QuantParams>> PerRowSymmetricParams(std::span<const float> w, int rows,
+                                                               int cols, int32_t qmax) {
   if (rows <= 0 || cols <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("per-channel quantization of a ", rows, " x ", cols, " matrix"));
@@ -101,12 +105,7 @@ absl::StatusOr<PerChannelS8> QuantizePerChannelSymmetricS8(std::span<const float
                                                    w.size(), " values, expected ", expected, " (",
                                                    rows, " x ", cols, ")"));
   }
-  PerChannelS8 q;
-  q.rows = rows;
-  q.cols = cols;
-  q.data.resize(expected);
-  q.scales.resize(static_cast<size_t>(rows));
-  q.row_sums.resize(static_cast<size_t>(rows));
+  std::vector<QuantParams> params(static_cast<size_t>(rows));
   for (int r = 0; r < rows; ++r) {
     const float* row = w.data() + static_cast<size_t>(r) * cols;
     float max_abs = 0.0f;
@@ -117,13 +116,38 @@ absl::StatusOr<PerChannelS8> QuantizePerChannelSymmetricS8(std::span<const float
       }
       max_abs = std::max(max_abs, std::fabs(row[c]));
     }
-    QuantParams p;
-    p.scale = max_abs > 0.0f ? max_abs / static_cast<float>(kS8Max) : 1.0f;
+    QuantParams& p = params[static_cast<size_t>(r)];
+    p.scale = max_abs > 0.0f ? max_abs / static_cast<float>(qmax) : 1.0f;
     p.zero_point = 0;
-    p.qmin = kS8SymMin;
-    p.qmax = kS8Max;
-    int32_t sum = 0;
+    p.qmin = -qmax;
+    p.qmax = qmax;
+  }
+  return params;
+}
+
+}  // namespace
+
+absl::StatusOr<PerChannelS8> QuantizePerChannelSymmetricS8(std::span<const float> w, int rows,
+                                                           int cols) {
+  return QuantizePerChannelSymmetricS8(w, rows, cols, /*reduce_range=*/false);
+}
+
+absl::StatusOr<PerChannelS8> QuantizePerChannelSymmetricS8(std::span<const float> w, int rows,
+                                                           int cols, bool reduce_range) {
+  absl::StatusOr<std::vector<QuantParams>> params =
+      PerRowSymmetricParams(w, rows, cols, reduce_range ? kS8ReduceRangeMax : kS8Max);
+  if (!params.ok()) return params.status();
+  PerChannelS8 q;
+  q.rows = rows;
+  q.cols = cols;
+  q.data.resize(w.size());
+  q.scales.resize(static_cast<size_t>(rows));
+  q.row_sums.resize(static_cast<size_t>(rows));
+  for (int r = 0; r < rows; ++r) {
+    const QuantParams& p = (*params)[static_cast<size_t>(r)];
+    const float* row = w.data() + static_cast<size_t>(r) * cols;
     int8_t* out = q.data.data() + static_cast<size_t>(r) * cols;
+    int32_t sum = 0;
     for (int c = 0; c < cols; ++c) {
       out[c] = static_cast<int8_t>(Quantize(row[c], p));
       sum += out[c];
@@ -132,6 +156,66 @@ absl::StatusOr<PerChannelS8> QuantizePerChannelSymmetricS8(std::span<const float
     q.row_sums[static_cast<size_t>(r)] = sum;
   }
   return q;
+}
+
+absl::StatusOr<PerChannelS4> QuantizePerChannelSymmetricS4(std::span<const float> w, int rows,
+                                                           int cols) {
+  absl::StatusOr<std::vector<QuantParams>> params = PerRowSymmetricParams(w, rows, cols, kS4Max);
+  if (!params.ok()) return params.status();
+  PerChannelS4 q;
+  q.rows = rows;
+  q.cols = cols;
+  q.data.assign(q.bytes_per_row() * static_cast<size_t>(rows), 0);
+  q.scales.resize(static_cast<size_t>(rows));
+  q.row_sums.resize(static_cast<size_t>(rows));
+  for (int r = 0; r < rows; ++r) {
+    const QuantParams& p = (*params)[static_cast<size_t>(r)];
+    uint8_t* out = q.data.data() + q.bytes_per_row() * static_cast<size_t>(r);
+    QuantizeRowS4(w.data() + static_cast<size_t>(r) * cols, static_cast<size_t>(cols), p, out);
+    int32_t sum = 0;
+    for (int c = 0; c < cols; ++c) sum += UnpackS4(out, static_cast<size_t>(c));
+    q.scales[static_cast<size_t>(r)] = p.scale;
+    q.row_sums[static_cast<size_t>(r)] = sum;
+  }
+  return q;
+}
+
+void QuantizeRowS16(const float* x, size_t n, const QuantParams& p, int16_t* out) noexcept {
+  const float lo = static_cast<float>(p.qmin - p.zero_point);
+  const float hi = static_cast<float>(p.qmax - p.zero_point);
+  const float scale = p.scale;
+  const int32_t zp = p.zero_point;
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = static_cast<int16_t>(static_cast<int32_t>(ClampRound(x[i] / scale, lo, hi)) + zp);
+  }
+}
+
+void QuantizeRowS4(const float* x, size_t n, const QuantParams& p, uint8_t* out) noexcept {
+  const float lo = static_cast<float>(p.qmin - p.zero_point);
+  const float hi = static_cast<float>(p.qmax - p.zero_point);
+  const float scale = p.scale;
+  const int32_t zp = p.zero_point;
+  auto nibble = [&](float v) {
+    return static_cast<uint8_t>((static_cast<int32_t>(ClampRound(v / scale, lo, hi)) + zp) & 0xf);
+  };
+  size_t i = 0;
+  for (; i + 1 < n; i += 2) {
+    out[i / 2] = static_cast<uint8_t>(nibble(x[i]) | (nibble(x[i + 1]) << 4));
+  }
+  if (i < n) out[i / 2] = nibble(x[i]);
+}
+
+void DequantizeRowU8(const uint8_t* q, size_t n, const QuantParams& p, float* out) noexcept {
+  for (size_t i = 0; i < n; ++i) out[i] = Dequantize(q[i], p);
+}
+void DequantizeRowS8(const int8_t* q, size_t n, const QuantParams& p, float* out) noexcept {
+  for (size_t i = 0; i < n; ++i) out[i] = Dequantize(q[i], p);
+}
+void DequantizeRowS16(const int16_t* q, size_t n, const QuantParams& p, float* out) noexcept {
+  for (size_t i = 0; i < n; ++i) out[i] = Dequantize(q[i], p);
+}
+void DequantizeRowS4(const uint8_t* packed, size_t n, const QuantParams& p, float* out) noexcept {
+  for (size_t i = 0; i < n; ++i) out[i] = Dequantize(UnpackS4(packed, i), p);
 }
 
 }  // namespace qsig::quant
