@@ -193,10 +193,12 @@ int FeedHandler::Poll(int timeout_ms, FeatureSink& sink) noexcept {
       any_ready = r > 0;
     }
     if (any_ready) {
-      // Fair share: each ready socket may use the remaining budget in turn.
-      for (int i = 0; i < s.n_fds && total < s.options.max_datagrams_per_poll; ++i) {
-        if (!busy && (s.fds[static_cast<size_t>(i)].revents & POLLIN) == 0) continue;
-        const int n = s.Drain(i, s.options.max_datagrams_per_poll - total, sink);
+      // Retransmissions first (they close gaps, which ends optimistic mode), then each line
+      // with its own budget: a backlogged line must not starve the others.
+      for (int j = 0; j < s.n_fds; ++j) {
+        const int idx = j == 0 ? s.n_fds - 1 : j - 1;  // Order: last fd, then 0, 1, ....
+        if (!busy && (s.fds[static_cast<size_t>(idx)].revents & POLLIN) == 0) continue;
+        const int n = s.Drain(idx, s.options.max_datagrams_per_poll, sink);
         if (n < 0) return -1;
         total += n;
       }

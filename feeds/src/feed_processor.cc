@@ -57,7 +57,8 @@ struct Instrument {
   bool stale = false;
   // Feature state saved at the first optimistic change since the books were last exact.
   bool saved = false;
-  internal::FeatureState features;
+  char trading_state = 'T';
+  internal::EngineState features;
 };
 
 // A run of missing sequence numbers [first, end).
@@ -86,9 +87,11 @@ static_assert(sizeof(Slot::bytes) >= itch::kMaxMessageLength);
 struct FeedProcessor::Impl {
   explicit Impl(const FeedProcessorOptions& o)
       : options(o),
+        engine(o.features),
         books(o.max_instruments, o.max_orders, o.max_levels),
         instruments(static_cast<size_t>(books.max_instruments()) + 1),
         instrument_messages(std::make_unique<std::atomic<uint64_t>[]>(instruments.size())) {
+    for (Instrument& in : instruments) engine.Reset(in.features);
     if (o.recovery.max_held_messages > 0) {
       const size_t w = std::bit_ceil(static_cast<size_t>(o.recovery.max_held_messages));
       window.assign(w, Slot{});
@@ -96,7 +99,7 @@ struct FeedProcessor::Impl {
       // One entry per held message at most (each message changes the books once); replays of
       // held messages after a partial commit reuse the same bound.
       undo_log.reserve(w + 16);
-      saved_features.assign(instruments.size(), internal::FeatureState{});
+      saved_features.resize(instruments.size());
       touched.reserve(instruments.size());
     }
     holes.reserve(kMaxHoles);
@@ -136,7 +139,7 @@ struct FeedProcessor::Impl {
                  FeatureSink& sink) noexcept;
   // Counts a failed book operation; true on success.
   bool Check(BookResult r, bool loud) noexcept;
-  internal::FeatureState& Features(uint16_t locate) noexcept;
+  internal::EngineState& Features(uint16_t locate) noexcept;
   void EmitFeatures(uint16_t locate, const uint8_t* m, uint64_t seq, int64_t recv_ns,
                     FeatureSink& sink) noexcept;
   void StartLogging() noexcept {
@@ -152,6 +155,7 @@ struct FeedProcessor::Impl {
 
   FeedProcessorOptions options;
   FeedStats stats;
+  internal::FeatureEngine engine;
   internal::OrderBooks books;
   std::vector<Instrument> instruments;
   std::unique_ptr<std::atomic<uint64_t>[]> instrument_messages;
@@ -170,7 +174,8 @@ struct FeedProcessor::Impl {
   std::vector<internal::UndoEntry> undo_log;
   bool undo_overflow = false;
   bool logging = false;  // Optimistic: changes are logged and feature state saved first.
-  std::vector<internal::FeatureState> saved_features;
+  std::vector<internal::EngineState> saved_features;
+  char market_state = 0;
   std::vector<uint16_t> touched;  // Locates whose feature state is saved.
 };
 
@@ -191,7 +196,11 @@ void FeedProcessor::Impl::ResetSession(const uint8_t* new_session) noexcept {
     undo_overflow = false;
     touched.clear();
     books.Clear();
-    for (Instrument& in : instruments) in = Instrument{};
+    for (Instrument& in : instruments) {
+      in = Instrument{};
+      engine.Reset(in.features);
+    }
+    market_state = 0;
     Bump(stats.session_resets);
     UpdateGauges();
   }
@@ -484,7 +493,7 @@ bool FeedProcessor::Impl::Check(BookResult r, bool loud) noexcept {
   return false;
 }
 
-internal::FeatureState& FeedProcessor::Impl::Features(uint16_t locate) noexcept {
+internal::EngineState& FeedProcessor::Impl::Features(uint16_t locate) noexcept {
   Instrument& in = instruments[locate];
   if (logging && !in.saved) {
     saved_features[locate] = in.features;
@@ -520,7 +529,12 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
 
   internal::Side side;
   uint32_t price;
+  const int64_t ts = static_cast<int64_t>(LoadBe48(m + itch::kTimestampOffset));
   switch (type) {
+    case 'S':
+      if (loud) Bump(stats.system_events);
+      market_state = static_cast<char>(m[itch::kSystemEventCode]);
+      return;
     case 'R': {
       if (!known_locate) {
         if (loud) Bump(stats.unknown_instrument);
@@ -533,6 +547,14 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
       in.symbol_len = n;
       return;
     }
+    case 'H':
+      if (!known_locate) {
+        if (loud) Bump(stats.unknown_instrument);
+        return;
+      }
+      if (loud) Bump(stats.trading_actions);
+      instruments[locate].trading_state = static_cast<char>(m[itch::kActionState]);
+      return;
     case 'A':
     case 'F':
       if (!Check(books.Add(locate, LoadBe64(m + itch::kAddRef),
@@ -541,6 +563,7 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
                  loud)) {
         return;
       }
+      engine.OnAdd(Features(locate), ts);
       break;
     case 'E':
     case 'C': {
@@ -551,7 +574,7 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
       }
       // Non-printable executions ('C' with printable 'N') are not counted as volume.
       if (type == 'E' || m[itch::kExecPrintable] == 'Y') {
-        Features(locate).OnTrade(shares, side == internal::Side::kAsk);
+        engine.OnTrade(Features(locate), shares, side == internal::Side::kAsk, ts);
       }
       break;
     }
@@ -580,9 +603,24 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
         if (loud) Bump(stats.unknown_instrument);
         return;
       }
-      Features(locate).OnTrade(LoadBe32(m + itch::kTradeShares), m[itch::kTradeSide] == 'S');
+      engine.OnTrade(Features(locate), LoadBe32(m + itch::kTradeShares),
+                     m[itch::kTradeSide] == 'S', ts);
+      return;
+    case 'Q':
+      // An auction print: a trade (time since trade) but not directional flow.
+      if (!known_locate) {
+        if (loud) Bump(stats.unknown_instrument);
+        return;
+      }
+      if (loud) Bump(stats.cross_trades);
+      engine.OnTradeNoFlow(Features(locate), ts);
+      return;
+    case 'B':
+      // A broken execution cannot be taken back out of the EWMAs; it is counted.
+      if (loud) Bump(stats.broken_trades);
       return;
     default:
+      if (loud) Bump(stats.skipped_messages);
       return;  // Well-formed, but carries nothing the books or features use.
   }
   if (loud) {
@@ -594,7 +632,7 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
     if (bids.empty() || asks.empty()) return;
     float values[kMaxFeatures];
     double mid;
-    internal::ComputeFeatures(bids, asks, Features(locate), values, &mid);
+    (void)engine.Compute(Features(locate), bids, asks, ts, values, &mid);
   }
 }
 
@@ -606,15 +644,16 @@ void FeedProcessor::Impl::EmitFeatures(uint16_t locate, const uint8_t* m, uint64
   Instrument& in = instruments[locate];
   FeatureVector fv;
   fv.locate = locate;
-  fv.n_features = internal::kNumDefaultFeatures;
+  fv.n_features = static_cast<uint16_t>(engine.size());
   fv.msg_seq = seq;
   fv.exchange_ts_ns = static_cast<int64_t>(LoadBe48(m + itch::kTimestampOffset));
   fv.recv_ns = recv_ns;
   fv.decoded_ns = MonotonicNanos();
-  const bool non_finite =
-      internal::ComputeFeatures(bids, asks, Features(locate), fv.values, &fv.mid_price);
+  const bool non_finite = engine.Compute(Features(locate), bids, asks, fv.exchange_ts_ns,
+                                         fv.values, &fv.mid_price);
   const bool stale = in.stale || window_mode();
-  fv.flags = (stale ? kFeatureFlagStale : 0u) | (non_finite ? kFeatureFlagNonFinite : 0u);
+  fv.flags = (stale ? kFeatureFlagStale : 0u) | (non_finite ? kFeatureFlagNonFinite : 0u) |
+             (in.trading_state != 'T' ? kFeatureFlagHalted : 0u);
   fv.features_ns = MonotonicNanos();
   sink.OnFeatures(fv);
   Bump(stats.feature_vectors);
@@ -644,7 +683,18 @@ std::string_view FeedProcessor::symbol(uint16_t locate) const noexcept {
 
 int FeedProcessor::max_instruments() const noexcept { return impl_->books.max_instruments(); }
 
-int FeedProcessor::n_features() const noexcept { return internal::kNumDefaultFeatures; }
+int FeedProcessor::n_features() const noexcept { return impl_->engine.size(); }
+
+const std::vector<std::string>& FeedProcessor::feature_names() const noexcept {
+  return impl_->engine.names();
+}
+
+char FeedProcessor::trading_state(uint16_t locate) const noexcept {
+  if (locate >= impl_->instruments.size()) return 'T';
+  return impl_->instruments[locate].trading_state;
+}
+
+char FeedProcessor::market_state() const noexcept { return impl_->market_state; }
 
 bool FeedProcessor::NextRetransmitRequest(int64_t now_ns, RetransmitRequest* request) noexcept {
   Impl& s = *impl_;

@@ -103,6 +103,20 @@ inline constexpr size_t kTradeStock = 24;
 inline constexpr size_t kTradePrice = 32;
 inline constexpr size_t kTradeMatch = 36;
 
+// 'H' stock trading action.
+inline constexpr size_t kActionStock = 11;
+inline constexpr size_t kActionState = 19;  // 'H' halted, 'P' paused, 'Q' quotation only, 'T'.
+inline constexpr size_t kActionReserved = 20;
+inline constexpr size_t kActionReason = 21;
+// 'Q' cross trade.
+inline constexpr size_t kCrossShares = 11;  // u64.
+inline constexpr size_t kCrossStock = 19;
+inline constexpr size_t kCrossPrice = 27;
+inline constexpr size_t kCrossMatch = 31;
+inline constexpr size_t kCrossType = 39;
+// 'B' broken trade.
+inline constexpr size_t kBrokenMatch = 11;
+
 // Writes ITCH messages into caller-provided storage of at least kMaxMessageLength bytes.
 // Each function returns the message length. Stateless; safe from any thread.
 class Encoder {
@@ -199,6 +213,31 @@ class Encoder {
     StoreBe32(p + kTradePrice, price);
     StoreBe64(p + kTradeMatch, match);
     return 44;
+  }
+  static size_t TradingAction(uint8_t* p, uint16_t locate, uint64_t ts, std::string_view stock,
+                              char state) noexcept {
+    Header(p, 'H', locate, ts);
+    Stock(p + kActionStock, stock);
+    p[kActionState] = static_cast<uint8_t>(state);
+    p[kActionReserved] = ' ';
+    Alpha(p + kActionReason, state == 'T' ? "" : "T1", 4);
+    return 25;
+  }
+  static size_t CrossTrade(uint8_t* p, uint16_t locate, uint64_t ts, uint64_t shares,
+                           std::string_view stock, uint32_t price, uint64_t match,
+                           char cross_type) noexcept {
+    Header(p, 'Q', locate, ts);
+    StoreBe64(p + kCrossShares, shares);
+    Stock(p + kCrossStock, stock);
+    StoreBe32(p + kCrossPrice, price);
+    StoreBe64(p + kCrossMatch, match);
+    p[kCrossType] = static_cast<uint8_t>(cross_type);
+    return 40;
+  }
+  static size_t BrokenTrade(uint8_t* p, uint16_t locate, uint64_t ts, uint64_t match) noexcept {
+    Header(p, 'B', locate, ts);
+    StoreBe64(p + kBrokenMatch, match);
+    return 19;
   }
   // Any other known type with a zeroed body of the right length (for decoders that skip it).
   static size_t Generic(uint8_t* p, char type, uint16_t locate, uint64_t ts) noexcept {

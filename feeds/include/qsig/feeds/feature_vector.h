@@ -20,6 +20,8 @@ enum FeatureFlags : uint32_t {
   kFeatureFlagStale = 1u << 0,
   // At least one feature was not finite (NaN/Inf) and was replaced by 0.
   kFeatureFlagNonFinite = 1u << 1,
+  // The instrument is not trading (halted, paused or quotation only, from a Trading Action).
+  kFeatureFlagHalted = 1u << 2,
 };
 
 struct alignas(64) FeatureVector {

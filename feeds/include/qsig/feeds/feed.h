@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "qsig/feeds/feature_vector.h"
+#include "qsig/feeds/features.h"
 
 namespace qsig::feeds {
 
@@ -54,6 +55,9 @@ struct FeedProcessorOptions {
   int max_orders = 1 << 20;       // Capacity of the live-order table.
   int max_levels = 256;           // Price levels per side per book.
   GapRecoveryOptions recovery = {};
+  // Feature set (see qsig/feeds/features.h); empty = DefaultFeatureSpecs(). Validate it with
+  // FeatureNames() first: the constructor turns an invalid entry into a constant 0.
+  std::vector<FeatureSpec> features = {};
 };
 
 // A MoldUDP64 re-request: session(10) sequence(u64) message count(u16), 20 bytes on the wire.
@@ -107,6 +111,12 @@ struct FeedStats {
   std::atomic<uint64_t> unknown_message_type{0};
   std::atomic<uint64_t> bad_message_length{0};  // Known type, wrong length (or empty block).
   std::atomic<uint64_t> invalid_order{0};       // Bad side, zero shares, duplicate live ref.
+  // Messages that change trading state or trade statistics but not the displayed book.
+  std::atomic<uint64_t> system_events{0};
+  std::atomic<uint64_t> trading_actions{0};
+  std::atomic<uint64_t> cross_trades{0};
+  std::atomic<uint64_t> broken_trades{0};
+  std::atomic<uint64_t> skipped_messages{0};  // Well-formed types qsig does not use (Y L V ...).
 };
 
 class FeedProcessor {
@@ -127,6 +137,11 @@ class FeedProcessor {
   std::string_view symbol(uint16_t locate) const noexcept;
   int max_instruments() const noexcept;
   int n_features() const noexcept;
+  const std::vector<std::string>& feature_names() const noexcept;
+  // Trading state from the last Stock Trading Action ('T' trading, 'H' halted, 'P' paused,
+  // 'Q' quotation only; 'T' before any) and the last System Event code (0 before any).
+  char trading_state(uint16_t locate) const noexcept;
+  char market_state() const noexcept;
 
   // --- Gap recovery (FeedHandler drives these; direct users may too). Feed thread only. ---
   // Next re-request due at `now_ns` for the oldest open gap that needs one; false if none.
