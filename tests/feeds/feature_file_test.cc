@@ -1,5 +1,6 @@
 // WriteFeatureFile: header, row shape, and labels that match the mids they are defined by.
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -82,6 +83,66 @@ TEST(FeedFileTest, BadPathIsAnErrorNamingThePath) {
   EXPECT_NE(std::string(s.message()).find("/nonexistent-dir/qsig/features.csv"), std::string::npos);
   o.output_csv.clear();
   EXPECT_FALSE(WriteFeatureFile(o).ok());
+}
+
+}  // namespace
+}  // namespace qsig::feeds
+
+namespace qsig::feeds {
+namespace {
+
+TEST(FeedFileTest, BinaryFileMatchesCsvAndCarriesNamesFlagsAndSymbols) {
+  const std::string base = ::testing::TempDir() + "/qsig_features_bin";
+  FeatureFileOptions o;
+  o.messages = 20'000;
+  o.horizon = 5;
+  o.output_csv = base + ".csv";
+  o.output_binary = base + ".bin";
+  o.feed.max_instruments = 8;
+  o.feed.max_orders = 1 << 16;
+  o.feed.features = *ParseFeatureSpecs("ret(horizon=10), imbalance(levels=3), realized_vol");
+  ASSERT_TRUE(WriteFeatureFile(o).ok());
+  auto bin = ReadFeatureFile(o.output_binary);
+  ASSERT_TRUE(bin.ok()) << bin.status();
+  EXPECT_EQ(bin->names, (std::vector<std::string>{"ret_10", "imbalance_l3", "realized_vol_50"}));
+  EXPECT_EQ(bin->horizon, 5);
+  ASSERT_EQ(bin->symbols.size(), 4u);
+  EXPECT_EQ(bin->symbols[0], (std::pair<uint16_t, std::string>{1, "AAPL"}));
+
+  std::ifstream csv(o.output_csv);
+  std::string line;
+  std::getline(csv, line);
+  EXPECT_EQ(line, "locate,symbol,msg_seq,exchange_ts_ns,mid,ret_10,imbalance_l3,realized_vol_50,label");
+  size_t n = 0;
+  while (std::getline(csv, line)) {
+    ASSERT_LT(n, bin->rows.size());
+    const FeatureFileRow& r = bin->rows[n++];
+    char expect[512];
+    std::snprintf(expect, sizeof expect, "%u,%s,%llu,%lld,%.4f,%.7g,%.7g,%.7g,%.6g",
+                  static_cast<unsigned>(r.fv.locate), bin->symbols[r.fv.locate - 1].second.c_str(),
+                  static_cast<unsigned long long>(r.fv.msg_seq),
+                  static_cast<long long>(r.fv.exchange_ts_ns), r.fv.mid_price, r.fv.values[0],
+                  r.fv.values[1], r.fv.values[2], static_cast<double>(r.label));
+    // The CSV label is printed from the double; the binary stores a float: compare the rest.
+    const std::string want(expect);
+    EXPECT_EQ(line.substr(0, line.rfind(',')), want.substr(0, want.rfind(','))) << n;
+  }
+  EXPECT_EQ(n, bin->rows.size());
+  EXPECT_GT(n, 10'000u);
+  std::remove(o.output_csv.c_str());
+  std::remove(o.output_binary.c_str());
+}
+
+TEST(FeedFileTest, NeedsAnOutputAndAValidFeatureSet) {
+  FeatureFileOptions o;
+  o.output_csv.clear();
+  EXPECT_FALSE(WriteFeatureFile(o).ok());
+  o.output_csv = ::testing::TempDir() + "/qsig_never.csv";
+  o.feed.features = {{"bogus"}};
+  auto st = WriteFeatureFile(o);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("bogus"), std::string::npos);
+  EXPECT_FALSE(ReadFeatureFile("/nonexistent.bin").ok());
 }
 
 }  // namespace

@@ -387,18 +387,41 @@ class SimPublisher {
   std::unique_ptr<Impl> impl_;
 };
 
-// Runs the simulator into a FeedProcessor in-process (no sockets: the exact bytes and the exact
-// code path the server uses) and writes every feature vector with a forward-return label to a
-// CSV file: header `locate,symbol,msg_seq,exchange_ts_ns,mid,<feature names...>,label`, where
+// Runs a source into a FeedProcessor in-process (no sockets: the exact bytes and the exact code
+// path the server uses) and writes every feature vector with a forward-return label, where
 // label = 1e4 * (mid after `horizon` more updates of the same instrument / mid - 1), in basis
-// points. Rows whose horizon runs past the end are dropped.
+// points. Rows whose horizon runs past the end are dropped. The source is the simulator, or a
+// pcap / ITCH capture when `replay` is set; the feature set is feed.features.
+//
+// CSV: header `locate,symbol,msg_seq,exchange_ts_ns,mid,<feature names...>,label`.
+// Binary (little-endian, fixed-size records; see feeds/README.md "Binary feature file"):
+//   "QSIGFEAT" u32 version=1 u32 n_features u32 horizon u32 record_size u64 record_count
+//   n_features x (u16 length, name bytes)
+//   record_count x {u64 msg_seq, i64 exchange_ts_ns, f64 mid, u16 locate, u16 n_features,
+//                   u32 flags, f32 values[n_features], f32 label}
+//   "SYMS" u32 count, count x (u16 locate, 8 bytes symbol, space-padded)
 struct FeatureFileOptions {
   SimulatorOptions sim;
   FeedProcessorOptions feed;
-  uint64_t messages = 1'000'000;
+  uint64_t messages = 1'000'000;  // Simulator messages (ignored for a replay).
   int horizon = 20;
-  std::string output_csv;
+  std::string output_csv;              // "" = no CSV.
+  std::string output_binary = {};      // "" = no binary file. At least one output is required.
+  std::optional<ReplayOptions> replay = {};  // Set: read this capture instead of simulating.
 };
 absl::Status WriteFeatureFile(const FeatureFileOptions& options);
+
+// A binary feature file read back (tests, tools; Python reads the same layout with numpy).
+struct FeatureFileRow {
+  FeatureVector fv;  // Stage timestamps are not stored (0).
+  float label = 0.0f;
+};
+struct FeatureFileContents {
+  std::vector<std::string> names;
+  int horizon = 0;
+  std::vector<FeatureFileRow> rows;
+  std::vector<std::pair<uint16_t, std::string>> symbols;
+};
+absl::StatusOr<FeatureFileContents> ReadFeatureFile(const std::string& path);
 
 }  // namespace qsig::feeds
