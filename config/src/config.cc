@@ -206,6 +206,25 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   feed.Get("max_instruments", &c.feed.max_instruments);
   feed.Get("max_orders", &c.feed.max_orders);
   feed.Get("core", &c.feed.core);
+  feed.Get("retransmit", &c.feed.retransmit);
+  {
+    MapReader b = feed.Child("line_b");
+    b.Get("listen", &c.feed.line_b.listen);
+    b.Get("group", &c.feed.line_b.group);
+    b.Get("interface", &c.feed.line_b.interface_address);
+    b.Finish();
+    MapReader r = feed.Child("recovery");
+    r.Get("max_held_messages", &c.feed.recovery.max_held_messages);
+    r.Get("rerequest_delay_us", &c.feed.recovery.rerequest_delay_us);
+    r.Get("rerequest_interval_us", &c.feed.recovery.rerequest_interval_us);
+    r.Get("max_rerequests", &c.feed.recovery.max_rerequests);
+    r.Get("gap_timeout_us", &c.feed.recovery.gap_timeout_us);
+    r.Finish();
+    MapReader rp = feed.Child("replay");
+    rp.Get("path", &c.feed.replay.path);
+    rp.Get("speed", &c.feed.replay.speed);
+    rp.Finish();
+  }
   feed.Finish();
 
   MapReader sim = top.Child("sim");
@@ -215,6 +234,25 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   sim.Get("messages_per_packet", &c.sim.messages_per_packet);
   sim.Get("destination", &c.sim.destination);
   sim.Get("max_messages", &c.sim.max_messages);
+  sim.Get("destination_b", &c.sim.destination_b);
+  sim.Get("line_b", &c.sim.line_b);
+  sim.Get("retransmit", &c.sim.retransmit);
+  sim.Get("retransmit_listen", &c.sim.retransmit_listen);
+  sim.Get("session_restart_rate", &c.sim.session_restart_rate);
+  sim.Get("record_pcap", &c.sim.record_pcap);
+  sim.Get("record_itch", &c.sim.record_itch);
+  for (auto [key, faults] : {std::pair{"faults_a", &c.sim.faults_a}, {"faults_b", &c.sim.faults_b}}) {
+    MapReader f = sim.Child(key);
+    f.Get("drop", &faults->drop);
+    f.Get("reorder", &faults->reorder);
+    f.Get("duplicate", &faults->duplicate);
+    f.Get("malformed", &faults->malformed);
+    f.Finish();
+    for (auto [name, v] : {std::pair{"drop", faults->drop}, {"reorder", faults->reorder},
+                           {"duplicate", faults->duplicate}, {"malformed", faults->malformed}}) {
+      if (st.ok() && (v < 0 || v > 1)) f.Fail(f.Sub(name), "a probability in [0, 1]");
+    }
+  }
   sim.Finish();
 
   const YAML::Node models = top.Raw("models");
@@ -288,12 +326,32 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   auto bad = [&](const std::string& key, const std::string& what) {
     return absl::InvalidArgumentError(absl::StrCat(origin, ": ", key, ": ", what));
   };
-  if (c.feed.source != "sim" && c.feed.source != "udp") {
-    return bad("feed.source", absl::StrCat("expected 'sim' or 'udp', got '", c.feed.source, "'"));
+  if (c.feed.source != "sim" && c.feed.source != "udp" && c.feed.source != "pcap" &&
+      c.feed.source != "itch") {
+    return bad("feed.source",
+               absl::StrCat("expected sim, udp, pcap or itch, got '", c.feed.source, "'"));
   }
+  if ((c.feed.source == "pcap" || c.feed.source == "itch") && c.feed.replay.path.empty()) {
+    return bad("feed.replay.path", absl::StrCat("required when feed.source is ", c.feed.source));
+  }
+  if (c.feed.replay.speed < 0) return bad("feed.replay.speed", "must be >= 0");
+  if (c.sim.line_b && c.feed.line_b.listen.empty()) {
+    return bad("sim.line_b", "needs feed.line_b.listen");
+  }
+  if (c.sim.session_restart_rate < 0 || c.sim.session_restart_rate > 1) {
+    return bad("sim.session_restart_rate", "a probability in [0, 1]");
+  }
+  if (c.feed.recovery.max_held_messages < 0) {
+    return bad("feed.recovery.max_held_messages", "must be >= 0");
+  }
+  if (c.feed.recovery.gap_timeout_us <= 0) return bad("feed.recovery.gap_timeout_us", "must be > 0");
   for (const auto& [key, value, allow_empty] :
        std::vector<std::tuple<std::string, std::string, bool>>{
            {"feed.listen", c.feed.listen, false},
+           {"feed.line_b.listen", c.feed.line_b.listen, true},
+           {"feed.retransmit", c.feed.retransmit, true},
+           {"sim.destination_b", c.sim.destination_b, true},
+           {"sim.retransmit_listen", c.sim.retransmit_listen, true},
            {"sim.destination", c.sim.destination, false},
            {"grpc.listen", c.grpc.listen, false},
            {"metrics.listen", c.metrics.listen, false}}) {

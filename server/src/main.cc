@@ -13,6 +13,7 @@
 #include "qsig/feeds/feed.h"
 #include "qsig/server/server.h"
 #include "spdlog/spdlog.h"
+#include "sim_options.h"
 #include "watch.h"
 
 namespace {
@@ -49,14 +50,21 @@ int RunSim(const qsig::config::Config& cfg) {
   o.interface_address = cfg.feed.interface_address;
   o.messages_per_second = cfg.sim.rate;
   o.max_messages = cfg.sim.max_messages;
+  o.destination_b = cfg.sim.destination_b;
+  if (cfg.sim.retransmit) o.retransmit_listen = cfg.sim.retransmit_listen;
+  qsig::server::ApplySimFaults(cfg.sim, &o);
   auto pub = qsig::feeds::SimPublisher::Start(o);
   if (!pub.ok()) {
     std::fprintf(stderr, "qsig sim: %s\n", std::string(pub.status().message()).c_str());
     return 1;
   }
-  std::printf("qsig sim: %zu instruments, %.0f msg/s to udp %s (seed %lu)\n",
+  std::printf("qsig sim: %zu instruments, %.0f msg/s to udp %s%s%s (seed %lu)\n",
               cfg.sim.instruments.size(), cfg.sim.rate, cfg.sim.destination.c_str(),
-              static_cast<unsigned long>(cfg.sim.seed));
+              cfg.sim.destination_b.empty() ? "" : ", B line ",
+              cfg.sim.destination_b.c_str(), static_cast<unsigned long>(cfg.sim.seed));
+  if ((*pub)->retransmit_port()) {
+    std::printf("qsig sim: retransmission server on udp port %u\n", (*pub)->retransmit_port());
+  }
   std::fflush(stdout);
   InstallSignalHandlers();
   auto last = std::chrono::steady_clock::now();

@@ -92,6 +92,7 @@ class QsigCollector final : public prometheus::Collectable {
     // Feed.
     const feeds::FeedProcessor& p = c.feed->processor();
     const feeds::FeedStats& fs = p.stats();
+    const feeds::FeedHandlerStats& hs = c.feed->handler().stats();
     struct {
       const char* name;
       const char* help;
@@ -113,7 +114,56 @@ class QsigCollector final : public prometheus::Collectable {
         {"qsig_feed_book_full_total", "Orders or levels dropped because a book table was full.",
          &fs.book_full},
         {"qsig_feature_vectors_total", "Feature vectors computed.", &fs.feature_vectors},
+        {"qsig_feed_gaps_recovered_total", "Gaps whose every message arrived later.",
+         &fs.gaps_recovered},
+        {"qsig_feed_gaps_lost_total", "Gaps given up: their instruments stay stale.",
+         &fs.gaps_lost},
+        {"qsig_feed_recovered_messages_total", "Messages that filled a gap.",
+         &fs.recovered_messages},
+        {"qsig_feed_lost_messages_total", "Messages never received.", &fs.lost_messages},
+        {"qsig_feed_session_resets_total", "New MoldUDP64 sessions (books wiped).",
+         &fs.session_resets},
+        {"qsig_feed_heartbeats_total", "MoldUDP64 heartbeats.", &fs.heartbeats},
+        {"qsig_feed_rerequests_total", "MoldUDP64 re-request packets sent.",
+         &hs.rerequests_sent},
+        {"qsig_feed_rerequested_messages_total", "Messages asked for in re-requests.",
+         &hs.rerequested_messages},
     };
+    auto line_packets = Family("qsig_feed_line_packets_total",
+                               "Datagrams received per line (a, b, retransmit).",
+                               MetricType::Counter);
+    auto line_wins = Family("qsig_feed_line_wins_total",
+                            "Datagrams that delivered at least one new message, per line "
+                            "(A/B arbitration: first arrival wins).",
+                            MetricType::Counter);
+    for (auto [line, packets, wins] :
+         {std::tuple{"a", &hs.packets_a, &hs.wins_a}, {"b", &hs.packets_b, &hs.wins_b},
+          {"retransmit", &hs.packets_retransmit, &hs.wins_retransmit}}) {
+      AddValue(&line_packets, {{"line", line}}, static_cast<double>(packets->load()));
+      AddValue(&line_wins, {{"line", line}}, static_cast<double>(wins->load()));
+    }
+    out.push_back(std::move(line_packets));
+    out.push_back(std::move(line_wins));
+    auto malformed = Family("qsig_feed_malformed_total", "Bad input by kind (counted, skipped).",
+                            MetricType::Counter);
+    for (auto [kind, v] : {std::pair{"short_packet", &fs.short_packets},
+                           {"truncated_packet", &fs.truncated_packets},
+                           {"foreign_session", &fs.foreign_session},
+                           {"unknown_message_type", &fs.unknown_message_type},
+                           {"bad_message_length", &fs.bad_message_length},
+                           {"invalid_order", &fs.invalid_order}}) {
+      AddValue(&malformed, {{"kind", kind}}, static_cast<double>(v->load()));
+    }
+    out.push_back(std::move(malformed));
+    auto open_gaps = Family("qsig_feed_open_gaps", "Sequence gaps now open (being recovered).",
+                            MetricType::Gauge);
+    AddValue(&open_gaps, {}, static_cast<double>(fs.open_gaps.load()));
+    out.push_back(std::move(open_gaps));
+    auto held = Family("qsig_feed_held_messages",
+                       "Messages held behind an open gap, to be applied in order.",
+                       MetricType::Gauge);
+    AddValue(&held, {}, static_cast<double>(fs.held_messages.load()));
+    out.push_back(std::move(held));
     for (const auto& fc : feed_counters) {
       auto f = Family(fc.name, fc.help, MetricType::Counter);
       AddValue(&f, {}, static_cast<double>(fc.v->load(std::memory_order_relaxed)));

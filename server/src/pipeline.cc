@@ -223,28 +223,50 @@ FeedThread::FeedThread(const config::Config& config, std::vector<Worker*> worker
       workers_(std::move(workers)),
       symbols_(symbols),
       hist_(hist),
-      processor_(feeds::FeedProcessorOptions{config.feed.max_instruments, config.feed.max_orders,
-                                             256}),
       queue_drops_(new std::atomic<uint64_t>[workers_.size()]) {
   for (size_t i = 0; i < workers_.size(); ++i) queue_drops_[i].store(0);
 }
 
 FeedThread::~FeedThread() { Join(); }
 
-absl::Status FeedThread::Open() {
-  feeds::UdpReceiverOptions o;
-  o.listen = config_.feed.listen;
-  o.group = config_.feed.group;
-  o.interface_address = config_.feed.interface_address;
-  o.receive_buffer_bytes = config_.feed.receive_buffer_bytes;
-  o.busy_poll = config_.feed.busy_poll;
-  auto rx = feeds::UdpReceiver::Open(o);
-  if (!rx.ok()) return rx.status();
-  receiver_ = std::move(*rx);
+absl::Status FeedThread::Open(const std::string& retransmit_endpoint) {
+  const config::FeedConfig& f = config_.feed;
+  feeds::FeedHandlerOptions o;
+  o.line_a.listen = f.listen;
+  o.line_a.group = f.group;
+  o.line_a.interface_address = f.interface_address;
+  o.line_a.receive_buffer_bytes = f.receive_buffer_bytes;
+  o.line_a.busy_poll = f.busy_poll;
+  if (!f.line_b.listen.empty()) {
+    feeds::UdpReceiverOptions b = o.line_a;
+    b.listen = f.line_b.listen;
+    b.group = f.line_b.group;
+    b.interface_address = f.line_b.interface_address;
+    o.line_b = b;
+  }
+  o.retransmit_endpoint = retransmit_endpoint;
+  o.processor.max_instruments = f.max_instruments;
+  o.processor.max_orders = f.max_orders;
+  o.processor.recovery.max_held_messages = f.recovery.max_held_messages;
+  o.processor.recovery.rerequest_delay_us = f.recovery.rerequest_delay_us;
+  o.processor.recovery.rerequest_interval_us = f.recovery.rerequest_interval_us;
+  o.processor.recovery.max_rerequests = f.recovery.max_rerequests;
+  o.processor.recovery.gap_timeout_us = f.recovery.gap_timeout_us;
+  if (f.source == "pcap" || f.source == "itch") {
+    feeds::ReplayOptions r;
+    r.format = f.source == "pcap" ? feeds::ReplayFormat::kPcap : feeds::ReplayFormat::kItch;
+    r.path = f.replay.path;
+    r.speed = f.replay.speed;
+    o.replay = r;
+  }
+  auto handler = feeds::FeedHandler::Open(o);
+  if (!handler.ok()) return handler.status();
+  handler_ = std::move(*handler);
   return absl::OkStatus();
 }
 
-uint16_t FeedThread::port() const noexcept { return receiver_ ? receiver_->local_port() : 0; }
+uint16_t FeedThread::port() const noexcept { return handler_ ? handler_->port_a() : 0; }
+uint16_t FeedThread::port_b() const noexcept { return handler_ ? handler_->port_b() : 0; }
 
 void FeedThread::Start(std::atomic<bool>* running) {
   thread_ = std::thread([this, running] { Run(running); });
@@ -259,20 +281,30 @@ void FeedThread::Run(std::atomic<bool>* running) {
   if (config_.feed.core >= 0 && !PinThisThread(config_.feed.core, &err)) {
     spdlog::warn("feed thread: {} (continuing unpinned)", err);
   }
-  alignas(64) uint8_t buffer[65536];
+  const bool replay = handler_->replay() != nullptr;
   while (running->load(std::memory_order_relaxed)) {
-    int64_t recv_ns = 0;
-    const int n = receiver_->Receive(std::span<uint8_t>(buffer, sizeof(buffer)), 100, &recv_ns);
-    if (n <= 0) continue;
-    processor_.OnDatagram(std::span<const uint8_t>(buffer, static_cast<size_t>(n)), recv_ns,
-                          *this);
+    if (replay_done_.load(std::memory_order_relaxed)) {
+      // The capture is exhausted: keep serving what was computed until shutdown.
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    if (handler_->Poll(100, *this) < 0) {
+      if (replay) {
+        replay_done_.store(true);
+        spdlog::info("feed: replay of {} finished", config_.feed.replay.path);
+      } else {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // Socket error: counted.
+      }
+    }
   }
 }
 
 void FeedThread::OnFeatures(const feeds::FeatureVector& fv) noexcept {
   hist_->decode.Record(fv.decoded_ns - fv.recv_ns);
   hist_->features.Record(fv.features_ns - fv.decoded_ns);
-  if (!symbols_->Known(fv.locate)) symbols_->Set(fv.locate, processor_.symbol(fv.locate));
+  if (!symbols_->Known(fv.locate)) {
+    symbols_->Set(fv.locate, handler_->processor().symbol(fv.locate));
+  }
   const size_t w = fv.locate % workers_.size();
   if (workers_[w]->input().push(fv)) {
     workers_[w]->doorbell().Ring();

@@ -124,15 +124,19 @@ class FeedThread : public feeds::FeatureSink {
   FeedThread(const config::Config& config, std::vector<Worker*> workers, SymbolTable* symbols,
              StageHistograms* hist);
   ~FeedThread() override;
-  absl::Status Open();  // Binds the socket (port known after this).
+  // Binds the line sockets (ports known after this) or opens the replay file; re-requests for
+  // gaps go to `retransmit_endpoint` ("" = none).
+  absl::Status Open(const std::string& retransmit_endpoint);
   void Start(std::atomic<bool>* running);
   void Join();
-  uint16_t port() const noexcept;
-  const feeds::FeedProcessor& processor() const noexcept { return processor_; }
+  uint16_t port() const noexcept;    // Line A.
+  uint16_t port_b() const noexcept;  // Line B (0 = none).
+  const feeds::FeedProcessor& processor() const noexcept { return handler_->processor(); }
+  const feeds::FeedHandler& handler() const noexcept { return *handler_; }
+  bool replay_done() const noexcept { return replay_done_.load(std::memory_order_relaxed); }
   uint64_t queue_drops(size_t worker) const noexcept {
     return queue_drops_[worker].load(std::memory_order_relaxed);
   }
-  uint64_t instrument_signals_dropped() const noexcept { return 0; }
 
   void OnFeatures(const feeds::FeatureVector& fv) noexcept override;
 
@@ -143,8 +147,8 @@ class FeedThread : public feeds::FeatureSink {
   std::vector<Worker*> workers_;
   SymbolTable* symbols_;
   StageHistograms* hist_;
-  feeds::FeedProcessor processor_;
-  std::unique_ptr<feeds::UdpReceiver> receiver_;
+  std::unique_ptr<feeds::FeedHandler> handler_;
+  std::atomic<bool> replay_done_{false};
   std::unique_ptr<std::atomic<uint64_t>[]> queue_drops_;
   std::thread thread_;
 };

@@ -1,6 +1,10 @@
 #include "qsig/server/server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cmath>
@@ -13,6 +17,37 @@
 #include "spdlog/spdlog.h"
 
 namespace qsig::server {
+
+absl::StatusOr<uint16_t> FreeUdpPort() {
+  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+    if (fd >= 0) close(fd);
+    return absl::UnavailableError("cannot pick a free UDP port on 127.0.0.1");
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+void ApplySimFaults(const config::SimConfig& sim, feeds::SimPublisherOptions* o) {
+  auto faults = [](const config::FaultsConfig& f) {
+    feeds::LineFaults l;
+    l.drop = f.drop;
+    l.reorder = f.reorder;
+    l.duplicate = f.duplicate;
+    l.malformed = f.malformed;
+    return l;
+  };
+  o->faults_a = faults(sim.faults_a);
+  o->faults_b = faults(sim.faults_b);
+  o->session_restart_rate = sim.session_restart_rate;
+  o->pcap_path = sim.record_pcap;
+  o->itch_path = sim.record_itch;
+}
 
 CalibrationReport Core::Recalibrate(size_t model, size_t max_samples) {
   std::lock_guard<std::mutex> lock(calibration_mu);
@@ -85,7 +120,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
 absl::Status Server::Start() {
   Impl& s = *impl_;
   Core& c = s.core;
-  if (auto st = c.feed->Open(); !st.ok()) return st;
+  // With the built-in simulator, its retransmission server gets a port picked now so that the
+  // feed handler can be told where to send re-requests before the simulator starts.
+  std::string retransmit = c.config.feed.retransmit;
+  uint16_t sim_retransmit_port = 0;
+  if (c.config.feed.source == "sim" && c.config.sim.retransmit) {
+    auto port = FreeUdpPort();
+    if (!port.ok()) return port.status();
+    sim_retransmit_port = *port;
+    retransmit = absl::StrCat("127.0.0.1:", sim_retransmit_port);
+  }
+  if (auto st = c.feed->Open(retransmit); !st.ok()) return st;
   auto metrics = StartMetrics(&c);
   if (!metrics.ok()) return metrics.status();
   s.metrics = std::move(*metrics);
@@ -114,6 +159,16 @@ absl::Status Server::Start() {
                         ? absl::StrCat(host, ":", c.feed->port())
                         : absl::StrCat(c.config.feed.group, ":", c.feed->port());
     o.interface_address = c.config.feed.interface_address;
+    if (c.config.sim.line_b) {
+      const config::LineConfig& b = c.config.feed.line_b;
+      std::string b_host = config::ParseHostPort(b.listen)->first;
+      if (b_host == "0.0.0.0" || b_host == "*") b_host = "127.0.0.1";
+      o.destination_b = absl::StrCat(b.group.empty() ? b_host : b.group, ":", c.feed->port_b());
+    }
+    if (sim_retransmit_port) {
+      o.retransmit_listen = absl::StrCat("127.0.0.1:", sim_retransmit_port);
+    }
+    ApplySimFaults(c.config.sim, &o);
     auto sim = feeds::SimPublisher::Start(o);
     if (!sim.ok()) return sim.status();
     s.sim = std::move(*sim);
@@ -293,11 +348,17 @@ int RunServe(const config::Config& config) {
     return 1;
   }
   Server& srv = **server;
+  std::string feed;
+  if (config.feed.source == "pcap" || config.feed.source == "itch") {
+    feed = absl::StrCat("replay ", config.feed.source, " ", config.feed.replay.path);
+  } else {
+    feed = absl::StrCat("udp ", config::ParseHostPort(config.feed.listen)->first, ":",
+                        srv.feed_port(),
+                        config.feed.source == "sim" ? " (built-in simulator)" : " (external)");
+  }
   std::printf("qsig serving\n  gRPC     %s  (qsig.v1.SignalService, qsig.v1.AdminService, health, "
-              "reflection)\n  metrics  http://%s/metrics\n  feed     udp %s:%u (%s)\n",
-              srv.grpc_address().c_str(), srv.metrics_address().c_str(),
-              config::ParseHostPort(config.feed.listen)->first.c_str(), srv.feed_port(),
-              config.feed.source == "sim" ? "built-in simulator" : "external");
+              "reflection)\n  metrics  http://%s/metrics\n  feed     %s\n",
+              srv.grpc_address().c_str(), srv.metrics_address().c_str(), feed.c_str());
   std::fflush(stdout);
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;

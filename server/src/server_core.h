@@ -10,8 +10,10 @@
 
 #include "drift_monitor.h"
 #include "model_registry.h"
+#include "sim_options.h"
 #include "pipeline.h"
 #include "qsig/config/config.h"
+#include "qsig/feeds/feed.h"
 #include "signal_bus.h"
 #include "symbol_table.h"
 

@@ -15,8 +15,29 @@
 
 namespace qsig::config {
 
+// One UDP line of a MoldUDP64 feed.
+struct LineConfig {
+  std::string listen;             // Bind address host:port ("" = line disabled, for line_b).
+  std::string group;              // Multicast group ("" = unicast).
+  std::string interface_address;  // Interface for the multicast join.
+};
+
+struct RecoveryConfig {
+  int max_held_messages = 1 << 16;  // Messages held behind an open gap (0 = no recovery).
+  int rerequest_delay_us = 200;     // First re-request this long after a gap is seen.
+  int rerequest_interval_us = 2000;
+  int max_rerequests = 5;
+  int gap_timeout_us = 20000;       // Then the gap is lost: its instruments stay stale.
+};
+
+struct ReplayConfig {
+  std::string path;    // Capture file for feed.source pcap or itch.
+  double speed = 0;    // 0 = as fast as possible, 1 = recorded speed, 2 = twice as fast...
+};
+
 struct FeedConfig {
-  std::string source = "sim";            // "sim" (built-in simulator) or "udp" (external feed).
+  // "sim" (built-in simulator), "udp" (external feed), "pcap" or "itch" (replay a file).
+  std::string source = "sim";
   std::string listen = "127.0.0.1:0";    // Bind address; port 0 = ephemeral (sim source only).
   std::string group;                     // Multicast group ("" = unicast).
   std::string interface_address;         // Interface for the multicast join.
@@ -25,6 +46,15 @@ struct FeedConfig {
   int max_instruments = 256;
   int max_orders = 1 << 20;
   int core = -1;                         // CPU to pin the feed thread to (-1 = none).
+  LineConfig line_b;                     // Redundant B line (A/B arbitration).
+  std::string retransmit;                // MoldUDP64 re-request server host:port ("" = none).
+  RecoveryConfig recovery;
+  ReplayConfig replay;
+};
+
+// Faults the simulator injects on one line, each a probability per packet.
+struct FaultsConfig {
+  double drop = 0, reorder = 0, duplicate = 0, malformed = 0;
 };
 
 struct SimConfig {
@@ -35,6 +65,14 @@ struct SimConfig {
   int messages_per_packet = 8;
   std::string destination = "127.0.0.1:31000";  // `qsig sim` only; serve sends to its own feed.
   uint64_t max_messages = 0;                     // 0 = unlimited.
+  std::string destination_b;  // `qsig sim`: B line destination ("" = none).
+  bool line_b = false;        // `serve`: the embedded simulator also feeds feed.line_b.
+  bool retransmit = true;     // Run a MoldUDP64 retransmission server (serve: wired to the feed).
+  std::string retransmit_listen = "127.0.0.1:0";  // `qsig sim`: where that server binds.
+  FaultsConfig faults_a, faults_b;
+  double session_restart_rate = 0;  // Per packet.
+  std::string record_pcap;  // Also write what is sent to this pcap file ("" = off).
+  std::string record_itch;  // ... and/or the message stream as a length-prefixed ITCH file.
 };
 
 struct ModelConfig {
