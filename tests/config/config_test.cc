@@ -59,6 +59,10 @@ TEST(Config, BadValuesNameTheirKey) {
       {"shadow: {divergence_threshold: 0}", "shadow.divergence_threshold"},
       {"calibration: {warmup_samples: 100, samples: 50}", "calibration.samples"},
       {"feed: {busy_poll: maybe}", "feed.busy_poll"},
+      {"calibration: {method: kl}", "calibration.method"},
+      {"calibration: {schedule: '25:00'}", "calibration.schedule"},
+      {"drift: {saturation_ratio: 2}", "drift.saturation_ratio"},
+      {"drift: {windw: 5}", "drift.windw"},
   };
   for (const auto& tc : cases) {
     SCOPED_TRACE(tc.yaml);
