@@ -54,7 +54,7 @@ struct RefModel {
 };
 
 RefModel& Get(Ref r) {
-  static RefModel models[3];
+  static RefModel models[4];
   RefModel& m = models[static_cast<int>(r)];
   if (m.spec) return m;
   m.spec = std::make_shared<const ModelSpec>(reference::TrainedSpec(r));

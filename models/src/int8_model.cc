@@ -1,290 +1,312 @@
-// The INT8 runtime and its post-training static calibration (see model.h and models/README.md).
-//
-// Every Linear layer and each LSTM matmul runs as
-//   xq  = QuantizeRowU8(x; scale_x, zero_x)                 per-tensor asymmetric u8
-//   acc = GemvU8S8S32(W_q, xq)                              per-channel symmetric s8 weights
-//   y_r = float(acc_r - zero_x * row_sum_r) * (scale_x * scale_w[r]) + bias_r
-// (the integer subtraction is the zero-point compensation, exact in s32); activations, LSTM gate
-// nonlinearities and the cell state stay in FP32.
-#include <limits>
+// INT8 post-training static calibration, mixed-precision plans and sensitivity analysis (see
+// model.h and models/README.md). The runtime itself is internal/runtime.h.
+#include <algorithm>
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/string_view.h"
-#include "internal/fp32_forward.h"
+#include "internal/builder.h"
 #include "qsig/models/model.h"
-#include "qsig/quant/gemv.h"
-#include "qsig/quant/observer.h"
+#include "qsig/quant/calibration.h"
 #include "qsig/quant/quantize.h"
 
 namespace qsig::models {
 namespace {
 
-using quant::MinMaxObserver;
-using quant::PerChannelS8;
-using quant::QuantParams;
+using internal::QuantPlan;
+using internal::Runtime;
+using quant::TensorCalibrator;
 
-// One quantized matmul: W (rows x cols) applied to an activation quantized with `in`.
-struct QMatmul {
-  PerChannelS8 w;  // s8 data, per-row scales and row sums
-  QuantParams in;  // per-tensor u8 parameters of the input
+size_t NumRnn(const ModelSpec& s) { return s.arch == Arch::kGru ? s.gru.size() : s.lstm.size(); }
 
-  static absl::StatusOr<QMatmul> Make(const std::vector<float>& weight, int rows, int cols,
-                                      const QuantParams& in) {
-    auto w = quant::QuantizePerChannelSymmetricS8(weight, rows, cols);
-    if (!w.ok()) return w.status();
-    return QMatmul{std::move(*w), in};
+// Name of the tensor an operation quantizes (its input), for messages.
+std::string OpTensorName(const ModelSpec& s, size_t id) {
+  const size_t n_rnn = NumRnn(s);
+  const char* rnn = s.arch == Arch::kGru ? "gru" : "lstm";
+  if (id < 2 * n_rnn) {
+    return absl::StrCat(rnn, "[", id / 2, "]", id % 2 == 0 ? " input x_t" : " hidden state h_{t-1}");
   }
-  // Dequantized, zero-point-compensated row r of the product: the integer subtraction is exact.
-  float Output(const int32_t* acc, int r) const noexcept {
-    const size_t i = static_cast<size_t>(r);
-    return static_cast<float>(acc[r] - in.zero_point * w.row_sums[i]) * (in.scale * w.scales[i]);
-  }
-  size_t bytes() const noexcept { return w.bytes() + sizeof(QuantParams); }
+  return absl::StrCat("layers[", id - 2 * n_rnn, "] input");
+}
+
+// Calibration statistics: one calibrator per operation input, per-feature calibrators for the
+// first operation, and max |c| per LSTM layer.
+struct Stats {
+  std::vector<TensorCalibrator> op;
+  std::vector<TensorCalibrator> feature;
+  std::vector<float> cmax;
 };
 
-struct QLstmLayer {
-  int input_size = 0;
-  int hidden_size = 0;
-  QMatmul ih, hh;           // hh is unused (empty) when window == 1.
-  std::vector<float> bias;  // b_ih + b_hh
-};
-
-struct QLinearLayer {
-  int in = 0;
-  int out = 0;
-  QMatmul w;
-  std::vector<float> bias;
-  Activation activation = Activation::kNone;
-};
-
-// Observers for every tensor the INT8 runtime quantizes; plugged into ForwardF32 as hooks.
-struct CalibrationHooks {
-  std::vector<MinMaxObserver> lstm_x, lstm_h, linear;
-  void LstmInput(size_t l, const float* x, int n) noexcept { lstm_x[l].Observe({x, size_t(n)}); }
-  void LstmHidden(size_t l, const float* h, int n) noexcept { lstm_h[l].Observe({h, size_t(n)}); }
-  void LinearInput(size_t k, const float* x, int n) noexcept { linear[k].Observe({x, size_t(n)}); }
-};
-
-// Workspace layout of the INT8 runtime: the FP32 regions, then s32 accumulators and u8 inputs.
-struct Int8Layout {
-  internal::Fp32Layout f;
-  size_t acc = 0;  // int32 accumulators, max(4H, layer out) of them
-  size_t q = 0;    // u8 quantized input, max width bytes
-  size_t total = 0;
-
-  static Int8Layout For(const ModelSpec& s) {
-    Int8Layout l;
-    l.f = internal::Fp32Layout::For(s);
-    static_assert(sizeof(int32_t) == sizeof(float) && alignof(int32_t) <= alignof(float));
-    const size_t acc_n = static_cast<size_t>(std::max(l.f.max_gates, l.f.max_width));
-    l.acc = l.f.total;
-    l.q = l.acc + internal::AlignFloats(acc_n);
-    l.total = l.q + internal::AlignFloats((static_cast<size_t>(l.f.max_width) + 3) / 4);
-    return l;
-  }
-};
-
-class Int8Model final : public Model {
- public:
-  Int8Model(std::shared_ptr<const ModelSpec> spec, std::vector<QLstmLayer> lstm,
-            std::vector<QLinearLayer> layers)
-      : Model(std::move(spec)),
-        layout_(Int8Layout::For(*spec_)),
-        lstm_(std::move(lstm)),
-        layers_(std::move(layers)) {
-    size_t n = (spec_->feature_mean.size() + spec_->feature_std.size()) * sizeof(float);
-    for (const QLstmLayer& l : lstm_) {
-      n += l.ih.bytes() + l.hh.bytes() + l.bias.size() * sizeof(float);
+struct CalibHooks final : internal::Observer {
+  CalibHooks(Stats* s, bool pf) : st(s), per_feature(pf) {}
+  Stats* st;
+  bool per_feature;
+  void MatmulInput(int id, const float* x, int n) noexcept override {
+    st->op[static_cast<size_t>(id)].Observe({x, static_cast<size_t>(n)});
+    if (id == 0 && per_feature) {
+      for (int k = 0; k < n; ++k) st->feature[static_cast<size_t>(k)].Observe({x + k, 1});
     }
-    for (const QLinearLayer& l : layers_) n += l.w.bytes() + l.bias.size() * sizeof(float);
-    weight_bytes_ = n;
   }
-
-  float Run(std::span<const float> window, float* ws) const noexcept override {
-    const ModelSpec& s = *spec_;
-    const int in_size = s.input_size;
-    if (window.size() != static_cast<size_t>(s.window) * in_size || ws == nullptr) {
-      return std::numeric_limits<float>::quiet_NaN();
-    }
-    const internal::Fp32Layout& f = layout_.f;
-    // The accumulator and byte regions are only ever accessed as int32 / uint8 (never as float),
-    // so reusing the caller's float storage for them does not alias float accesses.
-    auto* acc = reinterpret_cast<int32_t*>(ws + layout_.acc);
-    auto* q = reinterpret_cast<uint8_t*>(ws + layout_.q);
-    float* xn = ws + f.xn;
-    const float* x = xn;
-    int width = in_size;
-    if (s.arch == Arch::kLstm) {
-      for (size_t l = 0; l < lstm_.size(); ++l) {
-        const int hs = lstm_[l].hidden_size;
-        for (int j = 0; j < hs; ++j) ws[f.h[l] + j] = ws[f.c[l] + j] = 0.0f;
-      }
-      float* gates = ws + f.gates;
-      for (int t = 0; t < s.window; ++t) {
-        internal::Normalize(s, window.data() + static_cast<size_t>(t) * in_size, xn);
-        x = xn;
-        width = in_size;
-        for (size_t l = 0; l < lstm_.size(); ++l) {
-          const QLstmLayer& ly = lstm_[l];
-          const int hs = ly.hidden_size;
-          const int g4 = 4 * hs;
-          float* h = ws + f.h[l];
-          float* c = ws + f.c[l];
-          MatmulInto(ly.ih, x, width, q, acc);
-          for (int r = 0; r < g4; ++r) {
-            gates[r] = ly.ih.Output(acc, r) + ly.bias[static_cast<size_t>(r)];
-          }
-          if (t > 0) {  // h_0 = 0 contributes exactly nothing.
-            MatmulInto(ly.hh, h, hs, q, acc);
-            for (int r = 0; r < g4; ++r) {
-              gates[r] += ly.hh.Output(acc, r);
-            }
-          }
-          internal::LstmCell(hs, gates, h, c);
-          x = h;
-          width = hs;
-        }
-      }
-    } else {
-      internal::Normalize(s, window.data() + static_cast<size_t>(s.window - 1) * in_size, xn);
-    }
-    for (size_t k = 0; k < layers_.size(); ++k) {
-      const QLinearLayer& ly = layers_[k];
-      float* y = ws + (k % 2 == 0 ? f.act_a : f.act_b);
-      MatmulInto(ly.w, x, ly.in, q, acc);
-      for (int r = 0; r < ly.out; ++r) {
-        y[r] = internal::Activate(ly.w.Output(acc, r) + ly.bias[static_cast<size_t>(r)],
-                                  ly.activation);
-      }
-      x = y;
-      width = ly.out;
-    }
-    return x[0];
+  void CellState(int l, const float* c, int n) noexcept override {
+    float& m = st->cmax[static_cast<size_t>(l)];
+    for (int k = 0; k < n; ++k) m = std::max(m, std::fabs(c[k]));
   }
-
-  size_t workspace_floats() const noexcept override { return layout_.total; }
-  size_t weight_bytes() const noexcept override { return weight_bytes_; }
-  const char* precision() const noexcept override { return "int8"; }
-
- private:
-  // acc = W_q * quantize(x).
-  void MatmulInto(const QMatmul& m, const float* x, int n, uint8_t* q,
-                  int32_t* acc) const noexcept {
-    quant::QuantizeRowU8(x, static_cast<size_t>(n), m.in, q);
-    gemv_(m.w.rows, m.w.cols, m.w.data.data(), m.w.cols, q, acc);
-  }
-
-  Int8Layout layout_;
-  std::vector<QLstmLayer> lstm_;
-  std::vector<QLinearLayer> layers_;
-  size_t weight_bytes_ = 0;
-  // The kernel; a later ISA dispatch chooses among variants with the same signature.
-  quant::GemvU8S8S32Fn gemv_ = &quant::GemvU8S8S32Ref;
 };
 
-absl::StatusOr<QuantParams> ActivationParams(const MinMaxObserver& obs, absl::string_view tensor) {
-  auto p = obs.Params(quant::kU8Min, quant::kU8Max, /*symmetric=*/false);
+absl::Status CheckWindows(const ModelSpec& s, std::span<const float> w, const char* what) {
+  const size_t per_window = static_cast<size_t>(s.window) * s.input_size;
+  if (w.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": no samples; pass at least one window of ", s.window, " x ", s.input_size,
+        " raw features (ideally thousands, covering the live distribution)"));
+  }
+  if (w.size() % per_window != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, ": got ", w.size(), " floats, not a multiple of one window (", s.window,
+        " timesteps x ", s.input_size, " features = ", per_window, ")"));
+  }
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (!std::isfinite(w[i])) {
+      const size_t n = i / per_window;
+      const size_t t = (i % per_window) / static_cast<size_t>(s.input_size);
+      const size_t k = i % static_cast<size_t>(s.input_size);
+      return absl::InvalidArgumentError(absl::StrCat(what, ": window ", n, " timestep ", t,
+                                                     " feature ", k, " is not finite (", w[i],
+                                                     "); clean the calibration data"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<quant::QuantParams> ParamsOf(const TensorCalibrator& c, const std::string& name) {
+  auto p = c.Params(quant::kU8Min, quant::kU8Max);
   if (!p.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("calibration: ", tensor, ": ", p.status().message(), " (observed ",
-                     obs.count(), " values, range [", obs.min(), ", ", obs.max(), "])"));
+    return absl::InvalidArgumentError(absl::StrCat("calibration: ", name, ": ",
+                                                   p.status().message(), " (observed ", c.count(),
+                                                   " values, range [", c.min(), ", ", c.max(), "])"));
   }
   return p;
 }
 
-}  // namespace
+// Runs the FP32 model over the windows and collects Stats.
+absl::StatusOr<Stats> Collect(std::shared_ptr<const ModelSpec> spec,
+                              std::span<const float> windows, const Int8Options& o) {
+  const ModelSpec& s = *spec;
+  auto fp32 = internal::BuildRuntime(spec, QuantPlan{});
+  if (!fp32.ok()) return fp32.status();
+  quant::CalibrationOptions co;
+  co.method = o.method;
+  co.percentile = o.percentile;
+  if (absl::Status st = quant::ValidateCalibrationOptions(co); !st.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("calibration: options: ", st.message()));
+  }
+  Stats st;
+  const size_t n_ops = 2 * NumRnn(s) + s.layers.size();
+  st.op.assign(n_ops, TensorCalibrator(co));
+  if (o.per_feature_input) st.feature.assign(static_cast<size_t>(s.input_size), TensorCalibrator(co));
+  st.cmax.assign(NumRnn(s), 0.0f);
+  CalibHooks hooks(&st, o.per_feature_input);
+  const size_t per = static_cast<size_t>(s.window) * s.input_size;
+  std::vector<float> ws((*fp32)->workspace_floats());
+  for (size_t i = 0; i * per < windows.size(); ++i) {
+    const float out = (*fp32)->RunObserved(windows.data() + i * per, ws.data(), hooks);
+    if (!std::isfinite(out)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "calibration: the FP32 model's output on window ", i, " is not finite (", out, ")"));
+    }
+  }
+  return st;
+}
 
-absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const ModelSpec> spec,
-                                                          std::span<const float> calib_windows) {
+// A plan from Stats: precision per layer group (QuantizableLayers order); `explicit_plan` false
+// means the default plan (s16 on the model's input and the last layer's input if enabled).
+absl::StatusOr<QuantPlan> MakePlan(const ModelSpec& s, const Stats& st, const Int8Options& o,
+                                   const std::vector<Precision>& prec, bool explicit_plan) {
+  const size_t n_rnn = NumRnn(s);
+  QuantPlan plan;
+  plan.ops.resize(2 * n_rnn + s.layers.size());
+  plan.c_step.assign(n_rnn, 0.0f);
+  for (size_t id = 0; id < plan.ops.size(); ++id) {
+    const size_t group = id < 2 * n_rnn ? id / 2 : id - n_rnn;
+    if (prec[group] == Precision::kFp32) continue;
+    internal::OpPlan& op = plan.ops[id];
+    op.int8 = true;
+    const std::string name = OpTensorName(s, id);
+    const bool hidden = id < 2 * n_rnn && id % 2 == 1;
+    const int cols = id < 2 * n_rnn
+                         ? (hidden ? (s.arch == Arch::kGru ? s.gru[id / 2].hidden_size
+                                                           : s.lstm[id / 2].hidden_size)
+                                   : (s.arch == Arch::kGru ? s.gru[id / 2].input_size
+                                                           : s.lstm[id / 2].input_size))
+                         : s.layers[id - 2 * n_rnn].in;
+    bool s16 = prec[group] == Precision::kInt8S16;
+    if (o.s16_input && id == 0) s16 = true;
+    // An INT8 head (fp32_head off) reads s16 too in the default plan: one row, negligible cost.
+    if (!explicit_plan && id + 1 == plan.ops.size() && s.layers.back().out <= 16) s16 = true;
+    if (s16 && cols <= internal::kMaxS16Cols) {
+      // Symmetric s16 over the observed range with 2x headroom: a step of ~6e-5 of the range.
+      const TensorCalibrator& c = st.op[id];
+      float amax = 1.0f;  // h never multiplied during calibration (window 1): |h| < 1
+      if (c.count() > 0) amax = std::max(std::fabs(c.min()), std::fabs(c.max()));
+      if (id == 0 && !s.feature_mean.empty()) {
+        // The first op quantizes x / std (mean folded into the bias): widen by max |mean / std|.
+        float off = 0.0f;
+        for (size_t k = 0; k < s.feature_mean.size(); ++k) {
+          const float sd = s.feature_std[k] != 0.0f ? s.feature_std[k] : 1.0f;
+          off = std::max(off, std::fabs(s.feature_mean[k] / sd));
+        }
+        amax += off;
+      }
+      if (!(amax > 0.0f)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "calibration: ", name, ": quantization range is degenerate: every observed value was 0"));
+      }
+      op.in.s16 = true;
+      op.in.scale = {2.0f * amax / 32767.0f};
+      op.in.zero_point = {0};
+      continue;
+    }
+    if (hidden && st.op[id].count() == 0) {
+      // Never multiplied during calibration (window 1: h_0 = 0). |h| < 1 always.
+      auto p = quant::ChooseQuantParams(-1.0f, 1.0f, quant::kU8Min, quant::kU8Max, false);
+      if (!p.ok()) return p.status();
+      op.in.scale = {p->scale};
+      op.in.zero_point = {p->zero_point};
+      continue;
+    }
+    auto pt = ParamsOf(st.op[id], name);
+    if (!pt.ok()) return pt.status();
+    if (id == 0 && o.per_feature_input && !st.feature.empty()) {
+      const size_t cols = st.feature.size();
+      op.in.scale.resize(cols);
+      op.in.zero_point.resize(cols);
+      for (size_t k = 0; k < cols; ++k) {
+        auto pk = st.feature[k].Params(quant::kU8Min, quant::kU8Max);
+        // A constant feature (always 0 after normalization) has no range of its own: any scale
+        // represents it exactly, so it takes the tensor's.
+        const quant::QuantParams& p = pk.ok() ? *pk : *pt;
+        op.in.scale[k] = p.scale;
+        op.in.zero_point[k] = p.zero_point;
+      }
+    } else {
+      op.in.scale = {pt->scale};
+      op.in.zero_point = {pt->zero_point};
+    }
+  }
+  if (o.cell_state == CellState::kS16 && s.arch == Arch::kLstm) {
+    for (size_t l = 0; l < n_rnn; ++l) {
+      if (prec[l] != Precision::kFp32 && st.cmax[l] > 0.0f) plan.c_step[l] = st.cmax[l] / 32767.0f;
+    }
+  }
+  return plan;
+}
+
+absl::Status CheckSpec(const std::shared_ptr<const ModelSpec>& spec) {
   if (spec == nullptr) return absl::InvalidArgumentError("calibration: model spec is null");
   if (absl::Status st = ValidateSpec(*spec); !st.ok()) {
     return absl::InvalidArgumentError(absl::StrCat("calibration: invalid model: ", st.message()));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::vector<std::string> QuantizableLayers(const ModelSpec& s) {
+  std::vector<std::string> names;
+  const char* rnn = s.arch == Arch::kGru ? "gru" : "lstm";
+  for (size_t l = 0; l < NumRnn(s); ++l) names.push_back(absl::StrCat(rnn, "[", l, "]"));
+  for (size_t k = 0; k < s.layers.size(); ++k) names.push_back(absl::StrCat("layers[", k, "]"));
+  return names;
+}
+
+absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const ModelSpec> spec,
+                                                          std::span<const float> calib_windows) {
+  return CalibrateInt8Model(std::move(spec), calib_windows, Int8Options{});
+}
+
+absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const ModelSpec> spec,
+                                                          std::span<const float> calib_windows,
+                                                          const Int8Options& options) {
+  if (absl::Status st = CheckSpec(spec); !st.ok()) return st;
   const ModelSpec& s = *spec;
-  const size_t per_window = static_cast<size_t>(s.window) * s.input_size;
-  if (calib_windows.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "calibration: no samples; pass at least one window of ", s.window, " x ", s.input_size,
-        " raw features (ideally thousands, covering the live distribution)"));
+  if (absl::Status st = CheckWindows(s, calib_windows, "calibration"); !st.ok()) return st;
+  const std::vector<std::string> names = QuantizableLayers(s);
+  std::vector<Precision> prec(names.size(), Precision::kInt8);
+  if (options.layers.empty() && options.fp32_head && s.layers.back().out <= 16 &&
+      names.size() > 1) {
+    prec.back() = Precision::kFp32;  // the head (see Int8Options::fp32_head)
   }
-  if (calib_windows.size() % per_window != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "calibration: got ", calib_windows.size(), " floats, not a multiple of one window (",
-        s.window, " timesteps x ", s.input_size, " features = ", per_window, ")"));
-  }
-  const size_t n_windows = calib_windows.size() / per_window;
-  for (size_t i = 0; i < calib_windows.size(); ++i) {
-    if (!std::isfinite(calib_windows[i])) {
-      const size_t w = i / per_window;
-      const size_t t = (i % per_window) / static_cast<size_t>(s.input_size);
-      const size_t k = i % static_cast<size_t>(s.input_size);
-      return absl::InvalidArgumentError(
-          absl::StrCat("calibration: window ", w, " timestep ", t, " feature ", k,
-                       " is not finite (", calib_windows[i], "); clean the calibration data"));
-    }
-  }
-
-  // 1. Run the FP32 model over every window, observing every tensor the INT8 model quantizes.
-  CalibrationHooks hooks;
-  hooks.lstm_x.resize(s.lstm.size());
-  hooks.lstm_h.resize(s.lstm.size());
-  hooks.linear.resize(s.layers.size());
-  const internal::Fp32Layout lay = internal::Fp32Layout::For(s);
-  std::vector<float> ws(lay.total);
-  for (size_t w = 0; w < n_windows; ++w) {
-    const float out =
-        internal::ForwardF32(s, lay, calib_windows.data() + w * per_window, ws.data(), hooks);
-    if (!std::isfinite(out)) {
+  if (!options.layers.empty()) {
+    if (options.layers.size() != names.size()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "calibration: the FP32 model's output on window ", w, " is not finite (", out, ")"));
+          "calibration: options.layers has ", options.layers.size(), " entries, expected ",
+          names.size(), " (one per QuantizableLayers(spec): ", names.front(), ", ...)"));
     }
+    prec = options.layers;
   }
+  auto st = Collect(spec, calib_windows, options);
+  if (!st.ok()) return st.status();
+  auto plan = MakePlan(s, *st, options, prec, !options.layers.empty());
+  if (!plan.ok()) return plan.status();
+  auto rt = internal::BuildRuntime(std::move(spec), *plan);
+  if (!rt.ok()) return rt.status();
+  if (options.layers.empty()) (*rt)->set_precision("int8");
+  return std::unique_ptr<Model>(std::move(*rt));
+}
 
-  // 2. Choose activation parameters and quantize the weights.
-  std::vector<QLstmLayer> lstm;
-  for (size_t l = 0; l < s.lstm.size(); ++l) {
-    const LstmLayer& ly = s.lstm[l];
-    QLstmLayer q;
-    q.input_size = ly.input_size;
-    q.hidden_size = ly.hidden_size;
-    const std::string name = absl::StrCat("lstm[", l, "]");
-    auto px = ActivationParams(hooks.lstm_x[l], name + " input x_t");
-    if (!px.ok()) return px.status();
-    auto ih = QMatmul::Make(ly.w_ih, 4 * ly.hidden_size, ly.input_size, *px);
-    if (!ih.ok()) return ih.status();
-    q.ih = std::move(*ih);
-    if (s.window > 1) {
-      auto ph = ActivationParams(hooks.lstm_h[l], name + " hidden state h_{t-1}");
-      if (!ph.ok()) return ph.status();
-      auto hh = QMatmul::Make(ly.w_hh, 4 * ly.hidden_size, ly.hidden_size, *ph);
-      if (!hh.ok()) return hh.status();
-      q.hh = std::move(*hh);
+absl::StatusOr<std::vector<LayerSensitivity>> AnalyzeSensitivity(
+    std::shared_ptr<const ModelSpec> spec, std::span<const float> calib_windows,
+    std::span<const float> eval_windows, const Int8Options& options) {
+  if (absl::Status st = CheckSpec(spec); !st.ok()) return st;
+  const ModelSpec& s = *spec;
+  if (absl::Status st = CheckWindows(s, calib_windows, "calibration"); !st.ok()) return st;
+  if (absl::Status st = CheckWindows(s, eval_windows, "sensitivity: evaluation"); !st.ok()) {
+    return st;
+  }
+  auto st = Collect(spec, calib_windows, options);
+  if (!st.ok()) return st.status();
+  auto fp32 = internal::BuildRuntime(spec, QuantPlan{});
+  if (!fp32.ok()) return fp32.status();
+  const size_t per = static_cast<size_t>(s.window) * s.input_size;
+  const size_t n = eval_windows.size() / per;
+  std::vector<float> ws((*fp32)->workspace_floats());
+  std::vector<double> ref(n);
+  for (size_t i = 0; i < n; ++i) ref[i] = (*fp32)->Run(eval_windows.subspan(i * per, per), ws.data());
+  double ss = 0;
+  for (double v : ref) ss += v * v;
+  const std::vector<std::string> names = QuantizableLayers(s);
+  std::vector<LayerSensitivity> out;
+  for (size_t g = 0; g < names.size(); ++g) {
+    // This layer INT8 as in the default plan (s16 model input, s16 head input), every other
+    // layer FP32.
+    std::vector<Precision> prec(names.size(), Precision::kFp32);
+    prec[g] = Precision::kInt8;
+    if (g + 1 == names.size() && s.layers.back().out <= 16) prec[g] = Precision::kInt8S16;
+    auto plan = MakePlan(s, *st, options, prec, true);
+    if (!plan.ok()) return plan.status();
+    auto rt = internal::BuildRuntime(spec, *plan);
+    if (!rt.ok()) return rt.status();
+    std::vector<float> wq((*rt)->workspace_floats());
+    double se = 0;
+    size_t agree = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const double y = (*rt)->Run(eval_windows.subspan(i * per, per), wq.data());
+      se += (y - ref[i]) * (y - ref[i]);
+      agree += (y > 0) == (ref[i] > 0);
     }
-    q.bias.resize(ly.b_ih.size());
-    for (size_t r = 0; r < q.bias.size(); ++r) q.bias[r] = ly.b_ih[r] + ly.b_hh[r];
-    lstm.push_back(std::move(q));
+    LayerSensitivity ls;
+    ls.layer = names[g];
+    ls.rmse_over_rms = ss > 0 ? std::sqrt(se / ss) : 0.0;
+    ls.sign_agreement = static_cast<double>(agree) / static_cast<double>(n);
+    out.push_back(std::move(ls));
   }
-  std::vector<QLinearLayer> layers;
-  for (size_t k = 0; k < s.layers.size(); ++k) {
-    const LinearLayer& ly = s.layers[k];
-    QLinearLayer q;
-    q.in = ly.in;
-    q.out = ly.out;
-    q.activation = ly.activation;
-    q.bias = ly.bias;
-    auto p = ActivationParams(hooks.linear[k], absl::StrCat("layers[", k, "] input"));
-    if (!p.ok()) return p.status();
-    auto w = QMatmul::Make(ly.weight, ly.out, ly.in, *p);
-    if (!w.ok()) return w.status();
-    q.w = std::move(*w);
-    layers.push_back(std::move(q));
-  }
-  return std::unique_ptr<Model>(
-      std::make_unique<Int8Model>(std::move(spec), std::move(lstm), std::move(layers)));
+  std::stable_sort(out.begin(), out.end(), [](const LayerSensitivity& a, const LayerSensitivity& b) {
+    return a.rmse_over_rms > b.rmse_over_rms;
+  });
+  return out;
 }
 
 }  // namespace qsig::models

@@ -154,8 +154,11 @@ absl::StatusOr<ModelSpec> SpecFromJson(const json& doc) {
     spec.arch = Arch::kMlp;
   } else if (arch == "lstm") {
     spec.arch = Arch::kLstm;
+  } else if (arch == "gru") {
+    spec.arch = Arch::kGru;
   } else {
-    return FieldError("arch", absl::StrCat("is \"", arch, "\", expected \"mlp\" or \"lstm\""));
+    return FieldError("arch",
+                      absl::StrCat("is \"", arch, "\", expected \"mlp\", \"lstm\" or \"gru\""));
   }
   QSIG_ASSIGN_OR_RETURN(spec.input_size, GetInt(doc, "input_size", "input_size", 1, kMaxDim));
   spec.window = 1;
@@ -169,17 +172,19 @@ absl::StatusOr<ModelSpec> SpecFromJson(const json& doc) {
     QSIG_ASSIGN_OR_RETURN(spec.feature_mean, GetFloats(doc, "feature_mean", "feature_mean"));
     QSIG_ASSIGN_OR_RETURN(spec.feature_std, GetFloats(doc, "feature_std", "feature_std"));
   }
-  if (doc.contains("lstm")) {
-    const json& a = doc["lstm"];
+  // Recurrent layers: "lstm" and "gru" arrays share one shape (both PyTorch layouts).
+  auto parse_rnn = [&doc](const char* key, auto& out) -> absl::Status {
+    if (!doc.contains(key)) return absl::OkStatus();
+    const json& a = doc[key];
     if (!a.is_array()) {
-      return FieldError("lstm", absl::StrCat("must be an array, found ", JsonTypeName(a)));
+      return FieldError(key, absl::StrCat("must be an array, found ", JsonTypeName(a)));
     }
     for (size_t l = 0; l < a.size(); ++l) {
-      const std::string p = absl::StrCat("lstm[", l, "]");
+      const std::string p = absl::StrCat(key, "[", l, "]");
       if (!a[l].is_object()) {
         return FieldError(p, absl::StrCat("must be an object, found ", JsonTypeName(a[l])));
       }
-      LstmLayer ly;
+      typename std::decay_t<decltype(out)>::value_type ly;
       QSIG_ASSIGN_OR_RETURN(ly.input_size,
                             GetInt(a[l], "input_size", p + ".input_size", 1, kMaxDim));
       QSIG_ASSIGN_OR_RETURN(ly.hidden_size,
@@ -188,9 +193,12 @@ absl::StatusOr<ModelSpec> SpecFromJson(const json& doc) {
       QSIG_ASSIGN_OR_RETURN(ly.w_hh, GetFloats(a[l], "w_hh", p + ".w_hh"));
       QSIG_ASSIGN_OR_RETURN(ly.b_ih, GetFloats(a[l], "b_ih", p + ".b_ih"));
       QSIG_ASSIGN_OR_RETURN(ly.b_hh, GetFloats(a[l], "b_hh", p + ".b_hh"));
-      spec.lstm.push_back(std::move(ly));
+      out.push_back(std::move(ly));
     }
-  }
+    return absl::OkStatus();
+  };
+  if (absl::Status st = parse_rnn("lstm", spec.lstm); !st.ok()) return st;
+  if (absl::Status st = parse_rnn("gru", spec.gru); !st.ok()) return st;
   const json* layers = nullptr;
   QSIG_ASSIGN_OR_RETURN(layers, Member(doc, "layers", "layers"));
   if (!layers->is_array()) {
@@ -279,11 +287,12 @@ absl::Status ValidateSpec(const ModelSpec& s) {
     }
   }
   int width = s.input_size;
-  if (s.arch == Arch::kLstm) {
-    if (s.lstm.empty()) return FieldError("lstm", "is empty; arch \"lstm\" needs >= 1 layer");
-    for (size_t l = 0; l < s.lstm.size(); ++l) {
-      const LstmLayer& ly = s.lstm[l];
-      const std::string p = absl::StrCat("lstm[", l, "]");
+  // Recurrent layers (gates = 4 for LSTM, 3 for GRU).
+  auto check_rnn = [&width](const auto& layers, const char* key, size_t gates) -> absl::Status {
+    const char* g = gates == 4 ? "4" : "3";
+    for (size_t l = 0; l < layers.size(); ++l) {
+      const auto& ly = layers[l];
+      const std::string p = absl::StrCat(key, "[", l, "]");
       if (ly.input_size != width) {
         return FieldError(p + ".input_size",
                           absl::StrCat("is ", ly.input_size, ", expected ", width,
@@ -293,21 +302,33 @@ absl::Status ValidateSpec(const ModelSpec& s) {
         return FieldError(p + ".hidden_size",
                           absl::StrCat("is ", ly.hidden_size, ", must be in [1, ", kMaxDim, "]"));
       }
-      const size_t h4 = 4 * static_cast<size_t>(ly.hidden_size);
-      QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.w_ih.size(), h4 * static_cast<size_t>(width),
-                                           p + ".w_ih", "4*hidden_size*input_size"));
-      QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.w_hh.size(), h4 * static_cast<size_t>(ly.hidden_size),
-                                           p + ".w_hh", "4*hidden_size*hidden_size"));
-      QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.b_ih.size(), h4, p + ".b_ih", "4*hidden_size"));
-      QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.b_hh.size(), h4, p + ".b_hh", "4*hidden_size"));
+      const size_t hg = gates * static_cast<size_t>(ly.hidden_size);
+      QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.w_ih.size(), hg * static_cast<size_t>(width),
+                                           p + ".w_ih", absl::StrCat(g, "*hidden_size*input_size")));
+      QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.w_hh.size(), hg * static_cast<size_t>(ly.hidden_size),
+                                           p + ".w_hh", absl::StrCat(g, "*hidden_size*hidden_size")));
+      QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.b_ih.size(), hg, p + ".b_ih", absl::StrCat(g, "*hidden_size")));
+      QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.b_hh.size(), hg, p + ".b_hh", absl::StrCat(g, "*hidden_size")));
       QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(ly.w_ih, p + ".w_ih"));
       QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(ly.w_hh, p + ".w_hh"));
       QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(ly.b_ih, p + ".b_ih"));
       QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(ly.b_hh, p + ".b_hh"));
       width = ly.hidden_size;
     }
+    return absl::OkStatus();
+  };
+  if (s.arch == Arch::kLstm) {
+    if (s.lstm.empty()) return FieldError("lstm", "is empty; arch \"lstm\" needs >= 1 layer");
+    if (!s.gru.empty()) return FieldError("gru", "must be empty for arch \"lstm\"");
+    QSIG_RETURN_IF_ERROR_LOCAL(check_rnn(s.lstm, "lstm", 4));
+  } else if (s.arch == Arch::kGru) {
+    if (s.gru.empty()) return FieldError("gru", "is empty; arch \"gru\" needs >= 1 layer");
+    if (!s.lstm.empty()) return FieldError("lstm", "must be empty for arch \"gru\"");
+    QSIG_RETURN_IF_ERROR_LOCAL(check_rnn(s.gru, "gru", 3));
   } else if (!s.lstm.empty()) {
     return FieldError("lstm", "must be empty for arch \"mlp\"");
+  } else if (!s.gru.empty()) {
+    return FieldError("gru", "must be empty for arch \"mlp\"");
   }
   if (s.layers.empty()) return FieldError("layers", "is empty; a model needs >= 1 layer");
   for (size_t k = 0; k < s.layers.size(); ++k) {
@@ -316,7 +337,7 @@ absl::Status ValidateSpec(const ModelSpec& s) {
     if (ly.in != width) {
       return FieldError(p + ".in", absl::StrCat("is ", ly.in, ", expected ", width,
                                                 k > 0            ? " (previous layer's out)"
-                                                : s.lstm.empty() ? " (input_size)"
+                                                : s.lstm.empty() && s.gru.empty() ? " (input_size)"
                                                                  : " (last hidden_size)"));
     }
     if (ly.out < 1 || ly.out > kMaxDim) {

@@ -77,6 +77,3 @@ void Session::Reset() noexcept { model_->ResetState(mode_, state_); }
 
 }  // namespace qsig::models
 
-namespace qsig::models {
-const char* KernelIsa() noexcept { return "ref"; }
-}  // namespace qsig::models

@@ -74,7 +74,7 @@ Accuracy MeasureInt8(ModelSpec spec, int calib_ticks, int test_ticks) {
 // simulation reproduces the same 4.19%). Even Gaussian inputs give 2.2%. Closing the gap needs a
 // saturating observer (percentile / MSE / KL) or a higher-precision first layer, both planned.
 // Until then this asserts the sign budget and a regression ceiling on RMSE, not the 2% target.
-constexpr double kMlpRmseCeilingMinMax = 0.05;
+constexpr double kMlpRmseCeilingMinMax = 0.05;  // now 4.5% (u8 hidden layers of a tiny MLP)
 
 TEST(MlpInt8Accuracy, WithinThinVersionBudget) {
   const Accuracy a = MeasureInt8(RandomMlpSpec(7), 20000, 20000);
@@ -127,18 +127,21 @@ TEST(ModelInt8, WeightBytesAreHonestAndSmallerThanFp32) {
   const std::vector<float> ticks = SimulatedFeatures(5, 200);
   SetNormalization(spec, ticks);
   auto shared = std::make_shared<const ModelSpec>(spec);
-  auto int8 = CalibrateInt8Model(shared, Windows(ticks, 1, 8));
+  Int8Options all_int8;
+  all_int8.layers.assign(3, Precision::kInt8);
+  auto int8 = CalibrateInt8Model(shared, Windows(ticks, 1, 8), all_int8);
   ASSERT_TRUE(int8.ok()) << int8.status();
   auto fp32 = MakeFp32Model(shared);
   const size_t n_weights = 8 * 32 + 32 * 32 + 32;
   const size_t n_rows = 32 + 32 + 1;
   // FP32: every weight, bias and normalization constant in 4 bytes.
   EXPECT_EQ(fp32->weight_bytes(), 4 * (n_weights + n_rows + 16));
-  // INT8: 1-byte weights plus per-row scale, row sum and FP32 bias, normalization, and the
-  // activation quantization parameters of each layer.
-  EXPECT_GE((*int8)->weight_bytes(), n_weights + 12 * n_rows + 4 * 16);
-  EXPECT_LT((*int8)->weight_bytes(), n_weights + 12 * n_rows + 4 * 16 + 3 * 64);
+  // INT8: 1-byte weights, a bf16 scale and a float bias per row; the first layer's input
+  // quantization per feature (normalization folded in: 2 floats per feature), one (scale, zero
+  // point) pair for each other layer.
+  EXPECT_EQ((*int8)->weight_bytes(), n_weights + 2 * n_rows + 4 * n_rows + 4 * 8 + 2 * 8);
   EXPECT_LT(2 * (*int8)->weight_bytes(), fp32->weight_bytes());
+  EXPECT_STREQ((*int8)->precision(), "int8");
 }
 
 TEST(ModelInt8, CalibrationRejectsBadSamples) {

@@ -187,8 +187,12 @@ TEST(ModelLoader, MissingAndMistypedFields) {
   doc["version"] = 2;
   EXPECT_NE(LoadError("version.json", doc.dump()).find("version is 2"), std::string::npos);
   doc = ValidMlp();
+  doc["arch"] = "transformer";
+  EXPECT_EQ(LoadError("arch.json", doc.dump()),
+            "arch is \"transformer\", expected \"mlp\", \"lstm\" or \"gru\"");
+  doc = ValidMlp();
   doc["arch"] = "gru";
-  EXPECT_EQ(LoadError("arch.json", doc.dump()), "arch is \"gru\", expected \"mlp\" or \"lstm\"");
+  EXPECT_EQ(LoadError("nogru.json", doc.dump()), "gru is empty; arch \"gru\" needs >= 1 layer");
   doc = ValidLstm();
   doc.erase("lstm");
   EXPECT_EQ(LoadError("nolstm.json", doc.dump()), "lstm is empty; arch \"lstm\" needs >= 1 layer");

@@ -97,6 +97,8 @@ const char* RefName(Ref r) {
       return "LSTM-B";
     case Ref::kMlpC:
       return "MLP-C";
+    case Ref::kGruD:
+      return "GRU-D";
   }
   return "?";
 }
@@ -129,6 +131,22 @@ ModelSpec RawSpec(Ref r, uint64_t seed) {
       s.layers.push_back(RandomLinear(rng, 256, 256, Activation::kRelu));
       s.layers.push_back(RandomLinear(rng, 256, 1, Activation::kNone));
       break;
+    case Ref::kGruD: {
+      s.arch = Arch::kGru;
+      s.input_size = 32;
+      s.window = 32;
+      GruLayer g;
+      g.input_size = 32;
+      g.hidden_size = 64;
+      const double bound = 1.0 / 8.0;
+      g.w_ih = UniformVec(rng, 192 * 32, bound);
+      g.w_hh = UniformVec(rng, 192 * 64, bound);
+      g.b_ih = UniformVec(rng, 192, bound);
+      g.b_hh = UniformVec(rng, 192, bound);
+      s.gru.push_back(g);
+      s.layers.push_back(RandomLinear(rng, 64, 1, Activation::kNone));
+      break;
+    }
   }
   return s;
 }

@@ -4,6 +4,7 @@
 //   LSTM-A: input 32, hidden 64, 1 layer, window 32, Linear(64, 1) head.
 //   LSTM-B: input 32, hidden 128, 2 layers, window 64, Linear(128, 1) head.
 //   MLP-C:  64 -> 256 -> 256 -> 1, ReLU, ReLU, none.
+//   GRU-D:  input 32, hidden 64, 1 layer, window 32, Linear(64, 1) head (GRU coverage).
 //
 // Weights are PyTorch's default init (uniform +-1/sqrt(fan)), fixed by the seed. Normalization
 // (feature_mean / feature_std) is set from a simulated session, as training would, and the head's
@@ -18,7 +19,7 @@
 
 namespace qsig::models::reference {
 
-enum class Ref { kLstmA, kLstmB, kMlpC };
+enum class Ref { kLstmA, kLstmB, kMlpC, kGruD };
 const char* RefName(Ref r);
 
 // The untrained, unnormalized architecture with fixed random weights.

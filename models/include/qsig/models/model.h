@@ -13,10 +13,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "qsig/quant/calibration.h"
 
 namespace qsig::models {
 
-enum class Arch { kMlp, kLstm };
+enum class Arch { kMlp, kLstm, kGru };
 enum class Activation { kNone, kRelu, kTanh, kSigmoid };
 
 // y = act(W x + b); W is out x in, row-major (torch.nn.Linear layout).
@@ -35,8 +36,17 @@ struct LstmLayer {
   std::vector<float> w_ih, w_hh, b_ih, b_hh;
 };
 
-// The FP32 model as trained. For kLstm, the stacked LSTM runs over the window and `layers`
-// form the head applied to the last hidden state; for kMlp, `layers` run on the last input.
+// One torch.nn.GRU layer: gate order r, z, n; w_ih is 3H x I, w_hh is 3H x H, both biases
+// (n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) * n + z * h, as PyTorch).
+struct GruLayer {
+  int input_size = 0;
+  int hidden_size = 0;
+  std::vector<float> w_ih, w_hh, b_ih, b_hh;
+};
+
+// The FP32 model as trained. For kLstm (kGru), the stacked LSTM (GRU) runs over the window and
+// `layers` form the head applied to the last hidden state; for kMlp, `layers` run on the last
+// input.
 struct ModelSpec {
   std::string name;
   Arch arch = Arch::kMlp;
@@ -46,6 +56,7 @@ struct ModelSpec {
   // Per-feature normalization applied before the first layer: (x - mean) / std.
   std::vector<float> feature_mean, feature_std;
   std::vector<LstmLayer> lstm;
+  std::vector<GruLayer> gru;
   std::vector<LinearLayer> layers;
   std::string sha256;  // Hex SHA-256 of the file the spec was loaded from.
 };
@@ -131,12 +142,72 @@ class Session {
 // The FP32 reference runtime (also the shadow model).
 std::unique_ptr<Model> MakeFp32Model(std::shared_ptr<const ModelSpec> spec);
 
-// Post-training static quantization: per-channel symmetric int8 weights; activation ranges of
-// every quantized tensor observed with min-max while the FP32 model runs over `calib_windows`
-// (n windows, each window() x input_size() raw features, contiguous). Fails if there are no
-// samples or the ranges are degenerate.
+// Post-training static quantization with the default Int8Options (see below). Fails if there
+// are no samples or a range is degenerate.
 absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const ModelSpec> spec,
                                                           std::span<const float> calib_windows);
+
+// Precision of one layer in a mixed-precision plan: int8 weights with u8 activations, int8
+// weights with s16 activations (exact s32 accumulation up to 512 inputs per output; about twice
+// the int8 cost), or FP32.
+enum class Precision { kInt8, kInt8S16, kFp32 };
+// How an INT8 LSTM layer stores its cell state: float, or on an s16 grid (step = the calibrated
+// max |c| / 32767).
+enum class CellState { kFp32, kS16 };
+
+struct Int8Options {
+  // How activation ranges are chosen from the calibration samples (quant::TensorCalibrator).
+  // Percentile 99.99 clips the rare far tails of heavy-tailed features; kMinMax reproduces the
+  // first version.
+  quant::CalibrationMethod method = quant::CalibrationMethod::kPercentile;
+  double percentile = 99.99;
+  // Quantize the model's input (the first layer's input) to s16 (symmetric, min-max range with
+  // 2x headroom) instead of u8 whenever the first layer is INT8. The heavy-tailed raw features
+  // carry most of the quantization error at u8 (2-7% on the reference models), and it costs
+  // little: the first projection runs once per tick (window mode caches it).
+  bool s16_input = true;
+  // In the default plan (`layers` empty), keep an output layer with <= 16 outputs (the head)
+  // FP32: one row whose every weight's rounding error lands on the signal (0.3-0.9% RMSE alone
+  // at int8), for one dot product of FP32 work. precision() still reports "int8". Costs
+  // (4 - 1) bytes per head weight: LSTM-A's weight bytes go from 26.9% to 27.2% of FP32.
+  bool fp32_head = true;
+  // Quantize the first layer's u8 input per feature (each its own scale and zero point, folded
+  // into the weight columns) instead of per tensor. For specs without normalization whose raw
+  // features differ in scale by orders of magnitude; with normalized features it costs accuracy
+  // (every column then spans the full grid, which enlarges the weights' rounding error).
+  bool per_feature_input = false;
+  // Mixed precision: one entry per QuantizableLayers(spec) name; empty means the default plan
+  // (every layer INT8, s16 input/output as above).
+  std::vector<Precision> layers;
+  CellState cell_state = CellState::kFp32;
+};
+
+// Names of the layers a plan refers to, in order: "lstm[0]", ... (or "gru[0]", ...), then
+// "layers[0]", ... (the head / MLP layers). A recurrent layer's two matmuls share its entry.
+std::vector<std::string> QuantizableLayers(const ModelSpec& spec);
+
+// Post-training static quantization (see models/README.md): per-channel symmetric int8 weights;
+// activation ranges of every quantized tensor chosen by `options.method` while the FP32 model
+// runs over `calib_windows` (n windows, each window() x input_size() raw features, contiguous).
+// precision() is "int8", or "mixed" when the plan keeps some layers FP32.
+absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const ModelSpec> spec,
+                                                          std::span<const float> calib_windows,
+                                                          const Int8Options& options);
+
+// The error one layer adds when it alone is INT8 (every other layer FP32), measured against the
+// FP32 model on `eval_windows`: RMSE relative to the FP32 output's RMS, and sign agreement.
+struct LayerSensitivity {
+  std::string layer;
+  double rmse_over_rms = 0;
+  double sign_agreement = 0;
+};
+
+// Sensitivity analysis: calibrates once (with `options`, whose `layers` plan is ignored) and
+// returns every quantizable layer, most sensitive (largest RMSE) first. Keep the top ones FP32
+// in Int8Options::layers if the all-INT8 model misses its accuracy budget.
+absl::StatusOr<std::vector<LayerSensitivity>> AnalyzeSensitivity(
+    std::shared_ptr<const ModelSpec> spec, std::span<const float> calib_windows,
+    std::span<const float> eval_windows, const Int8Options& options = {});
 
 // The instruction set the runtimes' kernels were dispatched to in this process (chosen once from
 // cpuid and capped by the QSIG_MAX_ISA environment variable), e.g. "avx512vnni" or "ref".

@@ -1,0 +1,163 @@
+// The models runtimes' compute kernels: packed weight formats and one function table per ISA.
+//
+// Layouts (both chosen so one SIMD register holds 16 consecutive output rows and a GEMV needs no
+// horizontal reduction; rows are padded to 16, so every vector a kernel reads or writes is too):
+//   PackedS8   s8 weights for u8 x s8 -> s32 dot products, 4 columns per 32-bit lane (VNNI's
+//              vpdpbusd). Rows are grouped in chunks of up to kChunkBlocks blocks of 16 rows;
+//              inside a chunk, for each group of 4 columns, the chunk's blocks follow each other,
+//              each 16 rows x 4 bytes. The accumulators of a whole chunk (256 rows) stay in
+//              registers while the columns stream by.
+//   PackedF32  the same with one column per lane: for each column, the chunk's blocks of 16.
+// Integer results of every ISA equal the reference exactly; float results (dequantization with
+// FMA, polynomial exp) agree to a few ulp (tests hold them to it).
+//
+// Hot path: every kernel is noexcept, allocates nothing, takes no lock.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <span>
+
+#include "qsig/models/model.h"
+
+namespace qsig::models::internal {
+
+inline constexpr int kRowBlock = 16;     // rows per SIMD register
+inline constexpr int kChunkBlocks = 16;  // row blocks whose accumulators stay in registers
+// s16 x s8 products accumulate exactly in s32 up to this many columns (32767 * 127 * 516 < 2^31).
+inline constexpr int kMaxS16Cols = 512;
+
+inline size_t Pad16(size_t n) noexcept { return (n + 15) / 16 * 16; }
+
+// A 64-byte aligned, zero-initialised array (weights, packed matrices).
+template <class T>
+class AlignedVec {
+ public:
+  AlignedVec() = default;
+  explicit AlignedVec(size_t n) { resize(n); }
+  AlignedVec(const AlignedVec& o) { *this = o; }
+  AlignedVec& operator=(const AlignedVec& o) {
+    if (this != &o) {
+      resize(o.n_);
+      if (n_) std::memcpy(p_.get(), o.p_.get(), n_ * sizeof(T));
+    }
+    return *this;
+  }
+  AlignedVec(AlignedVec&&) noexcept = default;
+  AlignedVec& operator=(AlignedVec&&) noexcept = default;
+  void resize(size_t n) {
+    const size_t bytes = (n * sizeof(T) + 63) / 64 * 64;
+    p_.reset(bytes ? static_cast<T*>(std::aligned_alloc(64, bytes)) : nullptr);
+    if (bytes && !p_) throw std::bad_alloc();
+    if (bytes) std::memset(static_cast<void*>(p_.get()), 0, bytes);
+    n_ = n;
+  }
+  T* data() noexcept { return p_.get(); }
+  const T* data() const noexcept { return p_.get(); }
+  size_t size() const noexcept { return n_; }
+  T& operator[](size_t i) noexcept { return p_.get()[i]; }
+  const T& operator[](size_t i) const noexcept { return p_.get()[i]; }
+
+ private:
+  struct Free {
+    void operator()(T* p) const noexcept { std::free(p); }
+  };
+  std::unique_ptr<T, Free> p_;
+  size_t n_ = 0;
+};
+
+struct PackedS8 {
+  int rows = 0, cols = 0;
+  int rows_pad = 0;  // multiple of 16
+  int cols_pad = 0;  // multiple of 4; x vectors must hold cols_pad bytes
+  AlignedVec<int8_t> data;
+  // Per-row dequantization scales stored as bfloat16 (the upper half of a float32): the
+  // quantizer picks scales that bf16 represents exactly, so nothing is lost, and the model is
+  // 2 bytes per row smaller. rows_pad entries, 0 in padding rows.
+  AlignedVec<uint16_t> scales;
+};
+
+// float <-> bf16 (exact for values bf16 represents; RoundUpToBf16 gives the smallest bf16 >= v
+// for v > 0).
+inline float Bf16ToFloat(uint16_t b) noexcept {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+inline uint16_t FloatToBf16Truncate(float f) noexcept {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  return static_cast<uint16_t>(u >> 16);
+}
+inline float RoundUpToBf16(float v) noexcept {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  if (u & 0xFFFFu) u = (u & 0xFFFF0000u) + 0x10000u;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+struct PackedF32 {
+  int rows = 0, cols = 0;
+  int rows_pad = 0;
+  AlignedVec<float> data;
+};
+
+// Packs row-major q (rows x cols s8) / w (rows x cols float).
+PackedS8 PackS8(const int8_t* q, int rows, int cols);
+PackedF32 PackF32(const float* w, int rows, int cols);
+// Element (r, c) of a packed matrix (tests and diagnostics).
+int8_t PackedAt(const PackedS8& p, int r, int c) noexcept;
+
+struct Kernels {
+  const char* isa;
+  // acc[r] = sum_c W[r,c] * x[c] for r < rows_pad (x: cols_pad bytes).
+  void (*gemv_s8_s32)(const PackedS8& w, const uint8_t* x, int32_t* acc) noexcept;
+  // y[r] = float(acc[r]) * scale[r] + add[r] for r < rows_pad, for n vectors: x_i = x + i*ldx
+  // (bytes), y_i = y + i*ldy, add_i = add + i*ldadd (ldadd 0: shared; add may be null).
+  // scale: w.scales (bf16).
+  void (*gemm_s8)(const PackedS8& w, int n, const uint8_t* x, size_t ldx, const float* add,
+                  size_t ldadd, float* y, size_t ldy) noexcept;
+  // The same for s16 activations (x_i: cols_pad int16 values, pairs of columns per vpdpwssd
+  // lane): y[r] = float(sum_c W[r,c] * x[c]) * scale[r] + add[r]. Exact in s32 for
+  // cols <= kMaxS16Cols.
+  void (*gemm_s16s8)(const PackedS8& w, int n, const int16_t* x, size_t ldx, const float* add,
+                     size_t ldadd, float* y, size_t ldy) noexcept;
+  // q[k] = clamp(round_half_even(x[k] * a_k + b_k), -32767, 32767), as quantize_u8.
+  void (*quantize_s16)(const float* x, int n, const float* a, const float* b, float a0, float b0,
+                       int16_t* q, int n_pad) noexcept;
+  // y_i = W x_i + add_i (rows_pad floats; x_i: cols floats) for n vectors, as above.
+  void (*gemm_f32)(const PackedF32& w, int n, const float* x, size_t ldx, const float* add,
+                   size_t ldadd, float* y, size_t ldy) noexcept;
+  // q[k] = clamp(round_half_even(x[k] * a_k + b_k), 0, 255) for k < n (mul, then add: no
+  // FMA), with a_k = a[k] (b_k = b[k]) if a (b) is not null (per column), a0 (b0) otherwise;
+  // q[k] = 0 for n <= k < n_pad.
+  void (*quantize_u8)(const float* x, int n, const float* a, const float* b, float a0, float b0,
+                      uint8_t* q, int n_pad) noexcept;
+  // LSTM cell (gate order i, f, g, o; 4 * hidden pre-activations):
+  //   c = sigmoid(f) * c + sigmoid(i) * tanh(g); h = sigmoid(o) * tanh(c).
+  // c_step > 0 stores c on an s16 grid: c = clamp(round(c / c_step), -32767, 32767) * c_step.
+  // Writes h[0..hidden) and c[0..hidden) only.
+  void (*lstm_cell)(int hidden, const float* gates, float* h, float* c, float c_step) noexcept;
+  // GRU cell (PyTorch, gate order r, z, n; gi = W_ih x + b_ih, gh = W_hh h + b_hh):
+  //   r = sigmoid(gi_r + gh_r); z = sigmoid(gi_z + gh_z); n = tanh(gi_n + r * gh_n);
+  //   h = (1 - z) * n + z * h.
+  void (*gru_cell)(int hidden, const float* gi, const float* gh, float* h) noexcept;
+  // y[k] = act(y[k]) for k < n.
+  void (*activate)(int n, Activation act, float* y) noexcept;
+};
+
+const Kernels& RefKernels() noexcept;
+// nullptr when this build or CPU lacks AVX-512 VNNI (avx512f/bw/vl/vnni + OS support).
+const Kernels* Avx512VnniKernels() noexcept;
+// The table the runtimes use: the most specific the CPU supports, capped by QSIG_MAX_ISA
+// ("ref"/"scalar" forces the reference; unset or "avx512vnni" allows AVX-512 VNNI). Chosen once.
+const Kernels& ActiveKernels() noexcept;
+
+}  // namespace qsig::models::internal

@@ -1,0 +1,431 @@
+// The shared FP32 / INT8 / mixed runtime (see internal/runtime.h).
+#include "internal/runtime.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "qsig/quant/quantize.h"
+
+namespace qsig::models::internal {
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr size_t kHeader = 16;  // floats: one cache line holding the tick counter
+
+uint64_t LoadCount(const float* state) noexcept {
+  uint64_t c;
+  std::memcpy(&c, state, sizeof c);
+  return c;
+}
+void StoreCount(float* state, uint64_t c) noexcept { std::memcpy(state, &c, sizeof c); }
+
+}  // namespace
+
+size_t MatmulOp::bytes() const noexcept {
+  if (!int8) return static_cast<size_t>(rows) * cols * sizeof(float);
+  size_t n = static_cast<size_t>(rows) * cols + static_cast<size_t>(rows) * sizeof(uint16_t);
+  n += qa.size() ? static_cast<size_t>(cols) * sizeof(float) : sizeof(float);
+  if (!s16) n += qb.size() ? static_cast<size_t>(cols) * sizeof(float) : sizeof(float);
+  return n;
+}
+
+MatmulOp MakeFp32Matmul(const std::vector<float>& w, int rows, int cols) {
+  MatmulOp op;
+  op.rows = rows;
+  op.cols = cols;
+  op.wf = PackF32(w.data(), rows, cols);
+  return op;
+}
+
+MatmulOp MakeInt8Matmul(const std::vector<float>& w, int rows, int cols, const InputQuant& in,
+                        const std::vector<float>& fold_mean, const std::vector<float>& fold_std,
+                        std::vector<float>* bias_fold) {
+  MatmulOp op;
+  op.rows = rows;
+  op.cols = cols;
+  op.int8 = true;
+  op.s16 = in.s16;
+  const bool per_col = in.scale.size() > 1 || !fold_mean.empty();
+  auto sc = [&in](int k) { return in.scale.size() > 1 ? in.scale[static_cast<size_t>(k)] : in.scale[0]; };
+  auto zp = [&in](int k) {
+    return in.zero_point.size() > 1 ? in.zero_point[static_cast<size_t>(k)] : in.zero_point[0];
+  };
+  // W'[r,k] = W[r,k] * s_k, quantized per row: q = clamp(round(W' / sw), -127, 127), with sw the
+  // smallest bf16 >= max|W'| / 127 (so the stored bf16 scale is exact).
+  std::vector<int8_t> q(static_cast<size_t>(rows) * cols);
+  std::vector<uint16_t> scales(static_cast<size_t>(rows));
+  bias_fold->assign(static_cast<size_t>(rows), 0.0f);
+  for (int r = 0; r < rows; ++r) {
+    float amax = 0.0f;
+    for (int k = 0; k < cols; ++k) {
+      amax = std::max(amax, std::fabs(w[static_cast<size_t>(r) * cols + k] * sc(k)));
+    }
+    const float sw = amax > 0.0f ? RoundUpToBf16(amax / 127.0f) : 1.0f;
+    int64_t comp = 0;
+    for (int k = 0; k < cols; ++k) {
+      const float v = quant::RoundHalfEven(w[static_cast<size_t>(r) * cols + k] * sc(k) / sw);
+      const int32_t qi = static_cast<int32_t>(std::clamp(v, -127.0f, 127.0f));
+      q[static_cast<size_t>(r) * cols + k] = static_cast<int8_t>(qi);
+      comp += static_cast<int64_t>(qi) * zp(k);
+    }
+    scales[static_cast<size_t>(r)] = FloatToBf16Truncate(sw);
+    (*bias_fold)[static_cast<size_t>(r)] = -static_cast<float>(comp) * sw;
+  }
+  op.wq = PackS8(q.data(), rows, cols);
+  for (int r = 0; r < rows; ++r) op.wq.scales[static_cast<size_t>(r)] = scales[static_cast<size_t>(r)];
+  if (per_col && in.s16 && !fold_mean.empty() && in.scale.size() == 1) {
+    // s16 with normalization folded: xq = round(x * a_k) with a_k = 1 / (s * std_k); the mean's
+    // term, -sum_k W[r,k] * mean_k / std_k, is a constant of the bias. One float per feature.
+    op.qa.resize(Pad16(static_cast<size_t>(cols)));
+    for (int k = 0; k < cols; ++k) {
+      const size_t i = static_cast<size_t>(k);
+      const float sd = fold_std[i] != 0.0f ? fold_std[i] : 1.0f;
+      op.qa[i] = 1.0f / (in.scale[0] * sd);
+      for (int r = 0; r < rows; ++r) {
+        (*bias_fold)[static_cast<size_t>(r)] -= w[static_cast<size_t>(r) * cols + k] * (fold_mean[i] / sd);
+      }
+    }
+    op.qb0 = 0.0f;
+  } else if (per_col) {
+    op.qa.resize(Pad16(static_cast<size_t>(cols)));
+    op.qb.resize(Pad16(static_cast<size_t>(cols)));
+    for (int k = 0; k < cols; ++k) {
+      float a = 1.0f / sc(k), b = static_cast<float>(zp(k));
+      if (!fold_mean.empty()) {  // x_n = (x - mean) / std  =>  x_n * a + b = x * a' + b'
+        const float sd = fold_std[static_cast<size_t>(k)] != 0.0f ? fold_std[static_cast<size_t>(k)] : 1.0f;
+        const float a2 = a / sd;
+        b = b - fold_mean[static_cast<size_t>(k)] * a2;
+        a = a2;
+      }
+      op.qa[static_cast<size_t>(k)] = a;
+      op.qb[static_cast<size_t>(k)] = b;
+    }
+  } else {
+    op.qa0 = 1.0f / in.scale[0];
+    op.qb0 = static_cast<float>(in.zero_point[0]);
+  }
+  return op;
+}
+
+Runtime::Runtime(std::shared_ptr<const ModelSpec> spec, std::vector<RnnLayer> rnn,
+                 std::vector<HeadLayer> head, std::string precision)
+    : Model(std::move(spec)),
+      k_(&ActiveKernels()),
+      rnn_(std::move(rnn)),
+      head_(std::move(head)),
+      precision_(std::move(precision)) {
+  const ModelSpec& s = *spec_;
+  const MatmulOp& first = rnn_.empty() ? head_[0].w : rnn_[0].ih;
+  normalize_ = !s.feature_mean.empty() && !first.int8;
+  for (int n = 1; n <= kMaxBatch; ++n) lb_.push_back(MakeLayout(n));
+  l1_ = lb_[0];
+  ws_floats_ = l1_.total;
+  g0_pad_ = rnn_.empty() ? 0 : rnn_[0].gates_pad;
+  size_t b = 0;
+  for (const RnnLayer& r : rnn_) {
+    b += r.ih.bytes() + r.hh.bytes() + static_cast<size_t>(r.gates) * sizeof(float);
+    if (r.gru) b += static_cast<size_t>(r.gates) * sizeof(float);
+  }
+  for (const HeadLayer& h : head_) b += h.w.bytes() + static_cast<size_t>(h.out) * sizeof(float);
+  // Normalization constants are stored unless the first op folded them into its quantization.
+  if (!s.feature_mean.empty() && !first.int8) b += 2 * s.feature_mean.size() * sizeof(float);
+  weight_bytes_ = b;
+}
+
+Runtime::Layout Runtime::MakeLayout(int n) const {
+  const ModelSpec& s = *spec_;
+  Layout l;
+  size_t off = 0;
+  const size_t nn = static_cast<size_t>(n);
+  auto take = [&off](size_t floats) {
+    const size_t at = off;
+    off += Pad16(floats);
+    return at;
+  };
+  size_t width = static_cast<size_t>(s.input_size);
+  size_t cols_max = static_cast<size_t>(s.input_size);
+  for (const RnnLayer& r : rnn_) {
+    width = std::max(width, static_cast<size_t>(r.hidden));
+    cols_max = std::max({cols_max, static_cast<size_t>(r.ih.cols_pad()),
+                         static_cast<size_t>(r.hh.cols_pad())});
+  }
+  for (const HeadLayer& h : head_) {
+    width = std::max({width, static_cast<size_t>(h.w.rows_pad()), static_cast<size_t>(h.in)});
+    cols_max = std::max(cols_max, static_cast<size_t>(h.w.cols_pad()));
+  }
+  l.width = Pad16(width);
+  l.xn = take(nn * l.width);
+  for (const RnnLayer& r : rnn_) {
+    const size_t hp = Pad16(static_cast<size_t>(r.hidden));
+    const size_t gp = static_cast<size_t>(r.gates_pad);
+    l.h.push_back(take(nn * hp));
+    l.c.push_back(take(nn * hp));
+    l.gates.push_back(take(nn * gp));
+    l.proj.push_back(take(nn * gp));
+    l.gh.push_back(take(r.gru ? nn * gp : 0));
+  }
+  l.act_a = take(nn * l.width);
+  l.act_b = take(nn * l.width);
+  l.qstride = (2 * cols_max + 63) / 64 * 64;  // room for s16 activations
+  l.q = take(nn * l.qstride / sizeof(float));
+  l.total = off;
+  return l;
+}
+
+const float* Runtime::Input(const float* tick, float* dst) const noexcept {
+  if (!normalize_) return tick;
+  Normalize(*spec_, tick, dst);
+  return dst;
+}
+
+template <class Hooks>
+void Runtime::Project0(const float* tick, float* ws, const Layout& l, float* proj,
+                       Hooks& hooks) const noexcept {
+  const RnnLayer& r = rnn_[0];
+  const float* x = Input(tick, ws + l.xn);
+  hooks.MatmulInput(0, x, r.in);
+  r.ih.Apply(*k_, 1, x, 0, r.bias_x.data(), 0, proj, 0,
+             reinterpret_cast<uint8_t*>(ws + l.q), l.qstride);
+}
+
+template <class Hooks>
+void Runtime::StepLayers(const float* proj0, bool first, float* ws, const Layout& l,
+                         Hooks& hooks) const noexcept {
+  auto* q = reinterpret_cast<uint8_t*>(ws + l.q);
+  const float* x = nullptr;
+  for (size_t i = 0; i < rnn_.size(); ++i) {
+    const RnnLayer& r = rnn_[i];
+    const int id = static_cast<int>(2 * i);
+    float* h = ws + l.h[i];
+    const float* pre = proj0;
+    if (i > 0) {
+      hooks.MatmulInput(id, x, r.in);
+      float* proj = ws + l.proj[i];
+      r.ih.Apply(*k_, 1, x, 0, r.bias_x.data(), 0, proj, 0, q, l.qstride);
+      pre = proj;
+    }
+    // h_{t-1} = 0 at a window's first step: an FP32 W_hh * 0 is exactly 0 and is skipped. (An
+    // INT8 hh has its zero-point term folded into the bias, so it always runs.)
+    const bool skip_hh = first && !r.hh.int8;
+    if (!r.gru) {
+      float* c = ws + l.c[i];
+      const float* gates = pre;
+      if (!skip_hh) {
+        if (!first) hooks.MatmulInput(id + 1, h, r.hidden);
+        float* g = ws + l.gates[i];
+        r.hh.Apply(*k_, 1, h, 0, pre, 0, g, 0, q, l.qstride);
+        gates = g;
+      }
+      k_->lstm_cell(r.hidden, gates, h, c, r.c_step);
+      hooks.CellState(static_cast<int>(i), c, r.hidden);
+    } else {
+      const float* gh = r.bias_h.data();
+      if (!skip_hh) {
+        if (!first) hooks.MatmulInput(id + 1, h, r.hidden);
+        float* g = ws + l.gh[i];
+        r.hh.Apply(*k_, 1, h, 0, r.bias_h.data(), 0, g, 0, q, l.qstride);
+        gh = g;
+      }
+      k_->gru_cell(r.hidden, pre, gh, h);
+    }
+    x = h;
+  }
+}
+
+template <class Hooks>
+void Runtime::Head(int n, const float* x, size_t ldx, float* ws, const Layout& l, float* out,
+                   Hooks& hooks) const noexcept {
+  auto* q = reinterpret_cast<uint8_t*>(ws + l.q);
+  const int base = static_cast<int>(2 * rnn_.size());
+  for (size_t k = 0; k < head_.size(); ++k) {
+    const HeadLayer& hl = head_[k];
+    float* y = ws + (k % 2 == 0 ? l.act_a : l.act_b);
+    if (n == 1) hooks.MatmulInput(base + static_cast<int>(k), x, hl.in);
+    hl.w.Apply(*k_, n, x, ldx, hl.bias.data(), 0, y, l.width, q, l.qstride);
+    if (hl.act != Activation::kNone) {
+      for (int i = 0; i < n; ++i) k_->activate(hl.out, hl.act, y + static_cast<size_t>(i) * l.width);
+    }
+    x = y;
+    ldx = l.width;
+  }
+  for (int i = 0; i < n; ++i) out[i] = x[static_cast<size_t>(i) * ldx];
+}
+
+template <class Hooks>
+float Runtime::RunHooked(const float* window, float* ws, Hooks& hooks) const noexcept {
+  const ModelSpec& s = *spec_;
+  const Layout& l = l1_;
+  const size_t in = static_cast<size_t>(s.input_size);
+  float out = kNaN;
+  if (rnn_.empty()) {
+    const float* x = Input(window + static_cast<size_t>(s.window - 1) * in, ws + l.xn);
+    Head(1, x, 0, ws, l, &out, hooks);
+    return out;
+  }
+  for (size_t i = 0; i < rnn_.size(); ++i) {
+    const size_t hp = Pad16(static_cast<size_t>(rnn_[i].hidden));
+    std::memset(ws + l.h[i], 0, hp * sizeof(float));
+    std::memset(ws + l.c[i], 0, hp * sizeof(float));
+  }
+  float* proj0 = ws + l.proj[0];
+  for (int t = 0; t < s.window; ++t) {
+    Project0(window + static_cast<size_t>(t) * in, ws, l, proj0, hooks);
+    StepLayers(proj0, t == 0, ws, l, hooks);
+  }
+  Head(1, ws + l.h.back(), 0, ws, l, &out, hooks);
+  return out;
+}
+
+float Runtime::RunObserved(const float* window, float* ws, Observer& obs) const noexcept {
+  return RunHooked(window, ws, obs);
+}
+
+float Runtime::Run(std::span<const float> window, float* ws) const noexcept {
+  if (window.size() != static_cast<size_t>(spec_->window) * spec_->input_size || ws == nullptr) {
+    return kNaN;
+  }
+  NoHooks hooks;
+  return RunHooked(window.data(), ws, hooks);
+}
+
+size_t Runtime::state_floats(Mode mode) const noexcept {
+  if (rnn_.empty()) return kHeader;
+  if (mode == Mode::kWindow) {
+    return kHeader + static_cast<size_t>(spec_->window) * static_cast<size_t>(g0_pad_);
+  }
+  size_t n = kHeader;
+  for (const RnnLayer& r : rnn_) n += 2 * Pad16(static_cast<size_t>(r.hidden));
+  return n;
+}
+
+void Runtime::ResetState(Mode mode, float* state) const noexcept {
+  if (state != nullptr) std::memset(state, 0, state_floats(mode) * sizeof(float));
+}
+
+float Runtime::PushTick(std::span<const float> tick, float* state, float* ws) const noexcept {
+  const ModelSpec& s = *spec_;
+  if (tick.size() != static_cast<size_t>(s.input_size) || state == nullptr || ws == nullptr) {
+    return kNaN;
+  }
+  const uint64_t count = LoadCount(state) + 1;
+  StoreCount(state, count);
+  const uint64_t window = static_cast<uint64_t>(s.window);
+  NoHooks hooks;
+  const Layout& l = l1_;
+  float out = kNaN;
+  if (rnn_.empty()) {
+    if (count < window) return kNaN;
+    Head(1, Input(tick.data(), ws + l.xn), 0, ws, l, &out, hooks);
+    return out;
+  }
+  // Tick number k (from 0) is cached in slot k % window.
+  float* ring = state + kHeader;
+  const size_t gp = static_cast<size_t>(g0_pad_);
+  Project0(tick.data(), ws, l, ring + ((count - 1) % window) * gp, hooks);
+  if (count < window) return kNaN;
+  for (size_t i = 0; i < rnn_.size(); ++i) {
+    const size_t hp = Pad16(static_cast<size_t>(rnn_[i].hidden));
+    std::memset(ws + l.h[i], 0, hp * sizeof(float));
+    std::memset(ws + l.c[i], 0, hp * sizeof(float));
+  }
+  for (uint64_t t = 0; t < window; ++t) {
+    StepLayers(ring + ((count - window + t) % window) * gp, t == 0, ws, l, hooks);
+  }
+  Head(1, ws + l.h.back(), 0, ws, l, &out, hooks);
+  return out;
+}
+
+float Runtime::Step(std::span<const float> tick, float* state, float* ws) const noexcept {
+  if (tick.size() != static_cast<size_t>(spec_->input_size) || state == nullptr || ws == nullptr) {
+    return kNaN;
+  }
+  float out = kNaN;
+  float* states[1] = {state};
+  StepBatch(1, tick.data(), states, ws, &out);
+  return out;
+}
+
+size_t Runtime::batch_workspace_floats(int n) const noexcept {
+  return lb_[static_cast<size_t>(std::clamp(n, 1, kMaxBatch) - 1)].total;
+}
+
+void Runtime::StepBatch(int n, const float* ticks, float* const* states, float* ws,
+                        float* out) const noexcept {
+  if (n <= 0 || ticks == nullptr || states == nullptr || ws == nullptr || out == nullptr) return;
+  const ModelSpec& s = *spec_;
+  const size_t in = static_cast<size_t>(s.input_size);
+  // Larger batches run as consecutive batches of kMaxBatch (layouts are precomputed per size).
+  while (n > kMaxBatch) {
+    StepBatch(kMaxBatch, ticks, states, ws, out);
+    ticks += static_cast<size_t>(kMaxBatch) * in;
+    states += kMaxBatch;
+    out += kMaxBatch;
+    n -= kMaxBatch;
+  }
+  const Layout& l = lb_[static_cast<size_t>(n - 1)];
+  NoHooks hooks;
+  auto* q = reinterpret_cast<uint8_t*>(ws + l.q);
+  // Inputs: n normalized ticks, l.width apart (or the raw ticks, in.size apart, when the first op
+  // quantizes raw features directly).
+  const float* x = ticks;
+  size_t ldx = in;
+  if (normalize_) {
+    for (int i = 0; i < n; ++i) {
+      Normalize(s, ticks + static_cast<size_t>(i) * in, ws + l.xn + static_cast<size_t>(i) * l.width);
+    }
+    x = ws + l.xn;
+    ldx = l.width;
+  }
+  if (rnn_.empty()) {
+    Head(n, x, ldx, ws, l, out, hooks);
+    return;
+  }
+  size_t soff = kHeader;  // offset of layer i's h (then c) inside a state block
+  for (size_t li = 0; li < rnn_.size(); ++li) {
+    const RnnLayer& r = rnn_[li];
+    const size_t hp = Pad16(static_cast<size_t>(r.hidden));
+    const size_t gp = static_cast<size_t>(r.gates_pad);
+    float* proj = ws + l.proj[li];
+    r.ih.Apply(*k_, n, x, ldx, r.bias_x.data(), 0, proj, gp, q, l.qstride);
+    // h_{t-1} of every instrument, contiguous (n == 1 reads the state in place).
+    float* hbuf = ws + l.h[li];
+    const float* hin = states[0] + soff;
+    if (n > 1) {
+      for (int i = 0; i < n; ++i) {
+        std::memcpy(hbuf + static_cast<size_t>(i) * hp, states[i] + soff, hp * sizeof(float));
+      }
+      hin = hbuf;
+    }
+    if (!r.gru) {
+      float* g = ws + l.gates[li];
+      r.hh.Apply(*k_, n, hin, hp, proj, gp, g, gp, q, l.qstride);
+      for (int i = 0; i < n; ++i) {
+        float* h = states[i] + soff;
+        k_->lstm_cell(r.hidden, g + static_cast<size_t>(i) * gp, h, h + hp, r.c_step);
+      }
+    } else {
+      float* g = ws + l.gh[li];
+      r.hh.Apply(*k_, n, hin, hp, r.bias_h.data(), 0, g, gp, q, l.qstride);
+      for (int i = 0; i < n; ++i) {
+        k_->gru_cell(r.hidden, proj + static_cast<size_t>(i) * gp, g + static_cast<size_t>(i) * gp,
+                     states[i] + soff);
+      }
+    }
+    // The new h's are the next layer's (or the head's) input.
+    if (n > 1) {
+      for (int i = 0; i < n; ++i) {
+        std::memcpy(hbuf + static_cast<size_t>(i) * hp, states[i] + soff, hp * sizeof(float));
+      }
+      x = hbuf;
+    } else {
+      x = states[0] + soff;
+    }
+    ldx = hp;
+    soff += 2 * hp;
+  }
+  Head(n, x, ldx, ws, l, out, hooks);
+}
+
+}  // namespace qsig::models::internal
