@@ -64,9 +64,9 @@ class SignalServiceImpl final : public v1::SignalService::Service {
       bool ok = true;
       for (size_t i = 0; i < batch.size() && ok; ++i) {
         ToProto(*core_, batch[i], &msg);
-        // Coalesce: only the last message of a batch forces a flush to the socket.
-        ok = writer->Write(msg, i + 1 < batch.size() ? grpc::WriteOptions().set_buffer_hint()
-                                                     : grpc::WriteOptions());
+        // No buffer hint: a synchronous Write waits for its op to complete, and a corked
+        // (buffer-hinted) write may not complete until a later write, which never comes.
+        ok = writer->Write(msg);
       }
       if (!ok) break;  // Client went away.
     }

@@ -80,10 +80,12 @@ class QsigCollector final : public prometheus::Collectable {
     auto stage = Family("qsig_stage_latency_seconds",
                         "Latency of each tick-path stage (microsecond buckets): decode (receive to "
                         "book updated), features, queue (SPSC handoff), inference (INT8 "
-                        "primary), publish (latest table and bus).",
+                        "primary), publish (latest table and bus); receive_to_enqueue is the "
+                        "feed handler's whole share (datagram received to vector enqueued).",
                         MetricType::Histogram);
     AddHistogram(&stage, {{"stage", "decode"}}, c.feed_hist.decode.Take());
     AddHistogram(&stage, {{"stage", "features"}}, c.feed_hist.features.Take());
+    AddHistogram(&stage, {{"stage", "receive_to_enqueue"}}, c.feed_hist.receive_to_enqueue.Take());
     AddHistogram(&stage, {{"stage", "queue"}}, queue);
     AddHistogram(&stage, {{"stage", "inference"}}, inference);
     AddHistogram(&stage, {{"stage", "publish"}}, publish);

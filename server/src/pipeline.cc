@@ -307,6 +307,7 @@ void FeedThread::OnFeatures(const feeds::FeatureVector& fv) noexcept {
   }
   const size_t w = fv.locate % workers_.size();
   if (workers_[w]->input().push(fv)) {
+    hist_->receive_to_enqueue.Record(feeds::MonotonicNanos() - fv.recv_ns);
     workers_[w]->doorbell().Ring();
   } else {
     queue_drops_[w].fetch_add(1, std::memory_order_relaxed);

@@ -26,9 +26,11 @@ namespace qsig::server {
 
 using FeatureQueue = boost::lockfree::spsc_queue<feeds::FeatureVector>;
 
-// Stage timings: datagram → decode+book → features → queue → inference → publish.
+// Stage timings: datagram → decode+book → features → queue → inference → publish, plus the
+// feed handler's whole share (datagram received → feature vector enqueued for a worker).
 struct StageHistograms {
   LatencyHistogram decode, features, queue, inference, publish, tick_to_signal;
+  LatencyHistogram receive_to_enqueue;
 };
 
 // A single-writer accumulator readable from other threads (relaxed load/store, no RMW).

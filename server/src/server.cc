@@ -71,7 +71,7 @@ struct Server::Impl {
   std::atomic<bool> calibration_running{false};
   // Status deltas.
   std::chrono::steady_clock::time_point last_status = std::chrono::steady_clock::now();
-  LatencyHistogram::Snapshot last_tick;
+  LatencyHistogram::Snapshot last_tick, last_feed;
   uint64_t last_messages = 0;
   double last_sq_err = 0, last_sq_ref = 0;
   bool started = false;
@@ -314,6 +314,12 @@ StatusSnapshot Server::Status() {
   st.p50_us = d.QuantileUs(0.5);
   st.p99_us = d.QuantileUs(0.99);
   st.p999_us = d.QuantileUs(0.999);
+  const LatencyHistogram::Snapshot feed = c.feed_hist.receive_to_enqueue.Take();
+  const LatencyHistogram::Snapshot fd = feed.Minus(s.last_feed);
+  s.last_feed = feed;
+  st.feed_p50_us = fd.QuantileUs(0.5);
+  st.feed_p99_us = fd.QuantileUs(0.99);
+  st.feed_p999_us = fd.QuantileUs(0.999);
   const double de = sq_err - s.last_sq_err, dr = sq_ref - s.last_sq_ref;
   st.shadow_relative_rmse = dr > 0 ? std::sqrt(de / dr) : 0;
   s.last_tick = tick;

@@ -304,6 +304,24 @@ TEST_F(ServeTest, SignalsFlowThroughGrpcAcrossRecalibrationAndMetricsAreExposed)
   EXPECT_GT(after.at("qsig_feed_messages_total{instrument=\"AAPL\"}"), 0);
   EXPECT_GT(after.at("qsig_signals_total{instrument=\"MSFT\",model=\"lstm\"}"), 0);
 
+  // A subscriber that arrives late (the signal queue is already busy) is served too.
+  {
+    grpc::ClientContext late_ctx;
+    late_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::SubscribeRequest req;
+    req.add_instruments("MSFT");
+    auto late = signals_->Subscribe(&late_ctx, req);
+    v1::Signal s;
+    int n = 0;
+    while (n < 200 && late->Read(&s)) {
+      EXPECT_EQ(s.instrument(), "MSFT");
+      ++n;
+    }
+    EXPECT_EQ(n, 200) << "late subscriber starved";
+    late_ctx.TryCancel();
+    late->Finish();
+  }
+
   sub_ctx.TryCancel();
   reader.join();
   std::lock_guard<std::mutex> l(seen.mu);
