@@ -9,7 +9,8 @@ and PyTorch's outputs, normalization included:
   {"model": "<name>.json", "sha256": "...", "window": W, "input_size": I,
    "inputs": [[W*I floats, oldest timestep first], ...], "outputs": [...]}
 The models cover every activation, a 2-layer stacked LSTM, a window-1 LSTM, an MLP reading the
-last timestep of a longer window, and a feature with std == 0 (treated as 1).
+last timestep of a longer window, a feature with std == 0 (treated as 1), the LSTM-A shape of
+issue 3 (input 32, hidden 64, window 32) and GRUs (gate order r, z, n).
 """
 
 import argparse
@@ -44,8 +45,9 @@ class LstmHead(nn.Module):
         return self.head(out[:, -1, :])
 
 
-def write_case(out_dir, name, arch, window, model, head, lstm, n_inputs, gen, gain):
-    n_feat = len(FEATURES)
+def write_case(out_dir, name, arch, window, model, head, lstm, n_inputs, gen, gain,
+               features=FEATURES):
+    n_feat = len(features)
     # Default init gives nearly constant outputs; a gain spreads them so that any wrong weight,
     # gate or activation moves the output far beyond the 1e-5 tolerance.
     with torch.no_grad():
@@ -56,7 +58,7 @@ def write_case(out_dir, name, arch, window, model, head, lstm, n_inputs, gen, ga
     std[3] = 0.0  # A constant feature: the runtime must treat std 0 as 1.
     digest = export_model_json(
         os.path.join(out_dir, f"{name}.json"), name=name, arch=arch, input_size=n_feat,
-        window=window, feature_names=FEATURES, feature_mean=mean, feature_std=std, head=head,
+        window=window, feature_names=features, feature_mean=mean, feature_std=std, head=head,
         lstm=lstm)
     raw = round_f32(mean + np.where(std == 0, 1, std) * gen.normal(0, 1, (n_inputs, window, n_feat)))
     xn = torch.from_numpy(normalize_np(raw, mean, std))
@@ -104,6 +106,28 @@ def main():
     head1 = nn.Sequential(nn.Linear(5, 1), nn.Tanh())
     write_case(args.output_dir, "lstm_window1", "lstm", 1, LstmHead(lstm1, head1), head1, lstm1,
                16, gen, 2.0)
+
+    wide = [f"f{k}" for k in range(32)]
+    torch.manual_seed(4)
+    gen = np.random.default_rng(4)
+    lstm_a = nn.LSTM(32, 64, num_layers=1, batch_first=True)
+    head_a = nn.Sequential(nn.Linear(64, 1))
+    write_case(args.output_dir, "lstm_a", "lstm", 32, LstmHead(lstm_a, head_a), head_a, lstm_a, 16,
+               gen, 1.5, features=wide)
+
+    torch.manual_seed(5)
+    gen = np.random.default_rng(5)
+    gru_a = nn.GRU(32, 64, num_layers=1, batch_first=True)
+    head_g = nn.Sequential(nn.Linear(64, 1))
+    write_case(args.output_dir, "gru_a", "gru", 32, LstmHead(gru_a, head_g), head_g, gru_a, 16,
+               gen, 1.5, features=wide)
+
+    torch.manual_seed(6)
+    gen = np.random.default_rng(6)
+    gru2 = nn.GRU(n_feat, 12, num_layers=2, batch_first=True)
+    head2 = nn.Sequential(nn.Linear(12, 5), nn.Tanh(), nn.Linear(5, 1))
+    write_case(args.output_dir, "gru_small", "gru", 7, LstmHead(gru2, head2), head2, gru2, 32,
+               gen, 2.5)
 
 
 if __name__ == "__main__":

@@ -68,8 +68,10 @@ def sequential_to_layers(seq):
 
 
 def lstm_to_layers(lstm):
-    if lstm.bidirectional or lstm.proj_size or not lstm.bias:
-        raise ValueError("only unidirectional nn.LSTM with biases and no projection is supported")
+    """nn.LSTM or nn.GRU (same parameter names; GRU gate order r, z, n) to the JSON layers."""
+    if lstm.bidirectional or getattr(lstm, "proj_size", 0) or not lstm.bias:
+        raise ValueError("only unidirectional nn.LSTM/nn.GRU with biases and no projection "
+                         "is supported")
     out = []
     for k in range(lstm.num_layers):
         out.append({
@@ -97,8 +99,8 @@ def export_model_json(path, *, name, arch, input_size, window, feature_names, fe
         "feature_mean": [float(f"{v:.9g}") for v in np.asarray(feature_mean, np.float32)],
         "feature_std": [float(f"{v:.9g}") for v in np.asarray(feature_std, np.float32)],
     }
-    if arch == "lstm":
-        doc["lstm"] = lstm_to_layers(lstm)
+    if arch in ("lstm", "gru"):
+        doc[arch] = lstm_to_layers(lstm)  # `lstm` is the nn.LSTM or nn.GRU module
     doc["layers"] = sequential_to_layers(head)
     if extra:
         doc["training"] = extra  # Ignored by the loader; provenance for humans.

@@ -167,44 +167,79 @@ void GemmS8Avx512(const PackedS8& w, int n, const uint8_t* x, size_t ldx, const 
 
 // ---- s16 activations x s8 weights (vpdpwssd) ----
 
-// One row block (16 rows) for one vector: each 64-byte group (16 rows x 4 columns) is widened
-// to two registers of 8 rows x 4 s16 (lanes 2r: columns 0-1, 2r + 1: columns 2-3), multiplied
-// with x's 4 columns broadcast as one 64-bit pattern, and the lane pairs summed at the end.
-inline __m512i DotS16Block(const int8_t* w, size_t gstride, int groups, const int16_t* x) noexcept {
-  __m512i lo = _mm512_setzero_si512(), hi = _mm512_setzero_si512();
-  for (int g = 0; g < groups; ++g) {
+// NB row blocks (16 rows each) for one vector: each 64-byte group (16 rows x 4 columns) is
+// widened to two registers of 8 rows x 4 s16 (lanes 2r: columns 0-1, 2r + 1: columns 2-3),
+// multiplied with x's 4 columns broadcast as one 64-bit pattern, and the lane pairs summed at
+// the end. Even and odd column groups use separate accumulators, so there are 4 * NB
+// independent dependency chains (vpdpwssd latency is ~5 cycles).
+template <int NB>
+inline void DotS16(const int8_t* w, size_t gstride, int groups, const int16_t* x,
+                   __m512i (&out)[NB]) noexcept {
+  __m512i lo[2][NB], hi[2][NB];
+  QSIG_UNROLL for (int b = 0; b < NB; ++b) {
+    lo[0][b] = hi[0][b] = lo[1][b] = hi[1][b] = _mm512_setzero_si512();
+  }
+  auto step = [&](int g, int p) {
     const int8_t* wg = w + static_cast<size_t>(g) * gstride;
     int64_t xv;
     std::memcpy(&xv, x + 4 * static_cast<size_t>(g), 8);
     const __m512i xb = _mm512_set1_epi64(xv);
-    const __m512i w0 = _mm512_cvtepi8_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(wg)));
-    const __m512i w1 =
-        _mm512_cvtepi8_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(wg + 32)));
-    lo = _mm512_dpwssd_epi32(lo, xb, w0);
-    hi = _mm512_dpwssd_epi32(hi, xb, w1);
+    QSIG_UNROLL for (int b = 0; b < NB; ++b) {
+      const __m512i w0 = _mm512_cvtepi8_epi16(
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(wg + b * 64)));
+      const __m512i w1 = _mm512_cvtepi8_epi16(
+          _mm256_load_si256(reinterpret_cast<const __m256i*>(wg + b * 64 + 32)));
+      lo[p][b] = _mm512_dpwssd_epi32(lo[p][b], xb, w0);
+      hi[p][b] = _mm512_dpwssd_epi32(hi[p][b], xb, w1);
+    }
+  };
+  int g = 0;
+  for (; g + 2 <= groups; g += 2) {
+    step(g, 0);
+    step(g + 1, 1);
   }
-  // lo lanes: (row 0: c01, c23), (row 1: c01, c23), ...: sum adjacent pairs into rows 0-7; hi
-  // gives rows 8-15.
+  if (g < groups) step(g, 0);
   const __m512i even = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
   const __m512i odd = _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-  return _mm512_add_epi32(_mm512_permutex2var_epi32(lo, even, hi),
-                          _mm512_permutex2var_epi32(lo, odd, hi));
+  QSIG_UNROLL for (int b = 0; b < NB; ++b) {
+    const __m512i l = _mm512_add_epi32(lo[0][b], lo[1][b]);
+    const __m512i h = _mm512_add_epi32(hi[0][b], hi[1][b]);
+    out[b] = _mm512_add_epi32(_mm512_permutex2var_epi32(l, even, h),
+                              _mm512_permutex2var_epi32(l, odd, h));
+  }
 }
+
+template <int NB>
+void ChunkS16(const PackedS8& w, int c0, int nbc, int b, const int16_t* x, const float* add,
+              float* y) noexcept {
+  const int groups = w.cols_pad / 4;
+  const int8_t* wp =
+      w.data.data() + static_cast<size_t>(c0) * groups * 64 + static_cast<size_t>(b) * 64;
+  __m512i acc[NB];
+  DotS16<NB>(wp, static_cast<size_t>(nbc) * 64, groups, x, acc);
+  QSIG_UNROLL for (int k = 0; k < NB; ++k) {
+    const int r = (c0 + b + k) * kRowBlock;
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[k]), LoadBf16(w.scales.data() + r));
+    if (add) v = _mm512_add_ps(v, _mm512_loadu_ps(add + r));
+    _mm512_storeu_ps(y + r, v);
+  }
+}
+
+using ChunkS16Fn = void (*)(const PackedS8&, int, int, int, const int16_t*, const float*,
+                            float*) noexcept;
+constexpr std::array<ChunkS16Fn, 4> kS16 = {&ChunkS16<1>, &ChunkS16<2>, &ChunkS16<3>,
+                                            &ChunkS16<4>};
 
 void GemmS16S8Avx512(const PackedS8& w, int n, const int16_t* x, size_t ldx, const float* add,
                      size_t ldadd, float* y, size_t ldy) noexcept {
-  const int groups = w.cols_pad / 4, blocks = w.rows_pad / kRowBlock;
+  const int blocks = w.rows_pad / kRowBlock;
   for (int i = 0; i < n; ++i) {
-    for (int b0 = 0; b0 < blocks; ++b0) {
-      const int chunk = b0 / kChunkBlocks;
-      const int nbc = std::min(kChunkBlocks, blocks - chunk * kChunkBlocks);
-      const int8_t* wp = w.data.data() + static_cast<size_t>(chunk) * kChunkBlocks * groups * 64 +
-                         static_cast<size_t>(b0 % kChunkBlocks) * 64;
-      const __m512i acc = DotS16Block(wp, static_cast<size_t>(nbc) * 64, groups, x + i * ldx);
-      const int r = b0 * kRowBlock;
-      __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), LoadBf16(w.scales.data() + r));
-      if (add) v = _mm512_add_ps(v, _mm512_loadu_ps(add + i * ldadd + r));
-      _mm512_storeu_ps(y + i * ldy + r, v);
+    for (int c0 = 0; c0 < blocks; c0 += kChunkBlocks) {
+      const int nbc = std::min(kChunkBlocks, blocks - c0);
+      for (int b = 0; b < nbc; b += 4) {
+        kS16[static_cast<size_t>(std::min(4, nbc - b) - 1)](
+            w, c0, nbc, b, x + i * ldx, add ? add + i * ldadd : nullptr, y + i * ldy);
+      }
     }
   }
 }
@@ -237,20 +272,39 @@ void ChunkF32(const PackedF32& w, int c0, int nbc, int b, int i, const float* x,
   x += i * ldx;
   y += i * ldy;
   if (add) add += i * ldadd;
+  // Few blocks x vectors leave the FMA chain latency-bound (4 cycles each): split the columns
+  // over S interleaved accumulator sets, summed at the end.
+  constexpr int S = NB * NX >= 8 ? 1 : (NB * NX >= 4 ? 2 : 4);
   __m512 acc[NX][NB];
+  __m512 part[S][NX][NB];
   QSIG_UNROLL for (int v = 0; v < NX; ++v) {
     QSIG_UNROLL for (int k = 0; k < NB; ++k) {
       acc[v][k] = add ? _mm512_loadu_ps(add + v * ldadd + r0 + k * kRowBlock)
                       : _mm512_setzero_ps();
+      QSIG_UNROLL for (int p = 0; p < S; ++p) part[p][v][k] = _mm512_setzero_ps();
     }
   }
-  for (int c = 0; c < w.cols; ++c) {
+  auto col = [&](int c, int p) {
     const float* wc = wp + static_cast<size_t>(c) * cstride;
     __m512 wv[NB];
     QSIG_UNROLL for (int k = 0; k < NB; ++k) wv[k] = _mm512_load_ps(wc + k * kRowBlock);
     QSIG_UNROLL for (int v = 0; v < NX; ++v) {
       const __m512 xb = _mm512_set1_ps(x[v * ldx + static_cast<size_t>(c)]);
-      QSIG_UNROLL for (int k = 0; k < NB; ++k) acc[v][k] = _mm512_fmadd_ps(wv[k], xb, acc[v][k]);
+      QSIG_UNROLL for (int k = 0; k < NB; ++k) {
+        part[p][v][k] = _mm512_fmadd_ps(wv[k], xb, part[p][v][k]);
+      }
+    }
+  };
+  int c = 0;
+  for (; c + S <= w.cols; c += S) {
+    QSIG_UNROLL for (int p = 0; p < S; ++p) col(c + p, p);
+  }
+  for (; c < w.cols; ++c) col(c, 0);
+  QSIG_UNROLL for (int v = 0; v < NX; ++v) {
+    QSIG_UNROLL for (int k = 0; k < NB; ++k) {
+      __m512 sum = part[0][v][k];
+      QSIG_UNROLL for (int p = 1; p < S; ++p) sum = _mm512_add_ps(sum, part[p][v][k]);
+      acc[v][k] = _mm512_add_ps(acc[v][k], sum);
     }
   }
   QSIG_UNROLL for (int v = 0; v < NX; ++v) {

@@ -61,7 +61,8 @@ TEST_P(ModelFp32VsTorch, MatchesPyTorchWithin1e5) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, ModelFp32VsTorch,
-                         ::testing::Values("mlp_small", "lstm_small", "lstm_window1"));
+                         ::testing::Values("mlp_small", "lstm_small", "lstm_window1", "lstm_a",
+                                           "gru_a", "gru_small"));
 
 TEST(ModelFp32, RepeatedRunsAreIdenticalAndIgnoreWorkspaceContents) {
   for (const char* name : {"mlp_small", "lstm_small"}) {
