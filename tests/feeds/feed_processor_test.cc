@@ -220,7 +220,7 @@ TEST(FeedMalformedTest, OverrunningBlockStopsThePacket) {
   CollectingSink sink;
   Bytes p = Packet(testing::kSession, 1,
                    {Add(1, 'B', 100, 10.0), Add(2, 'S', 100, 10.1), Add(3, 'S', 100, 10.2)});
-  p.resize(p.size() - 10);  // Third block's length now runs past the end.
+  p.erase(p.end() - 10, p.end());  // Third block's length now runs past the end.
   feed.OnDatagram(p, 0, sink);
   EXPECT_EQ(feed.stats().malformed_packets.load(), 1u);
   EXPECT_EQ(feed.stats().messages.load(), 2u);
