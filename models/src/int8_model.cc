@@ -251,9 +251,57 @@ absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const 
   if (!st.ok()) return st.status();
   auto plan = MakePlan(s, *st, options, prec, !options.layers.empty());
   if (!plan.ok()) return plan.status();
-  auto rt = internal::BuildRuntime(std::move(spec), *plan);
+  auto rt = internal::BuildRuntime(spec, *plan);
   if (!rt.ok()) return rt.status();
-  if (options.layers.empty()) (*rt)->set_precision("int8");
+  if (!options.layers.empty()) return std::unique_ptr<Model>(std::move(*rt));
+  (*rt)->set_precision("int8");
+  if (!(options.max_rmse > 0)) return std::unique_ptr<Model>(std::move(*rt));
+
+  // Accuracy guard: measure on up to 2000 calibration windows, demote sensitive layers to FP32.
+  const size_t per = static_cast<size_t>(s.window) * s.input_size;
+  const size_t n_all = calib_windows.size() / per;
+  const size_t stride = std::max<size_t>(1, n_all / 2000);
+  std::vector<float> eval;
+  for (size_t i = 0; i < n_all; i += stride) {
+    eval.insert(eval.end(), calib_windows.begin() + static_cast<std::ptrdiff_t>(i * per),
+                calib_windows.begin() + static_cast<std::ptrdiff_t>((i + 1) * per));
+  }
+  auto fp32 = internal::BuildRuntime(spec, QuantPlan{});
+  if (!fp32.ok()) return fp32.status();
+  const size_t n = eval.size() / per;
+  std::vector<double> ref(n);
+  {
+    std::vector<float> ws((*fp32)->workspace_floats());
+    for (size_t i = 0; i < n; ++i) ref[i] = (*fp32)->Run({eval.data() + i * per, per}, ws.data());
+  }
+  double mean = 0, ss = 0;
+  for (double v : ref) mean += v / static_cast<double>(n);
+  for (double v : ref) ss += (v - mean) * (v - mean);
+  auto rel_rmse = [&](const Model& m) {
+    std::vector<float> ws(m.workspace_floats());
+    double se = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const double d = m.Run({eval.data() + i * per, per}, ws.data()) - ref[i];
+      se += d * d;
+    }
+    return ss > 0 ? std::sqrt(se / ss) : 0.0;  // relative to the centred FP32 output
+  };
+  if (rel_rmse(**rt) <= options.max_rmse) return std::unique_ptr<Model>(std::move(*rt));
+  Int8Options so = options;
+  auto ranked = AnalyzeSensitivity(spec, calib_windows, {eval.data(), eval.size()}, so);
+  if (!ranked.ok()) return ranked.status();
+  for (const LayerSensitivity& ls : *ranked) {
+    const size_t g = static_cast<size_t>(std::find(names.begin(), names.end(), ls.layer) - names.begin());
+    if (g >= prec.size() || prec[g] == Precision::kFp32) continue;
+    prec[g] = Precision::kFp32;
+    if (std::all_of(prec.begin(), prec.end(), [](Precision p) { return p == Precision::kFp32; })) break;
+    auto p2 = MakePlan(s, *st, options, prec, false);
+    if (!p2.ok()) return p2.status();
+    auto r2 = internal::BuildRuntime(spec, *p2);
+    if (!r2.ok()) return r2.status();
+    *rt = std::move(*r2);
+    if (rel_rmse(**rt) <= options.max_rmse) break;
+  }
   return std::unique_ptr<Model>(std::move(*rt));
 }
 

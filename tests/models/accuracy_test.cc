@@ -117,6 +117,7 @@ TEST_P(ReferenceInt8, MeetsBudgetWithPercentileAndEntropy) {
   // accuracy budget); the default's FP32 head adds 3 bytes per head weight.
   Int8Options all;
   all.fp32_head = false;
+  all.max_rmse = 0;  // all INT8, no accuracy guard
   auto q = CalibrateInt8Model(d.spec, d.calib, all);
   ASSERT_TRUE(q.ok()) << q.status();
   EXPECT_STREQ((*q)->precision(), "int8");

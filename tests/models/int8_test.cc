@@ -58,7 +58,9 @@ Accuracy MeasureInt8(ModelSpec spec, int calib_ticks, int test_ticks) {
   auto shared = std::make_shared<const ModelSpec>(spec);
   auto fp32 = MakeFp32Model(shared);
   EXPECT_NE(fp32, nullptr);
-  auto int8 = CalibrateInt8Model(shared, calib);
+  Int8Options all_int8;
+  all_int8.max_rmse = 0;  // measure the INT8 model itself, not the accuracy guard's fallback
+  auto int8 = CalibrateInt8Model(shared, calib, all_int8);
   EXPECT_TRUE(int8.ok()) << int8.status();
   if (!fp32 || !int8.ok()) return {};
   EXPECT_STREQ((*int8)->precision(), "int8");
@@ -96,6 +98,32 @@ TEST(LstmInt8Accuracy, WithinThinVersionBudget) {
   RecordProperty("sign_agreement_pct", std::to_string(100 * a.sign_agreement));
   EXPECT_LE(a.rmse_over_rms, 0.02);
   EXPECT_GE(a.sign_agreement, 0.97);
+}
+
+TEST(ModelInt8, AccuracyGuardKeepsSensitiveLayersFp32) {
+  // The tiny MLP misses 1% all-INT8 (4.5%, above): the default options demote its most
+  // sensitive layers to FP32 until the calibration-set error is within max_rmse.
+  ModelSpec spec = RandomMlpSpec(7);
+  const std::vector<float> ticks = SimulatedFeatures(101, 20000);
+  SetNormalization(spec, ticks);
+  const std::vector<float> calib = Windows(ticks, 1, 8);
+  CenterOutput(spec, calib);
+  auto shared = std::make_shared<const ModelSpec>(spec);
+  auto guarded = CalibrateInt8Model(shared, calib);
+  ASSERT_TRUE(guarded.ok()) << guarded.status();
+  EXPECT_STREQ((*guarded)->precision(), "mixed");
+  Int8Options off;
+  off.max_rmse = 0;
+  auto plain = CalibrateInt8Model(shared, calib, off);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_STREQ((*plain)->precision(), "int8");
+  auto fp32 = MakeFp32Model(shared);
+  const std::vector<float> test = Windows(SimulatedFeatures(202, 20000), 1, 8);
+  const double e_guarded = Compare(*fp32, **guarded, test).rmse_over_rms;
+  const double e_plain = Compare(*fp32, **plain, test).rmse_over_rms;
+  std::cout << "guarded " << 100 * e_guarded << "% vs all-INT8 " << 100 * e_plain << "%\n";
+  EXPECT_LT(e_guarded, e_plain);
+  EXPECT_LE(e_guarded, 0.015);  // within 1% in sample; out of sample a little above
 }
 
 TEST(ModelInt8, RepeatedRunsAreIdenticalAndIgnoreWorkspaceContents) {

@@ -177,8 +177,13 @@ struct Int8Options {
   // (every column then spans the full grid, which enlarges the weights' rounding error).
   bool per_feature_input = false;
   // Mixed precision: one entry per QuantizableLayers(spec) name; empty means the default plan
-  // (every layer INT8, s16 input/output as above).
+  // (every layer INT8, s16 input / FP32 head as above).
   std::vector<Precision> layers;
+  // Default plan only: if the INT8 model's RMSE against FP32 on (up to 2000 of) the
+  // calibration windows exceeds this fraction of the FP32 output's RMS, keep the most sensitive
+  // layers (AnalyzeSensitivity's order) FP32, one at a time, until it does not; precision()
+  // then reports "mixed". 0 disables the check (always all-INT8).
+  double max_rmse = 0.01;
   CellState cell_state = CellState::kFp32;
 };
 
