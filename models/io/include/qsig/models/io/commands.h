@@ -1,0 +1,95 @@
+// `qsig predict` and `qsig quantize` as functions with option structs; server/src/main.cc maps
+// the command-line flags onto them. Both read the CSV written by `qsig features` (header
+// `locate,symbol,msg_seq,exchange_ts_ns,mid,<feature names>,label`); a recurrent model's window
+// for a row is that row and the window()-1 rows before it of the same locate, oldest first.
+// Model features are matched to CSV columns by name (or by position when an imported model has
+// only the default names f0.. and the counts match).
+// Thread-safety: reentrant; each call owns everything it uses.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "qsig/models/io/import.h"
+#include "qsig/models/model.h"
+
+namespace qsig::models::io {
+
+// qsig predict --model FILE --input FEATURES.csv [--precision int8|fp32] -o OUT.csv
+struct PredictCommandOptions {
+  std::string model_path;   // --model: .json, .onnx, .pt/.ts or .qsig.
+  std::string input_csv;    // --input.
+  std::string output_csv;   // -o: `locate,msg_seq,exchange_ts_ns,output`, one line per input row;
+                            // output is empty for rows without a full window.
+  std::string precision = "fp32";  // --precision: "fp32" or "int8".
+  // INT8 from a model that is not a .qsig artifact: calibrate on the windows ending in the first
+  // `calib_rows` rows (--calib-rows) with `int8` (--method / --per-channel as for quantize).
+  size_t calib_rows = 5000;
+  Int8Options int8;
+  ImportOptions import;     // --window, --feature-names, ... for ONNX / TorchScript.
+  std::ostream* log = nullptr;  // Summary lines; nullptr = std::cout.
+};
+
+struct PredictSummary {
+  std::string format;      // Model format read.
+  std::string precision;   // precision() of the runtime that ran: fp32, int8 or mixed.
+  size_t rows = 0;         // Input rows.
+  size_t outputs = 0;      // Rows with a full window (non-empty output).
+  std::string column_note; // How features were matched to columns.
+};
+
+absl::StatusOr<PredictSummary> RunPredict(const PredictCommandOptions& options);
+
+// qsig quantize --model FILE --calib FEATURES.csv --method minmax|ema|percentile|entropy|mse
+//               [--per-channel] -o MODEL.qsig
+struct QuantizeCommandOptions {
+  std::string model_path;   // --model.
+  std::string calib_csv;    // --calib.
+  std::string output_path;  // -o: the .qsig artifact.
+  std::string report_json;  // --report; "" = output_path + ".report.json".
+  std::string method = "percentile";  // --method (quant::ParseCalibrationMethod names).
+  double percentile = 99.99;          // --percentile, for method percentile.
+  // --per-channel: weights are always per-channel (one scale per output row: the only form the
+  // runtime has); this adds per-feature (per-channel) quantization of the model's input
+  // (Int8Options::per_feature_input) and keeps it at u8 rather than s16.
+  bool per_channel = false;
+  // The last `holdout_fraction` of the rows (by file order, i.e. time) is held out: never used for
+  // calibration, only for the report.
+  double holdout_fraction = 0.2;
+  size_t max_calib_windows = 4096;  // Sub-sampled evenly; <= kMaxStoredWindows.
+  size_t max_eval_windows = 50000;  // Held-out windows scored (sub-sampled evenly).
+  size_t max_sensitivity_windows = 5000;  // Of those, for the per-layer analysis.
+  ImportOptions import;
+  std::ostream* log = nullptr;      // The readable table; nullptr = std::cout.
+};
+
+struct LayerReport {
+  std::string layer;              // QuantizableLayers name: "lstm[0]", "layers[0]", ...
+  double rmse_over_rms = 0;       // Model output error with only this layer INT8.
+  double sign_agreement = 0;
+  double output_sqnr_db = 0;      // -20 log10(rmse_over_rms).
+  double weight_sqnr_db = 0;      // Per-channel s8 weights vs FP32 (all matrices of the layer).
+};
+
+struct QuantizeReport {
+  std::string model_name, model_format, source_sha256, artifact_sha256, method;
+  bool per_channel_input = false;
+  size_t rows = 0, calib_windows_seen = 0, calib_windows_used = 0, eval_windows = 0;
+  size_t labelled_eval_windows = 0;
+  int64_t calib_first_ts_ns = -1, calib_last_ts_ns = -1;
+  size_t fp32_weight_bytes = 0, int8_weight_bytes = 0;
+  std::string int8_precision;  // "int8" or "mixed".
+  double rmse = 0, rmse_over_rms = 0, max_abs_error = 0, sign_agreement = 0;
+  // Information coefficient against the labels: Spearman rank correlation (and Pearson).
+  double ic_spearman_fp32 = 0, ic_spearman_int8 = 0, ic_pearson_fp32 = 0, ic_pearson_int8 = 0;
+  std::vector<LayerReport> layers;  // Most sensitive first.
+  std::string json;                 // The report as written to report_json.
+};
+
+absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& options);
+
+}  // namespace qsig::models::io

@@ -1,0 +1,448 @@
+// RunPredict and RunQuantize (commands.h).
+#include "qsig/models/io/commands.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <numeric>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "internal/feature_csv.h"
+#include "internal/status.h"
+#include "nlohmann/json.hpp"
+#include "qsig/models/io/artifact.h"
+#include "qsig/models/io/loader.h"
+#include "qsig/quant/calibration.h"
+
+namespace qsig::models::io {
+namespace {
+
+using internal::FeatureTable;
+
+// Evenly spread subset of `v` of at most `keep` elements (all of it if smaller).
+std::vector<size_t> Spread(const std::vector<size_t>& v, size_t keep) {
+  if (v.size() <= keep) return v;
+  std::vector<size_t> out;
+  out.reserve(keep);
+  for (size_t i = 0; i < keep; ++i) out.push_back(v[i * v.size() / keep]);
+  return out;
+}
+
+// Rows (< end, >= begin) whose window is complete.
+std::vector<size_t> FullWindowRows(const FeatureTable& t, int window, size_t begin, size_t end) {
+  // Rows seen so far per locate = 1 + that of the previous row of the same locate.
+  std::vector<int> depth(t.rows());
+  std::vector<size_t> rows;
+  for (size_t r = 0; r < t.rows() && r < end; ++r) {
+    depth[r] = t.prev[r] < 0 ? 1 : std::min(depth[static_cast<size_t>(t.prev[r])] + 1, window);
+    if (r >= begin && depth[r] >= window) rows.push_back(r);
+  }
+  return rows;
+}
+
+std::vector<float> Windows(const FeatureTable& t, const std::vector<int>& cols, int window,
+                           const std::vector<size_t>& rows) {
+  const size_t per = static_cast<size_t>(window) * cols.size();
+  std::vector<float> out(rows.size() * per);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    internal::WindowAt(t, cols, window, rows[i], out.data() + i * per);
+  }
+  return out;
+}
+
+std::vector<float> RunAll(const Model& m, const std::vector<float>& windows) {
+  const size_t per = static_cast<size_t>(m.window()) * m.input_size();
+  std::vector<float> ws(m.workspace_floats());
+  std::vector<float> out(windows.size() / per);
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = m.Run(std::span<const float>(windows.data() + i * per, per), ws.data());
+  }
+  return out;
+}
+
+absl::StatusOr<Int8Options> MakeInt8Options(const std::string& method, double percentile,
+                                            bool per_channel) {
+  Int8Options o;
+  QSIG_ASSIGN_OR_RETURN(o.method, quant::ParseCalibrationMethod(method));
+  o.percentile = percentile;
+  if (per_channel) {
+    o.per_feature_input = true;
+    o.s16_input = false;  // Per-feature scales apply to the u8 input.
+  }
+  return o;
+}
+
+double Pearson(const std::vector<double>& a, const std::vector<double>& b) {
+  const size_t n = a.size();
+  if (n < 2) return NAN;
+  const double ma = std::accumulate(a.begin(), a.end(), 0.0) / static_cast<double>(n);
+  const double mb = std::accumulate(b.begin(), b.end(), 0.0) / static_cast<double>(n);
+  double sab = 0, saa = 0, sbb = 0;
+  for (size_t i = 0; i < n; ++i) {
+    sab += (a[i] - ma) * (b[i] - mb);
+    saa += (a[i] - ma) * (a[i] - ma);
+    sbb += (b[i] - mb) * (b[i] - mb);
+  }
+  return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : NAN;
+}
+
+// Ranks 1..n, ties get their average rank.
+std::vector<double> Ranks(const std::vector<double>& v) {
+  std::vector<size_t> idx(v.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::sort(idx.begin(), idx.end(), [&v](size_t a, size_t b) { return v[a] < v[b]; });
+  std::vector<double> r(v.size());
+  for (size_t i = 0; i < idx.size();) {
+    size_t j = i;
+    while (j + 1 < idx.size() && v[idx[j + 1]] == v[idx[i]]) ++j;
+    const double avg = (static_cast<double>(i) + static_cast<double>(j)) / 2.0 + 1.0;
+    for (size_t k = i; k <= j; ++k) r[idx[k]] = avg;
+    i = j + 1;
+  }
+  return r;
+}
+
+double Spearman(const std::vector<double>& a, const std::vector<double>& b) {
+  return Pearson(Ranks(a), Ranks(b));
+}
+
+// The FP32 matrix an Int8Weight was quantized from ("lstm[0].w_ih", "layers[2].weight", ...).
+const std::vector<float>* FloatWeights(const ModelSpec& s, const std::string& name) {
+  for (size_t l = 0; l < s.lstm.size(); ++l) {
+    if (name == absl::StrCat("lstm[", l, "].w_ih")) return &s.lstm[l].w_ih;
+    if (name == absl::StrCat("lstm[", l, "].w_hh")) return &s.lstm[l].w_hh;
+  }
+  for (size_t l = 0; l < s.gru.size(); ++l) {
+    if (name == absl::StrCat("gru[", l, "].w_ih")) return &s.gru[l].w_ih;
+    if (name == absl::StrCat("gru[", l, "].w_hh")) return &s.gru[l].w_hh;
+  }
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    if (name == absl::StrCat("layers[", l, "].weight")) return &s.layers[l].weight;
+  }
+  return nullptr;
+}
+
+// Weight SQNR (dB) per layer ("lstm[0]" gathers w_ih and w_hh).
+std::map<std::string, double> WeightSqnr(const Artifact& a) {
+  std::map<std::string, std::pair<double, double>> acc;  // layer -> (signal, noise)
+  for (const Int8Weight& w : a.int8_weights) {
+    const std::vector<float>* f = FloatWeights(a.spec, w.tensor);
+    if (f == nullptr) continue;
+    auto& [sig, noise] = acc[w.tensor.substr(0, w.tensor.find('.'))];
+    for (int r = 0; r < w.q.rows; ++r) {
+      for (int c = 0; c < w.q.cols; ++c) {
+        const double x = (*f)[static_cast<size_t>(r) * w.q.cols + c];
+        const double e = x - quant::DequantizeAt(w.q, r, c);
+        sig += x * x;
+        noise += e * e;
+      }
+    }
+  }
+  std::map<std::string, double> out;
+  for (const auto& [layer, sn] : acc) {
+    out[layer] = sn.second > 0 ? 10.0 * std::log10(sn.first / sn.second) : INFINITY;
+  }
+  return out;
+}
+
+std::string Pct(double x) { return absl::StrFormat("%.2f%%", 100.0 * x); }
+
+nlohmann::json Num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(); }
+
+}  // namespace
+
+absl::StatusOr<PredictSummary> RunPredict(const PredictCommandOptions& o) {
+  std::ostream& log = o.log != nullptr ? *o.log : std::cout;
+  if (o.precision != "fp32" && o.precision != "int8") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--precision is '", o.precision, "'; expected fp32 or int8"));
+  }
+  if (o.output_csv.empty()) return absl::InvalidArgumentError("-o OUT.csv is required");
+  QSIG_ASSIGN_OR_RETURN(LoadedModel lm, LoadAnyModel(o.model_path, o.import));
+  QSIG_ASSIGN_OR_RETURN(FeatureTable t, internal::ReadFeatureCsv(o.input_csv));
+  PredictSummary s;
+  s.format = lm.format;
+  s.rows = t.rows();
+  auto cols = internal::MapColumns(*lm.spec, t, &s.column_note);
+  if (!cols.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(o.input_csv, ": ", cols.status().message()));
+  }
+  const int window = lm.spec->window;
+  std::unique_ptr<Model> model;
+  if (o.precision == "fp32") {
+    model = MakeFp32Model(lm.spec);
+  } else if (lm.artifact.has_value()) {
+    QSIG_ASSIGN_OR_RETURN(model, BuildInt8Model(*lm.artifact));
+  } else {
+    const std::vector<size_t> rows =
+        FullWindowRows(t, window, 0, std::min(o.calib_rows, t.rows()));
+    if (rows.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          o.input_csv, ": no complete window of ", window, " rows in the first ", o.calib_rows,
+          " rows to calibrate INT8 on; raise --calib-rows or use a .qsig artifact"));
+    }
+    QSIG_ASSIGN_OR_RETURN(model, CalibrateInt8Model(lm.spec, Windows(t, *cols, window, rows),
+                                                    o.int8));
+  }
+  s.precision = model->precision();
+  std::FILE* out = std::fopen(o.output_csv.c_str(), "w");
+  if (out == nullptr) {
+    return absl::PermissionDeniedError(absl::StrCat(o.output_csv, ": cannot open for writing"));
+  }
+  std::fputs("locate,msg_seq,exchange_ts_ns,output\n", out);
+  const size_t per = static_cast<size_t>(window) * cols->size();
+  std::vector<float> x(per), ws(model->workspace_floats());
+  for (size_t r = 0; r < t.rows(); ++r) {
+    std::fprintf(out, "%" PRIu32 ",%" PRIu64 ",%" PRId64 ",", t.locate[r], t.msg_seq[r],
+                 t.exchange_ts_ns[r]);
+    if (internal::WindowAt(t, *cols, window, r, x.data())) {
+      std::fprintf(out, "%.9g", model->Run(x, ws.data()));
+      ++s.outputs;
+    }
+    std::fputc('\n', out);
+  }
+  const bool write_ok = std::ferror(out) == 0;
+  if (std::fclose(out) != 0 || !write_ok) {
+    return absl::DataLossError(absl::StrCat(o.output_csv, ": write failed"));
+  }
+  log << "predict: " << lm.spec->name << " (" << s.format << ", " << s.precision << ", window "
+      << window << ") over " << s.rows << " rows of " << o.input_csv << ": " << s.outputs
+      << " outputs, " << s.rows - s.outputs << " rows without a full window -> " << o.output_csv
+      << "\n"
+      << "  " << s.column_note << "\n";
+  return s;
+}
+
+absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
+  std::ostream& log = o.log != nullptr ? *o.log : std::cout;
+  if (o.output_path.empty()) return absl::InvalidArgumentError("-o MODEL.qsig is required");
+  if (!(o.holdout_fraction > 0 && o.holdout_fraction < 1)) {
+    return absl::InvalidArgumentError("holdout_fraction must be in (0, 1)");
+  }
+  QSIG_ASSIGN_OR_RETURN(Int8Options int8,
+                        MakeInt8Options(o.method, o.percentile, o.per_channel));
+  QSIG_ASSIGN_OR_RETURN(LoadedModel lm, LoadAnyModel(o.model_path, o.import));
+  QSIG_ASSIGN_OR_RETURN(FeatureTable t, internal::ReadFeatureCsv(o.calib_csv));
+  std::string note;
+  auto cols = internal::MapColumns(*lm.spec, t, &note);
+  if (!cols.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(o.calib_csv, ": ", cols.status().message()));
+  }
+  const int window = lm.spec->window;
+  const size_t split =
+      static_cast<size_t>(static_cast<double>(t.rows()) * (1.0 - o.holdout_fraction));
+  const std::vector<size_t> calib_rows_all = FullWindowRows(t, window, 0, split);
+  const std::vector<size_t> eval_rows_all = FullWindowRows(t, window, split, t.rows());
+  if (calib_rows_all.empty() || eval_rows_all.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        o.calib_csv, ": need complete windows of ", window, " rows both before and after the "
+        "held-out split at row ", split, " of ", t.rows(), "; give more rows"));
+  }
+  const std::vector<size_t> calib_rows =
+      Spread(calib_rows_all, std::min(o.max_calib_windows, kMaxStoredWindows));
+  const std::vector<size_t> eval_rows = Spread(eval_rows_all, o.max_eval_windows);
+  const std::vector<float> calib = Windows(t, *cols, window, calib_rows);
+  const std::vector<float> eval = Windows(t, *cols, window, eval_rows);
+
+  ArtifactSource src;
+  src.source_path = o.model_path;
+  src.source_format = lm.format;
+  src.calibration_source = o.calib_csv;
+  src.first_ts_ns = t.exchange_ts_ns[calib_rows.front()];
+  src.last_ts_ns = t.exchange_ts_ns[calib_rows.back()];
+  std::unique_ptr<Model> int8_model;
+  QSIG_ASSIGN_OR_RETURN(Artifact art, MakeArtifact(lm.spec, calib, int8, src, &int8_model));
+  art.calibration.windows_seen = calib_rows_all.size();
+  QSIG_RETURN_IF_ERROR(WriteArtifact(art, o.output_path));
+
+  std::unique_ptr<Model> fp32 = MakeFp32Model(lm.spec);
+  const std::vector<float> y = RunAll(*fp32, eval);
+  const std::vector<float> q = RunAll(*int8_model, eval);
+  QuantizeReport rep;
+  rep.model_name = lm.spec->name;
+  rep.model_format = lm.format;
+  rep.source_sha256 = lm.spec->sha256;
+  rep.artifact_sha256 = art.content_sha256;
+  rep.method = quant::CalibrationMethodName(int8.method);
+  rep.per_channel_input = int8.per_feature_input;
+  rep.rows = t.rows();
+  rep.calib_windows_seen = calib_rows_all.size();
+  rep.calib_windows_used = calib_rows.size();
+  rep.eval_windows = eval_rows.size();
+  rep.calib_first_ts_ns = src.first_ts_ns;
+  rep.calib_last_ts_ns = src.last_ts_ns;
+  rep.fp32_weight_bytes = fp32->weight_bytes();
+  rep.int8_weight_bytes = int8_model->weight_bytes();
+  rep.int8_precision = int8_model->precision();
+  double se = 0, ss = 0;
+  size_t agree = 0;
+  std::vector<double> lab, yf, yq;
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double e = static_cast<double>(q[i]) - y[i];
+    se += e * e;
+    ss += static_cast<double>(y[i]) * y[i];
+    rep.max_abs_error = std::max(rep.max_abs_error, std::fabs(e));
+    agree += (q[i] > 0) == (y[i] > 0);
+    const float l = t.labels[eval_rows[i]];
+    if (std::isfinite(l)) {
+      lab.push_back(l);
+      yf.push_back(y[i]);
+      yq.push_back(q[i]);
+    }
+  }
+  const double n = static_cast<double>(y.size());
+  rep.rmse = std::sqrt(se / n);
+  rep.rmse_over_rms = ss > 0 ? std::sqrt(se / ss) : NAN;
+  rep.sign_agreement = static_cast<double>(agree) / n;
+  rep.labelled_eval_windows = lab.size();
+  rep.ic_spearman_fp32 = Spearman(yf, lab);
+  rep.ic_spearman_int8 = Spearman(yq, lab);
+  rep.ic_pearson_fp32 = Pearson(yf, lab);
+  rep.ic_pearson_int8 = Pearson(yq, lab);
+
+  // Per layer: the model's output error with only that layer INT8 (models::AnalyzeSensitivity,
+  // which also ranks the layers), and the weight SQNR of its per-channel s8 matrices.
+  const std::map<std::string, double> wsqnr = WeightSqnr(art);
+  std::string sensitivity_error;
+  {
+    const size_t per = static_cast<size_t>(window) * cols->size();
+    const std::vector<size_t> idx =
+        Spread([&] {
+          std::vector<size_t> v(eval_rows.size());
+          std::iota(v.begin(), v.end(), 0);
+          return v;
+        }(), o.max_sensitivity_windows);
+    std::vector<float> sens_eval;
+    sens_eval.reserve(idx.size() * per);
+    for (size_t i : idx) {
+      sens_eval.insert(sens_eval.end(), eval.begin() + static_cast<std::ptrdiff_t>(i * per),
+                       eval.begin() + static_cast<std::ptrdiff_t>((i + 1) * per));
+    }
+    auto sens = AnalyzeSensitivity(lm.spec, art.calibration.windows, sens_eval, int8);
+    if (sens.ok()) {
+      for (const LayerSensitivity& ls : *sens) {
+        LayerReport lr;
+        lr.layer = ls.layer;
+        lr.rmse_over_rms = ls.rmse_over_rms;
+        lr.sign_agreement = ls.sign_agreement;
+        lr.output_sqnr_db = ls.rmse_over_rms > 0 ? -20.0 * std::log10(ls.rmse_over_rms)
+                                                 : INFINITY;
+        auto it = wsqnr.find(ls.layer);
+        lr.weight_sqnr_db = it != wsqnr.end() ? it->second : NAN;
+        rep.layers.push_back(lr);
+      }
+    } else {
+      sensitivity_error = std::string(sens.status().message());
+    }
+  }
+
+  nlohmann::json j;
+  j["model"] = {{"name", rep.model_name},
+                {"path", o.model_path},
+                {"format", rep.model_format},
+                {"source_sha256", rep.source_sha256},
+                {"arch", lm.spec->arch == Arch::kLstm  ? "lstm"
+                         : lm.spec->arch == Arch::kGru ? "gru"
+                                                       : "mlp"},
+                {"window", window},
+                {"input_size", lm.spec->input_size}};
+  j["artifact"] = {{"path", o.output_path},
+                   {"sha256", rep.artifact_sha256},
+                   {"format_version", art.format_version},
+                   {"qsig_build", art.qsig_build},
+                   {"int8_precision", rep.int8_precision}};
+  j["calibration"] = {{"method", rep.method},
+                      {"percentile", int8.percentile},
+                      {"per_channel_weights", true},
+                      {"per_channel_input", rep.per_channel_input},
+                      {"s16_input", int8.s16_input},
+                      {"fp32_head", int8.fp32_head},
+                      {"source", o.calib_csv},
+                      {"rows", rep.rows},
+                      {"held_out_from_row", split},
+                      {"windows_seen", rep.calib_windows_seen},
+                      {"windows_used", rep.calib_windows_used},
+                      {"first_ts_ns", rep.calib_first_ts_ns},
+                      {"last_ts_ns", rep.calib_last_ts_ns}};
+  j["sizes"] = {{"fp32_weight_bytes", rep.fp32_weight_bytes},
+                {"int8_weight_bytes", rep.int8_weight_bytes},
+                {"int8_over_fp32", static_cast<double>(rep.int8_weight_bytes) /
+                                       static_cast<double>(rep.fp32_weight_bytes)}};
+  j["accuracy"] = {{"eval_windows", rep.eval_windows},
+                   {"labelled_eval_windows", rep.labelled_eval_windows},
+                   {"rmse_int8_vs_fp32", Num(rep.rmse)},
+                   {"rmse_over_rms_fp32", Num(rep.rmse_over_rms)},
+                   {"max_abs_error", Num(rep.max_abs_error)},
+                   {"sign_agreement", Num(rep.sign_agreement)},
+                   {"ic_spearman_fp32", Num(rep.ic_spearman_fp32)},
+                   {"ic_spearman_int8", Num(rep.ic_spearman_int8)},
+                   {"ic_pearson_fp32", Num(rep.ic_pearson_fp32)},
+                   {"ic_pearson_int8", Num(rep.ic_pearson_int8)}};
+  nlohmann::json layers = nlohmann::json::array();
+  for (const LayerReport& lr : rep.layers) {
+    layers.push_back({{"layer", lr.layer},
+                      {"output_sqnr_db", Num(lr.output_sqnr_db)},
+                      {"rmse_over_rms", Num(lr.rmse_over_rms)},
+                      {"sign_agreement", Num(lr.sign_agreement)},
+                      {"weight_sqnr_db", Num(lr.weight_sqnr_db)}});
+  }
+  j["layers"] = layers;
+  j["layers_note"] =
+      "per layer: the model output with only that layer INT8 vs FP32 (models::AnalyzeSensitivity"
+      "), most sensitive first; weight_sqnr_db: per-channel s8 weights vs FP32";
+  if (!sensitivity_error.empty()) j["layers_error"] = sensitivity_error;
+  rep.json = j.dump(2);
+  const std::string report_path =
+      o.report_json.empty() ? o.output_path + ".report.json" : o.report_json;
+  {
+    std::ofstream out(report_path);
+    out << rep.json << "\n";
+    if (!out) return absl::DataLossError(absl::StrCat(report_path, ": write failed"));
+  }
+
+  // The readable table.
+  log << absl::StrFormat("quantize: %s (%s, %s, window %d) -> %s\n", rep.model_name,
+                         rep.model_format, j["model"]["arch"].get<std::string>(), window,
+                         o.output_path);
+  log << absl::StrFormat(
+      "  calibration: %s%s on %zu of %zu windows (rows 0..%zu, ts %d..%d); held out: rows "
+      "%zu..%zu, %zu windows (%zu labelled)\n",
+      rep.method, rep.per_channel_input ? " + per-channel input" : "", rep.calib_windows_used,
+      rep.calib_windows_seen, split - 1, rep.calib_first_ts_ns, rep.calib_last_ts_ns, split,
+      t.rows() - 1, rep.eval_windows, rep.labelled_eval_windows);
+  log << absl::StrFormat("  %-34s %14s %14s\n", "", "FP32", "INT8");
+  log << absl::StrFormat("  %-34s %14zu %14zu  (%.1f%%, %s)\n", "weight bytes",
+                         rep.fp32_weight_bytes, rep.int8_weight_bytes,
+                         100.0 * static_cast<double>(rep.int8_weight_bytes) /
+                             static_cast<double>(rep.fp32_weight_bytes),
+                         rep.int8_precision);
+  log << absl::StrFormat("  %-34s %14.4f %14.4f\n", "IC vs label (Spearman rank)",
+                         rep.ic_spearman_fp32, rep.ic_spearman_int8);
+  log << absl::StrFormat("  %-34s %14.4f %14.4f\n", "IC vs label (Pearson)", rep.ic_pearson_fp32,
+                         rep.ic_pearson_int8);
+  log << absl::StrFormat("  INT8 vs FP32 (held out): RMSE %.4g (%s of RMS), max |err| %.4g, sign "
+                         "agreement %s\n",
+                         rep.rmse, Pct(rep.rmse_over_rms), rep.max_abs_error,
+                         Pct(rep.sign_agreement));
+  if (!rep.layers.empty()) {
+    log << "  per layer, only that layer INT8 (most sensitive first):\n";
+    log << absl::StrFormat("    %-12s %16s %12s %12s %16s\n", "layer", "output SQNR dB",
+                           "RMSE/RMS", "sign agree", "weight SQNR dB");
+    for (const LayerReport& lr : rep.layers) {
+      log << absl::StrFormat("    %-12s %16.1f %12s %12s %16.1f\n", lr.layer, lr.output_sqnr_db,
+                             Pct(lr.rmse_over_rms), Pct(lr.sign_agreement), lr.weight_sqnr_db);
+    }
+  } else if (!sensitivity_error.empty()) {
+    log << "  per-layer analysis failed: " << sensitivity_error << "\n";
+  }
+  log << "  artifact sha256 " << rep.artifact_sha256 << "; report " << report_path << "\n";
+  return rep;
+}
+
+}  // namespace qsig::models::io
