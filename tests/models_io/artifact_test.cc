@@ -88,6 +88,40 @@ TEST_F(ArtifactTest, RoundTripKeepsModelCalibrationAndProvenance) {
   EXPECT_GT(r->activation_ranges[0].params.scale, 0.0f);
 }
 
+// The artifact stores every Int8Options field (artifact.cc OptionsToProto); a new field in
+// models/model.h must be added to artifact.proto, or rebuilt INT8 runtimes would silently differ.
+TEST(ArtifactSchema, CoversEveryInt8OptionsField) {
+  EXPECT_EQ(sizeof(Int8Options), 64u)
+      << "models::Int8Options changed: store the new field in models/io/proto/artifact.proto "
+         "and artifact.cc, then update this size";
+}
+
+TEST_F(ArtifactTest, Int8OptionsRoundTrip) {
+  Int8Options o;
+  o.method = quant::CalibrationMethod::kPercentile;
+  o.percentile = 99.9;
+  o.s16_input = false;
+  o.fp32_head = false;
+  o.per_feature_input = true;
+  o.max_rmse = 0.02;
+  o.layers = {Precision::kInt8, Precision::kInt8S16, Precision::kFp32};
+  o.cell_state = CellState::kS16;
+  auto a = MakeArtifact(spec_, calib_, o, ArtifactSource{});
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(WriteArtifact(*a, dir_ + "/opts.qsig").ok());
+  auto r = ReadArtifact(dir_ + "/opts.qsig");
+  ASSERT_TRUE(r.ok()) << r.status();
+  const Int8Options& g = r->calibration.options;
+  EXPECT_EQ(g.method, o.method);
+  EXPECT_EQ(g.percentile, o.percentile);
+  EXPECT_EQ(g.s16_input, o.s16_input);
+  EXPECT_EQ(g.fp32_head, o.fp32_head);
+  EXPECT_EQ(g.per_feature_input, o.per_feature_input);
+  EXPECT_EQ(g.max_rmse, o.max_rmse);
+  EXPECT_EQ(g.layers, o.layers);
+  EXPECT_EQ(g.cell_state, o.cell_state);
+}
+
 TEST_F(ArtifactTest, RebuiltInt8ModelIsIdentical) {
   auto r = ReadArtifact(path_);
   ASSERT_TRUE(r.ok()) << r.status();

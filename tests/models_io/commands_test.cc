@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <iostream>
 #include <random>
 #include <sstream>
 #include <string>
@@ -253,6 +254,7 @@ TEST_F(CommandsTest, QuantizeWritesArtifactReportAndTable) {
   EXPECT_EQ(j["calibration"]["method"], "entropy");
   EXPECT_EQ(j["artifact"]["sha256"], rep->artifact_sha256);
   EXPECT_EQ(j["layers"].size(), 3u);
+  std::cout << log.str();  // The table, for whoever reads the test log.
   EXPECT_THAT(log.str(), HasSubstr("IC vs label (Spearman rank)"));
   EXPECT_THAT(log.str(), HasSubstr("weight bytes"));
   auto art = ReadArtifact(q.output_path);

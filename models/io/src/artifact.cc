@@ -174,6 +174,7 @@ void OptionsToProto(const Int8Options& o, pb::Int8Options* p) {
   p->set_per_feature_input(o.per_feature_input);
   for (Precision x : o.layers) p->add_layer_precision(PrecisionName(x));
   p->set_cell_state(o.cell_state == CellState::kS16 ? "s16" : "fp32");
+  p->set_max_rmse(o.max_rmse);
 }
 
 absl::StatusOr<Int8Options> OptionsFromProto(const pb::Int8Options& p) {
@@ -183,6 +184,7 @@ absl::StatusOr<Int8Options> OptionsFromProto(const pb::Int8Options& p) {
   o.s16_input = p.s16_input();
   o.fp32_head = p.fp32_head();
   o.per_feature_input = p.per_feature_input();
+  o.max_rmse = p.has_max_rmse() ? p.max_rmse() : 0.0;
   for (const std::string& s : p.layer_precision()) {
     if (s == "int8") {
       o.layers.push_back(Precision::kInt8);
