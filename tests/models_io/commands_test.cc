@@ -2,6 +2,7 @@
 #include "qsig/models/io/commands.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -278,6 +279,31 @@ TEST_F(CommandsTest, RefusesBadMethodAndMissingFeatures) {
   bad = RunQuantize(q);
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("lacks the model's features a, b, c, d, e"));
+}
+
+}  // namespace
+}  // namespace qsig::models::io
+
+namespace qsig::models::io {
+namespace {
+
+// Opt-in: the committed demo LSTM on a real `qsig features` CSV (QSIG_DEMO_FEATURES_CSV=path).
+TEST(CommandsDemo, DemoLstmOnRealFeatures) {
+  const char* csv = std::getenv("QSIG_DEMO_FEATURES_CSV");
+  if (csv == nullptr) GTEST_SKIP() << "set QSIG_DEMO_FEATURES_CSV to a `qsig features` CSV";
+  const std::string dir = testing::TempDir("demo");
+  PredictCommandOptions p;
+  p.model_path = std::string(QSIG_SOURCE_DIR) + "/models/demo_lstm.json";
+  p.input_csv = csv;
+  p.output_csv = dir + "/demo_lstm.fp32.csv";
+  ASSERT_TRUE(RunPredict(p).ok());
+  QuantizeCommandOptions q;
+  q.model_path = p.model_path;
+  q.calib_csv = csv;
+  q.output_path = dir + "/demo_lstm.qsig";
+  q.method = "percentile";
+  auto rep = RunQuantize(q);
+  ASSERT_TRUE(rep.ok()) << rep.status();
 }
 
 }  // namespace
