@@ -12,8 +12,8 @@ For each small model (fixed seeds) it writes
     <name>.expected.json      {"window", "input_size", "inputs": N*window*input_size floats (oldest
                               step first, row-major), "outputs": N floats}: PyTorch's FP32 outputs
 The unsupported models (LayerNorm, Conv1d) get the model files only. Floats are written with 9
-significant digits, which identify a float32 exactly. The outputs are reproduced byte for byte on
-the same torch version.
+significant digits, which identify a float32 exactly. On the same torch version the .onnx and
+.expected.json files are reproduced byte for byte; the .pt zip archives differ in metadata only.
 """
 import argparse
 import json
