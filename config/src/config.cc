@@ -207,6 +207,7 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   feed.Get("max_orders", &c.feed.max_orders);
   feed.Get("core", &c.feed.core);
   feed.Get("retransmit", &c.feed.retransmit);
+  feed.Get("features", &c.feed.features);
   {
     MapReader b = feed.Child("line_b");
     b.Get("listen", &c.feed.line_b.listen);

@@ -123,11 +123,17 @@ int main(int argc, char** argv) try {
       "features", "Write simulator feature vectors with forward-return labels (training data)");
   add_config(features, false);
   qsig::feeds::FeatureFileOptions fo;
-  features->add_option("-o,--output", fo.output_csv, "CSV file to write")->required();
+  features->add_option("-o,--output", fo.output_csv, "CSV file to write");
   features->add_option("--messages", fo.messages, "ITCH messages to simulate")
       ->capture_default_str();
   features->add_option("--horizon", fo.horizon, "Label horizon in book updates")
       ->capture_default_str();
+  features->add_option("--binary", fo.output_binary, "Also write the compact binary format here");
+  std::string replay_pcap, replay_itch;
+  features->add_option("--replay-pcap", replay_pcap,
+                       "Read this pcap capture instead of running the simulator");
+  features->add_option("--replay-itch", replay_itch,
+                       "Read this length-prefixed ITCH file instead of running the simulator");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -135,6 +141,12 @@ int main(int argc, char** argv) try {
 
   auto cfg = Load(config_path, overrides);
   if (!cfg) return kExitConfig;
+  auto feature_specs = qsig::server::ParseFeatureConfig(*cfg);
+  if (!feature_specs.ok()) {
+    std::fprintf(stderr, "qsig: config error: %s\n",
+                 std::string(feature_specs.status().message()).c_str());
+    return kExitConfig;
+  }
   if (serve->parsed()) return qsig::server::RunServe(*cfg);
   if (sim->parsed()) return RunSim(*cfg);
   if (features->parsed()) {
@@ -143,12 +155,22 @@ int main(int argc, char** argv) try {
     fo.sim.max_messages_per_packet = cfg->sim.messages_per_packet;
     fo.feed.max_instruments = cfg->feed.max_instruments;
     fo.feed.max_orders = cfg->feed.max_orders;
+    fo.feed.features = *feature_specs;
+    if (!replay_pcap.empty() || !replay_itch.empty()) {
+      qsig::feeds::ReplayOptions r;
+      r.format = replay_pcap.empty() ? qsig::feeds::ReplayFormat::kItch
+                                     : qsig::feeds::ReplayFormat::kPcap;
+      r.path = replay_pcap.empty() ? replay_itch : replay_pcap;
+      fo.replay = r;
+    }
     auto st = qsig::feeds::WriteFeatureFile(fo);
     if (!st.ok()) {
       std::fprintf(stderr, "qsig features: %s\n", std::string(st.message()).c_str());
       return 1;
     }
-    std::printf("qsig features: wrote %s\n", fo.output_csv.c_str());
+    std::printf("qsig features: wrote %s%s%s\n", fo.output_csv.c_str(),
+                fo.output_csv.empty() || fo.output_binary.empty() ? "" : " and ",
+                fo.output_binary.c_str());
     return 0;
   }
   return 1;

@@ -150,6 +150,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
     rec.flags = 0;
     if (fv.flags & feeds::kFeatureFlagStale) rec.flags |= kSignalStale;
     if (!installed) rec.flags |= kSignalWarmup;
+    if (fv.flags & feeds::kFeatureFlagHalted) rec.flags |= kSignalHalted;
     if (diverged_[key]) rec.flags |= kSignalShadowDiverged;
     if (!std::isfinite(value) || (fv.flags & feeds::kFeatureFlagNonFinite)) {
       // A NaN never reaches a client as a number.
@@ -217,9 +218,10 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
 // ---------------------------------------------------------------------------------------------
 // FeedThread
 
-FeedThread::FeedThread(const config::Config& config, std::vector<Worker*> workers,
-                       SymbolTable* symbols, StageHistograms* hist)
+FeedThread::FeedThread(const config::Config& config, std::vector<feeds::FeatureSpec> feature_specs,
+                       std::vector<Worker*> workers, SymbolTable* symbols, StageHistograms* hist)
     : config_(config),
+      feature_specs_(std::move(feature_specs)),
       workers_(std::move(workers)),
       symbols_(symbols),
       hist_(hist),
@@ -252,6 +254,7 @@ absl::Status FeedThread::Open(const std::string& retransmit_endpoint) {
   o.processor.recovery.rerequest_interval_us = f.recovery.rerequest_interval_us;
   o.processor.recovery.max_rerequests = f.recovery.max_rerequests;
   o.processor.recovery.gap_timeout_us = f.recovery.gap_timeout_us;
+  o.processor.features = feature_specs_;
   if (f.source == "pcap" || f.source == "itch") {
     feeds::ReplayOptions r;
     r.format = f.source == "pcap" ? feeds::ReplayFormat::kPcap : feeds::ReplayFormat::kItch;

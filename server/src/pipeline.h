@@ -17,6 +17,7 @@
 #include "latency_histogram.h"
 #include "model_registry.h"
 #include "qsig/config/config.h"
+#include "qsig/feeds/features.h"
 #include "qsig/feeds/feed.h"
 #include "signal_bus.h"
 #include "signal_record.h"
@@ -123,8 +124,8 @@ class Worker {
 // Receives datagrams, runs the FeedProcessor and routes vectors to workers by locate.
 class FeedThread : public feeds::FeatureSink {
  public:
-  FeedThread(const config::Config& config, std::vector<Worker*> workers, SymbolTable* symbols,
-             StageHistograms* hist);
+  FeedThread(const config::Config& config, std::vector<feeds::FeatureSpec> feature_specs,
+             std::vector<Worker*> workers, SymbolTable* symbols, StageHistograms* hist);
   ~FeedThread() override;
   // Binds the line sockets (ports known after this) or opens the replay file; re-requests for
   // gaps go to `retransmit_endpoint` ("" = none).
@@ -146,6 +147,7 @@ class FeedThread : public feeds::FeatureSink {
   void Run(std::atomic<bool>* running);
 
   const config::Config& config_;
+  std::vector<feeds::FeatureSpec> feature_specs_;
   std::vector<Worker*> workers_;
   SymbolTable* symbols_;
   StageHistograms* hist_;

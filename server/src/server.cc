@@ -18,6 +18,24 @@
 
 namespace qsig::server {
 
+absl::StatusOr<std::vector<feeds::FeatureSpec>> ParseFeatureConfig(const config::Config& config) {
+  if (config.feed.features.empty()) return feeds::DefaultFeatureSpecs();
+  std::vector<feeds::FeatureSpec> specs;
+  for (size_t i = 0; i < config.feed.features.size(); ++i) {
+    auto one = feeds::ParseFeatureSpecs(config.feed.features[i]);
+    if (!one.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(config.path, ": feed.features[", i, "]: ",
+                                                     one.status().message()));
+    }
+    specs.insert(specs.end(), one->begin(), one->end());
+  }
+  if (auto names = feeds::FeatureNames(specs); !names.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(config.path, ": feed.features: ", names.status().message()));
+  }
+  return specs;
+}
+
 absl::StatusOr<uint16_t> FreeUdpPort() {
   const int fd = socket(AF_INET, SOCK_DGRAM, 0);
   sockaddr_in a{};
@@ -89,7 +107,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
   auto impl = std::make_unique<Impl>();
   Core& c = impl->core;
   c.config = config;
-  c.feature_names = feeds::DefaultFeatureNames();
+  auto specs = ParseFeatureConfig(config);
+  if (!specs.ok()) return specs.status();
+  c.feature_specs = *specs;
+  c.feature_names = *feeds::FeatureNames(c.feature_specs);
   c.max_locate = config.feed.max_instruments;
   if (config.models.empty()) {
     return absl::InvalidArgumentError(
@@ -107,7 +128,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
     raw.push_back(c.workers.back().get());
     outputs.push_back(&c.workers.back()->output());
   }
-  c.feed = std::make_unique<FeedThread>(c.config, raw, c.symbols.get(), &c.feed_hist);
+  c.feed = std::make_unique<FeedThread>(c.config, c.feature_specs, raw, c.symbols.get(),
+                                        &c.feed_hist);
   c.bus = std::make_unique<SignalBus>(c.symbols.get(), outputs);
   c.store = std::make_unique<CalibrationStore>(c.slots, c.max_locate, n_features,
                                                config.calibration.samples);

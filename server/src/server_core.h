@@ -21,6 +21,7 @@ namespace qsig::server {
 
 struct Core {
   config::Config config;
+  std::vector<feeds::FeatureSpec> feature_specs;
   std::vector<std::string> feature_names;
   int max_locate = 0;
   std::vector<std::unique_ptr<ModelSlot>> slots;

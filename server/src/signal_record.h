@@ -16,6 +16,7 @@ enum SignalFlags : uint32_t {
   kSignalShadowDiverged = 2,
   kSignalWarmup = 4,
   kSignalInvalid = 8,
+  kSignalHalted = 32,  // The instrument's last trading action halted or paused trading.
 };
 
 struct SignalRecord {

@@ -1,4 +1,4 @@
-// Simulator settings shared by `qsig serve` (embedded simulator) and `qsig sim`.
+// Feed and simulator settings shared by `qsig serve`, `qsig sim` and `qsig features`.
 #pragma once
 
 #include <cstdint>
@@ -6,8 +6,12 @@
 #include "absl/status/statusor.h"
 #include "qsig/config/config.h"
 #include "qsig/feeds/feed.h"
+#include "qsig/feeds/features.h"
 
 namespace qsig::server {
+
+// The feature set named by feed.features (the default set when empty); errors name the key.
+absl::StatusOr<std::vector<feeds::FeatureSpec>> ParseFeatureConfig(const config::Config& config);
 
 // A UDP port on 127.0.0.1 that was free a moment ago.
 absl::StatusOr<uint16_t> FreeUdpPort();

@@ -46,6 +46,9 @@ struct FeedConfig {
   int max_instruments = 256;
   int max_orders = 1 << 20;
   int core = -1;                         // CPU to pin the feed thread to (-1 = none).
+  // Feature set, one spec per entry, e.g. "ret(horizon=10)", "imbalance(levels=5) as imb5"
+  // (kinds and parameters: feeds/README.md). Empty = the default 8-feature set.
+  std::vector<std::string> features;
   LineConfig line_b;                     // Redundant B line (A/B arbitration).
   std::string retransmit;                // MoldUDP64 re-request server host:port ("" = none).
   RecoveryConfig recovery;
