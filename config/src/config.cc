@@ -296,6 +296,8 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   cal.Get("samples", &c.calibration.samples);
   cal.Get("max_relative_rmse", &c.calibration.max_relative_rmse);
   cal.Get("method", &c.calibration.method);
+  cal.Get("percentile", &c.calibration.percentile);
+  cal.Get("layer_guard_rmse", &c.calibration.layer_guard_rmse);
   cal.Get("schedule", &c.calibration.schedule);
   cal.Finish();
 
@@ -409,6 +411,10 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
                               c.calibration.method, "'"));
     }
   }
+  if (!(c.calibration.percentile > 50) || c.calibration.percentile > 100) {
+    return bad("calibration.percentile", "must be in (50, 100]");
+  }
+  if (c.calibration.layer_guard_rmse < 0) return bad("calibration.layer_guard_rmse", "must be >= 0");
   if (!c.calibration.schedule.empty()) {
     int hh = -1, mm = -1;
     if (std::sscanf(c.calibration.schedule.c_str(), "%d:%d", &hh, &mm) != 2 || hh < 0 ||

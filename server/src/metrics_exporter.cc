@@ -241,7 +241,7 @@ class QsigCollector final : public prometheus::Collectable {
       AddValue(&info,
                {{"model", slot.name()},
                 {"arch", slot.spec().arch == models::Arch::kLstm ? "lstm" : "mlp"},
-                {"precision", cur ? "int8" : "fp32"},
+                {"precision", cur ? cur->model->precision() : "fp32"},
                 {"sha256", slot.spec().sha256}},
                1);
       AddValue(&bytes, {{"model", slot.name()}, {"precision", "fp32"}},

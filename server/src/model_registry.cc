@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "qsig/quant/calibration.h"
 
 namespace qsig::server {
 
@@ -139,7 +140,16 @@ std::vector<float> CalibrationStore::Recent(size_t model, size_t max_windows) co
   return out;
 }
 
+models::Int8Options Int8OptionsFromConfig(const config::CalibrationConfig& c) {
+  models::Int8Options o;
+  o.method = *quant::ParseCalibrationMethod(c.method);  // Validated with the config.
+  o.percentile = c.percentile;
+  o.max_rmse = c.layer_guard_rmse;
+  return o;
+}
+
 CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>& windows,
+                                      const models::Int8Options& options,
                                       double max_relative_rmse) {
   CalibrationReport r;
   r.model = slot.name();
@@ -154,7 +164,7 @@ CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>&
   // Calibrate on the older 80%, validate on the newest 20% (what the model will see next).
   const size_t n_cal = n - n / 5;
   auto candidate = models::CalibrateInt8Model(
-      slot.spec_ptr(), std::span<const float>(windows.data(), n_cal * stride));
+      slot.spec_ptr(), std::span<const float>(windows.data(), n_cal * stride), options);
   if (!candidate.ok()) {
     r.message = std::string(candidate.status().message());
     return r;
@@ -186,6 +196,7 @@ CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>&
                              max_relative_rmse, "; the previous model keeps serving");
     return r;
   }
+  r.precision = (*candidate)->precision();
   r.version = slot.Install(std::shared_ptr<const models::Model>(std::move(*candidate)));
   r.installed = true;
   r.message = "installed";

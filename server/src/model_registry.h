@@ -35,6 +35,7 @@ struct CalibrationReport {
   double fp32_rms = 0;
   double sign_agreement = 0;
   bool installed = false;
+  std::string precision;  // "int8" or "mixed" (some layers kept FP32 by the accuracy guard).
   std::string message;
 };
 
@@ -111,6 +112,10 @@ class CalibrationStore {
 // Calibrates a candidate INT8 model from `windows`, validates it against FP32 on the most
 // recent 20% (the gate), and installs it if the relative RMSE is within `max_relative_rmse`.
 CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>& windows,
+                                      const models::Int8Options& options,
                                       double max_relative_rmse);
+
+// The INT8 options the calibration.* keys describe.
+models::Int8Options Int8OptionsFromConfig(const config::CalibrationConfig& c);
 
 }  // namespace qsig::server

@@ -71,8 +71,9 @@ CalibrationReport Core::Recalibrate(size_t model, size_t max_samples) {
   std::lock_guard<std::mutex> lock(calibration_mu);
   const size_t n = max_samples ? max_samples : static_cast<size_t>(config.calibration.samples);
   const std::vector<float> windows = store->Recent(model, n);
-  CalibrationReport r =
-      CalibrateAndInstall(*slots[model], windows, config.calibration.max_relative_rmse);
+  CalibrationReport r = CalibrateAndInstall(*slots[model], windows,
+                                            Int8OptionsFromConfig(config.calibration),
+                                            config.calibration.max_relative_rmse);
   (r.installed ? calibrations : calibration_rejections).fetch_add(1);
   if (r.installed) {
     drift[model]->SetBaseline(windows, slots[model]->spec().window, slots[model]->spec().input_size);
@@ -233,10 +234,10 @@ void Server::Impl::CalibrationLoop() {
       if (c.store->windows(m) < static_cast<size_t>(c.config.calibration.warmup_samples)) continue;
       CalibrationReport r = c.Recalibrate(m, c.config.calibration.warmup_samples);
       if (r.installed) {
-        spdlog::info("model {}: INT8 calibrated on {} warm-up windows (min-max), version {}, "
+        spdlog::info("model {}: {} calibrated on {} warm-up windows ({}), version {}, "
                      "validation RMSE {:.3g} (FP32 RMS {:.3g}), sign agreement {:.2f}%",
-                     r.model, r.samples, r.version, r.validation_rmse, r.fp32_rms,
-                     100 * r.sign_agreement);
+                     r.model, r.precision, r.samples, c.config.calibration.method, r.version,
+                     r.validation_rmse, r.fp32_rms, 100 * r.sign_agreement);
       } else {
         spdlog::error("model {}: warm-up calibration failed: {}; FP32 keeps serving", r.model,
                       r.message);
@@ -355,7 +356,8 @@ StatusSnapshot Server::Status() {
   for (const auto& slot : c.slots) {
     const Installed* cur = slot->current();
     absl::StrAppend(&st.models, st.models.empty() ? "" : ", ", slot->name(), " ",
-                    cur ? absl::StrCat("v", cur->version, " int8") : "fp32 (warm-up)");
+                    cur ? absl::StrCat("v", cur->version, " ", cur->model->precision())
+                        : "fp32 (warm-up)");
   }
   return st;
 }

@@ -99,7 +99,12 @@ struct CalibrationConfig {
   int warmup_samples = 2000;      // Windows needed before the first INT8 calibration.
   int samples = 20000;            // Recent windows kept per model for recalibration.
   double max_relative_rmse = 0.25;  // Validation gate: reject a candidate above this.
-  std::string method = "minmax";  // Activation-range method: minmax|ema|percentile|entropy|mse.
+  // Activation-range method: minmax|ema|percentile|entropy|mse.
+  std::string method = "percentile";
+  double percentile = 99.99;      // For method percentile.
+  // Accuracy guard: keep the most sensitive layers FP32 until INT8-vs-FP32 RMSE on the
+  // calibration windows is within this fraction of the FP32 RMS (0 = always all-INT8).
+  double layer_guard_rmse = 0.01;
   std::string schedule;           // Daily recalibration at "HH:MM" UTC ("" = off).
 };
 
