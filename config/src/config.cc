@@ -266,7 +266,9 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
         MapReader mr(models[i], absl::StrCat("models[", i, "]"), &st);
         mr.Get("name", &m.name);
         mr.Get("path", &m.path);
+        mr.Get("window", &m.window);
         mr.Finish();
+        if (st.ok() && (m.window < 0 || m.window > 4096)) mr.Fail(mr.Sub("window"), "must be in 0..4096");
         if (st.ok() && m.name.empty()) mr.Fail(mr.Sub("name"), "required");
         if (st.ok() && m.path.empty()) mr.Fail(mr.Sub("path"), "required");
         for (const auto& other : c.models) {

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "qsig/config/config.h"
 #include "qsig/feeds/feed.h"
+#include "qsig/models/io/commands.h"
 #include "qsig/server/server.h"
 #include "spdlog/spdlog.h"
 #include "sim_options.h"
@@ -135,7 +136,54 @@ int main(int argc, char** argv) try {
   features->add_option("--replay-itch", replay_itch,
                        "Read this length-prefixed ITCH file instead of running the simulator");
 
+  auto* predict = app.add_subcommand(
+      "predict", "Run any loadable model (.json, .onnx, .pt, .qsig) over a feature CSV");
+  qsig::models::io::PredictCommandOptions po;
+  predict->add_option("--model", po.model_path, "Model file")->required();
+  predict->add_option("--input", po.input_csv, "Feature CSV from `qsig features`")->required();
+  predict->add_option("-o,--output", po.output_csv, "Output CSV (one line per row)")->required();
+  predict->add_option("--precision", po.precision, "int8 or fp32")
+      ->check(CLI::IsMember({"int8", "fp32"}))
+      ->capture_default_str();
+  predict->add_option("--calib-rows", po.calib_rows,
+                      "INT8: calibrate on the first N rows (unless the model is a .qsig)")
+      ->capture_default_str();
+  predict->add_option("--window", po.import.window, "Timesteps of an imported recurrent model");
+
+  auto* quantize = app.add_subcommand(
+      "quantize", "Post-training static quantization with a report; writes a .qsig artifact");
+  qsig::models::io::QuantizeCommandOptions qo;
+  quantize->add_option("--model", qo.model_path, "Model file (.json, .onnx, .pt)")->required();
+  quantize->add_option("--calib", qo.calib_csv, "Feature CSV with labels (`qsig features`)")
+      ->required();
+  quantize->add_option("-o,--output", qo.output_path, "Artifact to write (.qsig)")->required();
+  quantize->add_option("--method", qo.method, "Activation-range method")
+      ->check(CLI::IsMember({"minmax", "ema", "percentile", "entropy", "mse"}))
+      ->capture_default_str();
+  quantize->add_option("--percentile", qo.percentile)->capture_default_str();
+  quantize->add_flag("--per-channel", qo.per_channel,
+                     "Per-feature input scales folded into the first layer");
+  quantize->add_option("--report", qo.report_json, "Report JSON (default: OUT.report.json)");
+  quantize->add_option("--window", qo.import.window, "Timesteps of an imported recurrent model");
+
   CLI11_PARSE(app, argc, argv);
+
+  if (predict->parsed()) {
+    auto r = qsig::models::io::RunPredict(po);
+    if (!r.ok()) {
+      std::fprintf(stderr, "qsig predict: %s\n", std::string(r.status().message()).c_str());
+      return 1;
+    }
+    return 0;
+  }
+  if (quantize->parsed()) {
+    auto r = qsig::models::io::RunQuantize(qo);
+    if (!r.ok()) {
+      std::fprintf(stderr, "qsig quantize: %s\n", std::string(r.status().message()).c_str());
+      return 1;
+    }
+    return 0;
+  }
 
   if (watch->parsed()) return qsig::server::RunWatch(wo);
 

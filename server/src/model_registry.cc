@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "qsig/models/io/artifact.h"
+#include "qsig/models/io/loader.h"
 #include "qsig/quant/calibration.h"
 
 namespace qsig::server {
@@ -66,19 +68,37 @@ absl::StatusOr<std::vector<std::unique_ptr<ModelSlot>>> LoadModels(
     const std::vector<std::string>& feature_names) {
   std::vector<std::unique_ptr<ModelSlot>> slots;
   for (const auto& mc : configs) {
-    auto spec = models::LoadModelJson(mc.path);
-    if (!spec.ok()) {
-      return absl::Status(spec.status().code(),
-                          absl::StrCat("model '", mc.name, "': ", spec.status().message()));
+    models::io::ImportOptions import;
+    import.name = mc.name;
+    import.feature_names = feature_names;  // Imported graphs carry no feature names.
+    import.window = mc.window;
+    auto loaded = models::io::LoadAnyModel(mc.path, import);
+    if (!loaded.ok()) {
+      return absl::Status(loaded.status().code(),
+                          absl::StrCat("model '", mc.name, "': ", loaded.status().message()));
     }
-    if (spec->feature_names != feature_names) {
+    const models::ModelSpec& spec = *loaded->spec;
+    if (spec.feature_names != feature_names) {
       return absl::InvalidArgumentError(absl::StrCat(
           "model '", mc.name, "' (", mc.path, ") expects features [",
-          absl::StrJoin(spec->feature_names, ","), "] but the feed computes [",
+          absl::StrJoin(spec.feature_names, ","), "] but the feed computes [",
           absl::StrJoin(feature_names, ","), "]; retrain it on `qsig features` output"));
     }
-    slots.push_back(std::make_unique<ModelSlot>(
-        mc.name, std::make_shared<const models::ModelSpec>(std::move(*spec))));
+    auto slot = std::make_unique<ModelSlot>(mc.name, loaded->spec);
+    if (loaded->artifact) {
+      // A verified artifact carries its calibration: serve its INT8 runtime from the start.
+      auto int8 = models::io::BuildInt8Model(*loaded->artifact);
+      if (!int8.ok()) {
+        return absl::Status(int8.status().code(), absl::StrCat("model '", mc.name, "' (", mc.path,
+                                                               "): ", int8.status().message()));
+      }
+      if ((*int8)->workspace_floats() > slot->workspace_capacity()) {
+        return absl::InternalError(
+            absl::StrCat("model '", mc.name, "': INT8 runtime needs more workspace than reserved"));
+      }
+      slot->Install(std::shared_ptr<const models::Model>(std::move(*int8)));
+    }
+    slots.push_back(std::move(slot));
   }
   return slots;
 }

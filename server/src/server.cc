@@ -368,6 +368,11 @@ void OnSignal(int) { g_stop.store(true); }
 }  // namespace
 
 int RunServe(const config::Config& config) {
+  // Handlers first: a SIGTERM that arrives while the server starts still shuts it down cleanly.
+  struct sigaction sa = {};
+  sa.sa_handler = OnSignal;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   auto server = Server::Create(config);
   if (!server.ok()) {
     spdlog::error("{}", std::string(server.status().message()));
@@ -390,10 +395,6 @@ int RunServe(const config::Config& config) {
               "reflection)\n  metrics  http://%s/metrics\n  feed     %s\n",
               srv.grpc_address().c_str(), srv.metrics_address().c_str(), feed.c_str());
   std::fflush(stdout);
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
   const double interval = config.console.status_interval_s;
   auto next = std::chrono::steady_clock::now() + std::chrono::duration<double>(interval);
   srv.Status();  // Start the first interval now.

@@ -403,6 +403,55 @@ TEST(ServeFaults, LossOnASingleLineIsRecoveredByRerequests) {
   EXPECT_EQ(server.Terminate(), 0) << server.Log();
 }
 
+// `qsig features` → `qsig quantize` → `qsig serve` with the .qsig artifact: the verified INT8
+// runtime serves from the first tick (version 1, no warm-up); a corrupted copy is refused.
+TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
+  const std::string dir = ::testing::TempDir();
+  const std::string csv = dir + "qsig_art_features.csv", art = dir + "qsig_art_lstm.qsig";
+  {
+    Child f({QSIG_BINARY, "features", "--config", QSIG_SOURCE_DIR "/config/demo.yaml",
+             "--messages", "100000", "-o", csv},
+            dir + "qsig_art_features.log");
+    ASSERT_EQ(f.Wait(60000), 0) << f.Log();
+    Child q({QSIG_BINARY, "quantize", "--model", QSIG_SOURCE_DIR "/models/demo_lstm.json",
+             "--calib", csv, "--method", "percentile", "-o", art},
+            dir + "qsig_art_quantize.log");
+    ASSERT_EQ(q.Wait(60000), 0) << q.Log();
+    EXPECT_THAT(q.Log(), HasSubstr("sign agreement"));
+  }
+  const int metrics_port = FreePort();
+  Child server({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+                "models.1.path=" + art, "--set",
+                "grpc.listen=127.0.0.1:" + std::to_string(FreePort()), "--set",
+                "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
+                "console.status_interval_s=0"},
+               dir + "qsig_art_serve.log");
+  std::map<std::string, double> m;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    m = ParseMetrics(HttpGet(metrics_port, "/metrics"));
+    if (m.count("qsig_model_version{model=\"lstm\"}")) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(m.count("qsig_model_version{model=\"lstm\"}")) << server.Log();
+  EXPECT_EQ(m.at("qsig_model_version{model=\"lstm\"}"), 1);  // INT8 before any warm-up.
+  EXPECT_EQ(server.Terminate(), 0) << server.Log();
+
+  // Flip bytes in the middle of the artifact: the checksum catches it and the server refuses.
+  {
+    std::fstream f(art, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(4000);
+    f.put('\x5a');
+    f.put('\xa5');
+  }
+  Child bad({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+             "models.1.path=" + art, "--set", "grpc.listen=127.0.0.1:0", "--set",
+             "metrics.listen=127.0.0.1:0"},
+            dir + "qsig_art_bad.log");
+  EXPECT_EQ(bad.Wait(20000), 1);
+  EXPECT_THAT(bad.Log(), HasSubstr("checksum mismatch"));
+}
+
 TEST(ServeConfig, BadConfigExitsTwoNamingTheKey) {
   const std::string log = ::testing::TempDir() + "qsig_bad_config.log";
   Child c({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",

@@ -1,4 +1,5 @@
-// ImportTorchScript when qsig is built without LibTorch (QSIG_WITH_TORCH=OFF or not found).
+// ImportTorchScript without LibTorch: the variant the server and the qsig command link (LibTorch
+// in the server process stops prometheus-cpp's exposer from starting; see models/io/CMakeLists.txt).
 #include "absl/strings/str_cat.h"
 #include "qsig/models/io/import.h"
 
@@ -6,8 +7,9 @@ namespace qsig::models::io {
 
 absl::StatusOr<ModelSpec> ImportTorchScript(const std::string& path, const ImportOptions&) {
   return absl::UnimplementedError(absl::StrCat(
-      path, ": this qsig was built without LibTorch (QSIG_WITH_TORCH=OFF), so it cannot read "
-            "TorchScript; export the model to ONNX (torch.onnx.export) instead"));
+      path, ": this qsig binary does not load TorchScript (LibTorch cannot share the server "
+            "process with the metrics exporter); export the model to ONNX (torch.onnx.export) "
+            "and use the .onnx file, or `qsig quantize` it into a .qsig artifact"));
 }
 
 bool TorchScriptSupported() noexcept { return false; }

@@ -80,7 +80,8 @@ struct SimConfig {
 
 struct ModelConfig {
   std::string name;
-  std::string path;  // Resolved against the config file's directory when relative.
+  std::string path;  // .json, .onnx, .pt/.ts (TorchScript) or .qsig; relative to the config.
+  int window = 0;    // Timesteps for an imported recurrent model (ONNX/TorchScript carry none).
 };
 
 struct WorkersConfig {
