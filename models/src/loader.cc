@@ -12,7 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "internal/sha256.h"
+#include "qsig/models/sha256.h"
 #include "nlohmann/json.hpp"
 #include "qsig/models/model.h"
 
@@ -395,7 +395,7 @@ absl::StatusOr<ModelSpec> LoadModelJson(const std::string& path) {
     absl::StatusOr<ModelSpec> spec = SpecFromJson(doc);
     if (!spec.ok()) return prefixed(spec.status());
     if (absl::Status st = ValidateSpec(*spec); !st.ok()) return prefixed(st);
-    spec->sha256 = internal::Sha256Hex(text);
+    spec->sha256 = Sha256Hex(text);
     return spec;
   } catch (const std::exception& e) {
     // nlohmann or the allocator; a corrupt file must never crash the server.

@@ -1,9 +1,9 @@
 // SHA-256 per FIPS 180-4, section 6.2.
-#include "internal/sha256.h"
+#include "qsig/models/sha256.h"
 
 #include <cstring>
 
-namespace qsig::models::internal {
+namespace qsig::models {
 namespace {
 
 constexpr uint32_t kK[64] = {
@@ -101,17 +101,25 @@ std::array<uint8_t, 32> Sha256::Final() noexcept {
   return out;
 }
 
-std::string Sha256Hex(std::string_view data) {
+std::array<uint8_t, 32> Sha256Bytes(std::string_view data) {
   Sha256 h;
   h.Update(data);
-  const auto digest = h.Final();
+  return h.Final();
+}
+
+std::string ToHex(const uint8_t* p, size_t n) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(64, '0');
-  for (size_t i = 0; i < digest.size(); ++i) {
-    out[2 * i] = kHex[digest[i] >> 4];
-    out[2 * i + 1] = kHex[digest[i] & 0xf];
+  std::string out(2 * n, '0');
+  for (size_t i = 0; i < n; ++i) {
+    out[2 * i] = kHex[p[i] >> 4];
+    out[2 * i + 1] = kHex[p[i] & 15];
   }
   return out;
 }
 
-}  // namespace qsig::models::internal
+std::string Sha256Hex(std::string_view data) {
+  const auto d = Sha256Bytes(data);
+  return ToHex(d.data(), d.size());
+}
+
+}  // namespace qsig::models

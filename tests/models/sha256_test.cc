@@ -1,10 +1,10 @@
-#include "internal/sha256.h"
+#include "qsig/models/sha256.h"
 
 #include <gtest/gtest.h>
 
 #include <string>
 
-namespace qsig::models::internal {
+namespace qsig::models {
 namespace {
 
 // FIPS 180-4 / NIST CSRC example vectors.
@@ -43,4 +43,4 @@ TEST(ModelSha256, IncrementalUpdatesMatchOneShot) {
 }
 
 }  // namespace
-}  // namespace qsig::models::internal
+}  // namespace qsig::models

@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "artifact.pb.h"
 #include "internal/import_common.h"
-#include "internal/sha256.h"
+#include "qsig/models/sha256.h"
 #include "internal/status.h"
 #include "qsig/quant/calibration.h"
 
@@ -465,7 +465,7 @@ absl::Status WriteArtifact(Artifact& a, const std::string& path) {
   if (!p.SerializeToString(&payload)) {
     return absl::InternalError(absl::StrCat(path, ": serializing the artifact failed"));
   }
-  const auto digest = internal::Sha256Bytes(payload);
+  const auto digest = Sha256Bytes(payload);
   std::string file(kMagic, sizeof kMagic);
   PutU32(file, kArtifactFormatVersion);
   PutU32(file, 0);
@@ -494,7 +494,7 @@ absl::Status WriteArtifact(Artifact& a, const std::string& path) {
         absl::StrCat(path, ": cannot rename ", tmp, " into place: ", std::strerror(err)));
   }
   a.format_version = kArtifactFormatVersion;
-  a.content_sha256 = internal::ToHex(digest.data(), digest.size());
+  a.content_sha256 = ToHex(digest.data(), digest.size());
   return absl::OkStatus();
 }
 
@@ -536,13 +536,13 @@ absl::StatusOr<Artifact> ReadArtifact(const std::string& path) {
                                       " bytes after the announced payload"));
   }
   const std::string_view payload(file.data() + kHeaderSize, size);
-  const auto digest = internal::Sha256Bytes(payload);
+  const auto digest = Sha256Bytes(payload);
   if (std::memcmp(digest.data(), file.data() + 24, 32) != 0) {
     return ArtifactError(
         path, StatusCode::kDataLoss,
         absl::StrCat("corrupted artifact: checksum mismatch (SHA-256 of the payload is ",
-                     internal::ToHex(digest.data(), 32), ", the header records ",
-                     internal::ToHex(reinterpret_cast<const uint8_t*>(file.data() + 24), 32),
+                     ToHex(digest.data(), 32), ", the header records ",
+                     ToHex(reinterpret_cast<const uint8_t*>(file.data() + 24), 32),
                      "); do not serve it, copy or re-create it"));
   }
   pb::Artifact p;
@@ -558,7 +558,7 @@ absl::StatusOr<Artifact> ReadArtifact(const std::string& path) {
   }
   Artifact a;
   a.format_version = version;
-  a.content_sha256 = internal::ToHex(digest.data(), 32);
+  a.content_sha256 = ToHex(digest.data(), 32);
   auto field_error = [&path](const absl::Status& st) {
     return ArtifactError(path, StatusCode::kInvalidArgument,
                          absl::StrCat("invalid artifact: ", st.message()));

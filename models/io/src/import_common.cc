@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
-#include "internal/sha256.h"
+#include "qsig/models/sha256.h"
 
 namespace qsig::models::io::internal {
 

@@ -1,6 +1,5 @@
-// SHA-256 (FIPS 180-4) for artifact checksums and source-model fingerprints. qsig_models has one
-// too, but only in its private src/internal, so this library carries its own (tested against the
-// FIPS 180-2 vectors in tests/models_io/sha256_test.cc). Not constant-time; not for secrets.
+// SHA-256 (FIPS 180-4), used to fingerprint model files and checksum .qsig artifacts. Small and dependency-free; not
+// constant-time and not meant for secrets, only for identifying artifacts.
 #pragma once
 
 #include <array>
@@ -9,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-namespace qsig::models::io::internal {
+namespace qsig::models {
 
 // Incremental hasher. Thread-safety: not thread-safe; one instance per thread.
 class Sha256 {
@@ -32,6 +31,7 @@ class Sha256 {
 // Raw and lower-case hex SHA-256 of `data`.
 std::array<uint8_t, 32> Sha256Bytes(std::string_view data);
 std::string Sha256Hex(std::string_view data);
+// Lower-case hex of `n` bytes.
 std::string ToHex(const uint8_t* p, size_t n);
 
-}  // namespace qsig::models::io::internal
+}  // namespace qsig::models
