@@ -109,11 +109,12 @@ int main(int argc, char** argv) {
 
   std::printf("qsig end-to-end latency  (CPU: %s, %u hardware threads)\n", CpuModel().c_str(),
               std::thread::hardware_concurrency());
-  std::printf("rate %.0f msg/s for %.0f s, %d workers: %.0f msg/s processed, %.0f signals/s, "
-              "%zu signals received over gRPC, drops %lu, malformed %lu, gaps %lu\n",
-              rate, seconds, workers, st.messages_per_s, st.signals_per_s, tick.size(),
-              static_cast<unsigned long>(st.drops), static_cast<unsigned long>(st.malformed),
-              static_cast<unsigned long>(st.gaps));
+  std::printf(
+      "rate %.0f msg/s for %.0f s, %d workers: %.0f msg/s processed, %.0f signals/s, "
+      "%zu signals received over gRPC, drops %lu, malformed %lu, gaps %lu\n",
+      rate, seconds, workers, st.messages_per_s, st.signals_per_s, tick.size(),
+      static_cast<unsigned long>(st.drops), static_cast<unsigned long>(st.malformed),
+      static_cast<unsigned long>(st.gaps));
   std::printf("%-34s %10s %10s %10s\n", "", "p50 us", "p99 us", "p99.9 us");
   std::printf("%-34s %10.1f %10.1f %10.1f\n", "tick-to-signal (exact, per signal)",
               Quantile(tick, 0.5), Quantile(tick, 0.99), Quantile(tick, 0.999));
@@ -121,7 +122,7 @@ int main(int argc, char** argv) {
               Quantile(delivery, 0.5), Quantile(delivery, 0.99), Quantile(delivery, 0.999));
   std::printf("%-34s %10.1f %10.1f %10.1f\n", "tick-to-signal (server histogram)", st.p50_us,
               st.p99_us, st.p999_us);
-  std::printf("%-34s %10.1f %10.1f %10.1f\n", "datagram -> vector enqueued (hist.)",
-              st.feed_p50_us, st.feed_p99_us, st.feed_p999_us);
+  std::printf("%-34s %10.1f %10.1f %10.1f\n", "datagram -> vector enqueued (hist.)", st.feed_p50_us,
+              st.feed_p99_us, st.feed_p999_us);
   return tick.empty() ? 1 : 0;
 }

@@ -63,8 +63,8 @@ RefModel& Get(Ref r) {
   const std::vector<float> calib_ticks = reference::Features(11, kCalibTicks, in);
   const std::vector<float> calib =
       reference::Windows(calib_ticks, m.spec->window, in, m.spec->window > 1 ? 3 : 1);
-  Int8Options o;     // the default plan (s16 model input, FP32 head) ...
-  o.max_rmse = 0;    // ... without the accuracy guard, so every INT8 benchmark is all-INT8
+  Int8Options o;   // the default plan (s16 model input, FP32 head) ...
+  o.max_rmse = 0;  // ... without the accuracy guard, so every INT8 benchmark is all-INT8
   auto q = CalibrateInt8Model(m.spec, calib, o);
   if (q.ok()) m.int8 = std::shared_ptr<const Model>(std::move(*q));
   m.stream = reference::Features(22, kStreamTicks, in);
@@ -88,7 +88,8 @@ void TimedLoop(benchmark::State& state, F&& body) {
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
   if (ns.empty()) return;
   auto pct = [&ns](double p) {
-    const size_t k = std::min(ns.size() - 1, static_cast<size_t>(p * static_cast<double>(ns.size())));
+    const size_t k =
+        std::min(ns.size() - 1, static_cast<size_t>(p * static_cast<double>(ns.size())));
     std::nth_element(ns.begin(), ns.begin() + static_cast<std::ptrdiff_t>(k), ns.end());
     return ns[k] * 1e-3;
   };

@@ -5,9 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <iterator>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 
@@ -140,8 +140,7 @@ class MapReader {
 absl::Status ApplyOverride(YAML::Node& root, const std::string& text) {
   const size_t eq = text.find('=');
   if (eq == std::string::npos || eq == 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--set '", text, "': expected key.path=value"));
+    return absl::InvalidArgumentError(absl::StrCat("--set '", text, "': expected key.path=value"));
   }
   const std::string key = text.substr(0, eq);
   YAML::Node value;
@@ -158,14 +157,14 @@ absl::Status ApplyOverride(YAML::Node& root, const std::string& text) {
     size_t index = 0;
     if (cur.IsSequence() && absl::SimpleAtoi(parts[i], &index)) {
       if (index >= cur.size()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "--set ", key, ": index ", index, " out of range (", cur.size(), " entries)"));
+        return absl::InvalidArgumentError(absl::StrCat("--set ", key, ": index ", index,
+                                                       " out of range (", cur.size(), " entries)"));
       }
       chain.push_back(cur[index]);
     } else {
       if (!cur.IsMap() && !cur.IsNull()) {
-        return absl::InvalidArgumentError(absl::StrCat("--set ", key, ": '", parts[i],
-                                                       "' is not a mapping"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--set ", key, ": '", parts[i], "' is not a mapping"));
       }
       chain.push_back(cur[parts[i]]);
     }
@@ -242,15 +241,18 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   sim.Get("session_restart_rate", &c.sim.session_restart_rate);
   sim.Get("record_pcap", &c.sim.record_pcap);
   sim.Get("record_itch", &c.sim.record_itch);
-  for (auto [key, faults] : {std::pair{"faults_a", &c.sim.faults_a}, {"faults_b", &c.sim.faults_b}}) {
+  for (auto [key, faults] :
+       {std::pair{"faults_a", &c.sim.faults_a}, {"faults_b", &c.sim.faults_b}}) {
     MapReader f = sim.Child(key);
     f.Get("drop", &faults->drop);
     f.Get("reorder", &faults->reorder);
     f.Get("duplicate", &faults->duplicate);
     f.Get("malformed", &faults->malformed);
     f.Finish();
-    for (auto [name, v] : {std::pair{"drop", faults->drop}, {"reorder", faults->reorder},
-                           {"duplicate", faults->duplicate}, {"malformed", faults->malformed}}) {
+    for (auto [name, v] : {std::pair{"drop", faults->drop},
+                           {"reorder", faults->reorder},
+                           {"duplicate", faults->duplicate},
+                           {"malformed", faults->malformed}}) {
       if (st.ok() && (v < 0 || v > 1)) f.Fail(f.Sub(name), "a probability in [0, 1]");
     }
   }
@@ -268,7 +270,8 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
         mr.Get("path", &m.path);
         mr.Get("window", &m.window);
         mr.Finish();
-        if (st.ok() && (m.window < 0 || m.window > 4096)) mr.Fail(mr.Sub("window"), "must be in 0..4096");
+        if (st.ok() && (m.window < 0 || m.window > 4096))
+          mr.Fail(mr.Sub("window"), "must be in 0..4096");
         if (st.ok() && m.name.empty()) mr.Fail(mr.Sub("name"), "required");
         if (st.ok() && m.path.empty()) mr.Fail(mr.Sub("path"), "required");
         for (const auto& other : c.models) {
@@ -349,7 +352,8 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   if (c.feed.recovery.max_held_messages < 0) {
     return bad("feed.recovery.max_held_messages", "must be >= 0");
   }
-  if (c.feed.recovery.gap_timeout_us <= 0) return bad("feed.recovery.gap_timeout_us", "must be > 0");
+  if (c.feed.recovery.gap_timeout_us <= 0)
+    return bad("feed.recovery.gap_timeout_us", "must be > 0");
   for (const auto& [key, value, allow_empty] :
        std::vector<std::tuple<std::string, std::string, bool>>{
            {"feed.listen", c.feed.listen, false},
@@ -396,7 +400,8 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   }
   if (c.workers.idle_spin_us < 0) return bad("workers.idle_spin_us", "must be >= 0");
   if (c.shadow.sample_every < 0) return bad("shadow.sample_every", "must be >= 0");
-  if (!(c.shadow.divergence_threshold > 0)) return bad("shadow.divergence_threshold", "must be > 0");
+  if (!(c.shadow.divergence_threshold > 0))
+    return bad("shadow.divergence_threshold", "must be > 0");
   if (c.calibration.warmup_samples < 16) return bad("calibration.warmup_samples", "must be >= 16");
   if (c.calibration.samples < c.calibration.warmup_samples) {
     return bad("calibration.samples", "must be >= calibration.warmup_samples");
@@ -416,13 +421,14 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   if (!(c.calibration.percentile > 50) || c.calibration.percentile > 100) {
     return bad("calibration.percentile", "must be in (50, 100]");
   }
-  if (c.calibration.layer_guard_rmse < 0) return bad("calibration.layer_guard_rmse", "must be >= 0");
+  if (c.calibration.layer_guard_rmse < 0)
+    return bad("calibration.layer_guard_rmse", "must be >= 0");
   if (!c.calibration.schedule.empty()) {
     int hh = -1, mm = -1;
-    if (std::sscanf(c.calibration.schedule.c_str(), "%d:%d", &hh, &mm) != 2 || hh < 0 ||
-        hh > 23 || mm < 0 || mm > 59 || c.calibration.schedule.size() != 5) {
-      return bad("calibration.schedule", absl::StrCat("expected HH:MM (UTC), got '",
-                                                      c.calibration.schedule, "'"));
+    if (std::sscanf(c.calibration.schedule.c_str(), "%d:%d", &hh, &mm) != 2 || hh < 0 || hh > 23 ||
+        mm < 0 || mm > 59 || c.calibration.schedule.size() != 5) {
+      return bad("calibration.schedule",
+                 absl::StrCat("expected HH:MM (UTC), got '", c.calibration.schedule, "'"));
     }
   }
   if (!(c.drift.input_z > 0)) return bad("drift.input_z", "must be > 0");

@@ -30,7 +30,8 @@ uint16_t Ipv4Checksum(const uint8_t* h) noexcept {
 absl::StatusOr<std::unique_ptr<PcapWriter>> PcapWriter::Open(const std::string& path) {
   std::unique_ptr<PcapWriter> w(new PcapWriter());
   w->path_ = path;
-  pcap_t* p = pcap_open_dead_with_tstamp_precision(DLT_EN10MB, kSnapLen, PCAP_TSTAMP_PRECISION_NANO);
+  pcap_t* p =
+      pcap_open_dead_with_tstamp_precision(DLT_EN10MB, kSnapLen, PCAP_TSTAMP_PRECISION_NANO);
   if (p == nullptr) return absl::InternalError("pcap_open_dead failed");
   w->pcap_ = p;
   pcap_dumper_t* d = pcap_dump_open(p, path.c_str());
@@ -123,8 +124,7 @@ absl::StatusOr<std::unique_ptr<PcapReader>> PcapReader::Open(const std::string& 
   if (!bpf_filter.empty()) {
     bpf_program prog;
     if (pcap_compile(p, &prog, bpf_filter.c_str(), 1, PCAP_NETMASK_UNKNOWN) != 0) {
-      return absl::InvalidArgumentError(
-          Cat("pcap filter '", bpf_filter, "': ", pcap_geterr(p)));
+      return absl::InvalidArgumentError(Cat("pcap filter '", bpf_filter, "': ", pcap_geterr(p)));
     }
     const int rc = pcap_setfilter(p, &prog);
     pcap_freecode(&prog);
@@ -266,7 +266,8 @@ absl::Status ItchFileWriter::Close() {
   const bool close_failed = std::fclose(f_) != 0;
   f_ = nullptr;
   if (bad || close_failed) {
-    return absl::DataLossError(Cat("writing ITCH file '", path_, "' failed: ", std::strerror(errno)));
+    return absl::DataLossError(
+        Cat("writing ITCH file '", path_, "' failed: ", std::strerror(errno)));
   }
   return absl::OkStatus();
 }

@@ -113,7 +113,8 @@ absl::Status Finish(File f, const std::string& path) {
   if (raw == nullptr) return absl::OkStatus();
   const bool bad = std::ferror(raw) != 0;
   if (std::fclose(raw) != 0 || bad) {
-    return absl::DataLossError(internal::Cat("writing '", path, "' failed: ", std::strerror(errno)));
+    return absl::DataLossError(
+        internal::Cat("writing '", path, "' failed: ", std::strerror(errno)));
   }
   return absl::OkStatus();
 }

@@ -8,9 +8,8 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "internal/str.h"
-
 #include "internal/itch.h"
+#include "internal/str.h"
 #include "qsig/feeds/feed.h"
 
 namespace qsig::feeds {
@@ -23,12 +22,11 @@ const std::vector<std::string>& DefaultFeatureNames() {
   return kNames;
 }
 
-
 namespace {
 
+using internal::Cat;
 using internal::CompiledFeature;
 using internal::FeatureKind;
-using internal::Cat;
 
 struct Compiled {
   CompiledFeature feature;
@@ -90,10 +88,10 @@ class Params {
   std::map<std::string, std::string> left_;
 };
 
-#define QSIG_FEEDS_TRY(expr)          \
-  do {                                \
-    absl::Status _st = (expr);        \
-    if (!_st.ok()) return _st;        \
+#define QSIG_FEEDS_TRY(expr)   \
+  do {                         \
+    absl::Status _st = (expr); \
+    if (!_st.ok()) return _st; \
   } while (false)
 
 constexpr int kMaxHorizon = static_cast<int>(internal::EngineState::kHistory) - 1;
@@ -147,7 +145,8 @@ absl::StatusOr<Compiled> CompileOne(const FeatureSpec& spec, int index) {
     c.name = Cat("log_depth_l", f.n);
   } else {
     std::string known;
-    for (const FeatureKindInfo& info : FeatureKinds()) known += (known.empty() ? "" : ", ") + info.name;
+    for (const FeatureKindInfo& info : FeatureKinds())
+      known += (known.empty() ? "" : ", ") + info.name;
     return p.Error(Cat("unknown feature; known: ", known));
   }
   QSIG_FEEDS_TRY(p.Done());
@@ -216,8 +215,10 @@ absl::StatusOr<std::vector<std::string>> FeatureNames(const std::vector<FeatureS
 namespace {
 
 std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -239,8 +240,7 @@ std::vector<std::string_view> SplitTop(std::string_view s, char sep) {
   return out;
 }
 
-absl::Status KeyValues(std::string_view body, char eq, size_t index, FeatureSpec* spec,
-                       bool yaml) {
+absl::Status KeyValues(std::string_view body, char eq, size_t index, FeatureSpec* spec, bool yaml) {
   for (std::string_view kv : SplitTop(body, ',')) {
     const size_t e = kv.find(eq);
     if (e == std::string_view::npos) {
@@ -383,7 +383,8 @@ void FeatureEngine::OnAdd(EngineState& s, int64_t ts) const noexcept {
   if (!has_arrival_) return;
   for (const CompiledFeature& f : features_) {
     if (f.kind != FeatureKind::kArrivalRate) continue;
-    const double dt = static_cast<double>(std::max<int64_t>(ts - static_cast<int64_t>(s.slot_b[f.slot]), 0));
+    const double dt =
+        static_cast<double>(std::max<int64_t>(ts - static_cast<int64_t>(s.slot_b[f.slot]), 0));
     // Each arrival adds ln2 / half-life (per second): a steady Poisson rate r settles at r.
     s.slot_a[f.slot] = s.slot_a[f.slot] * std::exp2(-dt / f.x) + 0.6931471805599453 / (f.x * 1e-9);
     s.slot_b[f.slot] = static_cast<double>(ts);
@@ -483,7 +484,6 @@ bool FeatureEngine::Compute(EngineState& s, const BookSide& bids, const BookSide
   }
   return non_finite;
 }
-
 
 bool ComputeFeatures(const BookSide& bids, const BookSide& asks, FeatureState& state, float* out,
                      double* mid_out) noexcept {

@@ -154,9 +154,8 @@ absl::StatusOr<std::unique_ptr<FeedHandler>> FeedHandler::Open(const FeedHandler
     }
     if (!ec) impl->rerequest_socket.non_blocking(true, ec);
     if (ec) {
-      return absl::UnavailableError(internal::Cat("re-request socket for ",
-                                                  options.retransmit_endpoint,
-                                                  " failed: ", ec.message()));
+      return absl::UnavailableError(internal::Cat(
+          "re-request socket for ", options.retransmit_endpoint, " failed: ", ec.message()));
     }
     impl->recovery = true;
     const size_t i = static_cast<size_t>(impl->n_fds);

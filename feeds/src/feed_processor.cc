@@ -519,8 +519,8 @@ void FeedProcessor::Impl::Apply(const uint8_t* m, size_t len, uint64_t seq, int6
   OnMessage(m, len, seq, recv_ns, loud, sink);
 }
 
-void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t seq,
-                                    int64_t recv_ns, bool loud, FeatureSink& sink) noexcept {
+void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t seq, int64_t recv_ns,
+                                    bool loud, FeatureSink& sink) noexcept {
   if (loud) ++messages_in_packet;
   const uint8_t type = m[itch::kTypeOffset];
   const uint16_t locate = LoadBe16(m + itch::kLocateOffset);
@@ -557,10 +557,10 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
       return;
     case 'A':
     case 'F':
-      if (!Check(books.Add(locate, LoadBe64(m + itch::kAddRef),
-                           static_cast<char>(m[itch::kAddSide]), LoadBe32(m + itch::kAddShares),
-                           LoadBe32(m + itch::kAddPrice)),
-                 loud)) {
+      if (!Check(
+              books.Add(locate, LoadBe64(m + itch::kAddRef), static_cast<char>(m[itch::kAddSide]),
+                        LoadBe32(m + itch::kAddShares), LoadBe32(m + itch::kAddPrice)),
+              loud)) {
         return;
       }
       engine.OnAdd(Features(locate), ts);
@@ -568,8 +568,7 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
     case 'E':
     case 'C': {
       const uint32_t shares = LoadBe32(m + itch::kExecShares);
-      if (!Check(books.Reduce(locate, LoadBe64(m + itch::kExecRef), shares, &side, &price),
-                 loud)) {
+      if (!Check(books.Reduce(locate, LoadBe64(m + itch::kExecRef), shares, &side, &price), loud)) {
         return;
       }
       // Non-printable executions ('C' with printable 'N') are not counted as volume.
@@ -589,11 +588,11 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
       if (!Check(books.Delete(locate, LoadBe64(m + itch::kDeleteRef)), loud)) return;
       break;
     case 'U':
-      if (!Check(books.Replace(locate, LoadBe64(m + itch::kReplaceOrigRef),
-                               LoadBe64(m + itch::kReplaceNewRef),
-                               LoadBe32(m + itch::kReplaceShares),
-                               LoadBe32(m + itch::kReplacePrice)),
-                 loud)) {
+      if (!Check(
+              books.Replace(locate, LoadBe64(m + itch::kReplaceOrigRef),
+                            LoadBe64(m + itch::kReplaceNewRef), LoadBe32(m + itch::kReplaceShares),
+                            LoadBe32(m + itch::kReplacePrice)),
+              loud)) {
         return;
       }
       break;
@@ -603,8 +602,8 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
         if (loud) Bump(stats.unknown_instrument);
         return;
       }
-      engine.OnTrade(Features(locate), LoadBe32(m + itch::kTradeShares),
-                     m[itch::kTradeSide] == 'S', ts);
+      engine.OnTrade(Features(locate), LoadBe32(m + itch::kTradeShares), m[itch::kTradeSide] == 'S',
+                     ts);
       return;
     case 'Q':
       // An auction print: a trade (time since trade) but not directional flow.
@@ -649,8 +648,8 @@ void FeedProcessor::Impl::EmitFeatures(uint16_t locate, const uint8_t* m, uint64
   fv.exchange_ts_ns = static_cast<int64_t>(LoadBe48(m + itch::kTimestampOffset));
   fv.recv_ns = recv_ns;
   fv.decoded_ns = MonotonicNanos();
-  const bool non_finite = engine.Compute(Features(locate), bids, asks, fv.exchange_ts_ns,
-                                         fv.values, &fv.mid_price);
+  const bool non_finite =
+      engine.Compute(Features(locate), bids, asks, fv.exchange_ts_ns, fv.values, &fv.mid_price);
   const bool stale = in.stale || window_mode();
   fv.flags = (stale ? kFeatureFlagStale : 0u) | (non_finite ? kFeatureFlagNonFinite : 0u) |
              (in.trading_state != 'T' ? kFeatureFlagHalted : 0u);
@@ -703,9 +702,8 @@ bool FeedProcessor::NextRetransmitRequest(int64_t now_ns, RetransmitRequest* req
     if (h.requests >= r.max_rerequests || now_ns < h.next_request_ns) continue;
     std::memcpy(request->session, s.session, mold::kSessionSize);
     request->sequence = h.first;
-    request->count = static_cast<uint16_t>(
-        std::min<uint64_t>({h.end - h.first, static_cast<uint64_t>(std::max(r.max_request_messages, 1)),
-                            0xFFFE}));
+    request->count = static_cast<uint16_t>(std::min<uint64_t>(
+        {h.end - h.first, static_cast<uint64_t>(std::max(r.max_request_messages, 1)), 0xFFFE}));
     ++h.requests;
     h.next_request_ns = now_ns + int64_t{r.rerequest_interval_us} * 1000;
     return true;
@@ -741,9 +739,7 @@ void FeedProcessor::AbandonGaps(FeatureSink& sink) noexcept {
 
 bool FeedProcessor::gap_open() const noexcept { return impl_->window_mode(); }
 uint64_t FeedProcessor::next_sequence() const noexcept { return impl_->next; }
-uint32_t FeedProcessor::last_datagram_new_messages() const noexcept {
-  return impl_->new_in_packet;
-}
+uint32_t FeedProcessor::last_datagram_new_messages() const noexcept { return impl_->new_in_packet; }
 
 int FeedProcessor::BookLevels(uint16_t locate, bool bid, std::span<PriceLevel> out) const noexcept {
   if (!impl_->books.valid_locate(locate)) return 0;

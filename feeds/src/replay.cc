@@ -62,7 +62,8 @@ int ReplaySource::Impl::NextItch(std::span<uint8_t> out, int64_t* capture_ns) no
       if (len < 0) return count == 0 ? -1 : 0;  // Report the error on the next call.
       if (len == 0) break;
     }
-    if (count == per_packet || off + mold::kBlockLengthSize + static_cast<size_t>(len) > out.size()) {
+    if (count == per_packet ||
+        off + mold::kBlockLengthSize + static_cast<size_t>(len) > out.size()) {
       // Keep it for the next packet. The reader's buffer stays valid until its next Next().
       carry = m;
       carry_len = len;
@@ -147,9 +148,9 @@ int ReplaySource::Poll(int timeout_ms, FeedProcessor& processor, FeatureSink& si
         s.first_play_ns = MonotonicNanos();
       }
       const int64_t due =
-          s.first_play_ns + static_cast<int64_t>(
-                                static_cast<double>(s.pending_capture_ns - s.first_capture_ns) /
-                                s.options.speed);
+          s.first_play_ns +
+          static_cast<int64_t>(static_cast<double>(s.pending_capture_ns - s.first_capture_ns) /
+                               s.options.speed);
       const int64_t now = MonotonicNanos();
       if (now < due) {
         if (fed > 0) return fed;

@@ -121,7 +121,8 @@ void SimPublisher::Impl::SendLine(Line& line, std::span<const uint8_t> packet) {
         line.scratch.resize(line.rng.Below(mold::kHeaderSize));
         break;
       case 1:  // Cut inside the last message block.
-        if (line.scratch.size() > mold::kHeaderSize + 3) line.scratch.resize(line.scratch.size() - 3);
+        if (line.scratch.size() > mold::kHeaderSize + 3)
+          line.scratch.resize(line.scratch.size() - 3);
         break;
       default: {  // Another session, mid-stream: must not reset anything.
         std::memcpy(line.scratch.data(), "JUNKJUNK99", mold::kSessionSize);

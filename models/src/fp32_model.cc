@@ -46,9 +46,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> BuildRuntime(std::shared_ptr<const Mode
   const bool is_gru = s.arch == Arch::kGru;
   const size_t n_rnn = is_gru ? s.gru.size() : s.lstm.size();
   bool any_int8 = false, any_fp32 = false;
-  auto int8_op = [&plan](size_t id) {
-    return id < plan.ops.size() && plan.ops[id].int8;
-  };
+  auto int8_op = [&plan](size_t id) { return id < plan.ops.size() && plan.ops[id].int8; };
   for (size_t l = 0; l < n_rnn; ++l) {
     const int in = is_gru ? s.gru[l].input_size : s.lstm[l].input_size;
     const int hid = is_gru ? s.gru[l].hidden_size : s.lstm[l].hidden_size;
@@ -95,13 +93,15 @@ absl::StatusOr<std::unique_ptr<Runtime>> BuildRuntime(std::shared_ptr<const Mode
                            first ? s.feature_std : std::vector<float>{}, &fold);
       h.bias.resize(static_cast<size_t>(h.w.rows_pad()));
       for (int r = 0; r < ly.out; ++r) {
-        h.bias[static_cast<size_t>(r)] = ly.bias[static_cast<size_t>(r)] + fold[static_cast<size_t>(r)];
+        h.bias[static_cast<size_t>(r)] =
+            ly.bias[static_cast<size_t>(r)] + fold[static_cast<size_t>(r)];
       }
       any_int8 = true;
     } else {
       h.w = MakeFp32Matmul(ly.weight, ly.out, ly.in);
       h.bias.resize(static_cast<size_t>(h.w.rows_pad()));
-      for (int r = 0; r < ly.out; ++r) h.bias[static_cast<size_t>(r)] = ly.bias[static_cast<size_t>(r)];
+      for (int r = 0; r < ly.out; ++r)
+        h.bias[static_cast<size_t>(r)] = ly.bias[static_cast<size_t>(r)];
       any_fp32 = true;
     }
     head.push_back(std::move(h));

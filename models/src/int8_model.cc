@@ -27,7 +27,8 @@ std::string OpTensorName(const ModelSpec& s, size_t id) {
   const size_t n_rnn = NumRnn(s);
   const char* rnn = s.arch == Arch::kGru ? "gru" : "lstm";
   if (id < 2 * n_rnn) {
-    return absl::StrCat(rnn, "[", id / 2, "]", id % 2 == 0 ? " input x_t" : " hidden state h_{t-1}");
+    return absl::StrCat(rnn, "[", id / 2, "]",
+                        id % 2 == 0 ? " input x_t" : " hidden state h_{t-1}");
   }
   return absl::StrCat("layers[", id - 2 * n_rnn, "] input");
 }
@@ -64,9 +65,9 @@ absl::Status CheckWindows(const ModelSpec& s, std::span<const float> w, const ch
         " raw features (ideally thousands, covering the live distribution)"));
   }
   if (w.size() % per_window != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": got ", w.size(), " floats, not a multiple of one window (", s.window,
-        " timesteps x ", s.input_size, " features = ", per_window, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": got ", w.size(), " floats, not a multiple of one window (", s.window,
+                     " timesteps x ", s.input_size, " features = ", per_window, ")"));
   }
   for (size_t i = 0; i < w.size(); ++i) {
     if (!std::isfinite(w[i])) {
@@ -84,16 +85,16 @@ absl::Status CheckWindows(const ModelSpec& s, std::span<const float> w, const ch
 absl::StatusOr<quant::QuantParams> ParamsOf(const TensorCalibrator& c, const std::string& name) {
   auto p = c.Params(quant::kU8Min, quant::kU8Max);
   if (!p.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat("calibration: ", name, ": ",
-                                                   p.status().message(), " (observed ", c.count(),
-                                                   " values, range [", c.min(), ", ", c.max(), "])"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("calibration: ", name, ": ", p.status().message(), " (observed ", c.count(),
+                     " values, range [", c.min(), ", ", c.max(), "])"));
   }
   return p;
 }
 
 // Runs the FP32 model over the windows and collects Stats.
-absl::StatusOr<Stats> Collect(std::shared_ptr<const ModelSpec> spec,
-                              std::span<const float> windows, const Int8Options& o) {
+absl::StatusOr<Stats> Collect(std::shared_ptr<const ModelSpec> spec, std::span<const float> windows,
+                              const Int8Options& o) {
   const ModelSpec& s = *spec;
   auto fp32 = internal::BuildRuntime(spec, QuantPlan{});
   if (!fp32.ok()) return fp32.status();
@@ -106,7 +107,8 @@ absl::StatusOr<Stats> Collect(std::shared_ptr<const ModelSpec> spec,
   Stats st;
   const size_t n_ops = 2 * NumRnn(s) + s.layers.size();
   st.op.assign(n_ops, TensorCalibrator(co));
-  if (o.per_feature_input) st.feature.assign(static_cast<size_t>(s.input_size), TensorCalibrator(co));
+  if (o.per_feature_input)
+    st.feature.assign(static_cast<size_t>(s.input_size), TensorCalibrator(co));
   st.cmax.assign(NumRnn(s), 0.0f);
   CalibHooks hooks(&st, o.per_feature_input);
   const size_t per = static_cast<size_t>(s.window) * s.input_size;
@@ -136,12 +138,12 @@ absl::StatusOr<QuantPlan> MakePlan(const ModelSpec& s, const Stats& st, const In
     op.int8 = true;
     const std::string name = OpTensorName(s, id);
     const bool hidden = id < 2 * n_rnn && id % 2 == 1;
-    const int cols = id < 2 * n_rnn
-                         ? (hidden ? (s.arch == Arch::kGru ? s.gru[id / 2].hidden_size
-                                                           : s.lstm[id / 2].hidden_size)
-                                   : (s.arch == Arch::kGru ? s.gru[id / 2].input_size
-                                                           : s.lstm[id / 2].input_size))
-                         : s.layers[id - 2 * n_rnn].in;
+    const int cols =
+        id < 2 * n_rnn
+            ? (hidden
+                   ? (s.arch == Arch::kGru ? s.gru[id / 2].hidden_size : s.lstm[id / 2].hidden_size)
+                   : (s.arch == Arch::kGru ? s.gru[id / 2].input_size : s.lstm[id / 2].input_size))
+            : s.layers[id - 2 * n_rnn].in;
     bool s16 = prec[group] == Precision::kInt8S16;
     if (o.s16_input && id == 0) s16 = true;
     // An INT8 head (fp32_head off) reads s16 too in the default plan: one row, negligible cost.
@@ -161,8 +163,9 @@ absl::StatusOr<QuantPlan> MakePlan(const ModelSpec& s, const Stats& st, const In
         amax += off;
       }
       if (!(amax > 0.0f)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "calibration: ", name, ": quantization range is degenerate: every observed value was 0"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("calibration: ", name,
+                         ": quantization range is degenerate: every observed value was 0"));
       }
       op.in.s16 = true;
       op.in.scale = {2.0f * amax / 32767.0f};
@@ -291,10 +294,12 @@ absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const 
   auto ranked = AnalyzeSensitivity(spec, calib_windows, {eval.data(), eval.size()}, so);
   if (!ranked.ok()) return ranked.status();
   for (const LayerSensitivity& ls : *ranked) {
-    const size_t g = static_cast<size_t>(std::find(names.begin(), names.end(), ls.layer) - names.begin());
+    const size_t g =
+        static_cast<size_t>(std::find(names.begin(), names.end(), ls.layer) - names.begin());
     if (g >= prec.size() || prec[g] == Precision::kFp32) continue;
     prec[g] = Precision::kFp32;
-    if (std::all_of(prec.begin(), prec.end(), [](Precision p) { return p == Precision::kFp32; })) break;
+    if (std::all_of(prec.begin(), prec.end(), [](Precision p) { return p == Precision::kFp32; }))
+      break;
     auto p2 = MakePlan(s, *st, options, prec, false);
     if (!p2.ok()) return p2.status();
     auto r2 = internal::BuildRuntime(spec, *p2);
@@ -322,7 +327,8 @@ absl::StatusOr<std::vector<LayerSensitivity>> AnalyzeSensitivity(
   const size_t n = eval_windows.size() / per;
   std::vector<float> ws((*fp32)->workspace_floats());
   std::vector<double> ref(n);
-  for (size_t i = 0; i < n; ++i) ref[i] = (*fp32)->Run(eval_windows.subspan(i * per, per), ws.data());
+  for (size_t i = 0; i < n; ++i)
+    ref[i] = (*fp32)->Run(eval_windows.subspan(i * per, per), ws.data());
   double ss = 0;
   for (double v : ref) ss += v * v;
   const std::vector<std::string> names = QuantizableLayers(s);
@@ -351,9 +357,10 @@ absl::StatusOr<std::vector<LayerSensitivity>> AnalyzeSensitivity(
     ls.sign_agreement = static_cast<double>(agree) / static_cast<double>(n);
     out.push_back(std::move(ls));
   }
-  std::stable_sort(out.begin(), out.end(), [](const LayerSensitivity& a, const LayerSensitivity& b) {
-    return a.rmse_over_rms > b.rmse_over_rms;
-  });
+  std::stable_sort(out.begin(), out.end(),
+                   [](const LayerSensitivity& a, const LayerSensitivity& b) {
+                     return a.rmse_over_rms > b.rmse_over_rms;
+                   });
   return out;
 }
 

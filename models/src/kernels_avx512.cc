@@ -6,8 +6,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cstring>
 #include <array>
+#include <cstring>
 #include <utility>
 
 #include "internal/kernels.h"
@@ -44,8 +44,7 @@ inline __m512 Sigmoid(__m512 x) noexcept {
 }
 
 inline __m512 Tanh(__m512 x) noexcept {  // 2 sigmoid(2x) - 1
-  return _mm512_fmsub_ps(_mm512_set1_ps(2.0f), Sigmoid(_mm512_add_ps(x, x)),
-                         _mm512_set1_ps(1.0f));
+  return _mm512_fmsub_ps(_mm512_set1_ps(2.0f), Sigmoid(_mm512_add_ps(x, x)), _mm512_set1_ps(1.0f));
 }
 
 inline __mmask16 TailMask(int left) noexcept {
@@ -70,7 +69,8 @@ inline void DotS8(const int8_t* w, size_t gstride, int groups, const uint8_t* x,
       int32_t xv;
       std::memcpy(&xv, x + i * ldx + 4 * static_cast<size_t>(g), 4);
       const __m512i xb = _mm512_set1_epi32(xv);
-      QSIG_UNROLL for (int b = 0; b < NB; ++b) acc[i][b] = _mm512_dpbusd_epi32(acc[i][b], xb, wv[b]);
+      QSIG_UNROLL for (int b = 0; b < NB; ++b) acc[i][b] =
+          _mm512_dpbusd_epi32(acc[i][b], xb, wv[b]);
     }
   }
 }
@@ -185,8 +185,8 @@ inline void DotS16(const int8_t* w, size_t gstride, int groups, const int16_t* x
     std::memcpy(&xv, x + 4 * static_cast<size_t>(g), 8);
     const __m512i xb = _mm512_set1_epi64(xv);
     QSIG_UNROLL for (int b = 0; b < NB; ++b) {
-      const __m512i w0 = _mm512_cvtepi8_epi16(
-          _mm256_load_si256(reinterpret_cast<const __m256i*>(wg + b * 64)));
+      const __m512i w0 =
+          _mm512_cvtepi8_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(wg + b * 64)));
       const __m512i w1 = _mm512_cvtepi8_epi16(
           _mm256_load_si256(reinterpret_cast<const __m256i*>(wg + b * 64 + 32)));
       lo[p][b] = _mm512_dpwssd_epi32(lo[p][b], xb, w0);
@@ -227,8 +227,7 @@ void ChunkS16(const PackedS8& w, int c0, int nbc, int b, const int16_t* x, const
 
 using ChunkS16Fn = void (*)(const PackedS8&, int, int, int, const int16_t*, const float*,
                             float*) noexcept;
-constexpr std::array<ChunkS16Fn, 4> kS16 = {&ChunkS16<1>, &ChunkS16<2>, &ChunkS16<3>,
-                                            &ChunkS16<4>};
+constexpr std::array<ChunkS16Fn, 4> kS16 = {&ChunkS16<1>, &ChunkS16<2>, &ChunkS16<3>, &ChunkS16<4>};
 
 void GemmS16S8Avx512(const PackedS8& w, int n, const int16_t* x, size_t ldx, const float* add,
                      size_t ldadd, float* y, size_t ldy) noexcept {
@@ -279,8 +278,7 @@ void ChunkF32(const PackedF32& w, int c0, int nbc, int b, int i, const float* x,
   __m512 part[S][NX][NB];
   QSIG_UNROLL for (int v = 0; v < NX; ++v) {
     QSIG_UNROLL for (int k = 0; k < NB; ++k) {
-      acc[v][k] = add ? _mm512_loadu_ps(add + v * ldadd + r0 + k * kRowBlock)
-                      : _mm512_setzero_ps();
+      acc[v][k] = add ? _mm512_loadu_ps(add + v * ldadd + r0 + k * kRowBlock) : _mm512_setzero_ps();
       QSIG_UNROLL for (int p = 0; p < S; ++p) part[p][v][k] = _mm512_setzero_ps();
     }
   }
@@ -382,7 +380,8 @@ void LstmCellAvx512(int hidden, const float* g, float* h, float* c, float c_step
     const __m512 f = Sigmoid(_mm512_maskz_loadu_ps(m, g + hidden + j));
     const __m512 gg = Tanh(_mm512_maskz_loadu_ps(m, g + 2 * hidden + j));
     const __m512 o = Sigmoid(_mm512_maskz_loadu_ps(m, g + 3 * hidden + j));
-    __m512 cj = _mm512_add_ps(_mm512_mul_ps(f, _mm512_maskz_loadu_ps(m, c + j)), _mm512_mul_ps(i, gg));
+    __m512 cj =
+        _mm512_add_ps(_mm512_mul_ps(f, _mm512_maskz_loadu_ps(m, c + j)), _mm512_mul_ps(i, gg));
     if (c_step > 0.0f) {
       __m512 k = _mm512_roundscale_ps(_mm512_div_ps(cj, step),
                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -403,8 +402,8 @@ void GruCellAvx512(int hidden, const float* gi, const float* gh, float* h) noexc
     const __m512 z = Sigmoid(_mm512_add_ps(ld(gi + hidden + j), ld(gh + hidden + j)));
     const __m512 n =
         Tanh(_mm512_add_ps(ld(gi + 2 * hidden + j), _mm512_mul_ps(r, ld(gh + 2 * hidden + j))));
-    const __m512 hv = _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(one, z), n),
-                                    _mm512_mul_ps(z, ld(h + j)));
+    const __m512 hv =
+        _mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(one, z), n), _mm512_mul_ps(z, ld(h + j)));
     _mm512_mask_storeu_ps(h + j, m, hv);
   }
 }
@@ -431,10 +430,9 @@ void ActivateAvx512(int n, Activation act, float* y) noexcept {
   }
 }
 
-constexpr Kernels kAvx512 = {"avx512vnni",       &GemvS8S32Avx512,  &GemmS8Avx512,
-                             &GemmS16S8Avx512,   &QuantizeS16Avx512, &GemmF32Avx512,
-                             &QuantizeU8Avx512,  &LstmCellAvx512,    &GruCellAvx512,
-                             &ActivateAvx512};
+constexpr Kernels kAvx512 = {
+    "avx512vnni",   &GemvS8S32Avx512,  &GemmS8Avx512,   &GemmS16S8Avx512, &QuantizeS16Avx512,
+    &GemmF32Avx512, &QuantizeU8Avx512, &LstmCellAvx512, &GruCellAvx512,   &ActivateAvx512};
 
 }  // namespace
 

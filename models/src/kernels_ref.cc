@@ -169,9 +169,8 @@ void ActivateRef(int n, Activation act, float* y) noexcept {
   }
 }
 
-constexpr Kernels kRef = {"ref",          &GemvS8S32Ref,  &GemmS8Ref,    &GemmS16S8Ref,
-                          &QuantizeS16Ref, &GemmF32Ref,    &QuantizeU8Ref, &LstmCellRef,
-                          &GruCellRef,     &ActivateRef};
+constexpr Kernels kRef = {"ref",       &GemvS8S32Ref,  &GemmS8Ref,   &GemmS16S8Ref, &QuantizeS16Ref,
+                          &GemmF32Ref, &QuantizeU8Ref, &LstmCellRef, &GruCellRef,   &ActivateRef};
 
 const Kernels& Choose() noexcept {
   const char* cap = std::getenv("QSIG_MAX_ISA");

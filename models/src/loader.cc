@@ -12,9 +12,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "qsig/models/sha256.h"
 #include "nlohmann/json.hpp"
 #include "qsig/models/model.h"
+#include "qsig/models/sha256.h"
 
 namespace qsig::models {
 namespace {
@@ -304,11 +304,15 @@ absl::Status ValidateSpec(const ModelSpec& s) {
       }
       const size_t hg = gates * static_cast<size_t>(ly.hidden_size);
       QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.w_ih.size(), hg * static_cast<size_t>(width),
-                                           p + ".w_ih", absl::StrCat(g, "*hidden_size*input_size")));
+                                           p + ".w_ih",
+                                           absl::StrCat(g, "*hidden_size*input_size")));
       QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.w_hh.size(), hg * static_cast<size_t>(ly.hidden_size),
-                                           p + ".w_hh", absl::StrCat(g, "*hidden_size*hidden_size")));
-      QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.b_ih.size(), hg, p + ".b_ih", absl::StrCat(g, "*hidden_size")));
-      QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.b_hh.size(), hg, p + ".b_hh", absl::StrCat(g, "*hidden_size")));
+                                           p + ".w_hh",
+                                           absl::StrCat(g, "*hidden_size*hidden_size")));
+      QSIG_RETURN_IF_ERROR_LOCAL(
+          CheckSize(ly.b_ih.size(), hg, p + ".b_ih", absl::StrCat(g, "*hidden_size")));
+      QSIG_RETURN_IF_ERROR_LOCAL(
+          CheckSize(ly.b_hh.size(), hg, p + ".b_hh", absl::StrCat(g, "*hidden_size")));
       QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(ly.w_ih, p + ".w_ih"));
       QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(ly.w_hh, p + ".w_hh"));
       QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(ly.b_ih, p + ".b_ih"));
@@ -335,10 +339,11 @@ absl::Status ValidateSpec(const ModelSpec& s) {
     const LinearLayer& ly = s.layers[k];
     const std::string p = absl::StrCat("layers[", k, "]");
     if (ly.in != width) {
-      return FieldError(p + ".in", absl::StrCat("is ", ly.in, ", expected ", width,
-                                                k > 0            ? " (previous layer's out)"
-                                                : s.lstm.empty() && s.gru.empty() ? " (input_size)"
-                                                                 : " (last hidden_size)"));
+      return FieldError(p + ".in",
+                        absl::StrCat("is ", ly.in, ", expected ", width,
+                                     k > 0                             ? " (previous layer's out)"
+                                     : s.lstm.empty() && s.gru.empty() ? " (input_size)"
+                                                                       : " (last hidden_size)"));
     }
     if (ly.out < 1 || ly.out > kMaxDim) {
       return FieldError(p + ".out", absl::StrCat("is ", ly.out, ", must be in [1, ", kMaxDim, "]"));

@@ -48,7 +48,9 @@ MatmulOp MakeInt8Matmul(const std::vector<float>& w, int rows, int cols, const I
   op.int8 = true;
   op.s16 = in.s16;
   const bool per_col = in.scale.size() > 1 || !fold_mean.empty();
-  auto sc = [&in](int k) { return in.scale.size() > 1 ? in.scale[static_cast<size_t>(k)] : in.scale[0]; };
+  auto sc = [&in](int k) {
+    return in.scale.size() > 1 ? in.scale[static_cast<size_t>(k)] : in.scale[0];
+  };
   auto zp = [&in](int k) {
     return in.zero_point.size() > 1 ? in.zero_point[static_cast<size_t>(k)] : in.zero_point[0];
   };
@@ -74,7 +76,8 @@ MatmulOp MakeInt8Matmul(const std::vector<float>& w, int rows, int cols, const I
     (*bias_fold)[static_cast<size_t>(r)] = -static_cast<float>(comp) * sw;
   }
   op.wq = PackS8(q.data(), rows, cols);
-  for (int r = 0; r < rows; ++r) op.wq.scales[static_cast<size_t>(r)] = scales[static_cast<size_t>(r)];
+  for (int r = 0; r < rows; ++r)
+    op.wq.scales[static_cast<size_t>(r)] = scales[static_cast<size_t>(r)];
   if (per_col && in.s16 && !fold_mean.empty() && in.scale.size() == 1) {
     // s16 with normalization folded: xq = round(x * a_k) with a_k = 1 / (s * std_k); the mean's
     // term, -sum_k W[r,k] * mean_k / std_k, is a constant of the bias. One float per feature.
@@ -84,7 +87,8 @@ MatmulOp MakeInt8Matmul(const std::vector<float>& w, int rows, int cols, const I
       const float sd = fold_std[i] != 0.0f ? fold_std[i] : 1.0f;
       op.qa[i] = 1.0f / (in.scale[0] * sd);
       for (int r = 0; r < rows; ++r) {
-        (*bias_fold)[static_cast<size_t>(r)] -= w[static_cast<size_t>(r) * cols + k] * (fold_mean[i] / sd);
+        (*bias_fold)[static_cast<size_t>(r)] -=
+            w[static_cast<size_t>(r) * cols + k] * (fold_mean[i] / sd);
       }
     }
     op.qb0 = 0.0f;
@@ -94,7 +98,8 @@ MatmulOp MakeInt8Matmul(const std::vector<float>& w, int rows, int cols, const I
     for (int k = 0; k < cols; ++k) {
       float a = 1.0f / sc(k), b = static_cast<float>(zp(k));
       if (!fold_mean.empty()) {  // x_n = (x - mean) / std  =>  x_n * a + b = x * a' + b'
-        const float sd = fold_std[static_cast<size_t>(k)] != 0.0f ? fold_std[static_cast<size_t>(k)] : 1.0f;
+        const float sd =
+            fold_std[static_cast<size_t>(k)] != 0.0f ? fold_std[static_cast<size_t>(k)] : 1.0f;
         const float a2 = a / sd;
         b = b - fold_mean[static_cast<size_t>(k)] * a2;
         a = a2;
@@ -148,8 +153,8 @@ Runtime::Layout Runtime::MakeLayout(int n) const {
   size_t cols_max = static_cast<size_t>(s.input_size);
   for (const RnnLayer& r : rnn_) {
     width = std::max(width, static_cast<size_t>(r.hidden));
-    cols_max = std::max({cols_max, static_cast<size_t>(r.ih.cols_pad()),
-                         static_cast<size_t>(r.hh.cols_pad())});
+    cols_max = std::max(
+        {cols_max, static_cast<size_t>(r.ih.cols_pad()), static_cast<size_t>(r.hh.cols_pad())});
   }
   for (const HeadLayer& h : head_) {
     width = std::max({width, static_cast<size_t>(h.w.rows_pad()), static_cast<size_t>(h.in)});
@@ -186,8 +191,8 @@ void Runtime::Project0(const float* tick, float* ws, const Layout& l, float* pro
   const RnnLayer& r = rnn_[0];
   const float* x = Input(tick, ws + l.xn);
   hooks.MatmulInput(0, x, r.in);
-  r.ih.Apply(*k_, 1, x, 0, r.bias_x.data(), 0, proj, 0,
-             reinterpret_cast<uint8_t*>(ws + l.q), l.qstride);
+  r.ih.Apply(*k_, 1, x, 0, r.bias_x.data(), 0, proj, 0, reinterpret_cast<uint8_t*>(ws + l.q),
+             l.qstride);
 }
 
 template <class Hooks>
@@ -245,7 +250,8 @@ void Runtime::Head(int n, const float* x, size_t ldx, float* ws, const Layout& l
     if (n == 1) hooks.MatmulInput(base + static_cast<int>(k), x, hl.in);
     hl.w.Apply(*k_, n, x, ldx, hl.bias.data(), 0, y, l.width, q, l.qstride);
     if (hl.act != Activation::kNone) {
-      for (int i = 0; i < n; ++i) k_->activate(hl.out, hl.act, y + static_cast<size_t>(i) * l.width);
+      for (int i = 0; i < n; ++i)
+        k_->activate(hl.out, hl.act, y + static_cast<size_t>(i) * l.width);
     }
     x = y;
     ldx = l.width;
@@ -373,7 +379,8 @@ void Runtime::StepBatch(int n, const float* ticks, float* const* states, float* 
   size_t ldx = in;
   if (normalize_) {
     for (int i = 0; i < n; ++i) {
-      Normalize(s, ticks + static_cast<size_t>(i) * in, ws + l.xn + static_cast<size_t>(i) * l.width);
+      Normalize(s, ticks + static_cast<size_t>(i) * in,
+                ws + l.xn + static_cast<size_t>(i) * l.width);
     }
     x = ws + l.xn;
     ldx = l.width;

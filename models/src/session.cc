@@ -76,4 +76,3 @@ float Session::Push(std::span<const float> tick) noexcept {
 void Session::Reset() noexcept { model_->ResetState(mode_, state_); }
 
 }  // namespace qsig::models
-

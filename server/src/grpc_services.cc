@@ -50,7 +50,8 @@ class SignalServiceImpl final : public v1::SignalService::Service {
     for (const auto& name : req->models()) {
       const int m = core_->ModelIndex(name);
       if (m < 0) {
-        return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("unknown model '", name, "'"));
+        return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                            absl::StrCat("unknown model '", name, "'"));
       }
       models.push_back(static_cast<uint16_t>(m));
     }
@@ -81,8 +82,8 @@ class SignalServiceImpl final : public v1::SignalService::Service {
     SignalRecord r;
     for (int loc = 0; loc <= core_->max_locate; ++loc) {
       const uint16_t locate = static_cast<uint16_t>(loc);
-      if (!wanted.empty() && std::find(wanted.begin(), wanted.end(),
-                                       core_->symbols->Word(locate)) == wanted.end()) {
+      if (!wanted.empty() &&
+          std::find(wanted.begin(), wanted.end(), core_->symbols->Word(locate)) == wanted.end()) {
         continue;
       }
       for (size_t m = 0; m < core_->slots.size(); ++m) {
@@ -114,8 +115,8 @@ class SignalServiceImpl final : public v1::SignalService::Service {
     } else {
       return grpc::Status(
           grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("model '", slot.name(), "' takes ", in, " features (one vector) or ",
-                       in * w, " (a window of ", w, "); got ", req->features_size()));
+          absl::StrCat("model '", slot.name(), "' takes ", in, " features (one vector) or ", in * w,
+                       " (a window of ", w, "); got ", req->features_size()));
     }
     for (size_t i = 0; i < window.size(); ++i) {
       if (!std::isfinite(window[i])) {
@@ -165,7 +166,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
       spdlog::info("recalibrate {}: {} ({} samples, version {}, rel RMSE {:.4f})", r.model,
                    r.message, r.samples, r.version,
                    r.fp32_rms > 0 ? r.validation_rmse / r.fp32_rms : 0.0);
-      if (!r.installed) absl::StrAppend(&failures, failures.empty() ? "" : "; ", r.model, ": ", r.message);
+      if (!r.installed)
+        absl::StrAppend(&failures, failures.empty() ? "" : "; ", r.model, ": ", r.message);
       auto* out = resp->add_models();
       out->set_model(r.model);
       out->set_model_version(r.version);

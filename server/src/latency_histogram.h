@@ -18,8 +18,8 @@ class LatencyHistogram {
  public:
   // Upper bounds in microseconds; an implicit +Inf bucket follows.
   static constexpr std::array<double, 30> kBoundsUs = {
-      0.5, 1,   1.5, 2,   3,   4,   5,    6,    8,    10,   12,   15,    20,    25,    30,
-      40,  50,  60,  80,  100, 150, 200,  300,  500,  1000, 2000, 5000,  10000, 50000, 100000};
+      0.5, 1,  1.5, 2,  3,   4,   5,   6,   8,   10,   12,   15,   20,    25,    30,
+      40,  50, 60,  80, 100, 150, 200, 300, 500, 1000, 2000, 5000, 10000, 50000, 100000};
   static constexpr int kBuckets = static_cast<int>(kBoundsUs.size()) + 1;
 
   // Thread-safety: any number of threads may Record and Snapshot concurrently.

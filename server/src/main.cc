@@ -13,8 +13,8 @@
 #include "qsig/feeds/feed.h"
 #include "qsig/models/io/commands.h"
 #include "qsig/server/server.h"
-#include "spdlog/spdlog.h"
 #include "sim_options.h"
+#include "spdlog/spdlog.h"
 #include "watch.h"
 
 namespace {
@@ -61,8 +61,8 @@ int RunSim(const qsig::config::Config& cfg) {
   }
   std::printf("qsig sim: %zu instruments, %.0f msg/s to udp %s%s%s (seed %lu)\n",
               cfg.sim.instruments.size(), cfg.sim.rate, cfg.sim.destination.c_str(),
-              cfg.sim.destination_b.empty() ? "" : ", B line ",
-              cfg.sim.destination_b.c_str(), static_cast<unsigned long>(cfg.sim.seed));
+              cfg.sim.destination_b.empty() ? "" : ", B line ", cfg.sim.destination_b.c_str(),
+              static_cast<unsigned long>(cfg.sim.seed));
   if ((*pub)->retransmit_port()) {
     std::printf("qsig sim: retransmission server on udp port %u\n", (*pub)->retransmit_port());
   }
@@ -75,11 +75,10 @@ int RunSim(const qsig::config::Config& cfg) {
     const auto now = std::chrono::steady_clock::now();
     if (now - last >= std::chrono::seconds(5)) {
       const uint64_t sent = (*pub)->messages_sent();
-      std::printf("[sim] %.0f msg/s, %lu messages, %lu packets\n",
-                  static_cast<double>(sent - last_sent) /
-                      std::chrono::duration<double>(now - last).count(),
-                  static_cast<unsigned long>(sent),
-                  static_cast<unsigned long>((*pub)->packets_sent()));
+      std::printf(
+          "[sim] %.0f msg/s, %lu messages, %lu packets\n",
+          static_cast<double>(sent - last_sent) / std::chrono::duration<double>(now - last).count(),
+          static_cast<unsigned long>(sent), static_cast<unsigned long>((*pub)->packets_sent()));
       std::fflush(stdout);
       last = now;
       last_sent = sent;
@@ -145,8 +144,9 @@ int main(int argc, char** argv) try {
   predict->add_option("--precision", po.precision, "int8 or fp32")
       ->check(CLI::IsMember({"int8", "fp32"}))
       ->capture_default_str();
-  predict->add_option("--calib-rows", po.calib_rows,
-                      "INT8: calibrate on the first N rows (unless the model is a .qsig)")
+  predict
+      ->add_option("--calib-rows", po.calib_rows,
+                   "INT8: calibrate on the first N rows (unless the model is a .qsig)")
       ->capture_default_str();
   predict->add_option("--window", po.import.window, "Timesteps of an imported recurrent model");
 
@@ -206,8 +206,8 @@ int main(int argc, char** argv) try {
     fo.feed.features = *feature_specs;
     if (!replay_pcap.empty() || !replay_itch.empty()) {
       qsig::feeds::ReplayOptions r;
-      r.format = replay_pcap.empty() ? qsig::feeds::ReplayFormat::kItch
-                                     : qsig::feeds::ReplayFormat::kPcap;
+      r.format =
+          replay_pcap.empty() ? qsig::feeds::ReplayFormat::kItch : qsig::feeds::ReplayFormat::kPcap;
       r.path = replay_pcap.empty() ? replay_itch : replay_pcap;
       fo.replay = r;
     }

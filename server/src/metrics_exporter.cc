@@ -104,8 +104,7 @@ class QsigCollector final : public prometheus::Collectable {
         {"qsig_feed_malformed_packets_total", "Datagrams with a bad MoldUDP64 header or framing.",
          &fs.malformed_packets},
         {"qsig_feed_malformed_messages_total",
-         "ITCH messages skipped: unknown type, wrong length or truncated.",
-         &fs.malformed_messages},
+         "ITCH messages skipped: unknown type, wrong length or truncated.", &fs.malformed_messages},
         {"qsig_feed_gaps_total", "MoldUDP64 sequence gaps detected.", &fs.gaps},
         {"qsig_feed_gap_messages_total", "Messages missing in sequence gaps.", &fs.gap_messages},
         {"qsig_feed_duplicates_total", "Messages skipped as already seen.", &fs.duplicates},
@@ -126,20 +125,20 @@ class QsigCollector final : public prometheus::Collectable {
         {"qsig_feed_session_resets_total", "New MoldUDP64 sessions (books wiped).",
          &fs.session_resets},
         {"qsig_feed_heartbeats_total", "MoldUDP64 heartbeats.", &fs.heartbeats},
-        {"qsig_feed_rerequests_total", "MoldUDP64 re-request packets sent.",
-         &hs.rerequests_sent},
+        {"qsig_feed_rerequests_total", "MoldUDP64 re-request packets sent.", &hs.rerequests_sent},
         {"qsig_feed_rerequested_messages_total", "Messages asked for in re-requests.",
          &hs.rerequested_messages},
     };
-    auto line_packets = Family("qsig_feed_line_packets_total",
-                               "Datagrams received per line (a, b, retransmit).",
-                               MetricType::Counter);
+    auto line_packets =
+        Family("qsig_feed_line_packets_total", "Datagrams received per line (a, b, retransmit).",
+               MetricType::Counter);
     auto line_wins = Family("qsig_feed_line_wins_total",
                             "Datagrams that delivered at least one new message, per line "
                             "(A/B arbitration: first arrival wins).",
                             MetricType::Counter);
     for (auto [line, packets, wins] :
-         {std::tuple{"a", &hs.packets_a, &hs.wins_a}, {"b", &hs.packets_b, &hs.wins_b},
+         {std::tuple{"a", &hs.packets_a, &hs.wins_a},
+          {"b", &hs.packets_b, &hs.wins_b},
           {"retransmit", &hs.packets_retransmit, &hs.wins_retransmit}}) {
       AddValue(&line_packets, {{"line", line}}, static_cast<double>(packets->load()));
       AddValue(&line_wins, {{"line", line}}, static_cast<double>(wins->load()));
@@ -161,9 +160,9 @@ class QsigCollector final : public prometheus::Collectable {
                             MetricType::Gauge);
     AddValue(&open_gaps, {}, static_cast<double>(fs.open_gaps.load()));
     out.push_back(std::move(open_gaps));
-    auto held = Family("qsig_feed_held_messages",
-                       "Messages held behind an open gap, to be applied in order.",
-                       MetricType::Gauge);
+    auto held =
+        Family("qsig_feed_held_messages",
+               "Messages held behind an open gap, to be applied in order.", MetricType::Gauge);
     AddValue(&held, {}, static_cast<double>(fs.held_messages.load()));
     out.push_back(std::move(held));
     for (const auto& fc : feed_counters) {
@@ -213,9 +212,9 @@ class QsigCollector final : public prometheus::Collectable {
     out.push_back(std::move(pinned));
 
     // Models and shadow.
-    auto version = Family("qsig_model_version",
-                          "Version of the INT8 model serving (0 = FP32 during warm-up).",
-                          MetricType::Gauge);
+    auto version =
+        Family("qsig_model_version", "Version of the INT8 model serving (0 = FP32 during warm-up).",
+               MetricType::Gauge);
     auto info = Family("qsig_model_info", "Model identity (value 1).", MetricType::Gauge);
     auto bytes = Family("qsig_model_weight_bytes", "Weight bytes per model and precision.",
                         MetricType::Gauge);
@@ -223,16 +222,15 @@ class QsigCollector final : public prometheus::Collectable {
                           "Sum of |INT8 - FP32| over shadow comparisons (rate over "
                           "qsig_shadow_comparisons_total = mean absolute error).",
                           MetricType::Counter);
-    auto sq_err = Family("qsig_shadow_squared_error_total", "Sum of (INT8 - FP32)^2.",
-                         MetricType::Counter);
-    auto sq_ref = Family("qsig_shadow_fp32_squared_total",
-                         "Sum of FP32^2 over shadow comparisons (for relative RMSE).",
-                         MetricType::Counter);
+    auto sq_err =
+        Family("qsig_shadow_squared_error_total", "Sum of (INT8 - FP32)^2.", MetricType::Counter);
+    auto sq_ref =
+        Family("qsig_shadow_fp32_squared_total",
+               "Sum of FP32^2 over shadow comparisons (for relative RMSE).", MetricType::Counter);
     auto cmp = Family("qsig_shadow_comparisons_total", "FP32 shadow runs compared to INT8.",
                       MetricType::Counter);
     auto div = Family("qsig_shadow_divergences_total",
-                      "Shadow comparisons above shadow.divergence_threshold.",
-                      MetricType::Counter);
+                      "Shadow comparisons above shadow.divergence_threshold.", MetricType::Counter);
     for (size_t m = 0; m < c.slots.size(); ++m) {
       const ModelSlot& slot = *c.slots[m];
       const Installed* cur = slot.current();
@@ -297,8 +295,8 @@ class QsigCollector final : public prometheus::Collectable {
                       MetricType::Counter);
     AddValue(&inv, {}, static_cast<double>(invalid));
     out.push_back(std::move(inv));
-    auto cal = Family("qsig_calibrations_total", "INT8 calibrations by result.",
-                      MetricType::Counter);
+    auto cal =
+        Family("qsig_calibrations_total", "INT8 calibrations by result.", MetricType::Counter);
     AddValue(&cal, {{"result", "installed"}}, static_cast<double>(c.calibrations.load()));
     AddValue(&cal, {{"result", "rejected"}}, static_cast<double>(c.calibration_rejections.load()));
     out.push_back(std::move(cal));
@@ -351,9 +349,9 @@ absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(Core* core) {
     return absl::UnavailableError(
         absl::StrCat("metrics.listen: cannot listen on ", listen, ": ", e.what()));
   }
-  return std::unique_ptr<MetricsExporter>(new MetricsExporterImpl(
-      std::move(exposer), std::make_shared<QsigCollector>(core),
-      listen.substr(0, listen.rfind(':'))));
+  return std::unique_ptr<MetricsExporter>(
+      new MetricsExporterImpl(std::move(exposer), std::make_shared<QsigCollector>(core),
+                              listen.substr(0, listen.rfind(':'))));
 }
 
 }  // namespace qsig::server

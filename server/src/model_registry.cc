@@ -43,7 +43,8 @@ void ModelSlot::Reclaim(const std::vector<const std::atomic<uint64_t>*>& epochs)
   for (auto it = retired_.begin(); it != retired_.end();) {
     if (it->epochs_at_retire.empty()) {
       // First pass after retirement: remember where every worker was.
-      for (const auto* e : epochs) it->epochs_at_retire.push_back(e->load(std::memory_order_acquire));
+      for (const auto* e : epochs)
+        it->epochs_at_retire.push_back(e->load(std::memory_order_acquire));
       ++it;
       continue;
     }
@@ -110,7 +111,8 @@ CalibrationStore::CalibrationStore(const std::vector<std::unique_ptr<ModelSlot>>
     model_window_.push_back(s->spec().window);
     max_window_ = std::max(max_window_, s->spec().window);
   }
-  history_.assign(max_locate + 1, std::vector<float>(static_cast<size_t>(max_window_) * n_features_));
+  history_.assign(max_locate + 1,
+                  std::vector<float>(static_cast<size_t>(max_window_) * n_features_));
   history_count_.assign(max_locate + 1, 0);
   for (int w : model_window_) {
     windows_.emplace_back(static_cast<size_t>(capacity_) * w * n_features_);
@@ -131,8 +133,8 @@ void CalibrationStore::Add(const feeds::FeatureVector& fv) {
   for (size_t m = 0; m < model_window_.size(); ++m) {
     const int w = model_window_[m];
     if (count < w) continue;
-    float* dst = windows_[m].data() +
-                 static_cast<size_t>(written_[m] % capacity_) * w * n_features_;
+    float* dst =
+        windows_[m].data() + static_cast<size_t>(written_[m] % capacity_) * w * n_features_;
     for (int t = 0; t < w; ++t) {
       const int idx = (count - w + t) % max_window_;
       std::copy_n(hist.begin() + static_cast<size_t>(idx) * n_features_, n_features_,

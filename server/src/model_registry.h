@@ -112,8 +112,7 @@ class CalibrationStore {
 // Calibrates a candidate INT8 model from `windows`, validates it against FP32 on the most
 // recent 20% (the gate), and installs it if the relative RMSE is within `max_relative_rmse`.
 CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>& windows,
-                                      const models::Int8Options& options,
-                                      double max_relative_rmse);
+                                      const models::Int8Options& options, double max_relative_rmse);
 
 // The INT8 options the calibration.* keys describe.
 models::Int8Options Int8OptionsFromConfig(const config::CalibrationConfig& c);

@@ -38,8 +38,7 @@ bool PinThisThread(int core, std::string* error) {
 // Worker
 
 Worker::Worker(int id, const config::Config& config,
-               const std::vector<std::unique_ptr<ModelSlot>>* slots, int n_features,
-               int max_locate)
+               const std::vector<std::unique_ptr<ModelSlot>>* slots, int n_features, int max_locate)
     : id_(id),
       core_(config.workers.cores.empty() ? -1 : config.workers.cores[id]),
       idle_spin_us_(config.workers.idle_spin_us),
@@ -132,8 +131,8 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
     if (count < static_cast<uint32_t>(w)) continue;  // Window not full yet: no signal.
     for (int t = 0; t < w; ++t) {
       const size_t idx = (count - w + t) % max_window_;
-      std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_,
-                  hist + idx * n_features_, sizeof(float) * n_features_);
+      std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_, hist + idx * n_features_,
+                  sizeof(float) * n_features_);
     }
     const std::span<const float> win(window_.data(), static_cast<size_t>(w) * n_features_);
     const Installed* installed = slot.current();
@@ -190,8 +189,8 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
       if (!installed || count < static_cast<uint32_t>(w)) continue;
       for (int t = 0; t < w; ++t) {
         const size_t idx = (count - w + t) % max_window_;
-        std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_,
-                    hist + idx * n_features_, sizeof(float) * n_features_);
+        std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_, hist + idx * n_features_,
+                    sizeof(float) * n_features_);
       }
       const float ref = slot.fp32().Run(
           std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),

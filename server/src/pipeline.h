@@ -4,13 +4,12 @@
 #pragma once
 
 #include <atomic>
+#include <boost/lockfree/spsc_queue.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <boost/lockfree/spsc_queue.hpp>
 
 #include "absl/status/status.h"
 #include "doorbell.h"

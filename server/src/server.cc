@@ -24,8 +24,8 @@ absl::StatusOr<std::vector<feeds::FeatureSpec>> ParseFeatureConfig(const config:
   for (size_t i = 0; i < config.feed.features.size(); ++i) {
     auto one = feeds::ParseFeatureSpecs(config.feed.features[i]);
     if (!one.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(config.path, ": feed.features[", i, "]: ",
-                                                     one.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(config.path, ": feed.features[", i, "]: ", one.status().message()));
     }
     specs.insert(specs.end(), one->begin(), one->end());
   }
@@ -71,12 +71,13 @@ CalibrationReport Core::Recalibrate(size_t model, size_t max_samples) {
   std::lock_guard<std::mutex> lock(calibration_mu);
   const size_t n = max_samples ? max_samples : static_cast<size_t>(config.calibration.samples);
   const std::vector<float> windows = store->Recent(model, n);
-  CalibrationReport r = CalibrateAndInstall(*slots[model], windows,
-                                            Int8OptionsFromConfig(config.calibration),
-                                            config.calibration.max_relative_rmse);
+  CalibrationReport r =
+      CalibrateAndInstall(*slots[model], windows, Int8OptionsFromConfig(config.calibration),
+                          config.calibration.max_relative_rmse);
   (r.installed ? calibrations : calibration_rejections).fetch_add(1);
   if (r.installed) {
-    drift[model]->SetBaseline(windows, slots[model]->spec().window, slots[model]->spec().input_size);
+    drift[model]->SetBaseline(windows, slots[model]->spec().window,
+                              slots[model]->spec().input_size);
   }
   return r;
 }
@@ -129,8 +130,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
     raw.push_back(c.workers.back().get());
     outputs.push_back(&c.workers.back()->output());
   }
-  c.feed = std::make_unique<FeedThread>(c.config, c.feature_specs, raw, c.symbols.get(),
-                                        &c.feed_hist);
+  c.feed =
+      std::make_unique<FeedThread>(c.config, c.feature_specs, raw, c.symbols.get(), &c.feed_hist);
   c.bus = std::make_unique<SignalBus>(c.symbols.get(), outputs);
   c.store = std::make_unique<CalibrationStore>(c.slots, c.max_locate, n_features,
                                                config.calibration.samples);
@@ -234,10 +235,11 @@ void Server::Impl::CalibrationLoop() {
       if (c.store->windows(m) < static_cast<size_t>(c.config.calibration.warmup_samples)) continue;
       CalibrationReport r = c.Recalibrate(m, c.config.calibration.warmup_samples);
       if (r.installed) {
-        spdlog::info("model {}: {} calibrated on {} warm-up windows ({}), version {}, "
-                     "validation RMSE {:.3g} (FP32 RMS {:.3g}), sign agreement {:.2f}%",
-                     r.model, r.precision, r.samples, c.config.calibration.method, r.version,
-                     r.validation_rmse, r.fp32_rms, 100 * r.sign_agreement);
+        spdlog::info(
+            "model {}: {} calibrated on {} warm-up windows ({}), version {}, "
+            "validation RMSE {:.3g} (FP32 RMS {:.3g}), sign agreement {:.2f}%",
+            r.model, r.precision, r.samples, c.config.calibration.method, r.version,
+            r.validation_rmse, r.fp32_rms, 100 * r.sign_agreement);
       } else {
         spdlog::error("model {}: warm-up calibration failed: {}; FP32 keeps serving", r.model,
                       r.message);
@@ -355,9 +357,9 @@ StatusSnapshot Server::Status() {
   st.subscribers = c.bus->subscribers();
   for (const auto& slot : c.slots) {
     const Installed* cur = slot->current();
-    absl::StrAppend(&st.models, st.models.empty() ? "" : ", ", slot->name(), " ",
-                    cur ? absl::StrCat("v", cur->version, " ", cur->model->precision())
-                        : "fp32 (warm-up)");
+    absl::StrAppend(
+        &st.models, st.models.empty() ? "" : ", ", slot->name(), " ",
+        cur ? absl::StrCat("v", cur->version, " ", cur->model->precision()) : "fp32 (warm-up)");
   }
   return st;
 }
@@ -387,13 +389,14 @@ int RunServe(const config::Config& config) {
   if (config.feed.source == "pcap" || config.feed.source == "itch") {
     feed = absl::StrCat("replay ", config.feed.source, " ", config.feed.replay.path);
   } else {
-    feed = absl::StrCat("udp ", config::ParseHostPort(config.feed.listen)->first, ":",
-                        srv.feed_port(),
-                        config.feed.source == "sim" ? " (built-in simulator)" : " (external)");
+    feed =
+        absl::StrCat("udp ", config::ParseHostPort(config.feed.listen)->first, ":", srv.feed_port(),
+                     config.feed.source == "sim" ? " (built-in simulator)" : " (external)");
   }
-  std::printf("qsig serving\n  gRPC     %s  (qsig.v1.SignalService, qsig.v1.AdminService, health, "
-              "reflection)\n  metrics  http://%s/metrics\n  feed     %s\n",
-              srv.grpc_address().c_str(), srv.metrics_address().c_str(), feed.c_str());
+  std::printf(
+      "qsig serving\n  gRPC     %s  (qsig.v1.SignalService, qsig.v1.AdminService, health, "
+      "reflection)\n  metrics  http://%s/metrics\n  feed     %s\n",
+      srv.grpc_address().c_str(), srv.metrics_address().c_str(), feed.c_str());
   std::fflush(stdout);
   const double interval = config.console.status_interval_s;
   auto next = std::chrono::steady_clock::now() + std::chrono::duration<double>(interval);
@@ -404,13 +407,14 @@ int RunServe(const config::Config& config) {
       next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
           std::chrono::duration<double>(interval));
       const StatusSnapshot st = srv.Status();
-      std::printf("[status] %.0f msg/s  %.0f signals/s  tick-to-signal p50 %.1f us  p99 %.1f us  "
-                  "shadow rel-RMSE %.4f  malformed %lu  gaps %lu  drops %lu  subscribers %lu  "
-                  "[%s]\n",
-                  st.messages_per_s, st.signals_per_s, st.p50_us, st.p99_us,
-                  st.shadow_relative_rmse, static_cast<unsigned long>(st.malformed),
-                  static_cast<unsigned long>(st.gaps), static_cast<unsigned long>(st.drops),
-                  static_cast<unsigned long>(st.subscribers), st.models.c_str());
+      std::printf(
+          "[status] %.0f msg/s  %.0f signals/s  tick-to-signal p50 %.1f us  p99 %.1f us  "
+          "shadow rel-RMSE %.4f  malformed %lu  gaps %lu  drops %lu  subscribers %lu  "
+          "[%s]\n",
+          st.messages_per_s, st.signals_per_s, st.p50_us, st.p99_us, st.shadow_relative_rmse,
+          static_cast<unsigned long>(st.malformed), static_cast<unsigned long>(st.gaps),
+          static_cast<unsigned long>(st.drops), static_cast<unsigned long>(st.subscribers),
+          st.models.c_str());
       std::fflush(stdout);
     }
   }

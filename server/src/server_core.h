@@ -10,11 +10,11 @@
 
 #include "drift_monitor.h"
 #include "model_registry.h"
-#include "sim_options.h"
 #include "pipeline.h"
 #include "qsig/config/config.h"
 #include "qsig/feeds/feed.h"
 #include "signal_bus.h"
+#include "sim_options.h"
 #include "symbol_table.h"
 
 namespace qsig::server {
@@ -32,7 +32,7 @@ struct Core {
   std::unique_ptr<SignalBus> bus;
   std::unique_ptr<CalibrationStore> store;
   std::vector<std::unique_ptr<DriftMonitor>> drift;  // One per model.
-  std::mutex calibration_mu;  // One calibration at a time.
+  std::mutex calibration_mu;                         // One calibration at a time.
   std::atomic<uint64_t> calibrations{0}, calibration_rejections{0};
   std::atomic<bool> running{false};
 

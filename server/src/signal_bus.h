@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <boost/lockfree/spsc_queue.hpp>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -15,8 +16,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <boost/lockfree/spsc_queue.hpp>
 
 #include "doorbell.h"
 #include "signal_record.h"
@@ -59,8 +58,8 @@ class SignalBus {
   // Producers ring this after pushing into one of the source queues.
   Doorbell& doorbell() noexcept { return doorbell_; }
 
-  std::shared_ptr<Subscriber> Subscribe(std::vector<uint64_t> symbols,
-                                        std::vector<uint16_t> models, size_t capacity);
+  std::shared_ptr<Subscriber> Subscribe(std::vector<uint64_t> symbols, std::vector<uint16_t> models,
+                                        size_t capacity);
   void Unsubscribe(const std::shared_ptr<Subscriber>& s);
 
   size_t subscribers() const;

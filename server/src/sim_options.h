@@ -5,8 +5,8 @@
 
 #include "absl/status/statusor.h"
 #include "qsig/config/config.h"
-#include "qsig/feeds/feed.h"
 #include "qsig/feeds/features.h"
+#include "qsig/feeds/feed.h"
 
 namespace qsig::server {
 

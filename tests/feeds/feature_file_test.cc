@@ -112,7 +112,8 @@ TEST(FeedFileTest, BinaryFileMatchesCsvAndCarriesNamesFlagsAndSymbols) {
   std::ifstream csv(o.output_csv);
   std::string line;
   std::getline(csv, line);
-  EXPECT_EQ(line, "locate,symbol,msg_seq,exchange_ts_ns,mid,ret_10,imbalance_l3,realized_vol_50,label");
+  EXPECT_EQ(line,
+            "locate,symbol,msg_seq,exchange_ts_ns,mid,ret_10,imbalance_l3,realized_vol_50,label");
   size_t n = 0;
   while (std::getline(csv, line)) {
     ASSERT_LT(n, bin->rows.size());

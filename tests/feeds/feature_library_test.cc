@@ -37,10 +37,15 @@ TEST(FeedFeatureLibraryTest, ParserAcceptsCallAndFlowMapFormsAndRoundTrips) {
   ASSERT_TRUE(specs.ok()) << specs.status();
   auto names = FeatureNames(*specs);
   ASSERT_TRUE(names.ok());
-  const std::vector<std::string> want = {
-      "ret_10",         "mr5",         "book_pressure_l3_d0.25", "spread_bps",
-      "realized_vol_20", "time_since_trade_ms", "arrival_rate_50ms", "log_depth_l2",
-      "trade_flow_a0.1"};
+  const std::vector<std::string> want = {"ret_10",
+                                         "mr5",
+                                         "book_pressure_l3_d0.25",
+                                         "spread_bps",
+                                         "realized_vol_20",
+                                         "time_since_trade_ms",
+                                         "arrival_rate_50ms",
+                                         "log_depth_l2",
+                                         "trade_flow_a0.1"};
   EXPECT_EQ(*names, want);
   auto again = ParseFeatureSpecs(FormatFeatureSpecs(*specs));
   ASSERT_TRUE(again.ok()) << again.status();
@@ -128,9 +133,8 @@ FeedProcessorOptions LibraryOptions() {
 }
 
 Bytes AddAt(uint64_t ts, uint64_t ref, char side, uint32_t shares, double px) {
-  return Msg([&](uint8_t* p) {
-    return Encoder::AddOrder(p, 1, ts, ref, side, shares, "TEST", Px(px));
-  });
+  return Msg(
+      [&](uint8_t* p) { return Encoder::AddOrder(p, 1, ts, ref, side, shares, "TEST", Px(px)); });
 }
 
 TEST(FeedFeatureLibraryTest, OtherKindsOnAHandBuiltBook) {

@@ -96,8 +96,10 @@ inline void RunFeedFuzzInput(const uint8_t* data, size_t size) {
       const int n = feed.BookLevels(l, bid, levels);
       for (int i = 0; i < n; ++i) {
         if (levels[static_cast<size_t>(i)].orders == 0) __builtin_trap();
-        if (i > 0 && (bid ? levels[static_cast<size_t>(i)].price >= levels[static_cast<size_t>(i - 1)].price
-                          : levels[static_cast<size_t>(i)].price <= levels[static_cast<size_t>(i - 1)].price)) {
+        if (i > 0 &&
+            (bid ? levels[static_cast<size_t>(i)].price >= levels[static_cast<size_t>(i - 1)].price
+                 : levels[static_cast<size_t>(i)].price <=
+                       levels[static_cast<size_t>(i - 1)].price)) {
           __builtin_trap();
         }
       }

@@ -50,13 +50,16 @@ TEST(FeedFuzzTest, MutatedSimulatorStreamsNeverCrashOrBreakBookInvariants) {
           p[rng.Below(p.size())] ^= static_cast<uint8_t>(1u << rng.Below(8));
         }
         if (rng.Bernoulli(0.2)) p.resize(rng.Below(p.size() + 1));
-        if (rng.Bernoulli(0.1)) p.insert(p.end(), p.begin(), p.begin() + static_cast<long>(p.size() / 2));
+        if (rng.Bernoulli(0.1))
+          p.insert(p.end(), p.begin(), p.begin() + static_cast<long>(p.size() / 2));
         Record(in, static_cast<uint8_t>(rng.Below(5)), p.data(), p.size());
       } else if (u < 0.8) {
         // Valid header around (possibly corrupted) blocks, at a random nearby sequence.
         std::vector<uint8_t> body = {static_cast<uint8_t>(rng.Below(64)), 0};
-        body.insert(body.end(), p.begin() + std::min<long>(20, static_cast<long>(p.size())), p.end());
-        if (!body.empty() && rng.Bernoulli(0.3)) body[rng.Below(body.size())] = static_cast<uint8_t>(rng.Next());
+        body.insert(body.end(), p.begin() + std::min<long>(20, static_cast<long>(p.size())),
+                    p.end());
+        if (!body.empty() && rng.Bernoulli(0.3))
+          body[rng.Below(body.size())] = static_cast<uint8_t>(rng.Next());
         Record(in, 5, body.data(), body.size());
       } else if (u < 0.9) {
         std::vector<uint8_t> noise(rng.Below(80));

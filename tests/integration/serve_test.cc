@@ -2,9 +2,9 @@
 // free loopback ports; a real gRPC client (generated stubs) subscribes, reads the latest table,
 // predicts and recalibrates; /metrics is scraped over HTTP and parsed; garbage datagrams are
 // sent to the feed socket.
+#include <gmock/gmock.h>
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
-#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -84,13 +84,13 @@ class ServeTest : public ::testing::Test {
     feed_port_ = FreePort(SOCK_DGRAM);
     log_ = ::testing::TempDir() + "qsig_serve_test.log";
     server_ = std::make_unique<Child>(
-        std::vector<std::string>{
-            QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
-            "grpc.listen=127.0.0.1:" + std::to_string(grpc_port_), "--set",
-            "metrics.listen=127.0.0.1:" + std::to_string(metrics_port_), "--set",
-            "feed.listen=127.0.0.1:" + std::to_string(feed_port_), "--set",
-            "calibration.warmup_samples=500", "--set", "console.status_interval_s=1", "--set",
-            "sim.rate=20000"},
+        std::vector<std::string>{QSIG_BINARY, "serve", "--config",
+                                 QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+                                 "grpc.listen=127.0.0.1:" + std::to_string(grpc_port_), "--set",
+                                 "metrics.listen=127.0.0.1:" + std::to_string(metrics_port_),
+                                 "--set", "feed.listen=127.0.0.1:" + std::to_string(feed_port_),
+                                 "--set", "calibration.warmup_samples=500", "--set",
+                                 "console.status_interval_s=1", "--set", "sim.rate=20000"},
         log_);
     ASSERT_TRUE(server_->started());
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port_),
@@ -273,9 +273,9 @@ TEST_F(ServeTest, SignalsFlowThroughGrpcAcrossRecalibrationAndMetricsAreExposed)
   // Order) but the datagram ends after 10.
   for (int i = 0; i < 20; ++i) {
     std::vector<uint8_t> pkt = {'Q', 'S', 'I', 'G', 'S', 'I', 'M', '0', '0', '1',  // session
-                                0, 0, 0, 0, 0, 0, 0, 1,                            // sequence 1
-                                0, 2,                                              // 2 messages
-                                0, 36, 'A', 0, 1, 0, 0, 0, 0, 0, 0, 0};
+                                0,   0,   0,   0,   0,   0,   0,   1,              // sequence 1
+                                0,   2,                                            // 2 messages
+                                0,   36,  'A', 0,   1,   0,   0,   0,   0,   0,   0, 0};
     SendUdp(feed_port_, pkt);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
@@ -293,9 +293,7 @@ TEST_F(ServeTest, SignalsFlowThroughGrpcAcrossRecalibrationAndMetricsAreExposed)
   EXPECT_EQ(after.at("qsig_tick_to_signal_seconds_bucket{le=\"+Inf\"}"),
             after.at("qsig_tick_to_signal_seconds_count"));
   for (const char* stage : {"decode", "features", "queue", "inference", "publish"}) {
-    EXPECT_GT(after.at(std::string("qsig_stage_latency_seconds_count{stage=\"") + stage +
-                       "\"}"),
-              0)
+    EXPECT_GT(after.at(std::string("qsig_stage_latency_seconds_count{stage=\"") + stage + "\"}"), 0)
         << stage;
   }
   EXPECT_GE(after.at("qsig_model_version{model=\"mlp\"}"), 2);
@@ -344,11 +342,13 @@ TEST(ServeFaults, ABLinesWithLossAreArbitratedAndRecovered) {
   const int metrics_port = FreePort();
   const std::string log = ::testing::TempDir() + "qsig_faults.log";
   std::vector<std::string> args = {
-      QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
-      "grpc.listen=127.0.0.1:" + std::to_string(FreePort()), "--set",
-      "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
-      "feed.line_b.listen=127.0.0.1:0", "--set", "sim.line_b=true", "--set",
-      "console.status_interval_s=0"};
+      QSIG_BINARY, "serve",
+      "--config",  QSIG_SOURCE_DIR "/config/demo.yaml",
+      "--set",     "grpc.listen=127.0.0.1:" + std::to_string(FreePort()),
+      "--set",     "metrics.listen=127.0.0.1:" + std::to_string(metrics_port),
+      "--set",     "feed.line_b.listen=127.0.0.1:0",
+      "--set",     "sim.line_b=true",
+      "--set",     "console.status_interval_s=0"};
   for (const char* line : {"a", "b"}) {
     for (const char* kv : {"drop=0.02", "reorder=0.01", "duplicate=0.01", "malformed=0.01"}) {
       args.push_back("--set");
@@ -362,8 +362,7 @@ TEST(ServeFaults, ABLinesWithLossAreArbitratedAndRecovered) {
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     m = ParseMetrics(HttpGet(metrics_port, "/metrics"));
-    if (Sum(m, "qsig_feed_messages_total") > 100000 &&
-        Sum(m, "qsig_feed_gaps_total") > 0) {
+    if (Sum(m, "qsig_feed_messages_total") > 100000 && Sum(m, "qsig_feed_gaps_total") > 0) {
       break;
     }
     ASSERT_LT(std::chrono::steady_clock::now(), deadline) << server.Log();
@@ -409,8 +408,8 @@ TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
   const std::string dir = ::testing::TempDir();
   const std::string csv = dir + "qsig_art_features.csv", art = dir + "qsig_art_lstm.qsig";
   {
-    Child f({QSIG_BINARY, "features", "--config", QSIG_SOURCE_DIR "/config/demo.yaml",
-             "--messages", "100000", "-o", csv},
+    Child f({QSIG_BINARY, "features", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--messages",
+             "100000", "-o", csv},
             dir + "qsig_art_features.log");
     ASSERT_EQ(f.Wait(60000), 0) << f.Log();
     Child q({QSIG_BINARY, "quantize", "--model", QSIG_SOURCE_DIR "/models/demo_lstm.json",
@@ -420,12 +419,12 @@ TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
     EXPECT_THAT(q.Log(), HasSubstr("sign agreement"));
   }
   const int metrics_port = FreePort();
-  Child server({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
-                "models.1.path=" + art, "--set",
-                "grpc.listen=127.0.0.1:" + std::to_string(FreePort()), "--set",
-                "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
-                "console.status_interval_s=0"},
-               dir + "qsig_art_serve.log");
+  Child server(
+      {QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+       "models.1.path=" + art, "--set", "grpc.listen=127.0.0.1:" + std::to_string(FreePort()),
+       "--set", "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
+       "console.status_interval_s=0"},
+      dir + "qsig_art_serve.log");
   std::map<std::string, double> m;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {

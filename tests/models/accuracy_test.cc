@@ -57,8 +57,8 @@ TEST_P(ReferenceInt8, MethodsTable) {
       o.per_feature_input = pf;
       const Agreement a = Measure(r, o);
       std::printf("%-7s %-10s per_feature=%d  RMSE %.3f%%  sign %.2f%%  (n=%zu)\n",
-                  reference::RefName(r), quant::CalibrationMethodName(m), pf,
-                  100 * a.rmse_over_rms, 100 * a.sign_agreement, a.n);
+                  reference::RefName(r), quant::CalibrationMethodName(m), pf, 100 * a.rmse_over_rms,
+                  100 * a.sign_agreement, a.n);
     }
   }
 }
@@ -141,7 +141,8 @@ TEST_P(ReferenceInt8, SensitivityRanksEveryLayer) {
   auto s = AnalyzeSensitivity(d.spec, d.calib, d.eval);
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_EQ(s->size(), QuantizableLayers(*d.spec).size());
-  for (size_t i = 1; i < s->size(); ++i) EXPECT_GE((*s)[i - 1].rmse_over_rms, (*s)[i].rmse_over_rms);
+  for (size_t i = 1; i < s->size(); ++i)
+    EXPECT_GE((*s)[i - 1].rmse_over_rms, (*s)[i].rmse_over_rms);
   for (const LayerSensitivity& l : *s) EXPECT_GT(l.rmse_over_rms, 0.0) << l.layer;
 }
 

@@ -38,7 +38,8 @@ Csv ReadCsv(const char* path) {
     while (std::getline(ss, f, ',')) cols.push_back(f);
     if (cols.size() < 14) continue;
     c.locate.push_back(std::atoi(cols[0].c_str()));
-    for (int k = 5; k < 13; ++k) c.x.push_back(std::strtof(cols[static_cast<size_t>(k)].c_str(), nullptr));
+    for (int k = 5; k < 13; ++k)
+      c.x.push_back(std::strtof(cols[static_cast<size_t>(k)].c_str(), nullptr));
   }
   return c;
 }
@@ -125,7 +126,9 @@ TEST(DemoModelsInt8, AccuracyOnRealFeatures) {
       // every calibrated range dominate the plain RMSE).
       std::vector<float> mag;
       for (float y : a) mag.push_back(std::fabs(y));
-      std::nth_element(mag.begin(), mag.begin() + static_cast<std::ptrdiff_t>(mag.size() * 999 / 1000), mag.end());
+      std::nth_element(mag.begin(),
+                       mag.begin() + static_cast<std::ptrdiff_t>(mag.size() * 999 / 1000),
+                       mag.end());
       const float cut = mag[mag.size() * 999 / 1000];
       std::vector<float> ta, tb;
       for (size_t i = 0; i < a.size(); ++i) {
@@ -135,9 +138,9 @@ TEST(DemoModelsInt8, AccuracyOnRealFeatures) {
         }
       }
       const reference::Agreement t = reference::Compare(ta, tb);
-      std::printf("%-9s %-44s RMSE %.2f%%  sign %.2f%%  | w/o top 0.1%% |y|: RMSE %.2f%%  (n=%zu)\n",
-                  name, v.label, 100 * g.rmse_over_rms, 100 * g.sign_agreement,
-                  100 * t.rmse_over_rms, g.n);
+      std::printf(
+          "%-9s %-44s RMSE %.2f%%  sign %.2f%%  | w/o top 0.1%% |y|: RMSE %.2f%%  (n=%zu)\n", name,
+          v.label, 100 * g.rmse_over_rms, 100 * g.sign_agreement, 100 * t.rmse_over_rms, g.n);
     }
   }
 }

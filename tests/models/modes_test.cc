@@ -18,9 +18,8 @@ using reference::Ref;
 std::shared_ptr<const Model> Make(Ref r, bool int8) {
   auto spec = std::make_shared<const ModelSpec>(reference::TrainedSpec(r));
   if (!int8) return MakeFp32Model(spec);
-  const std::vector<float> calib =
-      reference::Windows(reference::Features(3, 600, spec->input_size), spec->window,
-                         spec->input_size, 5);
+  const std::vector<float> calib = reference::Windows(reference::Features(3, 600, spec->input_size),
+                                                      spec->window, spec->input_size, 5);
   auto q = CalibrateInt8Model(spec, calib);
   EXPECT_TRUE(q.ok()) << q.status();
   return q.ok() ? std::shared_ptr<const Model>(std::move(*q)) : nullptr;
@@ -69,8 +68,8 @@ TEST_P(Modes, StepBatchMatchesSteps) {
       const float* tk = ticks.data() + static_cast<size_t>(t) * n * in;
       m->StepBatch(n, tk, pb.data(), wsn.data(), out.data());
       for (int i = 0; i < n; ++i) {
-        const float y =
-            m->Step({tk + static_cast<size_t>(i) * in, static_cast<size_t>(in)}, a[i].data(), ws1.data());
+        const float y = m->Step({tk + static_cast<size_t>(i) * in, static_cast<size_t>(in)},
+                                a[i].data(), ws1.data());
         ASSERT_TRUE(std::isfinite(y));
         EXPECT_NEAR(out[i], y, 1e-5f * (1 + std::fabs(y))) << "t " << t << " i " << i;
       }
@@ -91,7 +90,8 @@ TEST(ModesStreaming, FirstWindowOfStepsEqualsRun) {
     const std::vector<float> ticks = reference::Features(4, w, in);
     Session s(m, Mode::kStreaming);
     float y = 0;
-    for (int t = 0; t < w; ++t) y = s.Push({ticks.data() + static_cast<size_t>(t) * in, static_cast<size_t>(in)});
+    for (int t = 0; t < w; ++t)
+      y = s.Push({ticks.data() + static_cast<size_t>(t) * in, static_cast<size_t>(in)});
     std::vector<float> ws(m->workspace_floats());
     const float r = m->Run(ticks, ws.data());
     EXPECT_NEAR(y, r, 1e-5f * (1 + std::fabs(r))) << int8;
@@ -105,25 +105,34 @@ TEST(KernelParity, IntegerResultsEqualReference) {
   if (fast == nullptr) GTEST_SKIP() << "no AVX-512 VNNI on this host";
   const Kernels& ref = RefKernels();
   uint64_t seed = 1;
-  auto rnd = [&seed] { seed = seed * 6364136223846793005ull + 1442695040888963407ull; return seed >> 33; };
+  auto rnd = [&seed] {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    return seed >> 33;
+  };
   for (int rows : {1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 33, 63, 65, 127, 129, 257, 300}) {
     for (int cols : {1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 33, 63, 65, 127, 129}) {
       SCOPED_TRACE(::testing::Message() << rows << "x" << cols);
       std::vector<int8_t> w(static_cast<size_t>(rows) * cols);
       for (auto& v : w) v = static_cast<int8_t>(static_cast<int>(rnd() % 255) - 127);
       PackedS8 p = PackS8(w.data(), rows, cols);
-      for (int r = 0; r < p.rows_pad; ++r) p.scales[static_cast<size_t>(r)] = FloatToBf16Truncate(0.5f);
-      for (int r = 0; r < rows; ++r) ASSERT_EQ(PackedAt(p, r, cols - 1), w[static_cast<size_t>(r) * cols + cols - 1]);
+      for (int r = 0; r < p.rows_pad; ++r)
+        p.scales[static_cast<size_t>(r)] = FloatToBf16Truncate(0.5f);
+      for (int r = 0; r < rows; ++r)
+        ASSERT_EQ(PackedAt(p, r, cols - 1), w[static_cast<size_t>(r) * cols + cols - 1]);
       std::vector<float> x(static_cast<size_t>(cols) * 3);
       for (auto& v : x) v = static_cast<float>(static_cast<int>(rnd() % 2001) - 1000) * 0.013f;
       std::vector<uint8_t> q1(static_cast<size_t>(p.cols_pad) * 3), q2(q1.size());
       std::vector<int16_t> s1(q1.size()), s2(q1.size());
       for (int i = 0; i < 3; ++i) {
         const size_t o = static_cast<size_t>(i) * p.cols_pad;
-        ref.quantize_u8(x.data() + i * cols, cols, nullptr, nullptr, 7.3f, 128.0f, q1.data() + o, p.cols_pad);
-        fast->quantize_u8(x.data() + i * cols, cols, nullptr, nullptr, 7.3f, 128.0f, q2.data() + o, p.cols_pad);
-        ref.quantize_s16(x.data() + i * cols, cols, nullptr, nullptr, 2500.0f, 0.0f, s1.data() + o, p.cols_pad);
-        fast->quantize_s16(x.data() + i * cols, cols, nullptr, nullptr, 2500.0f, 0.0f, s2.data() + o, p.cols_pad);
+        ref.quantize_u8(x.data() + i * cols, cols, nullptr, nullptr, 7.3f, 128.0f, q1.data() + o,
+                        p.cols_pad);
+        fast->quantize_u8(x.data() + i * cols, cols, nullptr, nullptr, 7.3f, 128.0f, q2.data() + o,
+                          p.cols_pad);
+        ref.quantize_s16(x.data() + i * cols, cols, nullptr, nullptr, 2500.0f, 0.0f, s1.data() + o,
+                         p.cols_pad);
+        fast->quantize_s16(x.data() + i * cols, cols, nullptr, nullptr, 2500.0f, 0.0f,
+                           s2.data() + o, p.cols_pad);
       }
       ASSERT_EQ(q1, q2);
       ASSERT_EQ(s1, s2);

@@ -82,8 +82,8 @@ void SetNormalization(ModelSpec& spec, const std::vector<float>& ticks) {
     }
     const double mean = s / static_cast<double>(rows);
     spec.feature_mean[static_cast<size_t>(k)] = static_cast<float>(mean);
-    spec.feature_std[static_cast<size_t>(k)] = static_cast<float>(
-        std::sqrt(std::max(0.0, s2 / static_cast<double>(rows) - mean * mean)));
+    spec.feature_std[static_cast<size_t>(k)] =
+        static_cast<float>(std::sqrt(std::max(0.0, s2 / static_cast<double>(rows) - mean * mean)));
   }
 }
 
@@ -215,7 +215,8 @@ ModelSpec TrainedSpec(Ref r, uint64_t seed) {
   double sum = 0;
   const std::vector<float> y = RunAll(*m, windows);
   for (float v : y) sum += v;
-  if (!y.empty()) s.layers.back().bias[0] -= static_cast<float>(sum / static_cast<double>(y.size()));
+  if (!y.empty())
+    s.layers.back().bias[0] -= static_cast<float>(sum / static_cast<double>(y.size()));
   return s;
 }
 

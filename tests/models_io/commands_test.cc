@@ -2,8 +2,8 @@
 #include "qsig/models/io/commands.h"
 
 #include <cmath>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <random>

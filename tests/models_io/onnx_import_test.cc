@@ -13,8 +13,8 @@ namespace qsig::models::io {
 namespace {
 
 using ::testing::AllOf;
-using ::testing::HasSubstr;
 using testing::DataPath;
+using ::testing::HasSubstr;
 
 struct Case {
   const char* model;

@@ -12,8 +12,8 @@ namespace qsig::models::io {
 namespace {
 
 using ::testing::AllOf;
-using ::testing::HasSubstr;
 using testing::DataPath;
+using ::testing::HasSubstr;
 
 class TorchScriptImport : public ::testing::Test {
  protected:
@@ -23,8 +23,8 @@ class TorchScriptImport : public ::testing::Test {
 };
 
 TEST_F(TorchScriptImport, MatchesPyTorchWithin1e5) {
-  for (const char* model : {"lstm2_head", "lstm_hn_head", "lstm_head_all_steps", "gru_head",
-                            "mlp"}) {
+  for (const char* model :
+       {"lstm2_head", "lstm_hn_head", "lstm_head_all_steps", "gru_head", "mlp"}) {
     SCOPED_TRACE(model);
     const testing::Expected e = testing::LoadExpected(model);
     ImportOptions o;

@@ -21,7 +21,7 @@ namespace {
 TEST(LatencyHistogram, BucketsAndQuantiles) {
   LatencyHistogram h;
   EXPECT_EQ(LatencyHistogram::BucketFor(0), 0);
-  EXPECT_EQ(LatencyHistogram::BucketFor(500), 0);    // 0.5 us is the first bound (inclusive).
+  EXPECT_EQ(LatencyHistogram::BucketFor(500), 0);  // 0.5 us is the first bound (inclusive).
   EXPECT_EQ(LatencyHistogram::BucketFor(501), 1);
   EXPECT_EQ(LatencyHistogram::BucketFor(1'000'000'000), LatencyHistogram::kBuckets - 1);
   for (int i = 0; i < 100; ++i) h.Record(2'500);  // 2.5 us: bucket (2, 3]

@@ -69,9 +69,9 @@ enum class FeatureKind : uint8_t {
 
 struct CompiledFeature {
   FeatureKind kind = FeatureKind::kInvalid;
-  int n = 0;        // Horizon (updates) or levels.
-  double x = 0.0;   // alpha, decay, cap (ms) or half-life (ns).
-  int slot = -1;    // Per-instrument state slot (trade_flow, arrival_rate).
+  int n = 0;       // Horizon (updates) or levels.
+  double x = 0.0;  // alpha, decay, cap (ms) or half-life (ns).
+  int slot = -1;   // Per-instrument state slot (trade_flow, arrival_rate).
 };
 
 // Per-instrument state for any feature set: plain data, so saving and restoring it around an
@@ -81,7 +81,7 @@ struct EngineState {
   double log_mid[kHistory];
   double log_micro[kHistory];
   uint64_t updates = 0;
-  int64_t last_trade_ns = -1;  // Exchange time of the last trade (-1: none yet).
+  int64_t last_trade_ns = -1;   // Exchange time of the last trade (-1: none yet).
   double slot_a[kMaxFeatures];  // trade_flow: signed EWMA; arrival_rate: rate (1/s).
   double slot_b[kMaxFeatures];  // trade_flow: total EWMA;  arrival_rate: time of last add.
 };

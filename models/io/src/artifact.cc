@@ -13,8 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "artifact.pb.h"
 #include "internal/import_common.h"
-#include "qsig/models/sha256.h"
 #include "internal/status.h"
+#include "qsig/models/sha256.h"
 #include "qsig/quant/calibration.h"
 
 #ifndef QSIG_BUILD_DESCRIBE
@@ -193,8 +193,8 @@ absl::StatusOr<Int8Options> OptionsFromProto(const pb::Int8Options& p) {
     } else if (s == "fp32") {
       o.layers.push_back(Precision::kFp32);
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "calibration.options.layer_precision '", s, "' is unknown (int8, int8_s16, fp32)"));
+      return absl::InvalidArgumentError(absl::StrCat("calibration.options.layer_precision '", s,
+                                                     "' is unknown (int8, int8_s16, fp32)"));
     }
   }
   if (p.cell_state() == "s16") {
@@ -219,17 +219,17 @@ absl::Status QuantizeWeights(const ModelSpec& s, std::vector<Int8Weight>& out) {
   };
   for (size_t l = 0; l < s.lstm.size(); ++l) {
     const auto& ly = s.lstm[l];
-    QSIG_RETURN_IF_ERROR(add(absl::StrCat("lstm[", l, "].w_ih"), ly.w_ih, 4 * ly.hidden_size,
-                             ly.input_size));
-    QSIG_RETURN_IF_ERROR(add(absl::StrCat("lstm[", l, "].w_hh"), ly.w_hh, 4 * ly.hidden_size,
-                             ly.hidden_size));
+    QSIG_RETURN_IF_ERROR(
+        add(absl::StrCat("lstm[", l, "].w_ih"), ly.w_ih, 4 * ly.hidden_size, ly.input_size));
+    QSIG_RETURN_IF_ERROR(
+        add(absl::StrCat("lstm[", l, "].w_hh"), ly.w_hh, 4 * ly.hidden_size, ly.hidden_size));
   }
   for (size_t l = 0; l < s.gru.size(); ++l) {
     const auto& ly = s.gru[l];
-    QSIG_RETURN_IF_ERROR(add(absl::StrCat("gru[", l, "].w_ih"), ly.w_ih, 3 * ly.hidden_size,
-                             ly.input_size));
-    QSIG_RETURN_IF_ERROR(add(absl::StrCat("gru[", l, "].w_hh"), ly.w_hh, 3 * ly.hidden_size,
-                             ly.hidden_size));
+    QSIG_RETURN_IF_ERROR(
+        add(absl::StrCat("gru[", l, "].w_ih"), ly.w_ih, 3 * ly.hidden_size, ly.input_size));
+    QSIG_RETURN_IF_ERROR(
+        add(absl::StrCat("gru[", l, "].w_hh"), ly.w_hh, 3 * ly.hidden_size, ly.hidden_size));
   }
   for (size_t l = 0; l < s.layers.size(); ++l) {
     const auto& ly = s.layers[l];
@@ -254,8 +254,8 @@ void Affine(const std::vector<float>& w, const std::vector<float>& b, const floa
 // Observes the tensors the INT8 runtime quantizes (models/README.md): per recurrent layer its
 // input x_t and previous hidden state h_{t-1}; per Linear layer its input. A plain FP32 pass,
 // independent of the runtime's kernels.
-absl::Status ObserveRanges(const ModelSpec& s, std::span<const float> windows,
-                           const Int8Options& o, std::vector<ActivationRange>& out) {
+absl::Status ObserveRanges(const ModelSpec& s, std::span<const float> windows, const Int8Options& o,
+                           std::vector<ActivationRange>& out) {
   quant::CalibrationOptions co;
   co.method = o.method;
   co.percentile = o.percentile;
@@ -379,9 +379,10 @@ absl::StatusOr<Artifact> MakeArtifact(std::shared_ptr<const ModelSpec> spec,
   QSIG_RETURN_IF_ERROR(ValidateSpec(*spec));
   const size_t per = static_cast<size_t>(spec->window) * spec->input_size;
   if (calib_windows.empty() || calib_windows.size() % per != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "MakeArtifact: ", calib_windows.size(), " calibration floats are not a positive whole "
-        "number of windows of ", spec->window, " x ", spec->input_size));
+    return absl::InvalidArgumentError(absl::StrCat("MakeArtifact: ", calib_windows.size(),
+                                                   " calibration floats are not a positive whole "
+                                                   "number of windows of ",
+                                                   spec->window, " x ", spec->input_size));
   }
   Artifact a;
   a.spec = *spec;
@@ -405,8 +406,7 @@ absl::StatusOr<Artifact> MakeArtifact(std::shared_ptr<const ModelSpec> spec,
     c.windows.insert(c.windows.end(), calib_windows.begin() + static_cast<std::ptrdiff_t>(k * per),
                      calib_windows.begin() + static_cast<std::ptrdiff_t>((k + 1) * per));
   }
-  QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> int8,
-                        CalibrateInt8Model(spec, c.windows, options));
+  QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> int8, CalibrateInt8Model(spec, c.windows, options));
   c.kernel_isa = KernelIsa();
   std::vector<float> ws(int8->workspace_floats());
   for (size_t i = 0; i < std::min(keep, kReferenceWindows); ++i) {
@@ -509,15 +509,19 @@ absl::StatusOr<Artifact> ReadArtifact(const std::string& path) {
   }
   if (file.size() < kHeaderSize) {
     return ArtifactError(path, StatusCode::kDataLoss,
-                         absl::StrCat("truncated artifact: ", file.size(), " bytes, shorter "
-                                      "than the ", kHeaderSize, "-byte header; copy it again"));
+                         absl::StrCat("truncated artifact: ", file.size(),
+                                      " bytes, shorter "
+                                      "than the ",
+                                      kHeaderSize, "-byte header; copy it again"));
   }
   const uint32_t version = static_cast<uint32_t>(GetLe(file, 8, 4));
   if (version == 0 || version > kArtifactFormatVersion) {
     return ArtifactError(
         path, StatusCode::kFailedPrecondition,
-        absl::StrCat("incompatible artifact: format version ", version, "; this qsig reads "
-                     "format version ", kArtifactFormatVersion,
+        absl::StrCat("incompatible artifact: format version ", version,
+                     "; this qsig reads "
+                     "format version ",
+                     kArtifactFormatVersion,
                      version > kArtifactFormatVersion
                          ? " (written by a newer qsig: upgrade qsig or re-quantize with this one)"
                          : " (invalid version)"));
@@ -527,13 +531,12 @@ absl::StatusOr<Artifact> ReadArtifact(const std::string& path) {
   if (have < size) {
     return ArtifactError(path, StatusCode::kDataLoss,
                          absl::StrCat("truncated artifact: the header announces ", size,
-                                      " payload bytes, the file holds ", have,
-                                      "; copy it again"));
+                                      " payload bytes, the file holds ", have, "; copy it again"));
   }
   if (have > size) {
-    return ArtifactError(path, StatusCode::kDataLoss,
-                         absl::StrCat("corrupted artifact: ", have - size,
-                                      " bytes after the announced payload"));
+    return ArtifactError(
+        path, StatusCode::kDataLoss,
+        absl::StrCat("corrupted artifact: ", have - size, " bytes after the announced payload"));
   }
   const std::string_view payload(file.data() + kHeaderSize, size);
   const auto digest = Sha256Bytes(payload);
@@ -612,9 +615,9 @@ absl::StatusOr<Artifact> ReadArtifact(const std::string& path) {
   if (c.windows.empty() || c.windows.size() % per != 0 ||
       c.windows.size() / per > kMaxStoredWindows ||
       c.reference_outputs.size() > c.windows.size() / per) {
-    return field_error(absl::InvalidArgumentError(absl::StrCat(
-        "calibration.windows holds ", c.windows.size(), " floats, not 1..", kMaxStoredWindows,
-        " windows of ", a.spec.window, " x ", a.spec.input_size)));
+    return field_error(absl::InvalidArgumentError(
+        absl::StrCat("calibration.windows holds ", c.windows.size(), " floats, not 1..",
+                     kMaxStoredWindows, " windows of ", a.spec.window, " x ", a.spec.input_size)));
   }
   a.source_path = p.provenance().source_path();
   a.source_format = p.provenance().source_format();
@@ -638,16 +641,19 @@ absl::StatusOr<std::unique_ptr<Model>> BuildInt8Model(const Artifact& a) {
   const bool same_isa = a.calibration.kernel_isa == KernelIsa();
   const double tol = same_isa ? 0.0 : 1e-2 * rms + 1e-6;
   for (size_t i = 0; i < ref.size(); ++i) {
-    const float y = m->Run(std::span<const float>(a.calibration.windows.data() + i * per, per),
-                           ws.data());
+    const float y =
+        m->Run(std::span<const float>(a.calibration.windows.data() + i * per, per), ws.data());
     const bool ok = same_isa ? std::memcmp(&y, &ref[i], sizeof y) == 0
                              : std::fabs(static_cast<double>(y) - ref[i]) <= tol;
     if (!ok) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "artifact '", a.spec.name, "': the rebuilt INT8 model gives ", y, " on calibration "
-          "window ", i, " where the quantized model gave ", ref[i], " (kernels ", KernelIsa(),
-          " vs ", a.calibration.kernel_isa, "); the runtime differs from the one that was "
-          "validated: re-quantize with this qsig build"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("artifact '", a.spec.name, "': the rebuilt INT8 model gives ", y,
+                       " on calibration "
+                       "window ",
+                       i, " where the quantized model gave ", ref[i], " (kernels ", KernelIsa(),
+                       " vs ", a.calibration.kernel_isa,
+                       "); the runtime differs from the one that was "
+                       "validated: re-quantize with this qsig build"));
     }
   }
   return m;

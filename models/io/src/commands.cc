@@ -180,15 +180,14 @@ absl::StatusOr<PredictSummary> RunPredict(const PredictCommandOptions& o) {
   } else if (lm.artifact.has_value()) {
     QSIG_ASSIGN_OR_RETURN(model, BuildInt8Model(*lm.artifact));
   } else {
-    const std::vector<size_t> rows =
-        FullWindowRows(t, window, 0, std::min(o.calib_rows, t.rows()));
+    const std::vector<size_t> rows = FullWindowRows(t, window, 0, std::min(o.calib_rows, t.rows()));
     if (rows.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           o.input_csv, ": no complete window of ", window, " rows in the first ", o.calib_rows,
           " rows to calibrate INT8 on; raise --calib-rows or use a .qsig artifact"));
     }
-    QSIG_ASSIGN_OR_RETURN(model, CalibrateInt8Model(lm.spec, Windows(t, *cols, window, rows),
-                                                    o.int8));
+    QSIG_ASSIGN_OR_RETURN(model,
+                          CalibrateInt8Model(lm.spec, Windows(t, *cols, window, rows), o.int8));
   }
   s.precision = model->precision();
   std::FILE* out = std::fopen(o.output_csv.c_str(), "w");
@@ -225,8 +224,7 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
   if (!(o.holdout_fraction > 0 && o.holdout_fraction < 1)) {
     return absl::InvalidArgumentError("holdout_fraction must be in (0, 1)");
   }
-  QSIG_ASSIGN_OR_RETURN(Int8Options int8,
-                        MakeInt8Options(o.method, o.percentile, o.per_channel));
+  QSIG_ASSIGN_OR_RETURN(Int8Options int8, MakeInt8Options(o.method, o.percentile, o.per_channel));
   QSIG_ASSIGN_OR_RETURN(LoadedModel lm, LoadAnyModel(o.model_path, o.import));
   QSIG_ASSIGN_OR_RETURN(FeatureTable t, internal::ReadFeatureCsv(o.calib_csv));
   std::string note;
@@ -240,9 +238,11 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
   const std::vector<size_t> calib_rows_all = FullWindowRows(t, window, 0, split);
   const std::vector<size_t> eval_rows_all = FullWindowRows(t, window, split, t.rows());
   if (calib_rows_all.empty() || eval_rows_all.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        o.calib_csv, ": need complete windows of ", window, " rows both before and after the "
-        "held-out split at row ", split, " of ", t.rows(), "; give more rows"));
+    return absl::InvalidArgumentError(absl::StrCat(o.calib_csv, ": need complete windows of ",
+                                                   window,
+                                                   " rows both before and after the "
+                                                   "held-out split at row ",
+                                                   split, " of ", t.rows(), "; give more rows"));
   }
   const std::vector<size_t> calib_rows =
       Spread(calib_rows_all, std::min(o.max_calib_windows, kMaxStoredWindows));
@@ -312,12 +312,13 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
   std::string sensitivity_error;
   {
     const size_t per = static_cast<size_t>(window) * cols->size();
-    const std::vector<size_t> idx =
-        Spread([&] {
+    const std::vector<size_t> idx = Spread(
+        [&] {
           std::vector<size_t> v(eval_rows.size());
           std::iota(v.begin(), v.end(), 0);
           return v;
-        }(), o.max_sensitivity_windows);
+        }(),
+        o.max_sensitivity_windows);
     std::vector<float> sens_eval;
     sens_eval.reserve(idx.size() * per);
     for (size_t i : idx) {
@@ -331,8 +332,7 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
         lr.layer = ls.layer;
         lr.rmse_over_rms = ls.rmse_over_rms;
         lr.sign_agreement = ls.sign_agreement;
-        lr.output_sqnr_db = ls.rmse_over_rms > 0 ? -20.0 * std::log10(ls.rmse_over_rms)
-                                                 : INFINITY;
+        lr.output_sqnr_db = ls.rmse_over_rms > 0 ? -20.0 * std::log10(ls.rmse_over_rms) : INFINITY;
         auto it = wsqnr.find(ls.layer);
         lr.weight_sqnr_db = it != wsqnr.end() ? it->second : NAN;
         rep.layers.push_back(lr);
@@ -426,14 +426,14 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
                          rep.ic_spearman_fp32, rep.ic_spearman_int8);
   log << absl::StrFormat("  %-34s %14.4f %14.4f\n", "IC vs label (Pearson)", rep.ic_pearson_fp32,
                          rep.ic_pearson_int8);
-  log << absl::StrFormat("  INT8 vs FP32 (held out): RMSE %.4g (%s of RMS), max |err| %.4g, sign "
-                         "agreement %s\n",
-                         rep.rmse, Pct(rep.rmse_over_rms), rep.max_abs_error,
-                         Pct(rep.sign_agreement));
+  log << absl::StrFormat(
+      "  INT8 vs FP32 (held out): RMSE %.4g (%s of RMS), max |err| %.4g, sign "
+      "agreement %s\n",
+      rep.rmse, Pct(rep.rmse_over_rms), rep.max_abs_error, Pct(rep.sign_agreement));
   if (!rep.layers.empty()) {
     log << "  per layer, only that layer INT8 (most sensitive first):\n";
-    log << absl::StrFormat("    %-12s %16s %12s %12s %16s\n", "layer", "output SQNR dB",
-                           "RMSE/RMS", "sign agree", "weight SQNR dB");
+    log << absl::StrFormat("    %-12s %16s %12s %12s %16s\n", "layer", "output SQNR dB", "RMSE/RMS",
+                           "sign agree", "weight SQNR dB");
     for (const LayerReport& lr : rep.layers) {
       log << absl::StrFormat("    %-12s %16.1f %12s %12s %16.1f\n", lr.layer, lr.output_sqnr_db,
                              Pct(lr.rmse_over_rms), Pct(lr.sign_agreement), lr.weight_sqnr_db);

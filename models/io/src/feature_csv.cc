@@ -35,9 +35,11 @@ absl::StatusOr<FeatureTable> ReadFeatureCsv(const std::string& path, size_t max_
   bool fixed_ok = header.size() >= 6;
   for (size_t i = 0; fixed_ok && i < 5; ++i) fixed_ok = header[i] == kFixed[i];
   if (!fixed_ok) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        path, ":1: header must start with locate,symbol,msg_seq,exchange_ts_ns,mid and list "
-              "the features (a `qsig features` CSV), found '", line.substr(0, 120), "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path,
+                     ":1: header must start with locate,symbol,msg_seq,exchange_ts_ns,mid and list "
+                     "the features (a `qsig features` CSV), found '",
+                     line.substr(0, 120), "'"));
   }
   const bool has_label = header.back() == "label";
   FeatureTable t;
@@ -66,8 +68,8 @@ absl::StatusOr<FeatureTable> ReadFeatureCsv(const std::string& path, size_t max_
     uint64_t seq = 0;
     int64_t ts = 0;
     if (!Parse(cols[0], locate) || !Parse(cols[2], seq) || !Parse(cols[3], ts)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ":", lineno, ": locate, msg_seq and exchange_ts_ns must be integers"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ":", lineno, ": locate, msg_seq and exchange_ts_ns must be integers"));
     }
     for (size_t j = 0; j < nf; ++j) {
       float v = 0;
@@ -134,10 +136,10 @@ absl::StatusOr<std::vector<int>> MapColumns(const ModelSpec& spec, const Feature
     }
     return cols;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "the feature file lacks the model's features ", absl::StrJoin(missing, ", "),
-      " (file has ", absl::StrJoin(t.feature_names, ", "),
-      "); pass feature names when importing ONNX / TorchScript (--feature-names)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("the feature file lacks the model's features ", absl::StrJoin(missing, ", "),
+                   " (file has ", absl::StrJoin(t.feature_names, ", "),
+                   "); pass feature names when importing ONNX / TorchScript (--feature-names)"));
 }
 
 bool WindowAt(const FeatureTable& t, const std::vector<int>& columns, int window, size_t row,

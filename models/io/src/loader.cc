@@ -74,9 +74,10 @@ absl::StatusOr<LoadedModel> LoadAnyModel(const std::string& path, const ImportOp
     case Format::kUnknown:
       break;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      path, ": unknown model format; qsig reads .json (qsig.model.fp32), .onnx, TorchScript "
-            "(.pt/.ts, torch.jit.save) and .qsig artifacts"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(path,
+                   ": unknown model format; qsig reads .json (qsig.model.fp32), .onnx, TorchScript "
+                   "(.pt/.ts, torch.jit.save) and .qsig artifacts"));
 }
 
 }  // namespace qsig::models::io

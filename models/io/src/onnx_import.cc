@@ -39,7 +39,7 @@ constexpr const char* kSupported =
 
 // What an axis of a main value means.
 enum class Axis {
-  kIn0,      // Input axis 0 or 1 of a rank-3 input, before a recurrent node says which is time.
+  kIn0,  // Input axis 0 or 1 of a rank-3 input, before a recurrent node says which is time.
   kIn1,
   kBatch,
   kTime,     // The full sequence.
@@ -78,8 +78,9 @@ absl::StatusOr<Const> ReadTensor(const onnx::TensorProto& t, const std::string& 
   }
   if (t.data_location() == onnx::TensorProto::EXTERNAL) {
     return absl::InvalidArgumentError(absl::StrCat(
-        where, ": weights are stored in an external data file, which is not supported; export "
-               "with the weights inside the .onnx file (models under 2 GB do by default)"));
+        where,
+        ": weights are stored in an external data file, which is not supported; export "
+        "with the weights inside the .onnx file (models under 2 GB do by default)"));
   }
   const std::string& raw = t.raw_data();
   switch (t.data_type()) {
@@ -87,8 +88,8 @@ absl::StatusOr<Const> ReadTensor(const onnx::TensorProto& t, const std::string& 
       c.is_float = true;
       if (!raw.empty()) {
         if (raw.size() != static_cast<size_t>(n) * 4) {
-          return absl::DataLossError(absl::StrCat(where, ": raw_data has ", raw.size(),
-                                                  " bytes, expected ", n * 4));
+          return absl::DataLossError(
+              absl::StrCat(where, ": raw_data has ", raw.size(), " bytes, expected ", n * 4));
         }
         c.f.resize(static_cast<size_t>(n));
         std::memcpy(c.f.data(), raw.data(), raw.size());  // Little-endian, as the host.
@@ -99,8 +100,8 @@ absl::StatusOr<Const> ReadTensor(const onnx::TensorProto& t, const std::string& 
     case onnx::TensorProto::INT64:
       if (!raw.empty()) {
         if (raw.size() != static_cast<size_t>(n) * 8) {
-          return absl::DataLossError(absl::StrCat(where, ": raw_data has ", raw.size(),
-                                                  " bytes, expected ", n * 8));
+          return absl::DataLossError(
+              absl::StrCat(where, ": raw_data has ", raw.size(), " bytes, expected ", n * 8));
         }
         c.i.resize(static_cast<size_t>(n));
         std::memcpy(c.i.data(), raw.data(), raw.size());
@@ -111,8 +112,8 @@ absl::StatusOr<Const> ReadTensor(const onnx::TensorProto& t, const std::string& 
     case onnx::TensorProto::INT32:
       if (!raw.empty()) {
         if (raw.size() != static_cast<size_t>(n) * 4) {
-          return absl::DataLossError(absl::StrCat(where, ": raw_data has ", raw.size(),
-                                                  " bytes, expected ", n * 4));
+          return absl::DataLossError(
+              absl::StrCat(where, ": raw_data has ", raw.size(), " bytes, expected ", n * 4));
         }
         std::vector<int32_t> tmp(static_cast<size_t>(n));
         std::memcpy(tmp.data(), raw.data(), raw.size());
@@ -164,8 +165,9 @@ class OnnxImporter {
     if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()) ||
         !model.ParseFromArray(bytes.data(), static_cast<int>(bytes.size()))) {
       return absl::DataLossError(absl::StrCat(
-          path_, ": not a valid ONNX file (the protobuf does not parse: truncated, corrupted or "
-                 "not ONNX); re-export it with torch.onnx.export"));
+          path_,
+          ": not a valid ONNX file (the protobuf does not parse: truncated, corrupted or "
+          "not ONNX); re-export it with torch.onnx.export"));
     }
     QSIG_RETURN_IF_ERROR(CheckOpset(model));
     const onnx::GraphProto& g = model.graph();
@@ -174,8 +176,8 @@ class OnnxImporter {
           absl::StrCat(path_, ": the ONNX graph has no nodes or no outputs (truncated file?)"));
     }
     for (const auto& t : g.initializer()) {
-      QSIG_ASSIGN_OR_RETURN(Const c, ReadTensor(t, absl::StrCat(path_, ": initializer '",
-                                                                 t.name(), "'")));
+      QSIG_ASSIGN_OR_RETURN(Const c,
+                            ReadTensor(t, absl::StrCat(path_, ": initializer '", t.name(), "'")));
       consts_[t.name()] = std::move(c);
     }
     QSIG_RETURN_IF_ERROR(ReadInput(g));
@@ -195,13 +197,15 @@ class OnnxImporter {
     }
     if (opset < 0) {
       return absl::InvalidArgumentError(
-          absl::StrCat(path_, ": the model imports no default-domain opset (not an ONNX model "
-                              "from torch.onnx.export?)"));
+          absl::StrCat(path_,
+                       ": the model imports no default-domain opset (not an ONNX model "
+                       "from torch.onnx.export?)"));
     }
     if (opset < kMinOpset || opset > kMaxOpset) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path_, ": opset ", opset, " is not supported; export with opset_version "
-                              "between ", kMinOpset, " and ", kMaxOpset));
+      return absl::InvalidArgumentError(absl::StrCat(path_, ": opset ", opset,
+                                                     " is not supported; export with opset_version "
+                                                     "between ",
+                                                     kMinOpset, " and ", kMaxOpset));
     }
     return absl::OkStatus();
   }
@@ -212,15 +216,15 @@ class OnnxImporter {
       if (!consts_.contains(in.name())) inputs.push_back(&in);
     }
     if (inputs.size() != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": the graph has ", inputs.size(),
-          " data inputs; a qsig model takes exactly one (the feature window)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_, ": the graph has ", inputs.size(),
+                       " data inputs; a qsig model takes exactly one (the feature window)"));
     }
     const onnx::ValueInfoProto& in = *inputs[0];
     const auto& tt = in.type().tensor_type();
     if (tt.elem_type() != onnx::TensorProto::FLOAT) {
-      return absl::InvalidArgumentError(absl::StrCat(path_, ": input '", in.name(),
-                                                     "' is not float32"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_, ": input '", in.name(), "' is not float32"));
     }
     const int rank = tt.shape().dim_size();
     auto dim = [&](int k) -> int64_t {
@@ -241,9 +245,10 @@ class OnnxImporter {
     }
     const int64_t f = dim(rank - 1);
     if (f <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": input '", in.name(), "' has a dynamic feature axis; export with a fixed "
-                                          "number of features"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_, ": input '", in.name(),
+                       "' has a dynamic feature axis; export with a fixed "
+                       "number of features"));
     }
     v.features = static_cast<int>(f);
     v.last_step = rank == 2;
@@ -268,8 +273,9 @@ class OnnxImporter {
     }
     auto it = consts_.find(n.input(input));
     if (it == consts_.end()) {
-      return Refuse(n, k, absl::StrCat("input '", n.input(input),
-                                       "' must be a constant (initializer or Constant node)"));
+      return Refuse(n, k,
+                    absl::StrCat("input '", n.input(input),
+                                 "' must be a constant (initializer or Constant node)"));
     }
     return &it->second;
   }
@@ -296,15 +302,18 @@ class OnnxImporter {
         ++main_inputs;
         main_index = i;
       } else if (stale_.contains(name)) {
-        return Refuse(n, k, absl::StrCat("reads '", name, "' from an earlier point of the data "
-                                         "path (a branch or skip connection); a qsig model is "
-                                         "a single chain"));
+        return Refuse(n, k,
+                      absl::StrCat("reads '", name,
+                                   "' from an earlier point of the data "
+                                   "path (a branch or skip connection); a qsig model is "
+                                   "a single chain"));
       } else if (const auto it = unsupported_.find(name); it != unsupported_.end()) {
         return Refuse(n, k, it->second);
       } else if (!consts_.contains(name) && !aux_zero_.contains(name)) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            Where(n, k), ": reads '", name, "', which no earlier node or initializer produces "
-                                            "(truncated or malformed file?)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(Where(n, k), ": reads '", name,
+                         "', which no earlier node or initializer produces "
+                         "(truncated or malformed file?)"));
       }
     }
     if (main_inputs == 0) return AuxNode(n, k);
@@ -313,8 +322,9 @@ class OnnxImporter {
       return absl::OkStatus();
     }
     if (main_inputs > 1) {
-      return Refuse(n, k, "combines two tensors of the data path (a qsig model is a single "
-                          "chain)");
+      return Refuse(n, k,
+                    "combines two tensors of the data path (a qsig model is a single "
+                    "chain)");
     }
     const MainValue in = current_.at(n.input(main_index));
     const std::string& op = n.op_type();
@@ -372,9 +382,8 @@ class OnnxImporter {
       return absl::OkStatus();
     }
     // Zeros of a computed shape (the exporter's h0 / c0) stay zeros through these ops.
-    static const std::set<std::string> kKeepZero = {"Slice",     "Expand",  "Gather",
-                                                    "Reshape",   "Squeeze", "Unsqueeze",
-                                                    "Identity",  "Cast",    "Tile"};
+    static const std::set<std::string> kKeepZero = {
+        "Slice", "Expand", "Gather", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Cast", "Tile"};
     bool zero = false;
     if (op == "ConstantOfShape") {
       zero = true;
@@ -404,15 +413,18 @@ class OnnxImporter {
     const int gates = lstm ? 4 : 3;
     if (main_index != 0) return Refuse(n, k, "the data path must be input X");
     if (!spec_.layers.empty()) {
-      return Refuse(n, k, "a recurrent layer after a Linear layer is not supported (qsig runs "
-                          "recurrent layers first, then the Linear head)");
+      return Refuse(n, k,
+                    "a recurrent layer after a Linear layer is not supported (qsig runs "
+                    "recurrent layers first, then the Linear head)");
     }
     if ((lstm && !spec_.gru.empty()) || (!lstm && !spec_.lstm.empty())) {
       return Refuse(n, k, "mixing LSTM and GRU layers is not supported");
     }
     if (const auto* a = FindAttr(n, "direction"); a != nullptr && a->s() != "forward") {
-      return Refuse(n, k, absl::StrCat("direction '", a->s(), "' is not supported (forward "
-                                       "only: bidirectional=False)"));
+      return Refuse(n, k,
+                    absl::StrCat("direction '", a->s(),
+                                 "' is not supported (forward "
+                                 "only: bidirectional=False)"));
     }
     if (FindAttr(n, "clip") != nullptr) return Refuse(n, k, "the clip attribute is not supported");
     if (AttrInt(n, "input_forget", 0) != 0) return Refuse(n, k, "input_forget is not supported");
@@ -432,8 +444,9 @@ class OnnxImporter {
       return Refuse(n, k, "sequence_lens is not supported (every window has the full length)");
     }
     if (!AbsentOrZero(n, 5) || (lstm && !AbsentOrZero(n, 6))) {
-      return Refuse(n, k, "a non-zero initial state is not supported (qsig starts each window "
-                          "from h0 = c0 = 0)");
+      return Refuse(n, k,
+                    "a non-zero initial state is not supported (qsig starts each window "
+                    "from h0 = c0 = 0)");
     }
     if (lstm && !AbsentOrZero(n, 7)) return Refuse(n, k, "peephole weights are not supported");
     // Axes of X: [time, batch, feature] (layout 0) or [batch, time, feature] (layout 1).
@@ -452,9 +465,10 @@ class OnnxImporter {
     QSIG_ASSIGN_OR_RETURN(const Const* w, GetConst(n, k, 1));
     QSIG_ASSIGN_OR_RETURN(const Const* r, GetConst(n, k, 2));
     const int64_t in_size = in.features;
-    if (hidden <= 0 || !w->is_float || w->dims != std::vector<int64_t>{1, gates * hidden, in_size}) {
-      return Refuse(n, k, absl::StrCat("W must be float [1, ", gates, "*hidden_size, ", in_size,
-                                       "]"));
+    if (hidden <= 0 || !w->is_float ||
+        w->dims != std::vector<int64_t>{1, gates * hidden, in_size}) {
+      return Refuse(n, k,
+                    absl::StrCat("W must be float [1, ", gates, "*hidden_size, ", in_size, "]"));
     }
     if (!r->is_float || r->dims != std::vector<int64_t>{1, gates * hidden, hidden}) {
       return Refuse(n, k, absl::StrCat("R must be float [1, ", gates, "*hidden_size, hidden]"));
@@ -504,9 +518,8 @@ class OnnxImporter {
     current_.clear();
     MainValue y;
     y.features = static_cast<int>(hidden);
-    y.axes = layout == 0
-                 ? std::vector<Axis>{Axis::kTime, Axis::kDir, Axis::kBatch, Axis::kFeature}
-                 : std::vector<Axis>{Axis::kBatch, Axis::kTime, Axis::kDir, Axis::kFeature};
+    y.axes = layout == 0 ? std::vector<Axis>{Axis::kTime, Axis::kDir, Axis::kBatch, Axis::kFeature}
+                         : std::vector<Axis>{Axis::kBatch, Axis::kTime, Axis::kDir, Axis::kFeature};
     if (n.output_size() > 0 && !n.output(0).empty()) current_[n.output(0)] = y;
     MainValue yh;
     yh.features = static_cast<int>(hidden);
@@ -528,8 +541,9 @@ class OnnxImporter {
       return Refuse(n, k, "a Linear layer must act on the feature axis");
     }
     if (spec_.lstm.empty() && spec_.gru.empty() && !in.last_step) {
-      return Refuse(n, k, "a Linear layer on a [batch, time, features] input needs a recurrent "
-                          "layer first (an MLP reads [batch, features])");
+      return Refuse(n, k,
+                    "a Linear layer on a [batch, time, features] input needs a recurrent "
+                    "layer first (an MLP reads [batch, features])");
     }
     LinearLayer l;
     l.in = in.features;
@@ -550,8 +564,7 @@ class OnnxImporter {
     QSIG_ASSIGN_OR_RETURN(const Const* b, GetConst(n, k, 1));
     const bool trans_b = AttrInt(n, "transB", 0) != 0;
     if (!b->is_float || b->dims.size() != 2 || b->dims[trans_b ? 1 : 0] != in.features) {
-      return Refuse(n, k, absl::StrCat("B must be a float matrix with ", in.features,
-                                       " inputs"));
+      return Refuse(n, k, absl::StrCat("B must be a float matrix with ", in.features, " inputs"));
     }
     const float alpha = AttrFloat(n, "alpha", 1.0f);
     const float beta = AttrFloat(n, "beta", 1.0f);
@@ -583,8 +596,8 @@ class OnnxImporter {
   absl::Status MatMul(const onnx::NodeProto& n, int k, const MainValue& in) {
     QSIG_ASSIGN_OR_RETURN(const Const* b, GetConst(n, k, 1));
     if (!b->is_float || b->dims.size() != 2 || b->dims[0] != in.features) {
-      return Refuse(n, k, absl::StrCat("the second input must be a float [", in.features,
-                                       ", out] matrix"));
+      return Refuse(
+          n, k, absl::StrCat("the second input must be a float [", in.features, ", out] matrix"));
     }
     const int out = static_cast<int>(b->dims[1]);
     const int inf = in.features;
@@ -622,8 +635,9 @@ class OnnxImporter {
   absl::Status Act(const onnx::NodeProto& n, int k, const MainValue& in) {
     if (!last_was_linear_ || spec_.layers.empty() ||
         spec_.layers.back().activation != Activation::kNone) {
-      return Refuse(n, k, "an activation is supported only right after a Linear layer "
-                          "(Gemm or MatMul + Add)");
+      return Refuse(n, k,
+                    "an activation is supported only right after a Linear layer "
+                    "(Gemm or MatMul + Add)");
     }
     const std::string& op = n.op_type();
     spec_.layers.back().activation = op == "Relu"   ? Activation::kRelu
@@ -693,8 +707,10 @@ class OnnxImporter {
     for (size_t i = 0; i < in.axes.size(); ++i) {
       const bool drop = std::find(axes.begin(), axes.end(), static_cast<int64_t>(i)) != axes.end();
       if (drop && !SizeOne(in, i)) {
-        return Refuse(n, k, absl::StrCat("squeezes axis ", i, ", which is not known to have "
-                                         "size 1"));
+        return Refuse(n, k,
+                      absl::StrCat("squeezes axis ", i,
+                                   ", which is not known to have "
+                                   "size 1"));
       }
       if (!drop) v.axes.push_back(in.axes[i]);
     }
@@ -759,9 +775,10 @@ class OnnxImporter {
         v.last_step = true;
         continue;
       }
-      return Refuse(n, k, absl::StrCat("slicing axis ", a, " [", s, ":", e, ":", steps[j],
-                                       "] is not supported (only the last time step, "
-                                       "[-1:] or [:, -1:])"));
+      return Refuse(n, k,
+                    absl::StrCat("slicing axis ", a, " [", s, ":", e, ":", steps[j],
+                                 "] is not supported (only the last time step, "
+                                 "[-1:] or [:, -1:])"));
     }
     return Replace(n.output(0), v);
   }
@@ -791,14 +808,15 @@ class OnnxImporter {
       if (scalar) v.axes.erase(v.axes.begin() + axis);
       return Replace(n.output(0), v);
     }
-    return Refuse(n, k, absl::StrCat("gathering index ", i, " of axis ", axis,
-                                     " is not supported (only the last time step)"));
+    return Refuse(n, k,
+                  absl::StrCat("gathering index ", i, " of axis ", axis,
+                               " is not supported (only the last time step)"));
   }
 
   absl::Status Finish(const onnx::GraphProto& g) {
     if (g.output_size() != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": the graph has ", g.output_size(), " outputs; a qsig model has one"));
+      return absl::InvalidArgumentError(absl::StrCat(path_, ": the graph has ", g.output_size(),
+                                                     " outputs; a qsig model has one"));
     }
     const std::string& out = g.output(0).name();
     const auto it = current_.find(out);
@@ -810,18 +828,19 @@ class OnnxImporter {
     const MainValue& v = it->second;
     const bool recurrent = !spec_.lstm.empty() || !spec_.gru.empty();
     if (spec_.layers.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": the model has no Linear layer; qsig models end in a Linear head"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_, ": the model has no Linear layer; qsig models end in a Linear head"));
     }
     if (spec_.layers.back().out != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": the model outputs ", spec_.layers.back().out,
-          " values per sample; a qsig model outputs one signal"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_, ": the model outputs ", spec_.layers.back().out,
+                       " values per sample; a qsig model outputs one signal"));
     }
     if (!v.last_step) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": graph output '", out, "' still has a time axis; the model must read the "
-                 "last step (out[:, -1] or h_n[-1])"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_, ": graph output '", out,
+                       "' still has a time axis; the model must read the "
+                       "last step (out[:, -1] or h_n[-1])"));
     }
     int batch_like = 0;
     for (Axis a : v.axes) {
@@ -832,15 +851,16 @@ class OnnxImporter {
       }
     }
     if (batch_like > 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": graph output '", out, "' has more than one batch-like axis"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_, ": graph output '", out, "' has more than one batch-like axis"));
     }
     if (recurrent || time_input_axis_ >= 0) {
       const int64_t w = StaticWindow();
       if (w <= 0) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            path_, ": the input's time axis is dynamic, so the window is unknown; pass it "
-                   "(ImportOptions::window / --window)"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(path_,
+                         ": the input's time axis is dynamic, so the window is unknown; pass it "
+                         "(ImportOptions::window / --window)"));
       }
       spec_.window = static_cast<int>(w);
     } else {
@@ -855,8 +875,8 @@ class OnnxImporter {
   ModelSpec spec_;
   std::map<std::string, Const> consts_;
   std::map<std::string, bool> aux_zero_;
-  std::map<std::string, MainValue> current_;  // The data path's newest value(s).
-  std::set<std::string> stale_;               // Earlier data-path values.
+  std::map<std::string, MainValue> current_;        // The data path's newest value(s).
+  std::set<std::string> stale_;                     // Earlier data-path values.
   std::map<std::string, std::string> unsupported_;  // Value -> why reading it is refused.
   std::string input_name_;
   std::vector<int64_t> input_dims_;  // Static sizes of a rank-3 input's axes 0, 1 (-1: dynamic).

@@ -58,37 +58,40 @@ class TorchImporter {
     } catch (const std::exception& e) {
       std::string what = e.what();
       what = what.substr(0, what.find('\n'));
-      return absl::DataLossError(absl::StrCat(
-          path_, ": not a loadable TorchScript file (truncated, corrupted or not saved with "
-                 "torch.jit.save): ", what));
+      return absl::DataLossError(
+          absl::StrCat(path_,
+                       ": not a loadable TorchScript file (truncated, corrupted or not saved with "
+                       "torch.jit.save): ",
+                       what));
     }
     module.eval();
     try {
       QSIG_RETURN_IF_ERROR(Walk(module, ""));
     } catch (const std::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat(path_, ": reading the module tree: ",
-                                                     e.what()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_, ": reading the module tree: ", e.what()));
     }
     if (spec_.layers.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           path_, ": the model has no nn.Linear; qsig models end in a Linear head; ", kSupported));
     }
     if (spec_.layers.back().out != 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": the last nn.Linear has ", spec_.layers.back().out,
-          " outputs; a qsig model outputs one signal"));
+      return absl::InvalidArgumentError(absl::StrCat(path_, ": the last nn.Linear has ",
+                                                     spec_.layers.back().out,
+                                                     " outputs; a qsig model outputs one signal"));
     }
     const bool recurrent = !spec_.lstm.empty() || !spec_.gru.empty();
     spec_.arch = !spec_.lstm.empty() ? Arch::kLstm : !spec_.gru.empty() ? Arch::kGru : Arch::kMlp;
     if (recurrent && options_.window <= 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": a TorchScript file does not record the input length; pass the window the "
-                 "recurrent model reads (ImportOptions::window / --window)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_,
+                       ": a TorchScript file does not record the input length; pass the window the "
+                       "recurrent model reads (ImportOptions::window / --window)"));
     }
     spec_.window = recurrent ? options_.window : 1;
-    spec_.input_size = recurrent ? (spec_.lstm.empty() ? spec_.gru[0].input_size
-                                                       : spec_.lstm[0].input_size)
-                                 : spec_.layers[0].in;
+    spec_.input_size =
+        recurrent ? (spec_.lstm.empty() ? spec_.gru[0].input_size : spec_.lstm[0].input_size)
+                  : spec_.layers[0].in;
     // Normalization is applied by qsig; verify the raw network with mean 0 / std 1 first.
     ImportOptions plain = options_;
     plain.feature_mean.clear();
@@ -129,9 +132,10 @@ class TorchImporter {
     }
     // A container: nn.Sequential, or a user module that only holds children.
     for (const auto& p : m.named_parameters(/*recurse=*/false)) {  // Refuses the first one.
-      return Refuse(where, type, absl::StrCat("holds its own parameter '", p.name,
-                                              "' (only parameters of supported modules are "
-                                              "understood)"));
+      return Refuse(where, type,
+                    absl::StrCat("holds its own parameter '", p.name,
+                                 "' (only parameters of supported modules are "
+                                 "understood)"));
     }
     for (const auto& c : m.named_children()) {
       QSIG_RETURN_IF_ERROR(
@@ -244,16 +248,17 @@ class TorchImporter {
       if (y.isTuple()) y = y.toTupleRef().elements()[0];
       if (!y.isTensor() || y.toTensor().numel() != kBatch) {
         return absl::InvalidArgumentError(absl::StrCat(
-            path_, ": forward() does not return one value per sample (expected a [batch, 1] or "
-                   "[batch] tensor)"));
+            path_,
+            ": forward() does not return one value per sample (expected a [batch, 1] or "
+            "[batch] tensor)"));
       }
       torch_out = ToFloats(y.toTensor());
     } catch (const std::exception& e) {
       std::string what = e.what();
       what = what.substr(0, what.find('\n'));
-      return absl::InvalidArgumentError(absl::StrCat(
-          path_, ": forward() failed on a [batch, ", w, ", ", f, "] input (", what,
-          "); check ImportOptions::window and the input layout"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_, ": forward() failed on a [batch, ", w, ", ", f, "] input (", what,
+                       "); check ImportOptions::window and the input layout"));
     }
     auto shared = std::make_shared<const ModelSpec>(spec_);
     std::unique_ptr<Model> model = MakeFp32Model(shared);
@@ -264,8 +269,10 @@ class TorchImporter {
       const float t = torch_out[static_cast<size_t>(i)];
       if (!(std::fabs(q - t) <= 1e-4f * std::max(1.0f, std::fabs(t)))) {
         return absl::InvalidArgumentError(absl::StrCat(
-            path_, ": the module tree does not describe forward(): for the same input LibTorch "
-                   "gives ", t, " and the imported model ", q,
+            path_,
+            ": the module tree does not describe forward(): for the same input LibTorch "
+            "gives ",
+            t, " and the imported model ", q,
             " (forward() must run the recurrent modules, then the head on the last step); ",
             kSupported));
       }
@@ -282,8 +289,7 @@ class TorchImporter {
 
 }  // namespace
 
-absl::StatusOr<ModelSpec> ImportTorchScript(const std::string& path,
-                                            const ImportOptions& options) {
+absl::StatusOr<ModelSpec> ImportTorchScript(const std::string& path, const ImportOptions& options) {
   QSIG_ASSIGN_OR_RETURN(std::string bytes, internal::ReadFileBytes(path));
   TorchImporter importer(path, options);
   return importer.Run(bytes);

@@ -146,12 +146,12 @@ class Runtime final : public Model {
   // First-layer input (raw tick) -> layer 0's W_ih x + bias into `proj` (gates_pad), or for an
   // MLP the first head layer's output.
   template <class Hooks>
-  void Project0(const float* tick, float* ws, const Layout& l, float* proj, Hooks& hooks) const
-      noexcept;
+  void Project0(const float* tick, float* ws, const Layout& l, float* proj,
+                Hooks& hooks) const noexcept;
   // One timestep of every RNN layer from layer 0's projection; h/c in the workspace.
   template <class Hooks>
-  void StepLayers(const float* proj0, bool first, float* ws, const Layout& l, Hooks& hooks) const
-      noexcept;
+  void StepLayers(const float* proj0, bool first, float* ws, const Layout& l,
+                  Hooks& hooks) const noexcept;
   // The head on x (n vectors of `width` floats, stride ldx); writes out[n].
   template <class Hooks>
   void Head(int n, const float* x, size_t ldx, float* ws, const Layout& l, float* out,

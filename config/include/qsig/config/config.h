@@ -27,30 +27,30 @@ struct RecoveryConfig {
   int rerequest_delay_us = 200;     // First re-request this long after a gap is seen.
   int rerequest_interval_us = 2000;
   int max_rerequests = 5;
-  int gap_timeout_us = 20000;       // Then the gap is lost: its instruments stay stale.
+  int gap_timeout_us = 20000;  // Then the gap is lost: its instruments stay stale.
 };
 
 struct ReplayConfig {
-  std::string path;    // Capture file for feed.source pcap or itch.
-  double speed = 0;    // 0 = as fast as possible, 1 = recorded speed, 2 = twice as fast...
+  std::string path;  // Capture file for feed.source pcap or itch.
+  double speed = 0;  // 0 = as fast as possible, 1 = recorded speed, 2 = twice as fast...
 };
 
 struct FeedConfig {
   // "sim" (built-in simulator), "udp" (external feed), "pcap" or "itch" (replay a file).
   std::string source = "sim";
-  std::string listen = "127.0.0.1:0";    // Bind address; port 0 = ephemeral (sim source only).
-  std::string group;                     // Multicast group ("" = unicast).
-  std::string interface_address;         // Interface for the multicast join.
+  std::string listen = "127.0.0.1:0";  // Bind address; port 0 = ephemeral (sim source only).
+  std::string group;                   // Multicast group ("" = unicast).
+  std::string interface_address;       // Interface for the multicast join.
   int receive_buffer_bytes = 8 << 20;
   bool busy_poll = false;
   int max_instruments = 256;
   int max_orders = 1 << 20;
-  int core = -1;                         // CPU to pin the feed thread to (-1 = none).
+  int core = -1;  // CPU to pin the feed thread to (-1 = none).
   // Feature set, one spec per entry, e.g. "ret(horizon=10)", "imbalance(levels=5) as imb5"
   // (kinds and parameters: feeds/README.md). Empty = the default 8-feature set.
   std::vector<std::string> features;
-  LineConfig line_b;                     // Redundant B line (A/B arbitration).
-  std::string retransmit;                // MoldUDP64 re-request server host:port ("" = none).
+  LineConfig line_b;       // Redundant B line (A/B arbitration).
+  std::string retransmit;  // MoldUDP64 re-request server host:port ("" = none).
   RecoveryConfig recovery;
   ReplayConfig replay;
 };
@@ -67,15 +67,15 @@ struct SimConfig {
   uint64_t seed = 42;
   int messages_per_packet = 8;
   std::string destination = "127.0.0.1:31000";  // `qsig sim` only; serve sends to its own feed.
-  uint64_t max_messages = 0;                     // 0 = unlimited.
-  std::string destination_b;  // `qsig sim`: B line destination ("" = none).
-  bool line_b = false;        // `serve`: the embedded simulator also feeds feed.line_b.
-  bool retransmit = true;     // Run a MoldUDP64 retransmission server (serve: wired to the feed).
+  uint64_t max_messages = 0;                    // 0 = unlimited.
+  std::string destination_b;                    // `qsig sim`: B line destination ("" = none).
+  bool line_b = false;     // `serve`: the embedded simulator also feeds feed.line_b.
+  bool retransmit = true;  // Run a MoldUDP64 retransmission server (serve: wired to the feed).
   std::string retransmit_listen = "127.0.0.1:0";  // `qsig sim`: where that server binds.
   FaultsConfig faults_a, faults_b;
   double session_restart_rate = 0;  // Per packet.
-  std::string record_pcap;  // Also write what is sent to this pcap file ("" = off).
-  std::string record_itch;  // ... and/or the message stream as a length-prefixed ITCH file.
+  std::string record_pcap;          // Also write what is sent to this pcap file ("" = off).
+  std::string record_itch;          // ... and/or the message stream as a length-prefixed ITCH file.
 };
 
 struct ModelConfig {
@@ -92,21 +92,21 @@ struct WorkersConfig {
 };
 
 struct ShadowConfig {
-  int sample_every = 1;                 // Run the FP32 shadow on every Nth tick (0 = off).
-  double divergence_threshold = 0.05;   // |INT8 - FP32| above this flags the instrument.
+  int sample_every = 1;                // Run the FP32 shadow on every Nth tick (0 = off).
+  double divergence_threshold = 0.05;  // |INT8 - FP32| above this flags the instrument.
 };
 
 struct CalibrationConfig {
-  int warmup_samples = 2000;      // Windows needed before the first INT8 calibration.
-  int samples = 20000;            // Recent windows kept per model for recalibration.
+  int warmup_samples = 2000;        // Windows needed before the first INT8 calibration.
+  int samples = 20000;              // Recent windows kept per model for recalibration.
   double max_relative_rmse = 0.25;  // Validation gate: reject a candidate above this.
   // Activation-range method: minmax|ema|percentile|entropy|mse.
   std::string method = "percentile";
-  double percentile = 99.99;      // For method percentile.
+  double percentile = 99.99;  // For method percentile.
   // Accuracy guard: keep the most sensitive layers FP32 until INT8-vs-FP32 RMSE on the
   // calibration windows is within this fraction of the FP32 RMS (0 = always all-INT8).
   double layer_guard_rmse = 0.01;
-  std::string schedule;           // Daily recalibration at "HH:MM" UTC ("" = off).
+  std::string schedule;  // Daily recalibration at "HH:MM" UTC ("" = off).
 };
 
 struct DriftConfig {

@@ -25,10 +25,10 @@ enum FeatureFlags : uint32_t {
 };
 
 struct alignas(64) FeatureVector {
-  uint16_t locate = 0;      // ITCH stock locate code of the instrument.
-  uint16_t n_features = 0;  // Number of valid entries in values.
-  uint32_t flags = 0;       // FeatureFlags.
-  uint64_t msg_seq = 0;     // MoldUDP64 sequence number of the message that caused the update.
+  uint16_t locate = 0;         // ITCH stock locate code of the instrument.
+  uint16_t n_features = 0;     // Number of valid entries in values.
+  uint32_t flags = 0;          // FeatureFlags.
+  uint64_t msg_seq = 0;        // MoldUDP64 sequence number of the message that caused the update.
   int64_t exchange_ts_ns = 0;  // ITCH timestamp: nanoseconds since midnight.
   // Stage timestamps on the monotonic clock (qsig::feeds::MonotonicNanos()).
   int64_t recv_ns = 0;      // Datagram received.

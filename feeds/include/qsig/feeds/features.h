@@ -16,7 +16,7 @@
 namespace qsig::feeds {
 
 struct FeatureSpec {
-  std::string name;                              // Kind, e.g. "ret", "imbalance".
+  std::string name;                                // Kind, e.g. "ret", "imbalance".
   std::map<std::string, std::string> params = {};  // e.g. {"horizon": "10"}; values as text.
   std::string alias = {};  // Output name; "" = derived from kind and params ("ret_10").
   bool operator==(const FeatureSpec&) const = default;

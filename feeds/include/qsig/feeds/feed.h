@@ -51,9 +51,9 @@ struct GapRecoveryOptions {
 };
 
 struct FeedProcessorOptions {
-  int max_instruments = 256;      // Locates 1..max_instruments are tracked; others are counted.
-  int max_orders = 1 << 20;       // Capacity of the live-order table.
-  int max_levels = 256;           // Price levels per side per book.
+  int max_instruments = 256;  // Locates 1..max_instruments are tracked; others are counted.
+  int max_orders = 1 << 20;   // Capacity of the live-order table.
+  int max_levels = 256;       // Price levels per side per book.
   GapRecoveryOptions recovery = {};
   // Feature set (see qsig/feeds/features.h); empty = DefaultFeatureSpecs(). Validate it with
   // FeatureNames() first: the constructor turns an invalid entry into a constant 0.
@@ -103,11 +103,11 @@ struct FeedStats {
   std::atomic<uint64_t> open_gaps{0};           // Gaps now open (gauge).
   std::atomic<uint64_t> heartbeats{0};
   std::atomic<uint64_t> end_of_session{0};
-  std::atomic<uint64_t> session_resets{0};      // New session started (books wiped).
+  std::atomic<uint64_t> session_resets{0};  // New session started (books wiped).
   // Bad input by kind (each also counts in malformed_packets / malformed_messages above).
-  std::atomic<uint64_t> short_packets{0};       // Datagram shorter than the 20-byte header.
-  std::atomic<uint64_t> truncated_packets{0};   // Message blocks overran the datagram.
-  std::atomic<uint64_t> foreign_session{0};     // Other/non-printable session mid-stream.
+  std::atomic<uint64_t> short_packets{0};      // Datagram shorter than the 20-byte header.
+  std::atomic<uint64_t> truncated_packets{0};  // Message blocks overran the datagram.
+  std::atomic<uint64_t> foreign_session{0};    // Other/non-printable session mid-stream.
   std::atomic<uint64_t> unknown_message_type{0};
   std::atomic<uint64_t> bad_message_length{0};  // Known type, wrong length (or empty block).
   std::atomic<uint64_t> invalid_order{0};       // Bad side, zero shares, duplicate live ref.
@@ -220,9 +220,9 @@ struct ReplayOptions {
 };
 
 struct ReplayStats {
-  std::atomic<uint64_t> datagrams{0};      // Handed to the processor.
-  std::atomic<uint64_t> frames{0};         // pcap records read.
-  std::atomic<uint64_t> skipped_frames{0}; // Not UDP, fragments, other ports.
+  std::atomic<uint64_t> datagrams{0};       // Handed to the processor.
+  std::atomic<uint64_t> frames{0};          // pcap records read.
+  std::atomic<uint64_t> skipped_frames{0};  // Not UDP, fragments, other ports.
   std::atomic<uint64_t> truncated_frames{0};
   std::atomic<uint64_t> itch_messages{0};
 };
@@ -297,7 +297,7 @@ class FeedHandler {
   FeedProcessor& processor() noexcept;
   const FeedHandlerStats& stats() const noexcept;
   uint16_t port_a() const noexcept;
-  uint16_t port_b() const noexcept;  // 0 without a B line.
+  uint16_t port_b() const noexcept;             // 0 without a B line.
   const ReplaySource* replay() const noexcept;  // nullptr unless replaying.
 
  private:
@@ -349,9 +349,9 @@ struct SimPublisherOptions {
   std::string destination = "127.0.0.1:31000";  // host:port; a multicast address works too.
   std::string interface_address;                // Outgoing interface for multicast.
   int multicast_ttl = 1;
-  double messages_per_second = 20000;           // Target rate (messages, not packets).
-  uint64_t max_messages = 0;                    // Stop after this many (0 = run until Stop()).
-  std::string destination_b = {};  // B line ("" = A only): the same packets, its own faults.
+  double messages_per_second = 20000;  // Target rate (messages, not packets).
+  uint64_t max_messages = 0;           // Stop after this many (0 = run until Stop()).
+  std::string destination_b = {};      // B line ("" = A only): the same packets, its own faults.
   LineFaults faults_a = {};
   LineFaults faults_b = {};
   double session_restart_rate = 0.0;  // Per packet: Simulator::RestartSession() (both lines).
@@ -375,11 +375,11 @@ class SimPublisher {
   void Stop();
   uint64_t messages_sent() const noexcept;
   uint64_t packets_sent() const noexcept;
-  bool finished() const noexcept;  // max_messages reached.
-  uint16_t retransmit_port() const noexcept;  // 0 without a retransmission server.
-  uint64_t retransmit_requests() const noexcept;   // Re-requests answered.
+  bool finished() const noexcept;                 // max_messages reached.
+  uint16_t retransmit_port() const noexcept;      // 0 without a retransmission server.
+  uint64_t retransmit_requests() const noexcept;  // Re-requests answered.
   uint64_t retransmitted_messages() const noexcept;
-  uint64_t faults_injected() const noexcept;       // Drops + reorders + duplicates + malformed.
+  uint64_t faults_injected() const noexcept;  // Drops + reorders + duplicates + malformed.
 
  private:
   struct Impl;
@@ -405,8 +405,8 @@ struct FeatureFileOptions {
   FeedProcessorOptions feed;
   uint64_t messages = 1'000'000;  // Simulator messages (ignored for a replay).
   int horizon = 20;
-  std::string output_csv;              // "" = no CSV.
-  std::string output_binary = {};      // "" = no binary file. At least one output is required.
+  std::string output_csv;          // "" = no CSV.
+  std::string output_binary = {};  // "" = no binary file. At least one output is required.
   std::optional<ReplayOptions> replay = {};  // Set: read this capture instead of simulating.
 };
 absl::Status WriteFeatureFile(const FeatureFileOptions& options);

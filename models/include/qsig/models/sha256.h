@@ -1,5 +1,5 @@
-// SHA-256 (FIPS 180-4), used to fingerprint model files and checksum .qsig artifacts. Small and dependency-free; not
-// constant-time and not meant for secrets, only for identifying artifacts.
+// SHA-256 (FIPS 180-4), used to fingerprint model files and checksum .qsig artifacts. Small and
+// dependency-free; not constant-time and not meant for secrets, only for identifying artifacts.
 #pragma once
 
 #include <array>

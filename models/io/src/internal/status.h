@@ -10,11 +10,11 @@
 #define QSIG_IO_CONCAT(a, b) QSIG_IO_CONCAT_INNER(a, b)
 
 // Returns the Status of `expr` from the enclosing function if it is not OK.
-#define QSIG_RETURN_IF_ERROR(expr)                         \
-  do {                                                     \
-    if (::absl::Status qsig_st = (expr); !qsig_st.ok()) {  \
-      return qsig_st;                                      \
-    }                                                      \
+#define QSIG_RETURN_IF_ERROR(expr)                        \
+  do {                                                    \
+    if (::absl::Status qsig_st = (expr); !qsig_st.ok()) { \
+      return qsig_st;                                     \
+    }                                                     \
   } while (0)
 
 // lhs = value of the StatusOr `expr`, or returns its Status.

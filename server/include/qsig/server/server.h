@@ -22,7 +22,7 @@ struct StatusSnapshot {
   double p50_us = 0, p99_us = 0, p999_us = 0;  // Tick-to-signal over the interval.
   // Datagram received → feature vector enqueued (the feed handler's share), same interval.
   double feed_p50_us = 0, feed_p99_us = 0, feed_p999_us = 0;
-  double shadow_relative_rmse = 0;             // sqrt(sum err^2 / sum fp32^2) over the interval.
+  double shadow_relative_rmse = 0;              // sqrt(sum err^2 / sum fp32^2) over the interval.
   uint64_t malformed = 0, gaps = 0, drops = 0;  // Totals.
   uint64_t subscribers = 0;
   std::string models;  // "mlp v1 int8, lstm v1 int8".

@@ -50,11 +50,11 @@ struct ActivationRange {
 
 struct CalibrationRecord {
   Int8Options options;
-  uint64_t windows_seen = 0;    // Windows offered for calibration (before sub-sampling).
-  std::vector<float> windows;   // The windows used: n x window x input_size raw features.
-  int64_t first_ts_ns = -1;     // exchange_ts_ns of the first / last calibration row (-1: unknown).
+  uint64_t windows_seen = 0;   // Windows offered for calibration (before sub-sampling).
+  std::vector<float> windows;  // The windows used: n x window x input_size raw features.
+  int64_t first_ts_ns = -1;    // exchange_ts_ns of the first / last calibration row (-1: unknown).
   int64_t last_ts_ns = -1;
-  std::string source;           // Calibration data file, if any.
+  std::string source;                    // Calibration data file, if any.
   std::vector<float> reference_outputs;  // INT8 outputs on the first stored windows.
   std::string kernel_isa;                // KernelIsa() that produced reference_outputs.
 };

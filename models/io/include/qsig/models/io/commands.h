@@ -21,25 +21,25 @@ namespace qsig::models::io {
 
 // qsig predict --model FILE --input FEATURES.csv [--precision int8|fp32] -o OUT.csv
 struct PredictCommandOptions {
-  std::string model_path;   // --model: .json, .onnx, .pt/.ts or .qsig.
-  std::string input_csv;    // --input.
-  std::string output_csv;   // -o: `locate,msg_seq,exchange_ts_ns,output`, one line per input row;
-                            // output is empty for rows without a full window.
+  std::string model_path;  // --model: .json, .onnx, .pt/.ts or .qsig.
+  std::string input_csv;   // --input.
+  std::string output_csv;  // -o: `locate,msg_seq,exchange_ts_ns,output`, one line per input row;
+                           // output is empty for rows without a full window.
   std::string precision = "fp32";  // --precision: "fp32" or "int8".
   // INT8 from a model that is not a .qsig artifact: calibrate on the windows ending in the first
   // `calib_rows` rows (--calib-rows) with `int8` (--method / --per-channel as for quantize).
   size_t calib_rows = 5000;
   Int8Options int8;
-  ImportOptions import;     // --window, --feature-names, ... for ONNX / TorchScript.
+  ImportOptions import;         // --window, --feature-names, ... for ONNX / TorchScript.
   std::ostream* log = nullptr;  // Summary lines; nullptr = std::cout.
 };
 
 struct PredictSummary {
-  std::string format;      // Model format read.
-  std::string precision;   // precision() of the runtime that ran: fp32, int8 or mixed.
-  size_t rows = 0;         // Input rows.
-  size_t outputs = 0;      // Rows with a full window (non-empty output).
-  std::string column_note; // How features were matched to columns.
+  std::string format;       // Model format read.
+  std::string precision;    // precision() of the runtime that ran: fp32, int8 or mixed.
+  size_t rows = 0;          // Input rows.
+  size_t outputs = 0;       // Rows with a full window (non-empty output).
+  std::string column_note;  // How features were matched to columns.
 };
 
 absl::StatusOr<PredictSummary> RunPredict(const PredictCommandOptions& options);
@@ -47,10 +47,10 @@ absl::StatusOr<PredictSummary> RunPredict(const PredictCommandOptions& options);
 // qsig quantize --model FILE --calib FEATURES.csv --method minmax|ema|percentile|entropy|mse
 //               [--per-channel] -o MODEL.qsig
 struct QuantizeCommandOptions {
-  std::string model_path;   // --model.
-  std::string calib_csv;    // --calib.
-  std::string output_path;  // -o: the .qsig artifact.
-  std::string report_json;  // --report; "" = output_path + ".report.json".
+  std::string model_path;             // --model.
+  std::string calib_csv;              // --calib.
+  std::string output_path;            // -o: the .qsig artifact.
+  std::string report_json;            // --report; "" = output_path + ".report.json".
   std::string method = "percentile";  // --method (quant::ParseCalibrationMethod names).
   double percentile = 99.99;          // --percentile, for method percentile.
   // --per-channel: weights are always per-channel (one scale per output row: the only form the
@@ -60,19 +60,19 @@ struct QuantizeCommandOptions {
   // The last `holdout_fraction` of the rows (by file order, i.e. time) is held out: never used for
   // calibration, only for the report.
   double holdout_fraction = 0.2;
-  size_t max_calib_windows = 4096;  // Sub-sampled evenly; <= kMaxStoredWindows.
-  size_t max_eval_windows = 50000;  // Held-out windows scored (sub-sampled evenly).
+  size_t max_calib_windows = 4096;        // Sub-sampled evenly; <= kMaxStoredWindows.
+  size_t max_eval_windows = 50000;        // Held-out windows scored (sub-sampled evenly).
   size_t max_sensitivity_windows = 5000;  // Of those, for the per-layer analysis.
   ImportOptions import;
-  std::ostream* log = nullptr;      // The readable table; nullptr = std::cout.
+  std::ostream* log = nullptr;  // The readable table; nullptr = std::cout.
 };
 
 struct LayerReport {
-  std::string layer;              // QuantizableLayers name: "lstm[0]", "layers[0]", ...
-  double rmse_over_rms = 0;       // Model output error with only this layer INT8.
+  std::string layer;         // QuantizableLayers name: "lstm[0]", "layers[0]", ...
+  double rmse_over_rms = 0;  // Model output error with only this layer INT8.
   double sign_agreement = 0;
-  double output_sqnr_db = 0;      // -20 log10(rmse_over_rms).
-  double weight_sqnr_db = 0;      // Per-channel s8 weights vs FP32 (all matrices of the layer).
+  double output_sqnr_db = 0;  // -20 log10(rmse_over_rms).
+  double weight_sqnr_db = 0;  // Per-channel s8 weights vs FP32 (all matrices of the layer).
 };
 
 struct QuantizeReport {
