@@ -1,4 +1,4 @@
-// RunPredict and RunQuantize (commands.h).
+// RunPredict, RunQuantize and RunReplay (commands.h).
 #include "qsig/models/io/commands.h"
 
 #include <algorithm>
@@ -10,6 +10,8 @@
 #include <map>
 #include <memory>
 #include <numeric>
+#include <tuple>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -154,6 +156,83 @@ std::map<std::string, double> WeightSqnr(const Artifact& a) {
 std::string Pct(double x) { return absl::StrFormat("%.2f%%", 100.0 * x); }
 
 nlohmann::json Num(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(); }
+
+double Sign(double x) { return static_cast<double>((x > 0) - (x < 0)); }
+
+// (mean, population std) of v; NaN for fewer than 2 values.
+std::pair<double, double> MeanStd(const std::vector<double>& v) {
+  if (v.size() < 2) return {NAN, NAN};
+  const double n = static_cast<double>(v.size());
+  const double m = std::accumulate(v.begin(), v.end(), 0.0) / n;
+  double ss = 0;
+  for (double x : v) ss += (x - m) * (x - m);
+  return {m, std::sqrt(ss / n)};
+}
+
+double SharpeOf(const std::vector<double>& pnl) {
+  const auto [m, sd] = MeanStd(pnl);
+  return sd > 0 ? m / sd : NAN;
+}
+
+// Trading metrics of `out` against `label` (same length); `locate` groups rows by instrument
+// in file order.
+ReplayMetrics Trading(const std::vector<double>& out, const std::vector<double>& label,
+                      const std::vector<uint32_t>& locate, int horizon) {
+  ReplayMetrics m;
+  m.ic_spearman = Spearman(out, label);
+  m.ic_pearson = Pearson(out, label);
+  size_t hits = 0;
+  std::vector<double> pnl(out.size());
+  std::map<uint32_t, std::vector<double>> by_locate;
+  std::vector<double> non_overlapping;
+  std::map<uint32_t, size_t> seen;
+  for (size_t i = 0; i < out.size(); ++i) {
+    const double so = Sign(out[i]), sl = Sign(label[i]);
+    if (so != 0 && sl != 0) {
+      ++m.hit_rows;
+      hits += so == sl;
+    }
+    pnl[i] = so * label[i];
+    by_locate[locate[i]].push_back(pnl[i]);
+    if (horizon > 0 && seen[locate[i]]++ % static_cast<size_t>(horizon) == 0) {
+      non_overlapping.push_back(pnl[i]);
+    }
+  }
+  m.hit_rate = m.hit_rows > 0 ? static_cast<double>(hits) / static_cast<double>(m.hit_rows) : NAN;
+  std::tie(m.mean_pnl, m.pnl_std) = MeanStd(pnl);
+  m.sharpe = m.pnl_std > 0 ? m.mean_pnl / m.pnl_std : NAN;
+  double sum = 0;
+  for (const auto& [loc, v] : by_locate) {
+    const double s = SharpeOf(v);
+    if (std::isfinite(s)) {
+      sum += s;
+      ++m.instruments;
+    }
+  }
+  m.sharpe_per_instrument = m.instruments > 0 ? sum / static_cast<double>(m.instruments) : NAN;
+  if (horizon > 0) {
+    m.non_overlapping_rows = non_overlapping.size();
+    m.sharpe_non_overlapping = SharpeOf(non_overlapping);
+  }
+  return m;
+}
+
+nlohmann::json MetricsJson(const ReplayMetrics& m) {
+  nlohmann::json j = {{"ic_spearman", Num(m.ic_spearman)},
+                      {"ic_pearson", Num(m.ic_pearson)},
+                      {"hit_rate", Num(m.hit_rate)},
+                      {"hit_rows", m.hit_rows},
+                      {"mean_pnl_bps", Num(m.mean_pnl)},
+                      {"pnl_std_bps", Num(m.pnl_std)},
+                      {"sharpe_per_row", Num(m.sharpe)},
+                      {"sharpe_per_instrument_mean", Num(m.sharpe_per_instrument)},
+                      {"instruments", m.instruments}};
+  if (m.non_overlapping_rows > 0) {
+    j["sharpe_non_overlapping"] = Num(m.sharpe_non_overlapping);
+    j["non_overlapping_rows"] = m.non_overlapping_rows;
+  }
+  return j;
+}
 
 }  // namespace
 
@@ -442,6 +521,142 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
     log << "  per-layer analysis failed: " << sensitivity_error << "\n";
   }
   log << "  artifact sha256 " << rep.artifact_sha256 << "; report " << report_path << "\n";
+  return rep;
+}
+
+absl::StatusOr<ReplayReport> RunReplay(const ReplayCommandOptions& o) {
+  std::ostream& log = o.log != nullptr ? *o.log : std::cout;
+  if (o.horizon_label < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--horizon-label is ", o.horizon_label, "; expected >= 0"));
+  }
+  QSIG_ASSIGN_OR_RETURN(LoadedModel lm, LoadAnyModel(o.model_path, o.import));
+  QSIG_ASSIGN_OR_RETURN(FeatureTable t, internal::ReadFeatureCsv(o.input_csv));
+  std::string note;
+  auto cols = internal::MapColumns(*lm.spec, t, &note);
+  if (!cols.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(o.input_csv, ": ", cols.status().message()));
+  }
+  const int window = lm.spec->window;
+  ReplayReport rep;
+  rep.model_name = lm.spec->name;
+  rep.model_format = lm.format;
+  rep.rows = t.rows();
+  std::unique_ptr<Model> fp32 = MakeFp32Model(lm.spec);
+  std::unique_ptr<Model> int8;
+  if (lm.artifact.has_value()) {
+    QSIG_ASSIGN_OR_RETURN(int8, BuildInt8Model(*lm.artifact));
+    rep.int8_source = "artifact";
+  } else {
+    const size_t end = std::min(o.calib_rows, t.rows());
+    const std::vector<size_t> rows = FullWindowRows(t, window, 0, end);
+    if (rows.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          o.input_csv, ": no complete window of ", window, " rows in the first ", o.calib_rows,
+          " rows to calibrate INT8 on; raise --calib-rows or use a .qsig artifact"));
+    }
+    QSIG_ASSIGN_OR_RETURN(int8,
+                          CalibrateInt8Model(lm.spec, Windows(t, *cols, window, rows), o.int8));
+    rep.first_scored_row = end;
+    rep.int8_source = absl::StrCat("calibrated (", quant::CalibrationMethodName(o.int8.method),
+                                   ") on rows 0..", end - 1, " of ", o.input_csv);
+  }
+  rep.int8_precision = int8->precision();
+  const std::vector<size_t> rows = FullWindowRows(t, window, rep.first_scored_row, t.rows());
+  if (rows.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(o.input_csv, ": no row with a complete window of ", window, " rows after row ",
+                     rep.first_scored_row,
+                     " (rows before it calibrate INT8); lower --calib-rows, give more "
+                     "rows or use a .qsig artifact"));
+  }
+  rep.output_rows = rows.size();
+  const size_t per = static_cast<size_t>(window) * cols->size();
+  std::vector<float> x(per), ws(std::max(fp32->workspace_floats(), int8->workspace_floats()));
+  double se = 0, ss = 0;
+  size_t agree = 0;
+  std::vector<double> yf, yq, lab;
+  std::vector<uint32_t> loc;
+  for (size_t r : rows) {
+    internal::WindowAt(t, *cols, window, r, x.data());
+    const double y = fp32->Run(x, ws.data());
+    const double q = int8->Run(x, ws.data());
+    const double e = q - y;
+    se += e * e;
+    ss += y * y;
+    rep.max_abs_error = std::max(rep.max_abs_error, std::fabs(e));
+    agree += (q > 0) == (y > 0);
+    if (std::isfinite(t.labels[r])) {
+      yf.push_back(y);
+      yq.push_back(q);
+      lab.push_back(t.labels[r]);
+      loc.push_back(t.locate[r]);
+    }
+  }
+  const double n = static_cast<double>(rows.size());
+  rep.rmse = std::sqrt(se / n);
+  rep.rmse_over_rms = ss > 0 ? std::sqrt(se / ss) : NAN;
+  rep.sign_agreement = static_cast<double>(agree) / n;
+  rep.labelled_rows = lab.size();
+  rep.fp32 = Trading(yf, lab, loc, o.horizon_label);
+  rep.int8 = Trading(yq, lab, loc, o.horizon_label);
+
+  nlohmann::json j;
+  j["model"] = {{"name", rep.model_name},
+                {"path", o.model_path},
+                {"format", rep.model_format},
+                {"window", window},
+                {"input_size", lm.spec->input_size}};
+  j["input"] = {{"path", o.input_csv},
+                {"rows", rep.rows},
+                {"first_scored_row", rep.first_scored_row},
+                {"output_rows", rep.output_rows},
+                {"labelled_rows", rep.labelled_rows},
+                {"columns", note}};
+  j["int8"] = {{"source", rep.int8_source}, {"precision", rep.int8_precision}};
+  j["int8_vs_fp32"] = {{"rmse", Num(rep.rmse)},
+                       {"rmse_over_rms", Num(rep.rmse_over_rms)},
+                       {"max_abs_error", Num(rep.max_abs_error)},
+                       {"sign_agreement", Num(rep.sign_agreement)}};
+  j["fp32"] = MetricsJson(rep.fp32);
+  j["int8_metrics"] = MetricsJson(rep.int8);
+  j["horizon_label"] = o.horizon_label;
+  j["definitions"] =
+      "pnl per row = sign(output) * label (bps); sharpe = mean / population std of per-row pnl, "
+      "not annualized; hit_rate over rows with non-zero output and label; "
+      "sharpe_non_overlapping: every horizon_label-th scored row of each instrument";
+  rep.json = j.dump(2);
+  if (!o.report_json.empty()) {
+    std::ofstream out(o.report_json);
+    out << rep.json << "\n";
+    if (!out) return absl::DataLossError(absl::StrCat(o.report_json, ": write failed"));
+  }
+
+  log << absl::StrFormat("replay: %s (%s, window %d) over %s\n", rep.model_name, rep.model_format,
+                         window, o.input_csv);
+  log << absl::StrFormat("  INT8 (%s): %s\n", rep.int8_precision, rep.int8_source);
+  log << absl::StrFormat("  scored rows %zu..%zu: %zu with a full window, %zu labelled\n",
+                         rep.first_scored_row, rep.rows - 1, rep.output_rows, rep.labelled_rows);
+  log << absl::StrFormat(
+      "  INT8 vs FP32: RMSE %.4g (%s of RMS), max |err| %.4g, sign agreement %s\n", rep.rmse,
+      Pct(rep.rmse_over_rms), rep.max_abs_error, Pct(rep.sign_agreement));
+  log << absl::StrFormat("  %-38s %12s %12s\n", "", "FP32", "INT8");
+  auto row = [&log](const char* name, double a, double b) {
+    log << absl::StrFormat("  %-38s %12.4f %12.4f\n", name, a, b);
+  };
+  row("IC vs label (Spearman rank)", rep.fp32.ic_spearman, rep.int8.ic_spearman);
+  row("IC vs label (Pearson)", rep.fp32.ic_pearson, rep.int8.ic_pearson);
+  log << absl::StrFormat("  %-38s %12s %12s\n", "hit rate (sign(output) == sign(label))",
+                         Pct(rep.fp32.hit_rate), Pct(rep.int8.hit_rate));
+  row("sign strategy: mean pnl per row (bps)", rep.fp32.mean_pnl, rep.int8.mean_pnl);
+  row("sign strategy: pnl std per row (bps)", rep.fp32.pnl_std, rep.int8.pnl_std);
+  row("sign strategy: Sharpe per row", rep.fp32.sharpe, rep.int8.sharpe);
+  row("  per instrument, averaged", rep.fp32.sharpe_per_instrument, rep.int8.sharpe_per_instrument);
+  if (o.horizon_label > 0) {
+    row(absl::StrFormat("  non-overlapping (every %d-th row)", o.horizon_label).c_str(),
+        rep.fp32.sharpe_non_overlapping, rep.int8.sharpe_non_overlapping);
+  }
+  if (!o.report_json.empty()) log << "  report " << o.report_json << "\n";
   return rep;
 }
 

@@ -1,12 +1,13 @@
-// `qsig predict` and `qsig quantize` as functions with option structs; server/src/main.cc maps
-// the command-line flags onto them. Both read the CSV written by `qsig features` (header
-// `locate,symbol,msg_seq,exchange_ts_ns,mid,<feature names>,label`); a recurrent model's window
-// for a row is that row and the window()-1 rows before it of the same locate, oldest first.
-// Model features are matched to CSV columns by name (or by position when an imported model has
-// only the default names f0.. and the counts match).
-// Thread-safety: reentrant; each call owns everything it uses.
+// `qsig predict`, `qsig quantize`, `qsig replay` and `qsig export` as functions with option
+// structs; server/src/main.cc maps the command-line flags onto them. Both read the CSV written by
+// `qsig features` (header `locate,symbol,msg_seq,exchange_ts_ns,mid,<feature names>,label`); a
+// recurrent model's window for a row is that row and the window()-1 rows before it of the same
+// locate, oldest first. Model features are matched to CSV columns by name (or by position when an
+// imported model has only the default names f0.. and the counts match). Thread-safety: reentrant;
+// each call owns everything it uses.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <iosfwd>
@@ -91,5 +92,65 @@ struct QuantizeReport {
 };
 
 absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& options);
+
+// qsig replay --model FILE --input FEATURES.csv [--calib-rows N] [--horizon-label H]
+//             [-o REPORT.json]
+// Runs the model in FP32 and INT8 side by side over a feature CSV and reports, for both, what a
+// desk looks at: INT8-vs-FP32 output error, information coefficient against the label, hit rate
+// and the Sharpe ratio of a naive sign strategy (pnl per row = sign(output) * label, in bps).
+// Scored rows: every row with a full window and a finite label, except, when INT8 is calibrated
+// on this file (the model is not a .qsig artifact), the first `calib_rows` rows (in-sample for
+// the calibration); rows without a label still count for the output-error figures.
+struct ReplayCommandOptions {
+  std::string model_path;   // --model: .json, .onnx, .pt/.ts or .qsig (INT8 from the artifact).
+  std::string input_csv;    // --input: CSV from `qsig features`.
+  std::string report_json;  // -o: the JSON report; "" = none (the table is always printed).
+  // --calib-rows: INT8 for a model that is not a .qsig artifact is calibrated on the windows
+  // ending in the first calib_rows rows, with `int8` (--method / --per-channel as quantize).
+  size_t calib_rows = 5000;
+  // --horizon-label H: the label is a forward return over H updates of the instrument (`qsig
+  // features --horizon`), so consecutive rows' pnl overlap and the per-row Sharpe overstates
+  // the independent bets. With H > 0 the report adds the Sharpe over non-overlapping rows
+  // (every H-th scored row of each instrument). 0 = not reported.
+  int horizon_label = 0;
+  Int8Options int8;
+  ImportOptions import;
+  std::ostream* log = nullptr;  // The readable table; nullptr = std::cout.
+};
+
+// Trading metrics of one precision over the scored rows. NaN where undefined (e.g. fewer than
+// two rows, or zero variance).
+struct ReplayMetrics {
+  double ic_spearman = 0;  // Rank correlation of output and label.
+  double ic_pearson = 0;
+  // Fraction of rows with sign(output) == sign(label), over rows where both are non-zero.
+  double hit_rate = 0;
+  size_t hit_rows = 0;  // Rows the hit rate is over.
+  // pnl_i = sign(output_i) * label_i (sign(0) = 0), in label units (bps).
+  double mean_pnl = 0;
+  double pnl_std = 0;  // Population standard deviation (divides by n).
+  double sharpe = 0;   // mean_pnl / pnl_std, per row, not annualized.
+  // Mean over instruments (locates with >= 2 scored rows and pnl_std > 0) of each one's Sharpe.
+  double sharpe_per_instrument = 0;
+  size_t instruments = 0;
+  double sharpe_non_overlapping = NAN;  // horizon_label > 0 only.
+  size_t non_overlapping_rows = 0;
+};
+
+struct ReplayReport {
+  std::string model_name, model_format;
+  std::string int8_precision;  // "int8" or "mixed".
+  std::string int8_source;     // "artifact" or "calibrated on rows 0..N-1 of <csv>".
+  size_t rows = 0;             // Rows in the file.
+  size_t first_scored_row = 0;
+  size_t output_rows = 0;    // Scored rows with a full window (output-error figures).
+  size_t labelled_rows = 0;  // Of those, with a finite label (trading figures).
+  // INT8 vs FP32 over output_rows.
+  double rmse = 0, rmse_over_rms = 0, max_abs_error = 0, sign_agreement = 0;
+  ReplayMetrics fp32, int8;
+  std::string json;  // The report as written to report_json.
+};
+
+absl::StatusOr<ReplayReport> RunReplay(const ReplayCommandOptions& options);
 
 }  // namespace qsig::models::io
