@@ -1,9 +1,11 @@
 // Packed int8 GEMV / small GEMM per ISA variant, on LSTM-like shapes, beside the scalar reference.
 //
 // Names: BM_GemvU8S8S32_<Isa>/<rows>x<cols>[/M<m>] (s32 outputs), BM_GemvU8S8F32_<Isa>/... (fused
-// dequantization + bias), BM_GemvU8S8S32_Avx2_7bit/... (reduce-range weights: the AVX2 fast
-// path), BM_Sigmoid_<Isa>/n, BM_Tanh_<Isa>/n, BM_Calibrate_<method>. Variants the CPU lacks are
-// not registered. items/s counts multiply-accumulates (rows * cols * M), so it reads as MAC/s.
+// dequantization + bias), BM_GemvU8S8F32_Dnnl/... (the same fused GEMM as a oneDNN int8 matmul,
+// dnnl_gemm.h: the peer, in the same run so the ratio holds), BM_GemvU8S8F32_Auto/... (whichever
+// backend ChooseGemmBackend picked), BM_GemvU8S8S32_Avx2_7bit/... (reduce-range weights: the AVX2
+// fast path), BM_Sigmoid_<Isa>/n, BM_Tanh_<Isa>/n, BM_Calibrate_<method>. Variants the CPU lacks
+// are not registered. items/s counts multiply-accumulates (rows * cols * M), so it reads as MAC/s.
 // Context: the CPU brand and the ISA the dispatcher chose (QSIG_MAX_ISA caps it).
 //
 //   ninja -C build qsig_bench_quant && build/bench/quant/qsig_bench_quant
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "qsig/quant/calibration.h"
+#include "qsig/quant/dnnl_gemm.h"
 #include "qsig/quant/gemm.h"
 #include "qsig/quant/isa.h"
 #include "qsig/quant/packed.h"
@@ -88,6 +91,45 @@ void RunF32(benchmark::State& state, GemmU8S8F32Fn fn, Shape s) {
   state.SetItemsProcessed(state.iterations() * s.rows * s.cols * s.m);
 }
 
+void RunF32Dnnl(benchmark::State& state, Shape s) {
+  Fixture f = MakeFixture(s, 127);
+  const DequantEpilogue e{0.02f, 128, f.bias.data()};
+  auto d = DnnlGemmU8S8F32::Create(f.w, s.m, e, s.cols, s.rows);
+  if (!d.ok()) {
+    state.SkipWithError(std::string(d.status().message()).c_str());
+    return;
+  }
+  state.SetLabel((*d)->impl_name());
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(f.x.data());
+    if (!(*d)->Run(f.x.data(), f.yf.data())) state.SkipWithError("oneDNN execute failed");
+    benchmark::DoNotOptimize(f.yf.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * s.rows * s.cols * s.m);
+}
+
+void RunF32Auto(benchmark::State& state, Shape s) {
+  Fixture f = MakeFixture(s, 127);
+  const DequantEpilogue e{0.02f, 128, f.bias.data()};
+  auto a = GemmU8S8F32Auto::Create(f.w, s.m, e, s.cols, s.rows);
+  if (!a.ok()) {
+    state.SkipWithError(std::string(a.status().message()).c_str());
+    return;
+  }
+  const GemmBackendChoice& c = a->choice();
+  state.SetLabel(std::string(GemmBackendName(c.backend)) + (c.forced ? " (forced)" : "") +
+                 " qsig_ns=" + std::to_string(c.qsig_ns) +
+                 " onednn_ns=" + std::to_string(c.onednn_ns));
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(f.x.data());
+    if (!a->Run(f.x.data(), f.yf.data())) state.SkipWithError("oneDNN execute failed");
+    benchmark::DoNotOptimize(f.yf.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * s.rows * s.cols * s.m);
+}
+
 void RunVMath(benchmark::State& state, VMathFn fn) {
   const size_t n = static_cast<size_t>(state.range(0));
   std::vector<float> x(n), y(n);
@@ -144,6 +186,12 @@ void RegisterAll() {
           (std::string("BM_GemvU8S8F32_") + IsaTag(isa) + "/" + ShapeName(s)).c_str(), RunF32,
           k.u8s8f32, s);
     }
+  }
+  for (const Shape& s : kShapes) {
+    benchmark::RegisterBenchmark(("BM_GemvU8S8F32_Dnnl/" + ShapeName(s)).c_str(), RunF32Dnnl, s);
+  }
+  for (const Shape& s : kShapes) {
+    benchmark::RegisterBenchmark(("BM_GemvU8S8F32_Auto/" + ShapeName(s)).c_str(), RunF32Auto, s);
   }
   struct VM {
     const char* tag;
