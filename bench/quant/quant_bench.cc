@@ -6,9 +6,11 @@
 // backend ChooseGemmBackend picked), BM_GemvU8S8S32_Avx2_7bit/... (reduce-range weights: the AVX2
 // fast path), BM_Sigmoid_<Isa>/n, BM_Tanh_<Isa>/n, BM_Calibrate_<method>. Variants the CPU lacks
 // are not registered. items/s counts multiply-accumulates (rows * cols * M), so it reads as MAC/s.
-// Context: the CPU brand and the ISA the dispatcher chose (QSIG_MAX_ISA caps it).
+// BM_LstmA_DnnlInt8 / _DnnlF32 (dnnl_lstm_bench.cc): oneDNN's LSTM primitive on the LSTM-A window.
+// Context: the CPU brand and the ISA the dispatcher chose (QSIG_MAX_ISA caps it). oneDNN is built
+// with OpenMP here: set OMP_NUM_THREADS=1 for batch-1 latency (and QSIG_GEMM_BACKEND for _Auto).
 //
-//   ninja -C build qsig_bench_quant && build/bench/quant/qsig_bench_quant
+//   ninja -C build qsig_bench_quant && OMP_NUM_THREADS=1 build/bench/quant/qsig_bench_quant
 #include <benchmark/benchmark.h>
 
 #include <random>
