@@ -103,8 +103,9 @@ class SignalServiceImpl final : public v1::SignalService::Service {
                           absl::StrCat("unknown model '", req->model(), "'"));
     }
     const ModelSlot& slot = *core_->slots[m];
-    const size_t in = static_cast<size_t>(slot.spec().input_size);
-    const size_t w = static_cast<size_t>(slot.spec().window);
+    const std::shared_ptr<const Installed> cur = slot.Acquire();  // One consistent bundle.
+    const size_t in = static_cast<size_t>(cur->spec->input_size);
+    const size_t w = static_cast<size_t>(cur->spec->window);
     std::vector<float> window;
     if (static_cast<size_t>(req->features_size()) == in * w) {
       window.assign(req->features().begin(), req->features().end());
@@ -115,8 +116,8 @@ class SignalServiceImpl final : public v1::SignalService::Service {
     } else {
       return grpc::Status(
           grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("model '", slot.name(), "' takes ", in, " features (one vector) or ", in * w,
-                       " (a window of ", w, "); got ", req->features_size()));
+          absl::StrCat("model '", slot.name(), "' takes ", in, " features (one vector) or ",
+                       in * w, " (a window of ", w, "); got ", req->features_size()));
     }
     for (size_t i = 0; i < window.size(); ++i) {
       if (!std::isfinite(window[i])) {
@@ -125,13 +126,12 @@ class SignalServiceImpl final : public v1::SignalService::Service {
       }
     }
     std::vector<float> ws(slot.workspace_capacity());
-    const float fp32 = slot.fp32().Run(window, ws.data());
-    auto installed = slot.Acquire();
+    const float fp32 = cur->fp32->Run(window, ws.data());
     resp->set_model(slot.name());
     resp->set_fp32_value(fp32);
-    if (installed) {
-      resp->set_int8_value(installed->model->Run(window, ws.data()));
-      resp->set_model_version(installed->version);
+    resp->set_model_version(cur->version);
+    if (cur->model) {
+      resp->set_int8_value(cur->model->Run(window, ws.data()));
     } else {
       resp->set_int8_value(fp32);
       resp->set_flags(kSignalWarmup);
@@ -180,6 +180,29 @@ class AdminServiceImpl final : public v1::AdminService::Service {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                           absl::StrCat(failures, " (the previous model keeps serving)"));
     }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ReloadModel(grpc::ServerContext*, const v1::ReloadModelRequest* req,
+                           v1::ReloadModelResponse* resp) override {
+    const int m = core_->ModelIndex(req->model());
+    if (m < 0) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          absl::StrCat("unknown model '", req->model(), "'"));
+    }
+    auto r = core_->Reload(static_cast<size_t>(m), req->path());
+    if (!r.ok()) {
+      spdlog::error("{}", std::string(r.status().message()));
+      const auto code = r.status().code() == absl::StatusCode::kNotFound
+                            ? grpc::StatusCode::NOT_FOUND
+                            : grpc::StatusCode::FAILED_PRECONDITION;
+      return grpc::Status(code, std::string(r.status().message()));
+    }
+    resp->set_model(req->model());
+    resp->set_model_version(r->version);
+    resp->set_format(r->format);
+    resp->set_precision(r->precision);
+    resp->set_sha256(r->sha256);
     return grpc::Status::OK;
   }
 

@@ -233,19 +233,22 @@ class QsigCollector final : public prometheus::Collectable {
                       "Shadow comparisons above shadow.divergence_threshold.", MetricType::Counter);
     for (size_t m = 0; m < c.slots.size(); ++m) {
       const ModelSlot& slot = *c.slots[m];
-      const Installed* cur = slot.current();
+      const std::shared_ptr<const Installed> cur = slot.Acquire();
       const std::vector<ClientMetric::Label> l = {{"model", slot.name()}};
-      AddValue(&version, l, static_cast<double>(cur ? cur->version : 0));
+      AddValue(&version, l, static_cast<double>(cur->version));
+      const models::Arch arch = cur->spec->arch;
       AddValue(&info,
                {{"model", slot.name()},
-                {"arch", slot.spec().arch == models::Arch::kLstm ? "lstm" : "mlp"},
-                {"precision", cur ? cur->model->precision() : "fp32"},
-                {"sha256", slot.spec().sha256}},
+                {"arch", arch == models::Arch::kLstm  ? "lstm"
+                         : arch == models::Arch::kGru ? "gru"
+                                                      : "mlp"},
+                {"precision", cur->model ? cur->model->precision() : "fp32"},
+                {"sha256", cur->spec->sha256}},
                1);
       AddValue(&bytes, {{"model", slot.name()}, {"precision", "fp32"}},
-               static_cast<double>(slot.fp32().weight_bytes()));
-      if (cur) {
-        AddValue(&bytes, {{"model", slot.name()}, {"precision", "int8"}},
+               static_cast<double>(cur->fp32->weight_bytes()));
+      if (cur->model) {
+        AddValue(&bytes, {{"model", slot.name()}, {"precision", cur->model->precision()}},
                  static_cast<double>(cur->model->weight_bytes()));
       }
       double a = 0, e = 0, r = 0, n = 0, d = 0;

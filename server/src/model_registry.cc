@@ -12,29 +12,58 @@
 namespace qsig::server {
 
 ModelSlot::ModelSlot(std::string name, std::shared_ptr<const models::ModelSpec> spec)
-    : name_(std::move(name)),
-      spec_(std::move(spec)),
-      fp32_(models::MakeFp32Model(spec_)),
-      workspace_capacity_(std::max<size_t>(fp32_->workspace_floats() * 4, 4096)) {}
+    : name_(std::move(name)) {
+  auto first = std::make_shared<Installed>();
+  first->spec = spec;
+  first->fp32 = models::MakeFp32Model(spec);
+  workspace_capacity_ = std::max<size_t>(first->fp32->workspace_floats() * 4, 4096);
+  owner_ = first;
+  current_.store(first.get(), std::memory_order_release);
+}
 
 std::shared_ptr<const Installed> ModelSlot::Acquire() const {
   std::lock_guard<std::mutex> lock(mu_);
   return owner_;
 }
 
-uint64_t ModelSlot::version() const noexcept {
-  const Installed* cur = current();
-  return cur ? cur->version : 0;
-}
-
-uint64_t ModelSlot::Install(std::shared_ptr<const models::Model> model) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto next = std::make_shared<Installed>();
-  next->model = std::move(model);
+void ModelSlot::PublishLocked(std::shared_ptr<Installed> next) {
   next->version = next_version_++;
-  if (owner_) retired_.push_back({owner_, {}});
+  retired_.push_back({owner_, {}});
   owner_ = next;
   current_.store(next.get(), std::memory_order_release);
+}
+
+uint64_t ModelSlot::Install(std::shared_ptr<const models::Model> int8) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto next = std::make_shared<Installed>(*owner_);
+  next->model = std::move(int8);
+  PublishLocked(next);
+  return next->version;
+}
+
+absl::StatusOr<uint64_t> ModelSlot::Replace(std::shared_ptr<const models::ModelSpec> spec,
+                                            std::shared_ptr<const models::Model> int8) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const models::ModelSpec& old = *owner_->spec;
+  if (spec->window != old.window || spec->input_size != old.input_size ||
+      spec->feature_names != old.feature_names) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", name_, "': the new model reads ", spec->window, " x ", spec->input_size,
+        " features [", absl::StrJoin(spec->feature_names, ","), "], the running one ", old.window,
+        " x ", old.input_size, " [", absl::StrJoin(old.feature_names, ","),
+        "]; a different input shape needs a restart"));
+  }
+  auto next = std::make_shared<Installed>();
+  next->spec = spec;
+  next->fp32 = models::MakeFp32Model(spec);
+  if (!next->fp32 || next->fp32->workspace_floats() > workspace_capacity_ ||
+      (int8 && int8->workspace_floats() > workspace_capacity_)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "model '", name_, "': the new model needs more workspace than the workers reserved (",
+        workspace_capacity_, " floats); restart to load it"));
+  }
+  next->model = std::move(int8);
+  PublishLocked(next);
   return next->version;
 }
 
@@ -176,7 +205,8 @@ CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>&
   CalibrationReport r;
   r.model = slot.name();
   r.version = slot.version();
-  const size_t stride = static_cast<size_t>(slot.spec().window) * slot.spec().input_size;
+  const std::shared_ptr<const Installed> base = slot.Acquire();
+  const size_t stride = static_cast<size_t>(base->spec->window) * base->spec->input_size;
   const size_t n = stride ? windows.size() / stride : 0;
   r.samples = static_cast<uint32_t>(n);
   if (n < 16) {
@@ -186,7 +216,7 @@ CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>&
   // Calibrate on the older 80%, validate on the newest 20% (what the model will see next).
   const size_t n_cal = n - n / 5;
   auto candidate = models::CalibrateInt8Model(
-      slot.spec_ptr(), std::span<const float>(windows.data(), n_cal * stride), options);
+      base->spec, std::span<const float>(windows.data(), n_cal * stride), options);
   if (!candidate.ok()) {
     r.message = std::string(candidate.status().message());
     return r;
@@ -196,7 +226,7 @@ CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>&
                              " workspace floats; workers reserve ", slot.workspace_capacity());
     return r;
   }
-  const models::Model& fp32 = slot.fp32();
+  const models::Model& fp32 = *base->fp32;
   std::vector<float> ws_f(fp32.workspace_floats()), ws_q((*candidate)->workspace_floats());
   double se = 0, ss = 0;
   size_t agree = 0, counted = 0;

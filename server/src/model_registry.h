@@ -21,9 +21,13 @@
 
 namespace qsig::server {
 
-// An installed INT8 model and the version clients see.
+// What a slot serves, published as one unit: the spec, its FP32 runtime (the shadow, and the
+// primary during warm-up) and the INT8 runtime (nullptr until calibrated), with the version
+// clients see (0 = FP32 warm-up; every swap increments it).
 struct Installed {
-  std::shared_ptr<const models::Model> model;
+  std::shared_ptr<const models::ModelSpec> spec;
+  std::shared_ptr<const models::Model> fp32;
+  std::shared_ptr<const models::Model> model;  // INT8 primary; nullptr during warm-up.
   uint64_t version = 0;
 };
 
@@ -44,33 +48,40 @@ class ModelSlot {
   ModelSlot(std::string name, std::shared_ptr<const models::ModelSpec> spec);
 
   const std::string& name() const noexcept { return name_; }
-  // Floats of scratch every worker reserves for this model; an INT8 candidate that needs more
-  // is refused.
+  // Floats of scratch every worker reserves for this model; a runtime that needs more is
+  // refused.
   size_t workspace_capacity() const noexcept { return workspace_capacity_; }
-  const models::Model& fp32() const noexcept { return *fp32_; }
-  const models::ModelSpec& spec() const noexcept { return *spec_; }
-  std::shared_ptr<const models::ModelSpec> spec_ptr() const { return spec_; }
 
-  // Tick path: the current INT8 model or nullptr before the first calibration.
+  // Tick path: what is served now; never nullptr. Valid until the caller's next quiescent
+  // point (the worker's epoch), see Reclaim().
   const Installed* current() const noexcept { return current_.load(std::memory_order_acquire); }
-  // Cold path (RPC threads): keeps the model alive while in use.
+  bool calibrated() const noexcept { return current()->model != nullptr; }
+  // Shorthands for the current bundle (tick path or under Acquire()).
+  const models::Model& fp32() const noexcept { return *current()->fp32; }
+  const models::ModelSpec& spec() const noexcept { return *current()->spec; }
+  // Cold path (RPC and calibration threads): keeps the bundle alive while in use.
   std::shared_ptr<const Installed> Acquire() const;
-  uint64_t version() const noexcept;
+  uint64_t version() const noexcept { return current()->version; }
 
-  // Publishes `model` as the new INT8 primary; returns its version.
-  uint64_t Install(std::shared_ptr<const models::Model> model);
-  // Frees retired models once every worker epoch in `epochs` has moved past the retirement.
+  // Publishes `int8` as the new primary beside the current FP32 model; returns its version.
+  uint64_t Install(std::shared_ptr<const models::Model> int8);
+  // Replaces the whole model (hot reload): a new spec and FP32 runtime, with `int8` (from a
+  // verified artifact) or nullptr (warm-up calibration follows). The window and input size must
+  // match the running model. Returns the new version.
+  absl::StatusOr<uint64_t> Replace(std::shared_ptr<const models::ModelSpec> spec,
+                                   std::shared_ptr<const models::Model> int8);
+  // Frees retired bundles once every worker epoch in `epochs` has moved past the retirement.
   void Reclaim(const std::vector<const std::atomic<uint64_t>*>& epochs);
   size_t retired() const;
 
  private:
+  void PublishLocked(std::shared_ptr<Installed> next);
+
   std::string name_;
-  std::shared_ptr<const models::ModelSpec> spec_;
-  std::unique_ptr<models::Model> fp32_;
   size_t workspace_capacity_;
   std::atomic<const Installed*> current_{nullptr};
 
-  mutable std::mutex mu_;  // Guards owner_ and retired_ (never taken on the tick path).
+  mutable std::mutex mu_;  // Guards owner_, retired_, next_version_ (never on the tick path).
   std::shared_ptr<const Installed> owner_;
   struct Retired {
     std::shared_ptr<const Installed> installed;

@@ -136,7 +136,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
     }
     const std::span<const float> win(window_.data(), static_cast<size_t>(w) * n_features_);
     const Installed* installed = slot.current();
-    const models::Model& primary = installed ? *installed->model : slot.fp32();
+    const models::Model& primary = installed->model ? *installed->model : *installed->fp32;
 
     const int64_t t0 = feeds::MonotonicNanos();
     float value = primary.Run(win, workspace_.data());
@@ -148,7 +148,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
     rec.model = static_cast<uint16_t>(m);
     rec.flags = 0;
     if (fv.flags & feeds::kFeatureFlagStale) rec.flags |= kSignalStale;
-    if (!installed) rec.flags |= kSignalWarmup;
+    if (!installed->model) rec.flags |= kSignalWarmup;
     if (fv.flags & feeds::kFeatureFlagHalted) rec.flags |= kSignalHalted;
     if (diverged_[key]) rec.flags |= kSignalShadowDiverged;
     if (!std::isfinite(value) || (fv.flags & feeds::kFeatureFlagNonFinite)) {
@@ -162,7 +162,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
     rec.value = value;
     rec.mid_price = fv.mid_price;
     rec.exchange_ts_ns = fv.exchange_ts_ns;
-    rec.model_version = installed ? installed->version : 0;
+    rec.model_version = installed->version;
     rec.feed_sequence = fv.msg_seq;
     rec.publish_wall_ns = feeds::WallNanos();
     const int64_t t_pub = feeds::MonotonicNanos();
@@ -186,13 +186,13 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
       const ModelSlot& slot = *(*slots_)[m];
       const int w = slot.spec().window;
       const Installed* installed = slot.current();
-      if (!installed || count < static_cast<uint32_t>(w)) continue;
+      if (!installed->model || count < static_cast<uint32_t>(w)) continue;
       for (int t = 0; t < w; ++t) {
         const size_t idx = (count - w + t) % max_window_;
         std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_, hist + idx * n_features_,
                     sizeof(float) * n_features_);
       }
-      const float ref = slot.fp32().Run(
+      const float ref = installed->fp32->Run(
           std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
           workspace_.data());
       if (!std::isfinite(ref)) continue;

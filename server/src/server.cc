@@ -13,6 +13,8 @@
 #include "absl/strings/str_cat.h"
 #include "qsig/feeds/clock.h"
 #include "qsig/feeds/feed.h"
+#include "qsig/models/io/artifact.h"
+#include "qsig/models/io/loader.h"
 #include "server_core.h"
 #include "spdlog/spdlog.h"
 
@@ -79,6 +81,47 @@ CalibrationReport Core::Recalibrate(size_t model, size_t max_samples) {
     drift[model]->SetBaseline(windows, slots[model]->spec().window,
                               slots[model]->spec().input_size);
   }
+  return r;
+}
+
+absl::StatusOr<Core::ReloadResult> Core::Reload(size_t model, const std::string& path) {
+  std::lock_guard<std::mutex> lock(calibration_mu);  // Never interleave with a calibration.
+  ModelSlot& slot = *slots[model];
+  const std::string file = path.empty() ? config.models[model].path : path;
+  models::io::ImportOptions import;
+  import.name = slot.name();
+  import.feature_names = feature_names;
+  import.window = config.models[model].window ? config.models[model].window : slot.spec().window;
+  auto loaded = models::io::LoadAnyModel(file, import);
+  if (!loaded.ok()) {
+    return absl::Status(loaded.status().code(),
+                        absl::StrCat("model '", slot.name(), "': ", loaded.status().message(),
+                                     " (the running model keeps serving)"));
+  }
+  std::shared_ptr<const models::Model> int8;
+  if (loaded->artifact) {
+    auto built = models::io::BuildInt8Model(*loaded->artifact);
+    if (!built.ok()) {
+      return absl::Status(built.status().code(),
+                          absl::StrCat("model '", slot.name(), "' (", file,
+                                       "): ", built.status().message(),
+                                       " (the running model keeps serving)"));
+    }
+    int8 = std::move(*built);
+  }
+  auto version = slot.Replace(loaded->spec, int8);
+  if (!version.ok()) {
+    return absl::Status(version.status().code(),
+                        absl::StrCat(version.status().message(),
+                                     " (the running model keeps serving)"));
+  }
+  ReloadResult r;
+  r.version = *version;
+  r.format = loaded->format;
+  r.precision = int8 ? int8->precision() : "fp32";
+  r.sha256 = loaded->spec->sha256;
+  spdlog::info("model {}: reloaded from {} ({}), version {}, {}", slot.name(), file, r.format,
+               r.version, int8 ? "INT8 from the artifact" : "FP32 until warm-up calibration");
   return r;
 }
 
@@ -231,7 +274,7 @@ void Server::Impl::CalibrationLoop() {
     }
     // Warm-up: the first INT8 calibration of each model once enough windows have arrived.
     for (size_t m = 0; m < c.slots.size(); ++m) {
-      if (c.slots[m]->current() != nullptr) continue;
+      if (c.slots[m]->calibrated()) continue;
       if (c.store->windows(m) < static_cast<size_t>(c.config.calibration.warmup_samples)) continue;
       CalibrationReport r = c.Recalibrate(m, c.config.calibration.warmup_samples);
       if (r.installed) {
@@ -269,7 +312,7 @@ void Server::Impl::EvaluateDrift(std::vector<std::pair<double, double>>* last_su
     }
     const double d_err = err - (*last_sums)[m].first, d_ref = ref - (*last_sums)[m].second;
     (*last_sums)[m] = {err, ref};
-    if (c.slots[m]->current() == nullptr) continue;
+    if (!c.slots[m]->calibrated()) continue;
     const double rel = d_ref > 0 ? std::sqrt(d_err / d_ref) : -1;
     c.drift[m]->Evaluate(c.store->Recent(m, static_cast<size_t>(c.config.drift.window)),
                          c.slots[m]->spec().window, rel);
@@ -307,7 +350,7 @@ uint16_t Server::feed_port() const { return impl_->core.feed->port(); }
 
 bool Server::calibrated() const {
   for (const auto& s : impl_->core.slots) {
-    if (s->current() == nullptr) return false;
+    if (!s->calibrated()) return false;
   }
   return true;
 }
@@ -356,10 +399,9 @@ StatusSnapshot Server::Status() {
   for (size_t i = 0; i < c.workers.size(); ++i) st.drops += c.feed->queue_drops(i);
   st.subscribers = c.bus->subscribers();
   for (const auto& slot : c.slots) {
-    const Installed* cur = slot->current();
-    absl::StrAppend(
-        &st.models, st.models.empty() ? "" : ", ", slot->name(), " ",
-        cur ? absl::StrCat("v", cur->version, " ", cur->model->precision()) : "fp32 (warm-up)");
+    const auto cur = slot->Acquire();
+    absl::StrAppend(&st.models, st.models.empty() ? "" : ", ", slot->name(), " v", cur->version,
+                    " ", cur->model ? cur->model->precision() : "fp32 (warm-up)");
   }
   return st;
 }

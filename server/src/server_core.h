@@ -45,6 +45,13 @@ struct Core {
   const Worker& WorkerFor(uint16_t locate) const { return *workers[locate % workers.size()]; }
   // Calibrates one model from the most recent `max_samples` windows (0 = config default).
   CalibrationReport Recalibrate(size_t model, size_t max_samples);
+  // Loads `path` ("" = the configured one) and swaps it in; on any error the running model
+  // keeps serving and the error says why.
+  struct ReloadResult {
+    uint64_t version = 0;
+    std::string format, precision, sha256;
+  };
+  absl::StatusOr<ReloadResult> Reload(size_t model, const std::string& path);
 };
 
 // gRPC front end (grpc_services.cc).

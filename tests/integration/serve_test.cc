@@ -403,7 +403,9 @@ TEST(ServeFaults, LossOnASingleLineIsRecoveredByRerequests) {
 }
 
 // `qsig features` → `qsig quantize` → `qsig serve` with the .qsig artifact: the verified INT8
-// runtime serves from the first tick (version 1, no warm-up); a corrupted copy is refused.
+// runtime serves from the first tick (version 1, no warm-up); hot reload refuses a corrupted
+// copy while the running model keeps serving, and swaps a good file in; a corrupted artifact
+// also stops a server from starting.
 TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
   const std::string dir = ::testing::TempDir();
   const std::string csv = dir + "qsig_art_features.csv", art = dir + "qsig_art_lstm.qsig";
@@ -418,13 +420,13 @@ TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
     ASSERT_EQ(q.Wait(60000), 0) << q.Log();
     EXPECT_THAT(q.Log(), HasSubstr("sign agreement"));
   }
-  const int metrics_port = FreePort();
-  Child server(
-      {QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
-       "models.1.path=" + art, "--set", "grpc.listen=127.0.0.1:" + std::to_string(FreePort()),
-       "--set", "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
-       "console.status_interval_s=0"},
-      dir + "qsig_art_serve.log");
+  const int metrics_port = FreePort(), grpc_port = FreePort();
+  Child server({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+                "models.1.path=" + art, "--set",
+                "grpc.listen=127.0.0.1:" + std::to_string(grpc_port), "--set",
+                "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
+                "console.status_interval_s=0", "--set", "calibration.warmup_samples=300"},
+               dir + "qsig_art_serve.log");
   std::map<std::string, double> m;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -434,15 +436,68 @@ TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
   }
   ASSERT_TRUE(m.count("qsig_model_version{model=\"lstm\"}")) << server.Log();
   EXPECT_EQ(m.at("qsig_model_version{model=\"lstm\"}"), 1);  // INT8 before any warm-up.
-  EXPECT_EQ(server.Terminate(), 0) << server.Log();
 
-  // Flip bytes in the middle of the artifact: the checksum catches it and the server refuses.
+  // Flip bytes in the middle of a copy of the artifact: the checksum catches it.
+  const std::string bad_art = dir + "qsig_art_lstm_bad.qsig";
   {
-    std::fstream f(art, std::ios::in | std::ios::out | std::ios::binary);
+    std::ifstream in(art, std::ios::binary);
+    std::ofstream out(bad_art, std::ios::binary);
+    out << in.rdbuf();
+  }
+  {
+    std::fstream f(bad_art, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(4000);
     f.put('\x5a');
     f.put('\xa5');
   }
+
+  // Hot reload: a corrupt file is refused and the running model keeps serving; a good one is
+  // swapped in (a .json serves FP32 until the warm-up calibration installs INT8 again).
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port),
+                                     grpc::InsecureChannelCredentials());
+  auto admin = v1::AdminService::NewStub(channel);
+  auto signals = v1::SignalService::NewStub(channel);
+  auto reload = [&](const std::string& model, const std::string& path,
+                    v1::ReloadModelResponse* resp) {
+    grpc::ClientContext ctx;
+    v1::ReloadModelRequest req;
+    req.set_model(model);
+    req.set_path(path);
+    return admin->ReloadModel(&ctx, req, resp);
+  };
+  auto latest_lstm_version = [&]() -> uint64_t {
+    grpc::ClientContext ctx;
+    v1::GetLatestRequest req;
+    v1::GetLatestResponse resp;
+    req.add_instruments("AAPL");
+    if (!signals->GetLatest(&ctx, req, &resp).ok()) return 0;
+    for (const auto& s : resp.signals()) {
+      if (s.model() == "lstm") return s.model_version();
+    }
+    return 0;
+  };
+  v1::ReloadModelResponse resp;
+  grpc::Status st = reload("lstm", bad_art, &resp);
+  EXPECT_EQ(st.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(st.error_message(), HasSubstr("checksum mismatch"));
+  EXPECT_THAT(st.error_message(), HasSubstr("keeps serving"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(latest_lstm_version(), 1u) << "the refused file must not replace the model";
+
+  st = reload("lstm", QSIG_SOURCE_DIR "/models/demo_lstm.json", &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(resp.model_version(), 2u);
+  EXPECT_EQ(resp.format(), "json");
+  EXPECT_EQ(resp.precision(), "fp32");
+  const auto swap_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (latest_lstm_version() < 3 && std::chrono::steady_clock::now() < swap_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_GE(latest_lstm_version(), 3u) << "warm-up calibration after the reload\n"
+                                       << server.Log();
+  EXPECT_EQ(reload("nope", "", &resp).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(server.Terminate(), 0) << server.Log();
+  std::rename(bad_art.c_str(), art.c_str());
   Child bad({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
              "models.1.path=" + art, "--set", "grpc.listen=127.0.0.1:0", "--set",
              "metrics.listen=127.0.0.1:0"},
