@@ -153,4 +153,36 @@ struct ReplayReport {
 
 absl::StatusOr<ReplayReport> RunReplay(const ReplayCommandOptions& options);
 
+// qsig export --onnx-qdq MODEL.qsig -o OUT.onnx
+// Writes the artifact's INT8 model as a QDQ ONNX model that ONNX Runtime (or any QDQ-aware
+// runtime) runs: per Linear layer, QuantizeLinear / DequantizeLinear on its input with the
+// artifact's activation scale and zero point (u8; s16 where the qsig runtime reads s16, which
+// needs opset 21, else opset 13), the artifact's per-channel int8 weights as an initializer
+// behind DequantizeLinear (axis 0), then Gemm (transB) and Relu / Tanh / Sigmoid. Layers the
+// qsig runtime keeps FP32 (the FP32 head, or a mixed-precision plan) stay FP32 Gemms.
+// Normalization is Sub / Div before the first layer. Input "features" [batch, input_size] raw
+// features, output "signal" [batch, 1].
+// Supported: MLP artifacts (window 1). LSTM / GRU artifacts, and per-feature input quantization
+// (--per-channel), are refused with a message saying so.
+// The weights and activation grids are the runtime's (weights: per-row s8 of W with the input
+// scale folded in and a bf16 scale, as models/src/runtime.cc; the dequantization scale is
+// sw / s_in), so ONNX Runtime 1.30 (CPU) matches the qsig INT8 runtime to float rounding
+// (~1e-7 of the output RMS) for the default plan; a u8 model input is within 0.1% RMSE / 0.5%
+// max (8% max with normalization) of the output RMS (tests/models_io/onnx_export_test.cc says why).
+struct ExportOptions {
+  std::string artifact_path;    // --onnx-qdq: a .qsig artifact (ReadArtifact verifies it).
+  std::string output_path;      // -o: the .onnx file.
+  std::ostream* log = nullptr;  // Summary lines; nullptr = std::cout.
+};
+
+struct ExportSummary {
+  std::string model_name;
+  int opset = 13;
+  std::string int8_precision;       // precision() of the artifact's INT8 runtime.
+  std::vector<std::string> layers;  // Per layer: "layers[0]: s16 input, s8 weights", ...
+  size_t nodes = 0;
+};
+
+absl::StatusOr<ExportSummary> RunExportOnnxQdq(const ExportOptions& options);
+
 }  // namespace qsig::models::io
