@@ -67,6 +67,14 @@ Worker::Worker(int id, const config::Config& config,
   for (size_t i = 0; i < n_loc * n_models_; ++i) signals_[i].store(0);
   shadow_ = std::make_unique<ShadowStats[]>(n_models_);
   window_.assign(static_cast<size_t>(max_window_) * n_features_, 0.0f);
+  // INT8 and FP32 runtimes keep the same window-mode state layout; leave headroom anyway and
+  // fall back to the stateless Run() for a model that needs more.
+  for (const auto& slot : *slots_) {
+    state_stride_ = std::max(state_stride_, slot->fp32().state_floats(models::Mode::kWindow));
+  }
+  state_stride_ = (state_stride_ * 2 + 63) / 64 * 64;
+  state_.assign(n_loc * n_models_ * state_stride_, 0.0f);
+  state_version_.assign(n_loc * n_models_, UINT64_MAX);
   workspace_.assign(max_ws, 0.0f);
   primary_values_.assign(n_models_, 0.0f);
 }
@@ -119,7 +127,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
   if (fv.n_features != n_features_) return;  // Cannot happen: the feed thread checks.
   const size_t loc = fv.locate;
   float* hist = history_.data() + loc * max_window_ * n_features_;
-  uint32_t& count = history_count_[loc];
+  uint64_t& count = history_count_[loc];
   std::memcpy(hist + static_cast<size_t>(count % max_window_) * n_features_, fv.values,
               sizeof(float) * n_features_);
   ++count;
@@ -128,21 +136,44 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
   for (size_t m = 0; m < n_models_; ++m) {
     const ModelSlot& slot = *(*slots_)[m];
     const int w = slot.spec().window;
-    if (count < static_cast<uint32_t>(w)) continue;  // Window not full yet: no signal.
-    for (int t = 0; t < w; ++t) {
-      const size_t idx = (count - w + t) % max_window_;
-      std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_, hist + idx * n_features_,
-                  sizeof(float) * n_features_);
-    }
-    const std::span<const float> win(window_.data(), static_cast<size_t>(w) * n_features_);
+    if (count < static_cast<uint64_t>(w)) continue;  // Window not full yet: no signal.
     const Installed* installed = slot.current();
-    const models::Model& primary = installed->model ? *installed->model : *installed->fp32;
+    const size_t key = loc * n_models_ + m;
+    const models::Model* int8 = installed->model.get();
+    const bool stateful =
+        int8 != nullptr && int8->state_floats(models::Mode::kWindow) <= state_stride_;
 
     const int64_t t0 = feeds::MonotonicNanos();
-    float value = primary.Run(win, workspace_.data());
+    float value;
+    if (stateful) {
+      float* st = state_.data() + key * state_stride_;
+      const auto tick_at = [&](uint64_t k) {  // The k-th tick of this instrument (from 0).
+        return std::span<const float>(hist + static_cast<size_t>(k % max_window_) * n_features_,
+                                      static_cast<size_t>(n_features_));
+      };
+      if (state_version_[key] != installed->version) {
+        // New model (or first use): rebuild its cached projections from the last w ticks;
+        // only the last push runs the recurrence.
+        int8->ResetState(models::Mode::kWindow, st);
+        for (uint64_t k = count - w; k + 1 < count; ++k) {
+          int8->PushTick(tick_at(k), st, workspace_.data());
+        }
+        state_version_[key] = installed->version;
+      }
+      value = int8->PushTick(tick_at(count - 1), st, workspace_.data());
+    } else {
+      for (int t = 0; t < w; ++t) {
+        const size_t idx = (count - w + t) % max_window_;
+        std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_,
+                    hist + idx * n_features_, sizeof(float) * n_features_);
+      }
+      const models::Model& primary = int8 ? *int8 : *installed->fp32;
+      value = primary.Run(
+          std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
+          workspace_.data());
+    }
     const int64_t t1 = feeds::MonotonicNanos();
 
-    const size_t key = loc * n_models_ + m;
     SignalRecord rec;
     rec.locate = fv.locate;
     rec.model = static_cast<uint16_t>(m);
@@ -186,7 +217,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
       const ModelSlot& slot = *(*slots_)[m];
       const int w = slot.spec().window;
       const Installed* installed = slot.current();
-      if (!installed->model || count < static_cast<uint32_t>(w)) continue;
+      if (!installed->model || count < static_cast<uint64_t>(w)) continue;
       for (int t = 0; t < w; ++t) {
         const size_t idx = (count - w + t) % max_window_;
         std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_, hist + idx * n_features_,

@@ -101,13 +101,20 @@ class Worker {
   std::unique_ptr<FeatureQueue> samples_;
   // Per instrument: a ring of the last max_window_ feature vectors.
   std::vector<float> history_;
-  std::vector<uint32_t> history_count_;
+  std::vector<uint64_t> history_count_;  // Ticks seen per instrument (never wraps).
   // Per (instrument, model).
   std::vector<uint64_t> sequence_;
   std::vector<uint8_t> diverged_;
   std::unique_ptr<LatestSlot[]> latest_;
   std::unique_ptr<std::atomic<uint64_t>[]> signals_;
   std::unique_ptr<ShadowStats[]> shadow_;
+  // Window-mode state of the INT8 primary per (instrument, model): cached input projections,
+  // so a tick adds one projection instead of window() (Model::PushTick). Tagged with the model
+  // version it belongs to; after a swap it is rebuilt from the history ring on the
+  // instrument's next tick.
+  std::vector<float> state_;
+  size_t state_stride_ = 0;
+  std::vector<uint64_t> state_version_;
   // Scratch: one window and one model workspace sized for the largest model.
   std::vector<float> window_;
   std::vector<float> workspace_;
