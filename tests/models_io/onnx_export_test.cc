@@ -173,6 +173,12 @@ TEST(OnnxExportOrt, OnnxRuntimeMatchesQsigInt8) {
     mlp_u8.max_rmse = 0;
     cases.push_back(
         {"mlp (torch fixture), every layer u8/s8 (s16 head)", *mlp, mlp_u8, 1e-3, 5e-3});
+    // A budget the all-INT8 model misses: the guard keeps sensitive layers FP32 ("mixed"),
+    // which the artifact does not record; the export finds the plan again.
+    Int8Options tight;
+    tight.fp32_head = false;
+    tight.max_rmse = 1e-4;
+    cases.push_back({"demo_mlp, mixed plan from the accuracy guard", *demo, tight});
   }
   const std::string dir = testing::TempDir("export_ort");
   for (size_t c = 0; c < cases.size(); ++c) {
@@ -188,6 +194,9 @@ TEST(OnnxExportOrt, OnnxRuntimeMatchesQsigInt8) {
     auto sum = RunExportOnnxQdq(e);
     ASSERT_TRUE(sum.ok()) << sum.status();
     std::cout << k.label << "\n" << log.str();
+    if (c + 1 == cases.size()) {
+      EXPECT_EQ(sum->int8_precision, "mixed");
+    }
 
     auto art = ReadArtifact(e.artifact_path);
     ASSERT_TRUE(art.ok()) << art.status();
