@@ -155,20 +155,24 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayCommandOptions& options);
 
 // qsig export --onnx-qdq MODEL.qsig -o OUT.onnx
 // Writes the artifact's INT8 model as a QDQ ONNX model that ONNX Runtime (or any QDQ-aware
-// runtime) runs: per Linear layer, QuantizeLinear / DequantizeLinear on its input with the
-// artifact's activation scale and zero point (u8; s16 where the qsig runtime reads s16, which
-// needs opset 21, else opset 13), the artifact's per-channel int8 weights as an initializer
-// behind DequantizeLinear (axis 0), then Gemm (transB) and Relu / Tanh / Sigmoid. Layers the
-// qsig runtime keeps FP32 (the FP32 head, or a mixed-precision plan) stay FP32 Gemms.
-// Normalization is Sub / Div before the first layer. Input "features" [batch, input_size] raw
-// features, output "signal" [batch, 1].
+// runtime) runs: per INT8 Linear layer, QuantizeLinear / DequantizeLinear on its input (u8 with
+// the artifact's activation scale and zero point; symmetric s16 where the qsig runtime reads
+// s16, which needs opset 21, else the file is opset 13), per-channel s8 weights as an
+// initializer behind DequantizeLinear (axis 0), then Gemm (transB) and Relu / Tanh / Sigmoid.
+// Layers the runtime keeps FP32 (the FP32 head, or the layers a mixed-precision plan keeps) stay
+// FP32 Gemms; a "mixed" plan the accuracy guard chose is not recorded in the artifact, so it is
+// found again (sensitivity order, checked bit-exact against BuildInt8Model). Normalization:
+// Sub / Div before the first layer, or Div with the mean folded into the first bias where the
+// runtime does that (s16 input). Input "features" [batch, input_size] raw features, output
+// "signal" [batch, 1].
 // Supported: MLP artifacts (window 1). LSTM / GRU artifacts, and per-feature input quantization
-// (--per-channel), are refused with a message saying so.
-// The weights and activation grids are the runtime's (weights: per-row s8 of W with the input
-// scale folded in and a bf16 scale, as models/src/runtime.cc; the dequantization scale is
-// sw / s_in), so ONNX Runtime 1.30 (CPU) matches the qsig INT8 runtime to float rounding
-// (~1e-7 of the output RMS) for the default plan; a u8 model input is within 0.1% RMSE / 0.5%
-// max (8% max with normalization) of the output RMS (tests/models_io/onnx_export_test.cc says why).
+// (quantize --per-channel), are refused with a message saying what is supported.
+// The weights and activation grids are the runtime's (weights: per-row s8 of W * s_in with the
+// smallest bf16 scale sw >= max / 127, as models/src/runtime.cc, dequantized with sw / s_in;
+// they differ from the artifact's int8_weights record only by that scale rounding), so ONNX
+// Runtime 1.30 (CPU) matches the qsig INT8 runtime to float rounding (~1e-7 of the output RMS)
+// for the default plan; a u8 model input is within 0.1% RMSE / 0.5% max (8% max with
+// normalization) of the output RMS (tests/models_io/onnx_export_test.cc says why).
 struct ExportOptions {
   std::string artifact_path;    // --onnx-qdq: a .qsig artifact (ReadArtifact verifies it).
   std::string output_path;      // -o: the .onnx file.
@@ -178,8 +182,9 @@ struct ExportOptions {
 struct ExportSummary {
   std::string model_name;
   int opset = 13;
-  std::string int8_precision;       // precision() of the artifact's INT8 runtime.
-  std::vector<std::string> layers;  // Per layer: "layers[0]: s16 input, s8 weights", ...
+  std::string int8_precision;  // precision() of the artifact's INT8 runtime.
+  std::vector<std::string>
+      layers;  // "layers[0]: s16 input QDQ, per-channel s8 weights", "layers[2]: FP32"
   size_t nodes = 0;
 };
 
