@@ -160,6 +160,7 @@ class FeedThread : public feeds::FeatureSink {
   std::unique_ptr<feeds::FeedHandler> handler_;
   std::atomic<bool> replay_done_{false};
   std::unique_ptr<std::atomic<uint64_t>[]> queue_drops_;
+  std::vector<uint8_t> ring_pending_;  // Feed thread only: workers to wake after this datagram.
   std::thread thread_;
 };
 
