@@ -166,7 +166,44 @@ int main(int argc, char** argv) try {
   quantize->add_option("--report", qo.report_json, "Report JSON (default: OUT.report.json)");
   quantize->add_option("--window", qo.import.window, "Timesteps of an imported recurrent model");
 
+  auto* replay = app.add_subcommand(
+      "replay", "Run a model in FP32 and INT8 side by side over a feature file (desk metrics)");
+  qsig::models::io::ReplayCommandOptions ro;
+  replay->add_option("--model", ro.model_path, "Model file (.json, .onnx, .qsig)")->required();
+  replay->add_option("--input", ro.input_csv, "Feature CSV with labels (`qsig features`)")
+      ->required();
+  replay->add_option("-o,--output", ro.report_json, "Report JSON");
+  replay->add_option("--calib-rows", ro.calib_rows,
+                     "INT8: calibrate on the first N rows (not scored) unless the model is .qsig")
+      ->capture_default_str();
+  replay->add_option("--horizon-label", ro.horizon_label,
+                     "Label horizon H: adds a Sharpe over non-overlapping rows");
+  replay->add_option("--window", ro.import.window, "Timesteps of an imported recurrent model");
+
+  auto* export_cmd = app.add_subcommand("export", "Export a .qsig artifact as a QDQ ONNX model");
+  qsig::models::io::ExportOptions eo;
+  export_cmd->add_option("--onnx-qdq", eo.artifact_path, "Artifact to export (.qsig, MLP)")
+      ->required();
+  export_cmd->add_option("-o,--output", eo.output_path, "ONNX file to write")->required();
+
   CLI11_PARSE(app, argc, argv);
+
+  if (replay->parsed()) {
+    auto r = qsig::models::io::RunReplay(ro);
+    if (!r.ok()) {
+      std::fprintf(stderr, "qsig replay: %s\n", std::string(r.status().message()).c_str());
+      return 1;
+    }
+    return 0;
+  }
+  if (export_cmd->parsed()) {
+    auto r = qsig::models::io::RunExportOnnxQdq(eo);
+    if (!r.ok()) {
+      std::fprintf(stderr, "qsig export: %s\n", std::string(r.status().message()).c_str());
+      return 1;
+    }
+    return 0;
+  }
 
   if (predict->parsed()) {
     auto r = qsig::models::io::RunPredict(po);
