@@ -1,5 +1,7 @@
 #include "reference_models.h"
 
+#include "test_models.h"
+
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -8,52 +10,12 @@
 namespace qsig::models::reference {
 namespace {
 
-// splitmix64; portable (std distributions differ between standard libraries).
-class Rng {
- public:
-  explicit Rng(uint64_t seed) : state_(seed * 0x9E3779B97F4A7C15ull + 7) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
-  double Uniform(double lo, double hi) { return lo + (hi - lo) * Uniform(); }
-  double Normal() {
-    const double u1 = 1.0 - Uniform();
-    const double u2 = Uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-  }
-  double StudentT4() {  // unit variance
-    double chi2 = 0;
-    for (int i = 0; i < 4; ++i) {
-      const double z = Normal();
-      chi2 += z * z;
-    }
-    return Normal() / std::sqrt(chi2 / 4.0) / std::sqrt(2.0);
-  }
-
- private:
-  uint64_t state_;
+// The shared portable generator and layer init (test_models.h), on a stream of its own.
+using testing::RandomLinear;
+using testing::UniformVec;
+struct Rng : testing::Rng {
+  explicit Rng(uint64_t seed) : testing::Rng(seed, 7) {}
 };
-
-std::vector<float> UniformVec(Rng& rng, size_t n, double bound) {
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(rng.Uniform(-bound, bound));
-  return v;
-}
-
-LinearLayer RandomLinear(Rng& rng, int in, int out, Activation act) {
-  LinearLayer l;
-  l.in = in;
-  l.out = out;
-  l.activation = act;
-  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-  l.weight = UniformVec(rng, static_cast<size_t>(in) * out, bound);
-  l.bias = UniformVec(rng, static_cast<size_t>(out), bound);
-  return l;
-}
 
 LstmLayer RandomLstm(Rng& rng, int in, int hidden) {
   LstmLayer l;

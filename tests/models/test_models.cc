@@ -32,8 +32,6 @@ double Rng::StudentT4() {
   return Normal() / std::sqrt(chi2 / 4.0) / std::sqrt(2.0);  // var(t4) = 2
 }
 
-namespace {
-
 std::vector<float> UniformVec(Rng& rng, size_t n, double bound) {
   std::vector<float> v(n);
   for (float& x : v) x = static_cast<float>(rng.Uniform(-bound, bound));
@@ -50,6 +48,8 @@ LinearLayer RandomLinear(Rng& rng, int in, int out, Activation act) {
   l.bias = UniformVec(rng, static_cast<size_t>(out), bound);
   return l;
 }
+
+namespace {
 
 const std::vector<std::string> kNames = {
     "ret_1",        "ret_10",       "ret_50",     "spread_bps",
