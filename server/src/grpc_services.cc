@@ -116,8 +116,8 @@ class SignalServiceImpl final : public v1::SignalService::Service {
     } else {
       return grpc::Status(
           grpc::StatusCode::INVALID_ARGUMENT,
-          absl::StrCat("model '", slot.name(), "' takes ", in, " features (one vector) or ",
-                       in * w, " (a window of ", w, "); got ", req->features_size()));
+          absl::StrCat("model '", slot.name(), "' takes ", in, " features (one vector) or ", in * w,
+                       " (a window of ", w, "); got ", req->features_size()));
     }
     for (size_t i = 0; i < window.size(); ++i) {
       if (!std::isfinite(window[i])) {

@@ -173,8 +173,9 @@ int main(int argc, char** argv) try {
   replay->add_option("--input", ro.input_csv, "Feature CSV with labels (`qsig features`)")
       ->required();
   replay->add_option("-o,--output", ro.report_json, "Report JSON");
-  replay->add_option("--calib-rows", ro.calib_rows,
-                     "INT8: calibrate on the first N rows (not scored) unless the model is .qsig")
+  replay
+      ->add_option("--calib-rows", ro.calib_rows,
+                   "INT8: calibrate on the first N rows (not scored) unless the model is .qsig")
       ->capture_default_str();
   replay->add_option("--horizon-label", ro.horizon_label,
                      "Label horizon H: adds a Sharpe over non-overlapping rows");

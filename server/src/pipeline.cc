@@ -164,13 +164,13 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
     } else {
       for (int t = 0; t < w; ++t) {
         const size_t idx = (count - w + t) % max_window_;
-        std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_,
-                    hist + idx * n_features_, sizeof(float) * n_features_);
+        std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_, hist + idx * n_features_,
+                    sizeof(float) * n_features_);
       }
       const models::Model& primary = int8 ? *int8 : *installed->fp32;
-      value = primary.Run(
-          std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
-          workspace_.data());
+      value =
+          primary.Run(std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
+                      workspace_.data());
     }
     const int64_t t1 = feeds::MonotonicNanos();
 

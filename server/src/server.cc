@@ -102,18 +102,18 @@ absl::StatusOr<Core::ReloadResult> Core::Reload(size_t model, const std::string&
   if (loaded->artifact) {
     auto built = models::io::BuildInt8Model(*loaded->artifact);
     if (!built.ok()) {
-      return absl::Status(built.status().code(),
-                          absl::StrCat("model '", slot.name(), "' (", file,
-                                       "): ", built.status().message(),
-                                       " (the running model keeps serving)"));
+      return absl::Status(
+          built.status().code(),
+          absl::StrCat("model '", slot.name(), "' (", file, "): ", built.status().message(),
+                       " (the running model keeps serving)"));
     }
     int8 = std::move(*built);
   }
   auto version = slot.Replace(loaded->spec, int8);
   if (!version.ok()) {
-    return absl::Status(version.status().code(),
-                        absl::StrCat(version.status().message(),
-                                     " (the running model keeps serving)"));
+    return absl::Status(
+        version.status().code(),
+        absl::StrCat(version.status().message(), " (the running model keeps serving)"));
   }
   ReloadResult r;
   r.version = *version;

@@ -421,12 +421,12 @@ TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
     EXPECT_THAT(q.Log(), HasSubstr("sign agreement"));
   }
   const int metrics_port = FreePort(), grpc_port = FreePort();
-  Child server({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
-                "models.1.path=" + art, "--set",
-                "grpc.listen=127.0.0.1:" + std::to_string(grpc_port), "--set",
-                "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
-                "console.status_interval_s=0", "--set", "calibration.warmup_samples=300"},
-               dir + "qsig_art_serve.log");
+  Child server(
+      {QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+       "models.1.path=" + art, "--set", "grpc.listen=127.0.0.1:" + std::to_string(grpc_port),
+       "--set", "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
+       "console.status_interval_s=0", "--set", "calibration.warmup_samples=300"},
+      dir + "qsig_art_serve.log");
   std::map<std::string, double> m;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
@@ -493,8 +493,7 @@ TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
   while (latest_lstm_version() < 3 && std::chrono::steady_clock::now() < swap_deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  EXPECT_GE(latest_lstm_version(), 3u) << "warm-up calibration after the reload\n"
-                                       << server.Log();
+  EXPECT_GE(latest_lstm_version(), 3u) << "warm-up calibration after the reload\n" << server.Log();
   EXPECT_EQ(reload("nope", "", &resp).error_code(), grpc::StatusCode::NOT_FOUND);
   EXPECT_EQ(server.Terminate(), 0) << server.Log();
   std::rename(bad_art.c_str(), art.c_str());

@@ -1,11 +1,11 @@
 #include "reference_models.h"
 
-#include "test_models.h"
-
 #include <algorithm>
 #include <cmath>
 #include <memory>
 #include <span>
+
+#include "test_models.h"
 
 namespace qsig::models::reference {
 namespace {
