@@ -5,7 +5,7 @@
 #include <memory>
 #include <span>
 
-#include "test_models.h"
+#include "random_models.h"
 
 namespace qsig::models::reference {
 namespace {

@@ -8,47 +8,6 @@
 
 namespace qsig::models::testing {
 
-uint64_t Rng::Next() {  // splitmix64
-  uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-double Rng::Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
-
-double Rng::Normal() {
-  const double u1 = 1.0 - Uniform();
-  const double u2 = Uniform();
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-}
-
-double Rng::StudentT4() {
-  double chi2 = 0;
-  for (int i = 0; i < 4; ++i) {
-    const double z = Normal();
-    chi2 += z * z;
-  }
-  return Normal() / std::sqrt(chi2 / 4.0) / std::sqrt(2.0);  // var(t4) = 2
-}
-
-std::vector<float> UniformVec(Rng& rng, size_t n, double bound) {
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(rng.Uniform(-bound, bound));
-  return v;
-}
-
-LinearLayer RandomLinear(Rng& rng, int in, int out, Activation act) {
-  LinearLayer l;
-  l.in = in;
-  l.out = out;
-  l.activation = act;
-  const double bound = 1.0 / std::sqrt(static_cast<double>(in));
-  l.weight = UniformVec(rng, static_cast<size_t>(in) * out, bound);
-  l.bias = UniformVec(rng, static_cast<size_t>(out), bound);
-  return l;
-}
-
 namespace {
 
 const std::vector<std::string> kNames = {

@@ -7,30 +7,11 @@
 #include <vector>
 
 #include "qsig/models/model.h"
+#include "random_models.h"
 
 namespace qsig::models::testing {
 
 // Portable deterministic generator (std distributions differ between standard libraries).
-class Rng {
- public:
-  // `offset` separates streams that share a seed (the reference models use 7).
-  explicit Rng(uint64_t seed, uint64_t offset = 1)
-      : state_(seed * 0x9E3779B97F4A7C15ull + offset) {}
-  uint64_t Next();
-  double Uniform();  // [0, 1)
-  double Uniform(double lo, double hi) { return lo + (hi - lo) * Uniform(); }
-  double Normal();     // N(0, 1)
-  double StudentT4();  // Heavy-tailed, unit variance.
-
- private:
-  uint64_t state_;
-};
-
-// n values uniform in [-bound, bound].
-std::vector<float> UniformVec(Rng& rng, size_t n, double bound);
-// A Linear layer with PyTorch's default init (uniform in +-1/sqrt(in)).
-LinearLayer RandomLinear(Rng& rng, int in, int out, Activation act);
-
 // A fixed random MLP 8 -> 32 -> 32 -> 1 (ReLU, ReLU, none), PyTorch-style init.
 ModelSpec RandomMlpSpec(uint64_t seed);
 // A fixed random LSTM: input 8, hidden 16, window 16, Linear(16, 1) head.
