@@ -3,6 +3,7 @@
 // between standard libraries.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -60,6 +61,26 @@ inline LinearLayer RandomLinear(Rng& rng, int in, int out, Activation act) {
   l.weight = UniformVec(rng, static_cast<size_t>(in) * out, bound);
   l.bias = UniformVec(rng, static_cast<size_t>(out), bound);
   return l;
+}
+
+// Sets feature_mean / feature_std from the ticks (rows of spec.input_size), as training would.
+inline void SetNormalization(ModelSpec& spec, const std::vector<float>& ticks) {
+  const int n = spec.input_size;
+  const size_t rows = ticks.size() / static_cast<size_t>(n);
+  spec.feature_mean.assign(static_cast<size_t>(n), 0.0f);
+  spec.feature_std.assign(static_cast<size_t>(n), 0.0f);
+  for (int k = 0; k < n; ++k) {
+    double s = 0, s2 = 0;
+    for (size_t r = 0; r < rows; ++r) {
+      const double v = ticks[r * n + k];
+      s += v;
+      s2 += v * v;
+    }
+    const double mean = s / static_cast<double>(rows);
+    spec.feature_mean[static_cast<size_t>(k)] = static_cast<float>(mean);
+    spec.feature_std[static_cast<size_t>(k)] =
+        static_cast<float>(std::sqrt(std::max(0.0, s2 / static_cast<double>(rows) - mean * mean)));
+  }
 }
 
 }  // namespace qsig::models::testing

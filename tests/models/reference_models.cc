@@ -12,6 +12,7 @@ namespace {
 
 // The shared portable generator and layer init (test_models.h), on a stream of its own.
 using testing::RandomLinear;
+using testing::SetNormalization;
 using testing::UniformVec;
 struct Rng : testing::Rng {
   explicit Rng(uint64_t seed) : testing::Rng(seed, 7) {}
@@ -28,25 +29,6 @@ LstmLayer RandomLstm(Rng& rng, int in, int hidden) {
   l.b_ih = UniformVec(rng, g, bound);
   l.b_hh = UniformVec(rng, g, bound);
   return l;
-}
-
-void SetNormalization(ModelSpec& spec, const std::vector<float>& ticks) {
-  const int n = spec.input_size;
-  const size_t rows = ticks.size() / static_cast<size_t>(n);
-  spec.feature_mean.assign(static_cast<size_t>(n), 0.0f);
-  spec.feature_std.assign(static_cast<size_t>(n), 0.0f);
-  for (int k = 0; k < n; ++k) {
-    double s = 0, s2 = 0;
-    for (size_t r = 0; r < rows; ++r) {
-      const double v = ticks[r * n + k];
-      s += v;
-      s2 += v * v;
-    }
-    const double mean = s / static_cast<double>(rows);
-    spec.feature_mean[static_cast<size_t>(k)] = static_cast<float>(mean);
-    spec.feature_std[static_cast<size_t>(k)] =
-        static_cast<float>(std::sqrt(std::max(0.0, s2 / static_cast<double>(rows) - mean * mean)));
-  }
 }
 
 }  // namespace

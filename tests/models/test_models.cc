@@ -94,25 +94,6 @@ std::vector<float> Windows(const std::vector<float>& ticks, int window, int inpu
   return out;
 }
 
-void SetNormalization(ModelSpec& spec, const std::vector<float>& ticks) {
-  const int n = spec.input_size;
-  const size_t rows = ticks.size() / static_cast<size_t>(n);
-  spec.feature_mean.assign(static_cast<size_t>(n), 0.0f);
-  spec.feature_std.assign(static_cast<size_t>(n), 0.0f);
-  for (int k = 0; k < n; ++k) {
-    double s = 0, s2 = 0;
-    for (size_t r = 0; r < rows; ++r) {
-      const double v = ticks[r * n + k];
-      s += v;
-      s2 += v * v;
-    }
-    const double mean = s / rows;
-    spec.feature_mean[static_cast<size_t>(k)] = static_cast<float>(mean);
-    spec.feature_std[static_cast<size_t>(k)] =
-        static_cast<float>(std::sqrt(std::max(0.0, s2 / rows - mean * mean)));
-  }
-}
-
 void CenterOutput(ModelSpec& spec, const std::vector<float>& windows) {
   auto model = MakeFp32Model(std::make_shared<const ModelSpec>(spec));
   ASSERT_NE(model, nullptr);

@@ -24,9 +24,6 @@ std::vector<float> SimulatedFeatures(uint64_t seed, int n_ticks);
 // Sliding windows (stride 1) of `window` ticks: returns n x window x 8 floats.
 std::vector<float> Windows(const std::vector<float>& ticks, int window, int input_size);
 
-// Sets feature_mean / feature_std from the ticks, as training would.
-void SetNormalization(ModelSpec& spec, const std::vector<float>& ticks);
-
 // Shifts the last layer's bias so the FP32 output averages 0 over `windows`, like a return
 // forecast; otherwise sign agreement would be trivially 100%.
 void CenterOutput(ModelSpec& spec, const std::vector<float>& windows);
