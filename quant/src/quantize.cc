@@ -70,24 +70,27 @@ absl::StatusOr<QuantParams> ChooseQuantParams(float min, float max, int32_t qmin
   return p;
 }
 
-void QuantizeRowU8(const float* x, size_t n, const QuantParams& p, uint8_t* out) noexcept {
+// The affine formula of quantize.h for one row, for every integer type that holds a whole
+// quantized value (s4 packs two per byte and has its own loop below).
+namespace {
+template <typename T>
+void QuantizeRowAs(const float* x, size_t n, const QuantParams& p, T* out) noexcept {
   const float lo = static_cast<float>(p.qmin - p.zero_point);
   const float hi = static_cast<float>(p.qmax - p.zero_point);
   const float scale = p.scale;
   const int32_t zp = p.zero_point;
   for (size_t i = 0; i < n; ++i) {
-    out[i] = static_cast<uint8_t>(static_cast<int32_t>(ClampRound(x[i] / scale, lo, hi)) + zp);
+    out[i] = static_cast<T>(static_cast<int32_t>(ClampRound(x[i] / scale, lo, hi)) + zp);
   }
+}
+}  // namespace
+
+void QuantizeRowU8(const float* x, size_t n, const QuantParams& p, uint8_t* out) noexcept {
+  QuantizeRowAs(x, n, p, out);
 }
 
 void QuantizeRowS8(const float* x, size_t n, const QuantParams& p, int8_t* out) noexcept {
-  const float lo = static_cast<float>(p.qmin - p.zero_point);
-  const float hi = static_cast<float>(p.qmax - p.zero_point);
-  const float scale = p.scale;
-  const int32_t zp = p.zero_point;
-  for (size_t i = 0; i < n; ++i) {
-    out[i] = static_cast<int8_t>(static_cast<int32_t>(ClampRound(x[i] / scale, lo, hi)) + zp);
-  }
+  QuantizeRowAs(x, n, p, out);
 }
 
 namespace {
@@ -181,13 +184,7 @@ absl::StatusOr<PerChannelS4> QuantizePerChannelSymmetricS4(std::span<const float
 }
 
 void QuantizeRowS16(const float* x, size_t n, const QuantParams& p, int16_t* out) noexcept {
-  const float lo = static_cast<float>(p.qmin - p.zero_point);
-  const float hi = static_cast<float>(p.qmax - p.zero_point);
-  const float scale = p.scale;
-  const int32_t zp = p.zero_point;
-  for (size_t i = 0; i < n; ++i) {
-    out[i] = static_cast<int16_t>(static_cast<int32_t>(ClampRound(x[i] / scale, lo, hi)) + zp);
-  }
+  QuantizeRowAs(x, n, p, out);
 }
 
 void QuantizeRowS4(const float* x, size_t n, const QuantParams& p, uint8_t* out) noexcept {
