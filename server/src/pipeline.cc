@@ -132,6 +132,15 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
               sizeof(float) * n_features_);
   ++count;
 
+  // Copies this instrument's last w ticks, oldest first, into window_ (for the stateless Run).
+  const auto AssembleWindow = [&](int w) noexcept {
+    for (int t = 0; t < w; ++t) {
+      const size_t idx = (count - w + t) % max_window_;
+      std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_, hist + idx * n_features_,
+                  sizeof(float) * n_features_);
+    }
+  };
+
   const bool run_shadow = shadow_every_ > 0 && (ticks_++ % shadow_every_) == 0;
   for (size_t m = 0; m < n_models_; ++m) {
     const ModelSlot& slot = *(*slots_)[m];
@@ -162,11 +171,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
       }
       value = int8->PushTick(tick_at(count - 1), st, workspace_.data());
     } else {
-      for (int t = 0; t < w; ++t) {
-        const size_t idx = (count - w + t) % max_window_;
-        std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_, hist + idx * n_features_,
-                    sizeof(float) * n_features_);
-      }
+      AssembleWindow(w);
       const models::Model& primary = int8 ? *int8 : *installed->fp32;
       value =
           primary.Run(std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
@@ -218,11 +223,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
       const int w = slot.spec().window;
       const Installed* installed = slot.current();
       if (!installed->model || count < static_cast<uint64_t>(w)) continue;
-      for (int t = 0; t < w; ++t) {
-        const size_t idx = (count - w + t) % max_window_;
-        std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_, hist + idx * n_features_,
-                    sizeof(float) * n_features_);
-      }
+      AssembleWindow(w);
       const float ref = installed->fp32->Run(
           std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
           workspace_.data());
