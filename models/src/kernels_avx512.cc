@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "internal/kernels.h"
+#include "qsig/quant/isa.h"
 
 #define QSIG_UNROLL _Pragma("GCC unroll 16")
 
@@ -437,10 +438,8 @@ constexpr Kernels kAvx512 = {
 }  // namespace
 
 const Kernels* Avx512VnniKernels() noexcept {
-  // libgcc's cpu model checks the OS-enabled state (xgetbv) for the AVX-512 features too.
-  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512vl") &&
-                         __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("fma");
+  // quant's probe: cpuid avx512f/bw/vl/vnni + AVX2 + FMA and XCR0's ZMM state (xgetbv).
+  static const bool ok = quant::IsaSupported(quant::Isa::kAvx512Vnni);
   return ok ? &kAvx512 : nullptr;
 }
 

@@ -172,17 +172,28 @@ void ActivateRef(int n, Activation act, float* y) noexcept {
 constexpr Kernels kRef = {"ref",       &GemvS8S32Ref,  &GemmS8Ref,   &GemmS16S8Ref, &QuantizeS16Ref,
                           &GemmF32Ref, &QuantizeU8Ref, &LstmCellRef, &GruCellRef,   &ActivateRef};
 
-const Kernels& Choose() noexcept {
-  const char* cap = std::getenv("QSIG_MAX_ISA");
-  const std::string_view c = cap ? cap : "";
-  const bool allow_avx512 = c.empty() || c == "avx512vnni" || c == "avx512_vnni" || c == "native";
-  if (allow_avx512) {
-    if (const Kernels* k = Avx512VnniKernels()) return *k;
-  }
-  return kRef;
+// Cap levels: 0 reference, 1 AVX2, 2 AVX-VNNI, 3 AVX-512 VNNI (quant::Isa's order and names,
+// plus this module's older spellings "ref" and "avx512vnni").
+int CapLevel(std::string_view c) noexcept {
+  if (c.empty() || c == "native" || c == "avx512vnni" || c == "avx512_vnni") return 3;
+  if (c == "avxvnni" || c == "avx_vnni") return 2;
+  if (c == "avx2") return 1;
+  return 0;  // "ref", "scalar" and anything unknown
 }
 
 }  // namespace
+
+const Kernels& ChooseKernels(const char* cap) noexcept {
+  const int level = CapLevel(cap ? cap : "");
+  // Most specific first; the first one the CPU supports within the cap wins.
+  const Kernels* const table[] = {level >= 3 ? Avx512VnniKernels() : nullptr,
+                                  level >= 2 ? AvxVnniKernels() : nullptr,
+                                  level >= 1 ? Avx2Kernels() : nullptr};
+  for (const Kernels* k : table) {
+    if (k != nullptr) return *k;
+  }
+  return kRef;
+}
 
 PackedS8 PackS8(const int8_t* q, int rows, int cols) {
   PackedS8 p;
@@ -223,7 +234,7 @@ PackedF32 PackF32(const float* w, int rows, int cols) {
 const Kernels& RefKernels() noexcept { return kRef; }
 
 const Kernels& ActiveKernels() noexcept {
-  static const Kernels& k = Choose();
+  static const Kernels& k = ChooseKernels(std::getenv("QSIG_MAX_ISA"));
   return k;
 }
 

@@ -154,10 +154,20 @@ struct Kernels {
 };
 
 const Kernels& RefKernels() noexcept;
-// nullptr when this build or CPU lacks AVX-512 VNNI (avx512f/bw/vl/vnni + OS support).
+// Each ISA's table, or nullptr when this CPU or OS lacks the ISA (cpuid + xgetbv, probed once by
+// quant/src/isa.cc). Tests run every non-null table against the reference.
+//   AVX-512 VNNI: avx512f/bw/vl/vnni + FMA, ZMM state enabled.
 const Kernels* Avx512VnniKernels() noexcept;
-// The table the runtimes use: the most specific the CPU supports, capped by QSIG_MAX_ISA
-// ("ref"/"scalar" forces the reference; unset or "avx512vnni" allows AVX-512 VNNI). Chosen once.
+//   AVX-VNNI: AVX2 + FMA + AVX-VNNI (VEX vpdpbusd on ymm), YMM state enabled.
+const Kernels* AvxVnniKernels() noexcept;
+//   AVX2: AVX2 + FMA, YMM state enabled.
+const Kernels* Avx2Kernels() noexcept;
+
+// The most specific table the CPU supports within `cap`, a QSIG_MAX_ISA value: "ref"/"scalar"
+// (the reference), "avx2", "avxvnni"/"avx_vnni", "avx512vnni"/"avx512_vnni"/"native" or empty
+// (no cap). An unknown value selects the reference (a typo must not silently run faster code).
+const Kernels& ChooseKernels(const char* cap) noexcept;
+// The table the runtimes use: ChooseKernels(getenv("QSIG_MAX_ISA")), chosen once.
 const Kernels& ActiveKernels() noexcept;
 
 }  // namespace qsig::models::internal

@@ -1,0 +1,273 @@
+// Every ISA table of the models kernels against the reference (the specification), table by
+// table (not only the active one): integer results and int8 layer outputs bit for bit, float
+// results within a few ulp, over awkward sizes; and the QSIG_MAX_ISA dispatch rule.
+#include "internal/kernels.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "kernels_ymm_vnni_evex.h"
+#include "qsig/models/model.h"
+#include "random_models.h"
+
+namespace qsig::models {
+namespace {
+
+using internal::Kernels;
+
+struct Variant {
+  const char* name;
+  const Kernels* (*get)();
+};
+
+const Kernels* EvexVnni() {
+  return internal::Avx512VnniKernels() ? &testing::AvxVnniViaEvexKernels() : nullptr;
+}
+
+const Variant kVariants[] = {
+    {"Avx512Vnni", &internal::Avx512VnniKernels},
+    {"AvxVnni", &internal::AvxVnniKernels},
+    {"AvxVnniViaEvex", &EvexVnni},
+    {"Avx2", &internal::Avx2Kernels},
+};
+
+void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
+
+class KernelVariant : public ::testing::TestWithParam<Variant> {
+ protected:
+  const Kernels* Get() const { return GetParam().get(); }
+};
+
+#define QSIG_SKIP_IF_ABSENT(k)                                                                  \
+  if ((k) == nullptr) {                                                                         \
+    GTEST_SKIP() << GetParam().name << ": this CPU (or OS) lacks the ISA, so the table cannot " \
+                 << "run here; it is compiled, and the AvxVnniViaEvex variant runs the same "   \
+                 << "VNNI code on AVX-512 hosts";                                               \
+  }
+
+const std::vector<int> kRows = {1,  2,  3,  5,  7,   8,   15,  16,  17,
+                                31, 33, 63, 65, 127, 129, 257, 300, 515};
+const std::vector<int> kCols = {1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 33, 63, 65, 127, 129, 512, 515};
+
+// Full-range weights with a share of the extremes (+-127: the pairs that would saturate a naive
+// vpmaddubsw), activations likewise (0 and 255).
+std::vector<int8_t> Weights(testing::Rng& rng, int rows, int cols, bool extreme) {
+  std::vector<int8_t> w(static_cast<size_t>(rows) * cols);
+  for (auto& v : w) {
+    const uint64_t u = rng.Next();
+    if (extreme || u % 4 == 0) {
+      v = (u >> 8) % 2 ? 127 : -127;
+    } else {
+      v = static_cast<int8_t>(static_cast<int>((u >> 8) % 255) - 127);
+    }
+  }
+  return w;
+}
+
+TEST_P(KernelVariant, IntegerResultsEqualReference) {
+  const Kernels* fast = Get();
+  QSIG_SKIP_IF_ABSENT(fast);
+  const Kernels& ref = internal::RefKernels();
+  testing::Rng rng(42);
+  for (int rows : kRows) {
+    for (int cols : kCols) {
+      for (bool extreme : {false, true}) {
+        SCOPED_TRACE(::testing::Message() << rows << "x" << cols << (extreme ? " extreme" : ""));
+        if (extreme && rows * cols > 20000) continue;
+        const std::vector<int8_t> w = Weights(rng, rows, cols, extreme);
+        internal::PackedS8 p = internal::PackS8(w.data(), rows, cols);
+        for (int r = 0; r < p.rows_pad; ++r) {  // exact bf16 scales: 2^k, k in [-3, 2]
+          const float s = std::ldexp(1.0f, static_cast<int>(rng.Next() % 6) - 3);
+          p.scales[static_cast<size_t>(r)] = internal::FloatToBf16Truncate(s);
+        }
+        constexpr int kN = 5;
+        const size_t ld = static_cast<size_t>(p.cols_pad) + 4;  // strides that are not cols_pad
+        std::vector<float> x(static_cast<size_t>(cols) * kN);
+        for (auto& v : x) v = static_cast<float>(rng.Uniform(-12.0, 12.0));
+        if (cols >= 3) {  // NaN, infinities and exact halves in the first vector
+          x[0] = std::numeric_limits<float>::quiet_NaN();
+          x[1] = std::numeric_limits<float>::infinity();
+          x[2] = -std::numeric_limits<float>::infinity();
+        }
+        std::vector<float> qa(static_cast<size_t>(cols)), qb(static_cast<size_t>(cols));
+        for (int k = 0; k < cols; ++k) {
+          qa[static_cast<size_t>(k)] = static_cast<float>(rng.Uniform(1.0, 30.0));
+          qb[static_cast<size_t>(k)] = static_cast<float>(static_cast<int>(rng.Next() % 256));
+        }
+        std::vector<uint8_t> q1(ld * kN, 0xAB), q2(q1.size(), 0xAB);
+        std::vector<int16_t> s1(ld * kN, 77), s2(s1.size(), 77);
+        for (int i = 0; i < kN; ++i) {
+          const float* xi = x.data() + static_cast<size_t>(i) * cols;
+          // Vector 0: extreme activations (0 / 255) so products reach 255 * +-127.
+          const float a0 = extreme || i == 0 ? 1e4f : 10.5f;
+          const bool per_col = i % 2 == 1;
+          const float* a = per_col ? qa.data() : nullptr;
+          const float* b = per_col ? qb.data() : nullptr;
+          ref.quantize_u8(xi, cols, a, b, a0, 128.0f, q1.data() + i * ld, p.cols_pad);
+          fast->quantize_u8(xi, cols, a, b, a0, 128.0f, q2.data() + i * ld, p.cols_pad);
+          ref.quantize_s16(xi, cols, a, nullptr, a0 * 300.0f, 0.0f, s1.data() + i * ld, p.cols_pad);
+          fast->quantize_s16(xi, cols, a, nullptr, a0 * 300.0f, 0.0f, s2.data() + i * ld,
+                             p.cols_pad);
+        }
+        ASSERT_EQ(q1, q2);  // bytes past cols_pad are untouched too
+        ASSERT_EQ(s1, s2);
+
+        std::vector<int32_t> a1(static_cast<size_t>(p.rows_pad) * kN, 1), a2(a1.size(), 2);
+        for (int i = 0; i < kN; ++i) {
+          ref.gemv_s8_s32(p, q1.data() + i * ld, a1.data() + i * p.rows_pad);
+          fast->gemv_s8_s32(p, q1.data() + i * ld, a2.data() + i * p.rows_pad);
+        }
+        ASSERT_EQ(a1, a2);
+
+        // Dequantized outputs: float(acc) * scale (+ add), no FMA: bit-exact too. 1..5 vectors,
+        // add shared (ldadd 0), per vector, or none.
+        const size_t ldy = static_cast<size_t>(p.rows_pad) + 16;
+        std::vector<float> add(ldy * kN);
+        for (auto& v : add) v = static_cast<float>(rng.Uniform(-3.0, 3.0));
+        for (int n = 1; n <= kN; ++n) {
+          for (int mode = 0; mode < 3; ++mode) {
+            SCOPED_TRACE(::testing::Message() << "n " << n << " add mode " << mode);
+            const float* ad = mode == 0 ? nullptr : add.data();
+            const size_t ldadd = mode == 2 ? ldy : 0;
+            std::vector<float> y1(ldy * kN, -1.0f), y2(y1.size(), -1.0f);
+            ref.gemm_s8(p, n, q1.data(), ld, ad, ldadd, y1.data(), ldy);
+            fast->gemm_s8(p, n, q1.data(), ld, ad, ldadd, y2.data(), ldy);
+            ASSERT_EQ(y1, y2);
+            if (cols <= internal::kMaxS16Cols) {
+              ref.gemm_s16s8(p, n, s1.data(), ld, ad, ldadd, y1.data(), ldy);
+              fast->gemm_s16s8(p, n, s1.data(), ld, ad, ldadd, y2.data(), ldy);
+              ASSERT_EQ(y1, y2);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// |a - b| <= tol * (1 + |b|), element by element.
+void ExpectNear(const std::vector<float>& got, const std::vector<float>& want, float tol) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_LE(std::fabs(got[i] - want[i]), tol * (1.0f + std::fabs(want[i])))
+        << "at " << i << ": " << got[i] << " vs " << want[i];
+  }
+}
+
+TEST_P(KernelVariant, FloatResultsNearReference) {
+  const Kernels* fast = Get();
+  QSIG_SKIP_IF_ABSENT(fast);
+  const Kernels& ref = internal::RefKernels();
+  testing::Rng rng(7);
+  for (int rows : kRows) {
+    for (int cols : {1, 2, 3, 7, 16, 17, 63, 129, 515}) {
+      SCOPED_TRACE(::testing::Message() << "gemm_f32 " << rows << "x" << cols);
+      std::vector<float> w(static_cast<size_t>(rows) * cols);
+      for (auto& v : w) v = static_cast<float>(rng.Uniform(-1.0, 1.0));
+      const internal::PackedF32 p = internal::PackF32(w.data(), rows, cols);
+      constexpr int kN = 3;
+      const size_t ldy = static_cast<size_t>(p.rows_pad);
+      std::vector<float> x(static_cast<size_t>(cols) * kN), add(ldy * kN);
+      for (auto& v : x) v = static_cast<float>(rng.Uniform(-2.0, 2.0));
+      for (auto& v : add) v = static_cast<float>(rng.Uniform(-2.0, 2.0));
+      for (int n = 1; n <= kN; ++n) {
+        std::vector<float> y1(ldy * kN, 0.0f), y2(y1.size(), 0.0f);
+        ref.gemm_f32(p, n, x.data(), static_cast<size_t>(cols), add.data(), ldy, y1.data(), ldy);
+        fast->gemm_f32(p, n, x.data(), static_cast<size_t>(cols), add.data(), ldy, y2.data(), ldy);
+        // Summation order differs (split accumulators): a few ulp of sum |w x| ~ cols.
+        ExpectNear(y2, y1, 1e-6f * static_cast<float>(cols));
+        if (HasFatalFailure()) return;
+      }
+    }
+  }
+  for (int hidden : {1, 3, 7, 8, 15, 16, 17, 63, 64, 129}) {
+    SCOPED_TRACE(::testing::Message() << "cells, hidden " << hidden);
+    const size_t h = static_cast<size_t>(hidden);
+    std::vector<float> g(4 * h), gh(3 * h), c0(h + 16), h0(h + 16);
+    for (auto& v : g) v = static_cast<float>(rng.Uniform(-12.0, 12.0));
+    for (auto& v : gh) v = static_cast<float>(rng.Uniform(-6.0, 6.0));
+    for (auto& v : c0) v = static_cast<float>(rng.Uniform(-3.0, 3.0));
+    for (auto& v : h0) v = static_cast<float>(rng.Uniform(-1.0, 1.0));
+    g[0] = 100.0f;  // saturated gates
+    g[h - 1] = -100.0f;
+    for (float c_step : {0.0f, 1.0f / 4096}) {
+      std::vector<float> c1 = c0, c2 = c0, h1 = h0, h2 = h0;
+      ref.lstm_cell(hidden, g.data(), h1.data(), c1.data(), c_step);
+      fast->lstm_cell(hidden, g.data(), h2.data(), c2.data(), c_step);
+      ExpectNear(h2, h1, 2e-6f);  // also: nothing past `hidden` written
+      // On the s16 grid a few-ulp difference may move c to the neighbouring grid point.
+      ExpectNear(c2, c1, c_step > 0.0f ? c_step : 2e-6f);
+    }
+    std::vector<float> r1 = h0, r2 = h0;
+    ref.gru_cell(hidden, g.data(), gh.data(), r1.data());
+    fast->gru_cell(hidden, g.data(), gh.data(), r2.data());
+    ExpectNear(r2, r1, 2e-6f);
+    for (Activation act :
+         {Activation::kNone, Activation::kRelu, Activation::kTanh, Activation::kSigmoid}) {
+      std::vector<float> y1 = g, y2 = g;
+      ref.activate(hidden, act, y1.data());
+      fast->activate(hidden, act, y2.data());
+      if (act == Activation::kRelu || act == Activation::kNone) {
+        EXPECT_EQ(y2, y1);
+      } else {
+        ExpectNear(y2, y1, 2e-6f);
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, KernelVariant, ::testing::ValuesIn(kVariants),
+                         [](const ::testing::TestParamInfo<Variant>& i) { return i.param.name; });
+
+TEST(KernelDispatch, ChooseKernelsFollowsTheTableWithinTheCap) {
+  using namespace internal;
+  const Kernels* a5 = Avx512VnniKernels();
+  const Kernels* av = AvxVnniKernels();
+  const Kernels* a2 = Avx2Kernels();
+  const Kernels* ref = &RefKernels();
+  auto first = [ref](std::initializer_list<const Kernels*> l) {
+    for (const Kernels* k : l) {
+      if (k != nullptr) return k;
+    }
+    return ref;
+  };
+  for (const char* cap : {"ref", "scalar", "no-such-isa"}) EXPECT_EQ(&ChooseKernels(cap), ref);
+  EXPECT_EQ(&ChooseKernels("avx2"), first({a2}));
+  EXPECT_EQ(&ChooseKernels("avxvnni"), first({av, a2}));
+  EXPECT_EQ(&ChooseKernels("avx_vnni"), first({av, a2}));
+  for (const char* cap : {"avx512vnni", "avx512_vnni", "native", ""}) {
+    EXPECT_EQ(&ChooseKernels(cap), first({a5, av, a2}));
+  }
+  EXPECT_EQ(&ChooseKernels(nullptr), first({a5, av, a2}));
+  // The names a table reports are the cap names that select it.
+  for (const Kernels* k : {a5, av, a2, ref}) {
+    if (k != nullptr) {
+      EXPECT_EQ(&ChooseKernels(k->isa), k) << k->isa;
+    }
+  }
+}
+
+// The process-wide choice honours QSIG_MAX_ISA (tests/models/CMakeLists.txt runs this with
+// QSIG_MAX_ISA=ref and =avx2 in child processes: the choice is made once per process).
+TEST(KernelDispatch, ActiveKernelsHonourQsigMaxIsa) {
+  const char* env = std::getenv("QSIG_MAX_ISA");
+  EXPECT_STREQ(KernelIsa(), internal::ChooseKernels(env).isa);
+  const std::string cap = env ? env : "";
+  if (cap == "ref") {
+    EXPECT_STREQ(KernelIsa(), "ref");
+  }
+  if (cap == "avx2") {
+    if (internal::Avx2Kernels() == nullptr) GTEST_SKIP() << "no AVX2 on this host";
+    EXPECT_STREQ(KernelIsa(), "avx2");
+  }
+}
+
+}  // namespace
+}  // namespace qsig::models
