@@ -13,19 +13,24 @@ function(qsig_cc_library)
   target_compile_options(qsig_${Q_NAME} PRIVATE ${QSIG_WARNINGS})
 endfunction()
 
-# qsig_cc_test(NAME <name> SRCS ... DEPS ... [LABELS unit|simd|integration|slow])
-# One GoogleTest binary, discovered by ctest at test time and labelled.
+# qsig_cc_test(NAME <name> SRCS ... DEPS ... [LABELS unit|simd|integration|slow]
+#              [ENVIRONMENT VAR=value ...])
+# One GoogleTest binary, discovered by ctest at test time, labelled, run with ENVIRONMENT.
 function(qsig_cc_test)
-  cmake_parse_arguments(Q "" "NAME" "SRCS;DEPS;LABELS" ${ARGN})
+  cmake_parse_arguments(Q "" "NAME" "SRCS;DEPS;LABELS;ENVIRONMENT" ${ARGN})
   if(NOT Q_LABELS)
     set(Q_LABELS unit)
   endif()
   add_executable(${Q_NAME} ${Q_SRCS})
   target_link_libraries(${Q_NAME} PRIVATE ${Q_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
   target_compile_options(${Q_NAME} PRIVATE ${QSIG_WARNINGS})
+  set(_props LABELS "${Q_LABELS}")
+  if(Q_ENVIRONMENT)
+    list(APPEND _props ENVIRONMENT "${Q_ENVIRONMENT}")
+  endif()
   gtest_discover_tests(${Q_NAME}
     DISCOVERY_MODE PRE_TEST
-    PROPERTIES LABELS "${Q_LABELS}")
+    PROPERTIES ${_props})
 endfunction()
 
 # qsig_cc_bench(NAME <name> SRCS ... DEPS ...)

@@ -1,10 +1,13 @@
 // The qsig command: serve, sim, watch, features.
 #include <signal.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <optional>
 #include <thread>
 
@@ -12,6 +15,7 @@
 #include "qsig/config/config.h"
 #include "qsig/feeds/feed.h"
 #include "qsig/models/io/commands.h"
+#include "qsig/models/io/torch_tool.h"
 #include "qsig/server/server.h"
 #include "sim_options.h"
 #include "spdlog/spdlog.h"
@@ -93,7 +97,29 @@ int RunSim(const qsig::config::Config& cfg) {
 
 }  // namespace
 
+// `qsig train` and `qsig qat` are the qsig-torch helper's (LibTorch stays out of this process):
+// exec it with the same arguments.
+int HandOverToTorchTool(int argc, char** argv) {
+  const std::string tool = qsig::models::io::FindTorchTool();
+  if (tool.empty()) {
+    std::fprintf(stderr,
+                 "qsig %s: needs the qsig-torch helper (built with LibTorch, installed beside "
+                 "qsig); none was found beside this executable, on PATH or in $QSIG_TORCH_TOOL\n",
+                 argv[1]);
+    return 1;
+  }
+  std::vector<char*> args(argv, argv + argc);
+  args[0] = const_cast<char*>(tool.c_str());
+  args.push_back(nullptr);
+  ::execv(tool.c_str(), args.data());
+  std::fprintf(stderr, "qsig %s: cannot run %s: %s\n", argv[1], tool.c_str(), std::strerror(errno));
+  return 1;
+}
+
 int main(int argc, char** argv) try {
+  if (argc >= 2 && (std::strcmp(argv[1], "train") == 0 || std::strcmp(argv[1], "qat") == 0)) {
+    return HandOverToTorchTool(argc, argv);
+  }
   CLI::App app{"qsig: low-latency trading signal server (ITCH 5.0 -> INT8 LSTM/MLP -> gRPC)"};
   app.require_subcommand(1);
   std::string config_path;
@@ -186,6 +212,10 @@ int main(int argc, char** argv) try {
   export_cmd->add_option("--onnx-qdq", eo.artifact_path, "Artifact to export (.qsig, MLP)")
       ->required();
   export_cmd->add_option("-o,--output", eo.output_path, "ONNX file to write")->required();
+
+  // Listed for --help only: main() hands these over to qsig-torch before parsing.
+  app.add_subcommand("train", "Train an MLP / LSTM / GRU with LibTorch (qsig train --help)");
+  app.add_subcommand("qat", "Quantization-aware fine-tuning, PTQ vs QAT report (qsig qat --help)");
 
   CLI11_PARSE(app, argc, argv);
 

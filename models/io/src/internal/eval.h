@@ -1,0 +1,34 @@
+// Evaluation helpers shared by the model commands (commands.cc) and `qsig train` / `qsig qat`
+// (models/train): the windows a model reads over a feature table, running a model over them,
+// and rank / linear correlation for information coefficients.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "internal/feature_csv.h"
+#include "qsig/models/model.h"
+
+namespace qsig::models::io::internal {
+
+// Evenly spread subset of `v` of at most `keep` elements (all of it if smaller), in order.
+std::vector<size_t> Spread(const std::vector<size_t>& v, size_t keep);
+
+// Rows in [begin, end) whose window (`window` rows of the same locate) is complete.
+std::vector<size_t> FullWindowRows(const FeatureTable& t, int window, size_t begin, size_t end);
+
+// The windows ending at `rows`, contiguous (rows.size() x window x cols.size() floats).
+std::vector<float> Windows(const FeatureTable& t, const std::vector<int>& cols, int window,
+                           const std::vector<size_t>& rows);
+
+// m.Run() over each window of `windows` (contiguous, as Windows() returns).
+std::vector<float> RunAll(const Model& m, const std::vector<float>& windows);
+
+// Pearson correlation; NaN for fewer than 2 values or zero variance.
+double Pearson(const std::vector<double>& a, const std::vector<double>& b);
+// Ranks 1..n; ties get their average rank.
+std::vector<double> Ranks(const std::vector<double>& v);
+// Spearman rank correlation: Pearson of the ranks.
+double Spearman(const std::vector<double>& a, const std::vector<double>& b);
+
+}  // namespace qsig::models::io::internal
