@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #include "qsig/quant/quantize.h"
 
@@ -171,10 +172,20 @@ Runtime::Layout Runtime::MakeLayout(int n) const {
     l.proj.push_back(take(nn * gp));
     l.gh.push_back(take(r.gru ? nn * gp : 0));
   }
+  size_t qvecs = nn;
+  if (n == 1 && rnn_.size() > 1) {
+    const size_t tb = static_cast<size_t>(kTimeBlock);
+    for (size_t i = 0; i < rnn_.size(); ++i) {
+      const RnnLayer& r = rnn_[i];
+      l.hseq.push_back(i + 1 < rnn_.size() ? take(tb * Pad16(static_cast<size_t>(r.hidden))) : 0);
+      l.pseq.push_back(i > 0 ? take(tb * static_cast<size_t>(r.gates_pad)) : 0);
+    }
+    qvecs = tb;
+  }
   l.act_a = take(nn * l.width);
   l.act_b = take(nn * l.width);
   l.qstride = (2 * cols_max + 63) / 64 * 64;  // room for s16 activations
-  l.q = take(nn * l.qstride / sizeof(float));
+  l.q = take(qvecs * l.qstride / sizeof(float));
   l.total = off;
   return l;
 }
@@ -196,46 +207,84 @@ void Runtime::Project0(const float* tick, float* ws, const Layout& l, float* pro
 }
 
 template <class Hooks>
+void Runtime::CellStep(size_t i, const float* pre, bool first, float* ws, const Layout& l,
+                       Hooks& hooks) const noexcept {
+  const RnnLayer& r = rnn_[i];
+  auto* q = reinterpret_cast<uint8_t*>(ws + l.q);
+  const int id = static_cast<int>(2 * i);
+  float* h = ws + l.h[i];
+  // h_{t-1} = 0 at a window's first step: an FP32 W_hh * 0 is exactly 0 and is skipped. (An
+  // INT8 hh has its zero-point term folded into the bias, so it always runs.)
+  const bool skip_hh = first && !r.hh.int8;
+  if (!r.gru) {
+    float* c = ws + l.c[i];
+    const float* gates = pre;
+    if (!skip_hh) {
+      if (!first) hooks.MatmulInput(id + 1, h, r.hidden);
+      float* g = ws + l.gates[i];
+      r.hh.Apply(*k_, 1, h, 0, pre, 0, g, 0, q, l.qstride);
+      gates = g;
+    }
+    k_->lstm_cell(r.hidden, gates, h, c, r.c_step);
+    hooks.CellState(static_cast<int>(i), c, r.hidden);
+  } else {
+    const float* gh = r.bias_h.data();
+    if (!skip_hh) {
+      if (!first) hooks.MatmulInput(id + 1, h, r.hidden);
+      float* g = ws + l.gh[i];
+      r.hh.Apply(*k_, 1, h, 0, r.bias_h.data(), 0, g, 0, q, l.qstride);
+      gh = g;
+    }
+    k_->gru_cell(r.hidden, pre, gh, h);
+  }
+}
+
+template <class Hooks>
 void Runtime::StepLayers(const float* proj0, bool first, float* ws, const Layout& l,
                          Hooks& hooks) const noexcept {
   auto* q = reinterpret_cast<uint8_t*>(ws + l.q);
   const float* x = nullptr;
   for (size_t i = 0; i < rnn_.size(); ++i) {
     const RnnLayer& r = rnn_[i];
-    const int id = static_cast<int>(2 * i);
-    float* h = ws + l.h[i];
     const float* pre = proj0;
     if (i > 0) {
-      hooks.MatmulInput(id, x, r.in);
+      hooks.MatmulInput(static_cast<int>(2 * i), x, r.in);
       float* proj = ws + l.proj[i];
       r.ih.Apply(*k_, 1, x, 0, r.bias_x.data(), 0, proj, 0, q, l.qstride);
       pre = proj;
     }
-    // h_{t-1} = 0 at a window's first step: an FP32 W_hh * 0 is exactly 0 and is skipped. (An
-    // INT8 hh has its zero-point term folded into the bias, so it always runs.)
-    const bool skip_hh = first && !r.hh.int8;
-    if (!r.gru) {
-      float* c = ws + l.c[i];
-      const float* gates = pre;
-      if (!skip_hh) {
-        if (!first) hooks.MatmulInput(id + 1, h, r.hidden);
-        float* g = ws + l.gates[i];
-        r.hh.Apply(*k_, 1, h, 0, pre, 0, g, 0, q, l.qstride);
-        gates = g;
+    CellStep(i, pre, first, ws, l, hooks);
+    x = ws + l.h[i];
+  }
+}
+
+template <class Proj0>
+void Runtime::WindowLayerMajor(int T, Proj0&& proj0_at, float* ws, const Layout& l) const noexcept {
+  auto* q = reinterpret_cast<uint8_t*>(ws + l.q);
+  NoHooks hooks;
+  const size_t nl = rnn_.size();
+  for (int t0 = 0; t0 < T; t0 += kTimeBlock) {
+    const int nb = std::min(kTimeBlock, T - t0);
+    for (size_t i = 0; i < nl; ++i) {
+      const RnnLayer& r = rnn_[i];
+      const size_t gp = static_cast<size_t>(r.gates_pad);
+      float* pseq = nullptr;
+      if (i > 0) {  // this block's input projections: one GEMM over the previous layer's h's
+        const size_t hp_in = Pad16(static_cast<size_t>(rnn_[i - 1].hidden));
+        pseq = ws + l.pseq[i];
+        r.ih.Apply(*k_, nb, ws + l.hseq[i - 1], hp_in, r.bias_x.data(), 0, pseq, gp, q, l.qstride);
       }
-      k_->lstm_cell(r.hidden, gates, h, c, r.c_step);
-      hooks.CellState(static_cast<int>(i), c, r.hidden);
-    } else {
-      const float* gh = r.bias_h.data();
-      if (!skip_hh) {
-        if (!first) hooks.MatmulInput(id + 1, h, r.hidden);
-        float* g = ws + l.gh[i];
-        r.hh.Apply(*k_, 1, h, 0, r.bias_h.data(), 0, g, 0, q, l.qstride);
-        gh = g;
+      const size_t hp = Pad16(static_cast<size_t>(r.hidden));
+      for (int s = 0; s < nb; ++s) {
+        const int t = t0 + s;
+        const float* pre = i == 0 ? proj0_at(t) : pseq + static_cast<size_t>(s) * gp;
+        CellStep(i, pre, t == 0, ws, l, hooks);
+        if (i + 1 < nl) {
+          std::memcpy(ws + l.hseq[i] + static_cast<size_t>(s) * hp, ws + l.h[i],
+                      hp * sizeof(float));
+        }
       }
-      k_->gru_cell(r.hidden, pre, gh, h);
     }
-    x = h;
   }
 }
 
@@ -276,6 +325,19 @@ float Runtime::RunHooked(const float* window, float* ws, Hooks& hooks) const noe
     std::memset(ws + l.c[i], 0, hp * sizeof(float));
   }
   float* proj0 = ws + l.proj[0];
+  if constexpr (std::is_same_v<Hooks, NoHooks>) {
+    if (rnn_.size() > 1) {
+      WindowLayerMajor(
+          s.window,
+          [&](int t) {
+            Project0(window + static_cast<size_t>(t) * in, ws, l, proj0, hooks);
+            return static_cast<const float*>(proj0);
+          },
+          ws, l);
+      Head(1, ws + l.h.back(), 0, ws, l, &out, hooks);
+      return out;
+    }
+  }
   for (int t = 0; t < s.window; ++t) {
     Project0(window + static_cast<size_t>(t) * in, ws, l, proj0, hooks);
     StepLayers(proj0, t == 0, ws, l, hooks);
@@ -336,8 +398,18 @@ float Runtime::PushTick(std::span<const float> tick, float* state, float* ws) co
     std::memset(ws + l.h[i], 0, hp * sizeof(float));
     std::memset(ws + l.c[i], 0, hp * sizeof(float));
   }
-  for (uint64_t t = 0; t < window; ++t) {
-    StepLayers(ring + ((count - window + t) % window) * gp, t == 0, ws, l, hooks);
+  if (rnn_.size() > 1) {
+    WindowLayerMajor(
+        s.window,
+        [&](int t) {
+          return static_cast<const float*>(
+              ring + ((count - window + static_cast<uint64_t>(t)) % window) * gp);
+        },
+        ws, l);
+  } else {
+    for (uint64_t t = 0; t < window; ++t) {
+      StepLayers(ring + ((count - window + t) % window) * gp, t == 0, ws, l, hooks);
+    }
   }
   Head(1, ws + l.h.back(), 0, ws, l, &out, hooks);
   return out;

@@ -135,9 +135,16 @@ class Runtime final : public Model {
   void set_precision(std::string p) { precision_ = std::move(p); }
 
  private:
+  // Stacked RNNs over a window run layer-major in blocks of kTimeBlock timesteps: layer l's h
+  // for the block, then layer l + 1's input projections for the whole block as one GEMM (its
+  // weights read once per 4 timesteps instead of once per timestep), then its recurrence.
+  static constexpr int kTimeBlock = 8;
   struct Layout {  // workspace offsets in floats for a batch of n
     size_t xn = 0;
     std::vector<size_t> h, c, gates, proj, gh;
+    // n == 1 with >= 2 RNN layers: layer l's h for a time block (l < last; kTimeBlock x
+    // Pad16(hidden)) and layer l's input projections for it (l > 0; kTimeBlock x gates_pad).
+    std::vector<size_t> hseq, pseq;
     size_t act_a = 0, act_b = 0, q = 0, total = 0;
     size_t qstride = 0;  // bytes per vector in q
     size_t width = 0;    // floats per vector in act_a / act_b / xn
@@ -152,6 +159,15 @@ class Runtime final : public Model {
   template <class Hooks>
   void StepLayers(const float* proj0, bool first, float* ws, const Layout& l,
                   Hooks& hooks) const noexcept;
+  // Layer i's recurrent part of one timestep: W_hh h (+ pre) and the cell, h/c in the workspace.
+  template <class Hooks>
+  void CellStep(size_t i, const float* pre, bool first, float* ws, const Layout& l,
+                Hooks& hooks) const noexcept;
+  // A whole window (T steps from h = c = 0) layer-major (see kTimeBlock); proj0_at(t) returns
+  // layer 0's input projection for step t. Equal to T StepLayers calls for INT8 layers bit for
+  // bit (FP32 GEMMs may sum in another order). No hooks: calibration observes time-major.
+  template <class Proj0>
+  void WindowLayerMajor(int T, Proj0&& proj0_at, float* ws, const Layout& l) const noexcept;
   // The head on x (n vectors of `width` floats, stride ldx); writes out[n].
   template <class Hooks>
   void Head(int n, const float* x, size_t ldx, float* ws, const Layout& l, float* out,
