@@ -190,6 +190,11 @@ int main(int argc, char** argv) try {
   quantize->add_flag("--per-channel", qo.per_channel,
                      "Per-feature input scales folded into the first layer");
   quantize->add_option("--report", qo.report_json, "Report JSON (default: OUT.report.json)");
+  quantize->add_option("--mixed", qo.mixed, "auto: choose a mixed-precision plan under --budget")
+      ->check(CLI::IsMember({"auto", "off"}))
+      ->capture_default_str();
+  quantize->add_option("--budget", qo.budget, "--mixed auto: max INT8 RMSE / FP32 RMS")
+      ->capture_default_str();
   quantize->add_option("--window", qo.import.window, "Timesteps of an imported recurrent model");
 
   auto* replay = app.add_subcommand(

@@ -264,6 +264,60 @@ TEST_F(CommandsTest, QuantizeWritesArtifactReportAndTable) {
   EXPECT_EQ(art->calibration.source, csv_.path);
 }
 
+TEST_F(CommandsTest, MixedAutoMeetsTheBudgetAndTheArtifactKeepsThePlan) {
+  QuantizeCommandOptions q;
+  q.model_path = onnx_;
+  q.calib_csv = csv_.path;
+  q.output_path = dir_ + "/mixed.qsig";
+  q.import = import_;
+  q.mixed = "auto";
+  q.budget = 0.005;  // Tighter than the all-INT8 plan (0.6%) reaches on this model.
+  q.method = "minmax";
+  std::ostringstream log;
+  q.log = &log;
+  auto rep = RunQuantize(q);
+  ASSERT_TRUE(rep.ok()) << rep.status();
+  ASSERT_GE(rep->plan_search.size(), 2u) << log.str();
+  EXPECT_EQ(rep->plan_search.front().change, "start");
+  EXPECT_GT(rep->plan_search.front().rmse_over_rms, q.budget);
+  EXPECT_TRUE(rep->budget_met) << log.str();
+  // Every kept step lowered the error; the chosen plan is the last kept one and meets the budget.
+  double best = rep->plan_search.front().rmse_over_rms;
+  for (const PlanStep& st : rep->plan_search) best = std::min(best, st.rmse_over_rms);
+  EXPECT_LE(best, q.budget);
+  const std::vector<std::string> names = QuantizableLayers(*spec_);
+  ASSERT_EQ(rep->plan.size(), names.size());
+  EXPECT_EQ(rep->int8_precision, "mixed") << log.str();
+  EXPECT_LT(rep->plan_search.back().relative_cost, 4.0) << log.str();  // Not all FP32.
+  EXPECT_THAT(log.str(), HasSubstr("mixed precision (--mixed auto"));
+  EXPECT_THAT(rep->json, HasSubstr("\"budget_met\": true"));
+  // The artifact stores the plan, and the server's rebuild (BuildInt8Model) reproduces it.
+  auto art = ReadArtifact(q.output_path);
+  ASSERT_TRUE(art.ok()) << art.status();
+  ASSERT_EQ(art->calibration.options.layers.size(), names.size());
+  for (size_t i = 0; i < names.size(); ++i) {
+    const char* want = rep->plan[i].second == "int8"       ? "int8"
+                       : rep->plan[i].second == "int8_s16" ? "int8_s16"
+                                                           : "fp32";
+    const Precision p = art->calibration.options.layers[i];
+    EXPECT_EQ(p == Precision::kInt8      ? "int8"
+              : p == Precision::kInt8S16 ? "int8_s16"
+                                         : "fp32",
+              std::string(want));
+  }
+  EXPECT_TRUE(BuildInt8Model(*art).ok());
+
+  q.mixed = "sometimes";
+  auto bad = RunQuantize(q);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("--mixed"));
+  q.mixed = "auto";
+  q.budget = 0;
+  bad = RunQuantize(q);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("--budget"));
+}
+
 TEST_F(CommandsTest, RefusesBadMethodAndMissingFeatures) {
   QuantizeCommandOptions q;
   q.model_path = onnx_;

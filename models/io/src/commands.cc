@@ -46,6 +46,90 @@ absl::StatusOr<Int8Options> MakeInt8Options(const std::string& method, double pe
   return o;
 }
 
+const char* PrecisionName(Precision p) {
+  switch (p) {
+    case Precision::kInt8:
+      return "int8";
+    case Precision::kInt8S16:
+      return "int8_s16";
+    case Precision::kFp32:
+      break;
+  }
+  return "fp32";
+}
+
+// Multiply-adds per window of each QuantizableLayers entry.
+std::vector<double> LayerMacs(const ModelSpec& s) {
+  std::vector<double> macs;
+  const double w = s.window;
+  for (const LstmLayer& l : s.lstm) {
+    macs.push_back(w * 4.0 * l.hidden_size * (l.input_size + l.hidden_size));
+  }
+  for (const GruLayer& l : s.gru) {
+    macs.push_back(w * 3.0 * l.hidden_size * (l.input_size + l.hidden_size));
+  }
+  for (const LinearLayer& l : s.layers) macs.push_back(static_cast<double>(l.in) * l.out);
+  return macs;
+}
+
+double PlanCost(const std::vector<Precision>& plan, const std::vector<double>& macs) {
+  double c = 0, base = 0;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    c += macs[i] * (plan[i] == Precision::kInt8 ? 1.0 : plan[i] == Precision::kInt8S16 ? 2.0 : 4.0);
+    base += macs[i];
+  }
+  return base > 0 ? c / base : 1.0;
+}
+
+// --mixed auto: the plan search described in commands.h. `search` are windows the error is
+// measured on (calibration data: the held-out rows stay for the report).
+absl::StatusOr<std::vector<Precision>> ChooseMixedPlan(std::shared_ptr<const ModelSpec> spec,
+                                                       const std::vector<float>& calib,
+                                                       const std::vector<float>& search,
+                                                       Int8Options int8, double budget,
+                                                       std::vector<PlanStep>* steps, bool* met) {
+  const std::vector<std::string> names = QuantizableLayers(*spec);
+  const std::vector<double> macs = LayerMacs(*spec);
+  const std::vector<float> ref = RunAll(*MakeFp32Model(spec), search);
+  double ss = 0;
+  for (float v : ref) ss += static_cast<double>(v) * v;
+  auto error_of = [&](const std::vector<Precision>& plan) -> absl::StatusOr<double> {
+    Int8Options o = int8;
+    o.layers = plan;
+    QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, CalibrateInt8Model(spec, calib, o));
+    const std::vector<float> q = RunAll(*m, search);
+    double se = 0;
+    for (size_t i = 0; i < q.size(); ++i) se += std::pow(static_cast<double>(q[i]) - ref[i], 2);
+    return ss > 0 ? std::sqrt(se / ss) : 0.0;
+  };
+  // Start: every layer INT8 except, as in the default plan, a small FP32 head.
+  std::vector<Precision> plan(names.size(), Precision::kInt8);
+  if (int8.fp32_head && spec->layers.back().out <= 16) plan.back() = Precision::kFp32;
+  QSIG_ASSIGN_OR_RETURN(double err, error_of(plan));
+  steps->push_back({"start", err, PlanCost(plan, macs)});
+  QSIG_ASSIGN_OR_RETURN(std::vector<LayerSensitivity> order,
+                        AnalyzeSensitivity(spec, calib, search, int8));
+  for (Precision next : {Precision::kInt8S16, Precision::kFp32}) {
+    for (const LayerSensitivity& ls : order) {
+      if (err <= budget) break;
+      const size_t i =
+          static_cast<size_t>(std::find(names.begin(), names.end(), ls.layer) - names.begin());
+      if (i >= plan.size() || plan[i] == Precision::kFp32 || plan[i] == next) continue;
+      std::vector<Precision> trial = plan;
+      trial[i] = next;
+      QSIG_ASSIGN_OR_RETURN(double e, error_of(trial));
+      steps->push_back(
+          {absl::StrCat(ls.layer, " -> ", PrecisionName(next)), e, PlanCost(trial, macs)});
+      if (e < err) {  // Keep an upgrade only if it helps.
+        plan = std::move(trial);
+        err = e;
+      }
+    }
+  }
+  *met = err <= budget;
+  return plan;
+}
+
 // The FP32 matrix an Int8Weight was quantized from ("lstm[0].w_ih", "layers[2].weight", ...).
 const std::vector<float>* FloatWeights(const ModelSpec& s, const std::string& name) {
   for (size_t l = 0; l < s.lstm.size(); ++l) {
@@ -261,6 +345,31 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
   const std::vector<float> calib = Windows(t, *cols, window, calib_rows);
   const std::vector<float> eval = Windows(t, *cols, window, eval_rows);
 
+  QuantizeReport rep;
+  if (o.mixed == "auto") {
+    if (!(o.budget > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--budget is ", o.budget, "; expected a fraction > 0 (0.01 = 1%)"));
+    }
+    std::vector<size_t> idx(calib_rows.size());
+    std::iota(idx.begin(), idx.end(), 0);
+    idx = Spread(idx, 2000);
+    std::vector<size_t> search_rows;
+    for (size_t i : idx) search_rows.push_back(calib_rows[i]);
+    const std::vector<float> search = Windows(t, *cols, window, search_rows);
+    QSIG_ASSIGN_OR_RETURN(int8.layers, ChooseMixedPlan(lm.spec, calib, search, int8, o.budget,
+                                                       &rep.plan_search, &rep.budget_met));
+  } else if (o.mixed != "off") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--mixed is \"", o.mixed, "\"; expected auto or off"));
+  }
+  {
+    const std::vector<std::string> names = QuantizableLayers(*lm.spec);
+    for (size_t i = 0; i < int8.layers.size(); ++i) {
+      rep.plan.emplace_back(names[i], PrecisionName(int8.layers[i]));
+    }
+  }
+
   ArtifactSource src;
   src.source_path = o.model_path;
   src.source_format = lm.format;
@@ -275,7 +384,6 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
   std::unique_ptr<Model> fp32 = MakeFp32Model(lm.spec);
   const std::vector<float> y = RunAll(*fp32, eval);
   const std::vector<float> q = RunAll(*int8_model, eval);
-  QuantizeReport rep;
   rep.model_name = lm.spec->name;
   rep.model_format = lm.format;
   rep.source_sha256 = lm.spec->sha256;
@@ -408,6 +516,24 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
       "per layer: the model output with only that layer INT8 vs FP32 (models::AnalyzeSensitivity"
       "), most sensitive first; weight_sqnr_db: per-channel s8 weights vs FP32";
   if (!sensitivity_error.empty()) j["layers_error"] = sensitivity_error;
+  if (!rep.plan.empty()) {
+    nlohmann::json plan = nlohmann::json::object();
+    for (const auto& [layer, prec] : rep.plan) plan[layer] = prec;
+    nlohmann::json search = nlohmann::json::array();
+    for (const PlanStep& st : rep.plan_search) {
+      search.push_back({{"change", st.change},
+                        {"rmse_over_rms", Num(st.rmse_over_rms)},
+                        {"relative_cost", st.relative_cost}});
+    }
+    j["mixed_precision"] = {{"mode", o.mixed},
+                            {"budget_rmse_over_rms", o.budget},
+                            {"budget_met", rep.budget_met},
+                            {"plan", plan},
+                            {"search", search},
+                            {"search_note",
+                             "error on up to 2000 calibration windows; cost: MACs weighted 1 "
+                             "int8, 2 int8_s16, 4 fp32, relative to all-int8"}};
+  }
   rep.json = j.dump(2);
   const std::string report_path =
       o.report_json.empty() ? o.output_path + ".report.json" : o.report_json;
@@ -451,6 +577,19 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
     }
   } else if (!sensitivity_error.empty()) {
     log << "  per-layer analysis failed: " << sensitivity_error << "\n";
+  }
+  if (!rep.plan_search.empty()) {
+    log << absl::StrFormat(
+        "  mixed precision (--mixed auto, budget %s RMSE/RMS on calibration windows):\n",
+        Pct(o.budget));
+    for (const PlanStep& st : rep.plan_search) {
+      log << absl::StrFormat("    %-28s RMSE/RMS %8s  cost %.2fx int8\n", st.change,
+                             Pct(st.rmse_over_rms), st.relative_cost);
+    }
+    std::string plan;
+    for (const auto& [layer, prec] : rep.plan) absl::StrAppend(&plan, " ", layer, "=", prec);
+    log << "    plan:" << plan << (rep.budget_met ? "" : "  (budget NOT met: every upgrade tried)")
+        << "\n";
   }
   log << "  artifact sha256 " << rep.artifact_sha256 << "; report " << report_path << "\n";
   return rep;

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -46,7 +47,7 @@ struct PredictSummary {
 absl::StatusOr<PredictSummary> RunPredict(const PredictCommandOptions& options);
 
 // qsig quantize --model FILE --calib FEATURES.csv --method minmax|ema|percentile|entropy|mse
-//               [--per-channel] -o MODEL.qsig
+//               [--per-channel] [--mixed auto --budget X] -o MODEL.qsig
 struct QuantizeCommandOptions {
   std::string model_path;             // --model.
   std::string calib_csv;              // --calib.
@@ -58,6 +59,13 @@ struct QuantizeCommandOptions {
   // runtime has); this adds per-feature (per-channel) quantization of the model's input
   // (Int8Options::per_feature_input) and keeps it at u8 rather than s16.
   bool per_channel = false;
+  // --mixed auto: choose a mixed-precision plan (Int8Options::layers, stored in the artifact)
+  // whose INT8 output error stays within `budget` (--budget: RMSE as a fraction of the FP32
+  // output's RMS) on the calibration windows, upgrading the most sensitive layers first
+  // (AnalyzeSensitivity order): each to s16 activations, then, if still over budget, to FP32.
+  // "off" (default): the default plan with its accuracy guard (Int8Options::max_rmse).
+  std::string mixed = "off";
+  double budget = 0.01;
   // The last `holdout_fraction` of the rows (by file order, i.e. time) is held out: never used for
   // calibration, only for the report.
   double holdout_fraction = 0.2;
@@ -76,6 +84,13 @@ struct LayerReport {
   double weight_sqnr_db = 0;  // Per-channel s8 weights vs FP32 (all matrices of the layer).
 };
 
+// One step of the --mixed auto search: the plan tried and its error on the calibration windows.
+struct PlanStep {
+  std::string change;  // "start", "layers[1] -> int8_s16", "lstm[0] -> fp32", ...
+  double rmse_over_rms = 0;
+  double relative_cost = 0;  // Sum over layers of MACs x (1 int8, 2 int8_s16, 4 fp32) / INT8's.
+};
+
 struct QuantizeReport {
   std::string model_name, model_format, source_sha256, artifact_sha256, method;
   bool per_channel_input = false;
@@ -88,7 +103,13 @@ struct QuantizeReport {
   // Information coefficient against the labels: Spearman rank correlation (and Pearson).
   double ic_spearman_fp32 = 0, ic_spearman_int8 = 0, ic_pearson_fp32 = 0, ic_pearson_int8 = 0;
   std::vector<LayerReport> layers;  // Most sensitive first.
-  std::string json;                 // The report as written to report_json.
+  // The plan in the artifact, per QuantizableLayers name ("int8", "int8_s16", "fp32"); empty
+  // for the default plan. With --mixed auto, the search that chose it and whether it met the
+  // budget.
+  std::vector<std::pair<std::string, std::string>> plan;
+  std::vector<PlanStep> plan_search;
+  bool budget_met = true;
+  std::string json;  // The report as written to report_json.
 };
 
 absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& options);
