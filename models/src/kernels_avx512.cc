@@ -324,8 +324,44 @@ template <int NX>
 constexpr std::array<ChunkF32Fn, 4> kQuadF32 = {&ChunkF32<1, NX>, &ChunkF32<2, NX>,
                                                 &ChunkF32<3, NX>, &ChunkF32<4, NX>};
 
+// rows <= kSmallRows: dot products on the row-major copy (4 partial sums, then a tree).
+void SmallF32(const PackedF32& w, int n, const float* x, size_t ldx, const float* add, size_t ldadd,
+              float* y, size_t ldy) noexcept {
+  const size_t ld = Pad16(static_cast<size_t>(w.cols));
+  for (int i = 0; i < n; ++i) {
+    const float* xi = x + i * ldx;
+    const float* ai = add ? add + i * ldadd : nullptr;
+    float* yi = y + i * ldy;
+    for (int r = 0; r < w.rows; ++r) {
+      const float* wr = w.small.data() + r * ld;
+      __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+      int c = 0;
+      for (; c + 64 <= w.cols; c += 64) {
+        QSIG_UNROLL for (int p = 0; p < 4; ++p) {
+          s[p] = _mm512_fmadd_ps(_mm512_load_ps(wr + c + 16 * p), _mm512_loadu_ps(xi + c + 16 * p),
+                                 s[p]);
+        }
+      }
+      for (int p = 0; c < w.cols; c += 16, ++p) {
+        const __mmask16 m = TailMask(w.cols - c);
+        s[p & 3] =
+            _mm512_fmadd_ps(_mm512_load_ps(wr + c), _mm512_maskz_loadu_ps(m, xi + c), s[p & 3]);
+      }
+      const float dot =
+          _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])));
+      yi[r] = ai ? dot + ai[r] : dot;
+    }
+    for (int r = w.rows; r < w.rows_pad; ++r) yi[r] = ai ? 0.0f + ai[r] : 0.0f;
+  }
+}
+
 void GemmF32Avx512(const PackedF32& w, int n, const float* x, size_t ldx, const float* add,
                    size_t ldadd, float* y, size_t ldy) noexcept {
+  if (w.small.size() != 0) {
+    SmallF32(w, n, x, ldx, add, ldadd, y, ldy);
+    return;
+  }
   const int blocks = w.rows_pad / kRowBlock;
   for (int c0 = 0; c0 < blocks; c0 += kChunkBlocks) {
     const int nbc = std::min(kChunkBlocks, blocks - c0);

@@ -228,6 +228,14 @@ PackedF32 PackF32(const float* w, int rows, int cols) {
       p.data[F32Offset(r, c, cols, blocks)] = w[static_cast<size_t>(r) * cols + c];
     }
   }
+  if (rows <= kSmallRows) {
+    const size_t ld = Pad16(static_cast<size_t>(cols));
+    p.small.resize(static_cast<size_t>(rows) * ld);
+    for (int r = 0; r < rows; ++r) {
+      std::memcpy(p.small.data() + r * ld, w + static_cast<size_t>(r) * cols,
+                  static_cast<size_t>(cols) * sizeof(float));
+    }
+  }
   return p;
 }
 

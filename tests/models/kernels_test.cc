@@ -83,8 +83,10 @@ TEST_P(KernelVariant, IntegerResultsEqualReference) {
         if (extreme && rows * cols > 20000) continue;
         const std::vector<int8_t> w = Weights(rng, rows, cols, extreme);
         internal::PackedS8 p = internal::PackS8(w.data(), rows, cols);
-        for (int r = 0; r < p.rows_pad; ++r) {  // exact bf16 scales: 2^k, k in [-3, 2]
-          const float s = std::ldexp(1.0f, static_cast<int>(rng.Next() % 6) - 3);
+        // Scales as the quantizer makes them (bf16 values, not powers of two: a product that
+        // rounds, so an FMA contraction of float(acc) * scale + add would show).
+        for (int r = 0; r < p.rows_pad; ++r) {
+          const float s = internal::RoundUpToBf16(static_cast<float>(rng.Uniform(1e-4, 0.1)));
           p.scales[static_cast<size_t>(r)] = internal::FloatToBf16Truncate(s);
         }
         constexpr int kN = 5;

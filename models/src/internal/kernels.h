@@ -103,10 +103,17 @@ inline float RoundUpToBf16(float v) noexcept {
   return f;
 }
 
+// Matrices of at most this many rows (a one-output head) also keep a row-major copy: a GEMV on
+// the 16-row packing would stream 16x the weights for one useful lane.
+inline constexpr int kSmallRows = 4;
+
 struct PackedF32 {
   int rows = 0, cols = 0;
   int rows_pad = 0;
   AlignedVec<float> data;
+  // rows <= kSmallRows: row r at small[r * Pad16(cols)], zero-padded; empty otherwise. The SIMD
+  // kernels compute those rows as dot products (the reference always uses `data`).
+  AlignedVec<float> small;
 };
 
 // Packs row-major q (rows x cols s8) / w (rows x cols float).
