@@ -162,7 +162,7 @@ int main(int argc, char** argv) try {
                        "Read this length-prefixed ITCH file instead of running the simulator");
 
   auto* predict = app.add_subcommand(
-      "predict", "Run any loadable model (.json, .onnx, .qsig) over a feature CSV");
+      "predict", "Run any loadable model (.json, .onnx, .pt, .qsig) over a feature CSV");
   qsig::models::io::PredictCommandOptions po;
   predict->add_option("--model", po.model_path, "Model file")->required();
   predict->add_option("--input", po.input_csv, "Feature CSV from `qsig features`")->required();
@@ -179,7 +179,7 @@ int main(int argc, char** argv) try {
   auto* quantize = app.add_subcommand(
       "quantize", "Post-training static quantization with a report; writes a .qsig artifact");
   qsig::models::io::QuantizeCommandOptions qo;
-  quantize->add_option("--model", qo.model_path, "Model file (.json, .onnx)")->required();
+  quantize->add_option("--model", qo.model_path, "Model file (.json, .onnx, .pt)")->required();
   quantize->add_option("--calib", qo.calib_csv, "Feature CSV with labels (`qsig features`)")
       ->required();
   quantize->add_option("-o,--output", qo.output_path, "Artifact to write (.qsig)")->required();
@@ -200,7 +200,7 @@ int main(int argc, char** argv) try {
   auto* replay = app.add_subcommand(
       "replay", "Run a model in FP32 and INT8 side by side over a feature file (desk metrics)");
   qsig::models::io::ReplayCommandOptions ro;
-  replay->add_option("--model", ro.model_path, "Model file (.json, .onnx, .qsig)")->required();
+  replay->add_option("--model", ro.model_path, "Model file (.json, .onnx, .pt, .qsig)")->required();
   replay->add_option("--input", ro.input_csv, "Feature CSV with labels (`qsig features`)")
       ->required();
   replay->add_option("-o,--output", ro.report_json, "Report JSON");

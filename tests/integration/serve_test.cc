@@ -505,6 +505,56 @@ TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
   EXPECT_THAT(bad.Log(), HasSubstr("checksum mismatch"));
 }
 
+// A TorchScript model (tests/integration/data/demo_lstm.pt: models/demo_lstm.json saved with
+// torch.jit.save by scripts/make_demo_torchscript.py) served by the LibTorch-free server: the
+// qsig-torch helper beside qsig imports it, the warm-up calibration makes it INT8, metrics are
+// exposed; hot reload takes another .pt, and refuses an unsupported one by module name while
+// the running model keeps serving.
+TEST(ServeModels, TorchScriptModelServesThroughTheQsigTorchHelper) {
+  const std::string dir = ::testing::TempDir();
+  const std::string pt = QSIG_SOURCE_DIR "/tests/integration/data/demo_lstm.pt";
+  const int metrics_port = FreePort(), grpc_port = FreePort();
+  Child server({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+                "models.1.path=" + pt, "--set", "models.1.window=16", "--set",
+                "grpc.listen=127.0.0.1:" + std::to_string(grpc_port), "--set",
+                "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
+                "console.status_interval_s=0", "--set", "calibration.warmup_samples=300"},
+               dir + "qsig_pt_serve.log");
+  std::map<std::string, double> m;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    m = ParseMetrics(HttpGet(metrics_port, "/metrics"));
+    if (m.count("qsig_model_version{model=\"lstm\"}") &&
+        m.at("qsig_model_version{model=\"lstm\"}") >= 1 &&
+        m.count("qsig_signals_total{instrument=\"AAPL\",model=\"lstm\"}")) {
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_GE(m["qsig_model_version{model=\"lstm\"}"], 1) << server.Log();
+  EXPECT_GT(m["qsig_signals_total{instrument=\"AAPL\",model=\"lstm\"}"], 0) << server.Log();
+
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port),
+                                     grpc::InsecureChannelCredentials());
+  auto admin = v1::AdminService::NewStub(channel);
+  auto reload = [&](const std::string& path, v1::ReloadModelResponse* resp) {
+    grpc::ClientContext ctx;
+    v1::ReloadModelRequest req;
+    req.set_model("lstm");
+    req.set_path(path);
+    return admin->ReloadModel(&ctx, req, resp);
+  };
+  v1::ReloadModelResponse resp;
+  grpc::Status st = reload(QSIG_SOURCE_DIR "/tests/models_io/data/mlp_layernorm.pt", &resp);
+  EXPECT_FALSE(st.ok());
+  EXPECT_THAT(st.error_message(), HasSubstr("LayerNorm"));
+  EXPECT_THAT(st.error_message(), HasSubstr("keeps serving"));
+  st = reload(pt, &resp);
+  ASSERT_TRUE(st.ok()) << st.error_message() << "\n" << server.Log();
+  EXPECT_EQ(resp.format(), "torchscript");
+  EXPECT_EQ(server.Terminate(), 0) << server.Log();
+}
+
 TEST(ServeConfig, BadConfigExitsTwoNamingTheKey) {
   const std::string log = ::testing::TempDir() + "qsig_bad_config.log";
   Child c({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
