@@ -33,6 +33,17 @@ std::string OpTensorName(const ModelSpec& s, size_t id) {
   return absl::StrCat("layers[", id - 2 * n_rnn, "] input");
 }
 
+// The source range (spec.input_ranges, e.g. ONNX QDQ) of operation `id`'s input, or null if it
+// has none, is a hidden state, or options.use_source_ranges is off.
+const SourceRange* SourceRangeOf(const ModelSpec& s, const Int8Options& o, size_t id) {
+  if (!o.use_source_ranges || s.input_ranges.empty()) return nullptr;
+  const size_t n_rnn = NumRnn(s);
+  if (id < 2 * n_rnn && id % 2 == 1) return nullptr;
+  const size_t group = id < 2 * n_rnn ? id / 2 : id - n_rnn;
+  if (group >= s.input_ranges.size() || !s.input_ranges[group].set) return nullptr;
+  return &s.input_ranges[group];
+}
+
 // Calibration statistics: one calibrator per operation input, per-feature calibrators for the
 // first operation, and max |c| per LSTM layer.
 struct Stats {
@@ -148,6 +159,31 @@ absl::StatusOr<QuantPlan> MakePlan(const ModelSpec& s, const Stats& st, const In
     if (o.s16_input && id == 0) s16 = true;
     // An INT8 head (fp32_head off) reads s16 too in the default plan: one row, negligible cost.
     if (!explicit_plan && id + 1 == plan.ops.size() && s.layers.back().out <= 16) s16 = true;
+    const SourceRange* src = SourceRangeOf(s, o, id);
+    if (s16 && cols <= internal::kMaxS16Cols && src != nullptr) {
+      // The source's symmetric s16 grid: [-32768 * scale, 32767 * scale] covers [min, max] (the
+      // runtime clamps at -32767, one step early). The model's input is widened as below.
+      float lo = src->min, hi = src->max;
+      if (id == 0 && !s.feature_mean.empty()) {
+        float off = 0.0f;
+        for (size_t k = 0; k < s.feature_mean.size(); ++k) {
+          const float sd = s.feature_std[k] != 0.0f ? s.feature_std[k] : 1.0f;
+          off = std::max(off, std::fabs(s.feature_mean[k] / sd));
+        }
+        lo -= off;
+        hi += off;
+      }
+      const float scale = std::max(std::max(-lo, 0.0f) / 32768.0f, std::max(hi, 0.0f) / 32767.0f);
+      if (!(scale > 0.0f) || !std::isfinite(scale)) {
+        return absl::InvalidArgumentError(absl::StrCat("calibration: ", name, ": source range [",
+                                                       src->min, ", ", src->max,
+                                                       "] gives no usable s16 scale"));
+      }
+      op.in.s16 = true;
+      op.in.scale = {scale};
+      op.in.zero_point = {0};
+      continue;
+    }
     if (s16 && cols <= internal::kMaxS16Cols) {
       // Symmetric s16 over the observed range with 2x headroom: a step of ~6e-5 of the range.
       const TensorCalibrator& c = st.op[id];
@@ -170,6 +206,18 @@ absl::StatusOr<QuantPlan> MakePlan(const ModelSpec& s, const Stats& st, const In
       op.in.s16 = true;
       op.in.scale = {2.0f * amax / 32767.0f};
       op.in.zero_point = {0};
+      continue;
+    }
+    if (src != nullptr) {
+      // u8 over the source's range: ChooseQuantParams gives back the source's scale and zero
+      // point (up to float rounding). Per tensor, also where per_feature_input is on.
+      auto p = quant::ChooseQuantParams(src->min, src->max, quant::kU8Min, quant::kU8Max, false);
+      if (!p.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("calibration: ", name, ": source range: ", p.status().message()));
+      }
+      op.in.scale = {p->scale};
+      op.in.zero_point = {p->zero_point};
       continue;
     }
     if (hidden && st.op[id].count() == 0) {

@@ -361,6 +361,19 @@ absl::Status ValidateSpec(const ModelSpec& s) {
     return FieldError(absl::StrCat("layers[", s.layers.size() - 1, "].out"),
                       absl::StrCat("is ", width, ", expected 1 (a model outputs one signal)"));
   }
+  if (!s.input_ranges.empty()) {
+    const size_t n = s.lstm.size() + s.gru.size() + s.layers.size();
+    QSIG_RETURN_IF_ERROR_LOCAL(
+        CheckSize(s.input_ranges.size(), n, "input_ranges", "one per quantizable layer"));
+    for (size_t k = 0; k < n; ++k) {
+      const SourceRange& r = s.input_ranges[k];
+      if (r.set && !(std::isfinite(r.min) && std::isfinite(r.max) && r.min < r.max)) {
+        return FieldError(
+            absl::StrCat("input_ranges[", k, "]"),
+            absl::StrCat("is [", r.min, ", ", r.max, "], must be finite with min < max"));
+      }
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -101,6 +101,15 @@ void SpecToProto(const ModelSpec& s, pb::Model* m) {
     p->mutable_weight()->Add(l.weight.begin(), l.weight.end());
     p->mutable_bias()->Add(l.bias.begin(), l.bias.end());
   }
+  const std::vector<std::string> names = QuantizableLayers(s);
+  for (size_t k = 0; k < s.input_ranges.size() && k < names.size(); ++k) {
+    const SourceRange& r = s.input_ranges[k];
+    if (!r.set) continue;
+    pb::SourceRange* p = m->add_input_ranges();
+    p->set_layer(names[k]);
+    p->set_min(r.min);
+    p->set_max(r.max);
+  }
 }
 
 absl::StatusOr<ModelSpec> SpecFromProto(const pb::Model& m) {
@@ -151,6 +160,21 @@ absl::StatusOr<ModelSpec> SpecFromProto(const pb::Model& m) {
     l.bias.assign(p.bias().begin(), p.bias().end());
     s.layers.push_back(std::move(l));
   }
+  if (m.input_ranges_size() > 0) {
+    const std::vector<std::string> names = QuantizableLayers(s);
+    s.input_ranges.assign(names.size(), SourceRange{});
+    for (const pb::SourceRange& p : m.input_ranges()) {
+      const size_t k =
+          static_cast<size_t>(std::find(names.begin(), names.end(), p.layer()) - names.begin());
+      if (k >= names.size() || s.input_ranges[k].set) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("model.input_ranges: layer '", p.layer(),
+                         k >= names.size() ? "' is not a quantizable layer of this model"
+                                           : "' has more than one range"));
+      }
+      s.input_ranges[k] = SourceRange{true, p.min(), p.max()};
+    }
+  }
   return s;
 }
 
@@ -175,6 +199,7 @@ void OptionsToProto(const Int8Options& o, pb::Int8Options* p) {
   for (Precision x : o.layers) p->add_layer_precision(PrecisionName(x));
   p->set_cell_state(o.cell_state == CellState::kS16 ? "s16" : "fp32");
   p->set_max_rmse(o.max_rmse);
+  p->set_use_source_ranges(o.use_source_ranges);
 }
 
 absl::StatusOr<Int8Options> OptionsFromProto(const pb::Int8Options& p) {
@@ -185,6 +210,7 @@ absl::StatusOr<Int8Options> OptionsFromProto(const pb::Int8Options& p) {
   o.fp32_head = p.fp32_head();
   o.per_feature_input = p.per_feature_input();
   o.max_rmse = p.has_max_rmse() ? p.max_rmse() : 0.0;
+  o.use_source_ranges = p.has_use_source_ranges() ? p.use_source_ranges() : true;
   for (const std::string& s : p.layer_precision()) {
     if (s == "int8") {
       o.layers.push_back(Precision::kInt8);
@@ -349,14 +375,30 @@ absl::Status ObserveRanges(const ModelSpec& s, std::span<const float> windows, c
       tmp.swap(y);
     }
   }
+  // Tensors whose range the source fixed (ModelSpec::input_ranges) record that range, as the
+  // runtime uses it.
+  std::map<std::string, SourceRange> fixed;
+  if (o.use_source_ranges && !s.input_ranges.empty()) {
+    const std::vector<std::string> names = QuantizableLayers(s);
+    for (size_t k = 0; k < names.size() && k < s.input_ranges.size(); ++k) {
+      if (!s.input_ranges[k].set) continue;
+      fixed[k < s.lstm.size() + s.gru.size() ? names[k] + ".x" : names[k] + ".input"] =
+          s.input_ranges[k];
+    }
+  }
   for (const std::string& name : order) {
     const quant::TensorCalibrator& tc = cal.at(name);
     ActivationRange r;
     r.tensor = name;
-    auto range = tc.Range();
-    if (!range.ok()) continue;  // Nothing finite observed: the runtime reports it, not us.
-    r.min = range->first;
-    r.max = range->second;
+    if (const auto it = fixed.find(name); it != fixed.end()) {
+      r.min = it->second.min;
+      r.max = it->second.max;
+    } else {
+      auto range = tc.Range();
+      if (!range.ok()) continue;  // Nothing finite observed: the runtime reports it, not us.
+      r.min = range->first;
+      r.max = range->second;
+    }
     auto params = quant::ChooseQuantParams(r.min, r.max, quant::kU8Min, quant::kU8Max, false);
     if (params.ok()) r.params = *params;
     out.push_back(std::move(r));

@@ -44,6 +44,15 @@ struct GruLayer {
   std::vector<float> w_ih, w_hh, b_ih, b_hh;
 };
 
+// The range [min, max] a source file fixed for one quantized activation tensor (an ONNX QDQ
+// pair: u8 scale s, zero point z gives [(0 - z) * s, (255 - z) * s]). `set` false: no range
+// (the INT8 runtime calibrates that tensor). A set range is finite with min < max.
+struct SourceRange {
+  bool set = false;
+  float min = 0.0f;
+  float max = 0.0f;
+};
+
 // The FP32 model as trained. For kLstm (kGru), the stacked LSTM (GRU) runs over the window and
 // `layers` form the head applied to the last hidden state; for kMlp, `layers` run on the last
 // input.
@@ -58,6 +67,11 @@ struct ModelSpec {
   std::vector<LstmLayer> lstm;
   std::vector<GruLayer> gru;
   std::vector<LinearLayer> layers;
+  // Input ranges from the source file (ONNX QDQ import): empty, or one per
+  // QuantizableLayers(*this) entry, the range of that layer's input as the source quantized it
+  // (a recurrent layer: its input x_t; its hidden state h_{t-1} is always calibrated). The INT8
+  // runtime uses a set range instead of calibrating that tensor (Int8Options::use_source_ranges).
+  std::vector<SourceRange> input_ranges;
   std::string sha256;  // Hex SHA-256 of the file the spec was loaded from.
 };
 
@@ -185,6 +199,15 @@ struct Int8Options {
   // then reports "mixed". 0 disables the check (always all-INT8).
   double max_rmse = 0.01;
   CellState cell_state = CellState::kFp32;
+  // Use spec.input_ranges (ranges the source file carried, e.g. ONNX QDQ scales) instead of the
+  // calibrated range of those layer inputs. For a u8 input the runtime takes
+  // quant::ChooseQuantParams(min, max) (the source's scale and zero point again); for an s16
+  // input the smallest symmetric grid covering [min, max] (no 2x headroom: the source's grid
+  // saturates there), the model's input widened by max |mean / std| as for calibrated ranges;
+  // a u8 model input quantized per feature (per_feature_input) takes the source range for every
+  // feature. Tensors without a source range, and every hidden state, are still calibrated, so
+  // calibration windows are still required. false: calibrate everything (ignore the ranges).
+  bool use_source_ranges = true;
 };
 
 // Names of the layers a plan refers to, in order: "lstm[0]", ... (or "gru[0]", ...), then
@@ -193,7 +216,8 @@ std::vector<std::string> QuantizableLayers(const ModelSpec& spec);
 
 // Post-training static quantization (see models/README.md): per-channel symmetric int8 weights;
 // activation ranges of every quantized tensor chosen by `options.method` while the FP32 model
-// runs over `calib_windows` (n windows, each window() x input_size() raw features, contiguous).
+// runs over `calib_windows`, except the layer inputs spec->input_ranges sets (when
+// options.use_source_ranges) (n windows, each window() x input_size() raw features, contiguous).
 // precision() is "int8", or "mixed" when the plan keeps some layers FP32.
 absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const ModelSpec> spec,
                                                           std::span<const float> calib_windows,
@@ -207,7 +231,8 @@ struct LayerSensitivity {
   double sign_agreement = 0;
 };
 
-// Sensitivity analysis: calibrates once (with `options`, whose `layers` plan is ignored) and
+// Sensitivity analysis: calibrates once (with `options`, whose `layers` plan is ignored; source
+// ranges are used as by CalibrateInt8Model) and
 // returns every quantizable layer, most sensitive (largest RMSE) first. Keep the top ones FP32
 // in Int8Options::layers if the all-INT8 model misses its accuracy budget.
 absl::StatusOr<std::vector<LayerSensitivity>> AnalyzeSensitivity(

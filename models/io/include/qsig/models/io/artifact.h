@@ -17,7 +17,12 @@
 // recorded at quantization time (bit-exact on the same kernel ISA, within a small tolerance on
 // another). The per-channel int8 weights and the activation ranges stored beside them are the
 // same quantities, computed with quant's public functions: a record for export and review, not
-// read back by the runtime.
+// read back by the runtime. Source ranges (ModelSpec::input_ranges, e.g. from ONNX QDQ scales)
+// are part of the model: stored with it (proto field Model.input_ranges, added compatibly in
+// format version 1), used again by the rebuild, and recorded as the activation ranges of those
+// tensors when the options use them. An older qsig ignores the field and rebuilds with
+// calibrated ranges; its reference-output check then refuses the artifact (bit-exact on the
+// same ISA) rather than serve a different runtime.
 // Thread-safety: the functions are reentrant; an Artifact is plain data.
 #pragma once
 
