@@ -9,6 +9,15 @@
 //     Each main value carries what its axes mean (batch, time, feature, ...), so Transpose,
 //     Squeeze, Slice and Gather can be followed and "take the last time step" recognised.
 // Nodes on the data path that are not understood are refused by name.
+//
+// QDQ models (onnxruntime quantize_static with QuantFormat.QDQ, PyTorch QAT export, qsig export
+// --onnx-qdq): a DequantizeLinear of a constant (s8/u8/s16/u16/s32 initializer, or a float
+// initializer through QuantizeLinear) is itself a constant, dequantized exactly as ONNX defines
+// it, w = (q - zero_point) * scale, per tensor or per channel (any axis), so weights and biases
+// reach the FP32 spec as the quantized model holds them. A QuantizeLinear -> DequantizeLinear pair
+// on the data path leaves the value unchanged for the FP32 spec and gives its range,
+// [(qmin - zero_point) * scale, (qmax - zero_point) * scale], which becomes the input range
+// (ModelSpec::input_ranges) of the layer that reads the value.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -30,12 +39,14 @@ namespace qsig::models::io {
 namespace {
 
 constexpr int kMinOpset = 13;
-constexpr int kMaxOpset = 17;
+constexpr int kMaxOpset = 21;  // 18-21 add types to the ops used here (21: int16 QDQ).
 constexpr const char* kSupported =
     "supported: LSTM and GRU (forward, zero initial state), Gemm, MatMul + Add (Linear), Relu, "
     "Tanh, Sigmoid, Identity, Dropout, Flatten, Transpose, Squeeze, Slice/Gather of the last time "
     "step, and constant/shape ops (Constant, Shape, Gather, Unsqueeze, Concat, ConstantOfShape, "
-    "Expand, Slice, Cast) feeding initial states";
+    "Expand, Slice, Cast) feeding initial states; QDQ quantization: QuantizeLinear / "
+    "DequantizeLinear pairs with constant per-tensor scales on the data path (u8, s8, u16, s16) "
+    "and DequantizeLinear of constant weights and biases (per tensor or per channel)";
 
 // What an axis of a main value means.
 enum class Axis {
@@ -48,17 +59,69 @@ enum class Axis {
   kFeature,  // Features / hidden units.
 };
 
+// A QuantizeLinear's per-tensor parameters on the data path.
+struct ActQuant {
+  float scale = 0;
+  int64_t zero_point = 0;
+  int type = 0;  // onnx::TensorProto::DataType of the quantized value.
+  int64_t qmin = 0, qmax = 0;
+  std::string node;  // The QuantizeLinear, for messages.
+};
+
 struct MainValue {
   std::vector<Axis> axes;
   int features = 0;
   bool last_step = false;  // The time axis was reduced to its last step (or never existed).
+  bool quantized = false;  // The integer output of a QuantizeLinear (only a DequantizeLinear
+  ActQuant q;              // may read it), with its parameters.
+  SourceRange range;       // Set after a QDQ pair: the range the source quantized the value to.
 };
+
+// The integer range of a quantized element type; false if the type is not one.
+bool IntRange(int type, int64_t* lo, int64_t* hi) {
+  switch (type) {
+    case onnx::TensorProto::UINT8:
+      *lo = 0, *hi = 255;
+      return true;
+    case onnx::TensorProto::INT8:
+      *lo = -128, *hi = 127;
+      return true;
+    case onnx::TensorProto::UINT16:
+      *lo = 0, *hi = 65535;
+      return true;
+    case onnx::TensorProto::INT16:
+      *lo = -32768, *hi = 32767;
+      return true;
+    case onnx::TensorProto::INT32:
+      *lo = std::numeric_limits<int32_t>::min(), *hi = std::numeric_limits<int32_t>::max();
+      return true;
+    default:
+      return false;
+  }
+}
+const char* TypeName(int type) {
+  switch (type) {
+    case onnx::TensorProto::UINT8:
+      return "u8";
+    case onnx::TensorProto::INT8:
+      return "s8";
+    case onnx::TensorProto::UINT16:
+      return "u16";
+    case onnx::TensorProto::INT16:
+      return "s16";
+    case onnx::TensorProto::INT32:
+      return "s32";
+    default:
+      return "?";
+  }
+}
 
 struct Const {
   std::vector<int64_t> dims;
   std::vector<float> f;    // FLOAT tensors.
-  std::vector<int64_t> i;  // INT64 / INT32 tensors.
+  std::vector<int64_t> i;  // Integer tensors (INT64, INT32, and the quantized INT8 .. UINT16).
   bool is_float = false;
+  int type = 0;  // onnx::TensorProto::DataType.
   size_t size() const { return is_float ? f.size() : i.size(); }
   bool AllZero() const {
     return is_float ? std::all_of(f.begin(), f.end(), [](float v) { return v == 0.0f; })
@@ -83,7 +146,36 @@ absl::StatusOr<Const> ReadTensor(const onnx::TensorProto& t, const std::string& 
         "with the weights inside the .onnx file (models under 2 GB do by default)"));
   }
   const std::string& raw = t.raw_data();
+  c.type = t.data_type();
+  // Small integer types: raw little-endian bytes, or (ONNX's rule) one value per int32_data.
+  auto small_ints = [&](auto zero) -> absl::Status {
+    using T = decltype(zero);
+    if (!raw.empty()) {
+      if (raw.size() != static_cast<size_t>(n) * sizeof(T)) {
+        return absl::DataLossError(
+            absl::StrCat(where, ": raw_data has ", raw.size(), " bytes, expected ", n * sizeof(T)));
+      }
+      std::vector<T> tmp(static_cast<size_t>(n));
+      if (!tmp.empty()) std::memcpy(tmp.data(), raw.data(), raw.size());
+      c.i.assign(tmp.begin(), tmp.end());
+    } else {
+      for (int32_t v : t.int32_data()) c.i.push_back(static_cast<T>(v));
+    }
+    return absl::OkStatus();
+  };
   switch (t.data_type()) {
+    case onnx::TensorProto::INT8:
+      QSIG_RETURN_IF_ERROR(small_ints(int8_t{0}));
+      break;
+    case onnx::TensorProto::UINT8:
+      QSIG_RETURN_IF_ERROR(small_ints(uint8_t{0}));
+      break;
+    case onnx::TensorProto::INT16:
+      QSIG_RETURN_IF_ERROR(small_ints(int16_t{0}));
+      break;
+    case onnx::TensorProto::UINT16:
+      QSIG_RETURN_IF_ERROR(small_ints(uint16_t{0}));
+      break;
     case onnx::TensorProto::FLOAT:
       c.is_float = true;
       if (!raw.empty()) {
@@ -125,7 +217,9 @@ absl::StatusOr<Const> ReadTensor(const onnx::TensorProto& t, const std::string& 
     default:
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": tensor element type ", t.data_type(),
-                       " is not supported (float32 weights, int64/int32 indices only)"));
+                       " is not supported (float32 weights, int64/int32 indices, and "
+                       "int8/uint8/int16/uint16/int32 quantized values; no float16, float8 or "
+                       "4-bit types)"));
   }
   if (c.size() != static_cast<size_t>(n)) {
     return absl::DataLossError(absl::StrCat(where, ": holds ", c.size(), " values, dims say ", n));
@@ -289,7 +383,24 @@ class OnnxImporter {
   }
 
   absl::Status Node(const onnx::NodeProto& n, int k) {
-    if (!n.domain().empty() && n.domain() != "ai.onnx") {
+    const std::string& op_type = n.op_type();
+    if (op_type.starts_with("QLinear") || op_type == "QGemm" || op_type == "MatMulInteger" ||
+        op_type == "ConvInteger" || op_type == "MatMulIntegerToFloat" ||
+        op_type == "DynamicQuantizeMatMul" || op_type == "DynamicQuantizeLSTM" ||
+        op_type == "QAttention") {
+      return Refuse(n, k,
+                    "quantized operators (the QOperator format: QLinearMatMul, QLinearConv, "
+                    "MatMulInteger, ConvInteger, ...) are not supported: use the QDQ format "
+                    "(QuantizeLinear / DequantizeLinear around float operators; onnxruntime: "
+                    "quantize_static(..., quant_format=QuantFormat.QDQ))");
+    }
+    if (op_type == "DynamicQuantizeLinear") {
+      return Refuse(n, k,
+                    "dynamic quantization (scales computed at run time) is not supported: qsig "
+                    "needs constant scales; quantize statically in the QDQ format");
+    }
+    const bool qdq = op_type == "QuantizeLinear" || op_type == "DequantizeLinear";
+    if (!n.domain().empty() && n.domain() != "ai.onnx" && !(qdq && n.domain() == "com.microsoft")) {
       return Refuse(n, k, absl::StrCat("operator domain '", n.domain(), "' is not supported"));
     }
     // Classify the inputs.
@@ -328,6 +439,15 @@ class OnnxImporter {
     }
     const MainValue in = current_.at(n.input(main_index));
     const std::string& op = n.op_type();
+    if (in.quantized && op != "DequantizeLinear") {
+      return Refuse(n, k,
+                    absl::StrCat("reads the integer output of QuantizeLinear '", in.q.node,
+                                 "'; in the QDQ format only a DequantizeLinear may follow it"));
+    }
+    if (op == "QuantizeLinear" || op == "DequantizeLinear") {
+      if (main_index != 0) return Refuse(n, k, "the scale and zero point must be constants");
+      return op == "QuantizeLinear" ? QuantizeMain(n, k, in) : DequantizeMain(n, k, in);
+    }
     if (op == "LSTM" || op == "GRU") return Recurrent(n, k, main_index, in);
     if (main_index != 0 && op != "Add") {
       return Refuse(n, k, "the data path must be the first input");
@@ -356,9 +476,201 @@ class OnnxImporter {
     return Refuse(n, k, "operator is not supported on the data path");
   }
 
+  // Scale, zero point and axis of a QuantizeLinear / DequantizeLinear. `x_type`: the element
+  // type of the integer operand (DequantizeLinear's input), 0 for QuantizeLinear.
+  struct QParams {
+    std::vector<float> scale;
+    std::vector<int64_t> zero_point;  // One per scale.
+    int type = 0;                     // The integer type.
+    int64_t qmin = 0, qmax = 0;
+    int64_t axis = 1;  // ONNX's default; used when scale has more than one value.
+  };
+  absl::StatusOr<QParams> ReadQParams(const onnx::NodeProto& n, int k, int x_type) const {
+    if (AttrInt(n, "block_size", 0) != 0) {
+      return Refuse(n, k,
+                    "block quantization (block_size) is not supported; per-tensor or per-channel "
+                    "(axis) scales only");
+    }
+    QParams q;
+    for (int input : {1, 2}) {
+      if (input >= n.input_size() || n.input(input).empty()) continue;
+      if (!consts_.contains(n.input(input))) {
+        return Refuse(n, k,
+                      absl::StrCat(input == 1 ? "scale '" : "zero point '", n.input(input),
+                                   "' is not a constant: only static quantization with constant "
+                                   "(initializer) scales and zero points is supported"));
+      }
+    }
+    if (n.input_size() < 2 || n.input(1).empty()) return Refuse(n, k, "the scale is missing");
+    const Const& sc = consts_.at(n.input(1));
+    if (!sc.is_float || sc.dims.size() > 1 || sc.f.empty()) {
+      return Refuse(n, k,
+                    sc.dims.size() > 1 ? "a scale of rank > 1 (block quantization) is not "
+                                         "supported; per-tensor or per-channel scales only"
+                                       : "the scale must be a float32 scalar or 1-D tensor");
+    }
+    q.scale = sc.f;
+    for (float v : q.scale) {
+      if (!(v > 0.0f) || !std::isfinite(v)) {
+        return Refuse(n, k, absl::StrCat("scale ", v, " is not a finite positive number"));
+      }
+    }
+    if (n.input_size() > 2 && !n.input(2).empty()) {
+      const Const& zp = consts_.at(n.input(2));
+      if (zp.is_float || zp.size() != q.scale.size()) {
+        return Refuse(n, k,
+                      absl::StrCat("the zero point must be an integer tensor with as many values "
+                                   "as the scale (",
+                                   q.scale.size(), ")"));
+      }
+      q.zero_point = zp.i;
+      q.type = zp.type;
+    } else {
+      q.zero_point.assign(q.scale.size(), 0);
+      q.type = x_type != 0 ? x_type : static_cast<int>(AttrInt(n, "output_dtype", 0));
+      if (q.type == 0) q.type = onnx::TensorProto::UINT8;  // ONNX's default.
+    }
+    if (x_type != 0 && q.type != x_type) {
+      return Refuse(n, k, "the zero point's type differs from the quantized input's");
+    }
+    if (!IntRange(q.type, &q.qmin, &q.qmax) ||
+        (q.type == onnx::TensorProto::INT32 && x_type == 0)) {
+      return Refuse(n, k,
+                    absl::StrCat("quantized element type ", q.type,
+                                 " is not supported (int8, uint8, int16, uint16; int32 for a "
+                                 "dequantized bias)"));
+    }
+    for (int64_t z : q.zero_point) {
+      if (z < q.qmin || z > q.qmax) {
+        return Refuse(n, k, absl::StrCat("zero point ", z, " is outside ", TypeName(q.type)));
+      }
+    }
+    q.axis = AttrInt(n, "axis", 1);
+    return q;
+  }
+
+  // Channel of flat index `idx` along `axis` of `dims` (0 for per-tensor parameters).
+  static size_t Channel(const QParams& q, const std::vector<int64_t>& dims, int64_t axis,
+                        size_t idx) {
+    if (q.scale.size() == 1) return 0;
+    size_t inner = 1;
+    for (size_t d = static_cast<size_t>(axis) + 1; d < dims.size(); ++d) {
+      inner *= static_cast<size_t>(dims[d]);
+    }
+    return (idx / inner) % static_cast<size_t>(dims[static_cast<size_t>(axis)]);
+  }
+
+  // The axis per-channel parameters apply to, checked against the tensor's shape.
+  absl::StatusOr<int64_t> ChannelAxis(const onnx::NodeProto& n, int k, const QParams& q,
+                                      const std::vector<int64_t>& dims) const {
+    if (q.scale.size() == 1) return 0;
+    const int64_t rank = static_cast<int64_t>(dims.size());
+    const int64_t axis = q.axis < 0 ? q.axis + rank : q.axis;
+    if (axis < 0 || axis >= rank ||
+        dims[static_cast<size_t>(axis)] != static_cast<int64_t>(q.scale.size())) {
+      return Refuse(n, k,
+                    absl::StrCat("per-channel scale has ", q.scale.size(), " values, but axis ",
+                                 q.axis, " of the tensor does not have that size"));
+    }
+    return axis;
+  }
+
+  // QuantizeLinear / DequantizeLinear of a constant: the result is a constant.
+  absl::Status QdqConst(const onnx::NodeProto& n, int k) {
+    const bool dq = n.op_type() == "DequantizeLinear";
+    if (n.input_size() < 1 || !consts_.contains(n.input(0))) {
+      return Refuse(n, k,
+                    absl::StrCat("input '", n.input_size() > 0 ? n.input(0) : "",
+                                 "' is neither a constant nor the data path (computed "
+                                 "quantization is not supported)"));
+    }
+    const Const& x = consts_.at(n.input(0));
+    if (dq == x.is_float) {
+      return Refuse(n, k, dq ? "dequantizes a float tensor" : "quantizes a non-float tensor");
+    }
+    QSIG_ASSIGN_OR_RETURN(QParams q, ReadQParams(n, k, dq ? x.type : 0));
+    QSIG_ASSIGN_OR_RETURN(const int64_t axis, ChannelAxis(n, k, q, x.dims));
+    Const out;
+    out.dims = x.dims;
+    if (dq) {
+      out.is_float = true;
+      out.type = onnx::TensorProto::FLOAT;
+      out.f.resize(x.i.size());
+      for (size_t i = 0; i < x.i.size(); ++i) {
+        const size_t c = Channel(q, x.dims, axis, i);
+        out.f[i] = static_cast<float>(x.i[i] - q.zero_point[c]) * q.scale[c];
+      }
+    } else {
+      out.type = q.type;
+      out.i.resize(x.f.size());
+      for (size_t i = 0; i < x.f.size(); ++i) {
+        const size_t c = Channel(q, x.dims, axis, i);
+        const double v = std::nearbyint(x.f[i] / q.scale[c]) + static_cast<double>(q.zero_point[c]);
+        out.i[i] = static_cast<int64_t>(
+            std::clamp(v, static_cast<double>(q.qmin), static_cast<double>(q.qmax)));
+      }
+    }
+    consts_[n.output(0)] = std::move(out);
+    return absl::OkStatus();
+  }
+
+  // QuantizeLinear on the data path: only a DequantizeLinear may read the result.
+  absl::Status QuantizeMain(const onnx::NodeProto& n, int k, const MainValue& in) {
+    QSIG_ASSIGN_OR_RETURN(QParams q, ReadQParams(n, k, 0));
+    if (q.scale.size() != 1) {
+      return Refuse(n, k,
+                    "per-channel quantization of an activation is not supported (per-tensor "
+                    "activation scales only)");
+    }
+    MainValue v = in;
+    v.quantized = true;
+    v.q.scale = q.scale[0];
+    v.q.zero_point = q.zero_point[0];
+    v.q.type = q.type;
+    v.q.qmin = q.qmin;
+    v.q.qmax = q.qmax;
+    v.q.node = n.name().empty() ? absl::StrCat("#", k) : n.name();
+    return Replace(n.output(0), v);
+  }
+
+  // DequantizeLinear on the data path: closes a QDQ pair; the value gets the pair's range.
+  absl::Status DequantizeMain(const onnx::NodeProto& n, int k, const MainValue& in) {
+    if (!in.quantized) return Refuse(n, k, "dequantizes a value that no QuantizeLinear quantized");
+    QSIG_ASSIGN_OR_RETURN(QParams q, ReadQParams(n, k, in.q.type));
+    if (q.scale.size() != 1 || q.scale[0] != in.q.scale || q.zero_point[0] != in.q.zero_point) {
+      return Refuse(n, k,
+                    absl::StrCat("dequantizes with another scale or zero point than "
+                                 "QuantizeLinear '",
+                                 in.q.node, "' quantized with (", in.q.scale, ", ", in.q.zero_point,
+                                 "); a QDQ pair must share them"));
+    }
+    MainValue v = in;
+    v.quantized = false;
+    const float lo = static_cast<float>(in.q.qmin - in.q.zero_point) * in.q.scale;
+    const float hi = static_cast<float>(in.q.qmax - in.q.zero_point) * in.q.scale;
+    if (!(std::isfinite(lo) && std::isfinite(hi) && lo < hi)) {
+      return Refuse(n, k,
+                    absl::StrCat("the QDQ pair with QuantizeLinear '", in.q.node,
+                                 "' gives the "
+                                 "range [",
+                                 lo, ", ", hi, "], which is not finite with min < max"));
+    }
+    v.range = SourceRange{true, lo, hi};
+    // onnxruntime drops a Relu between a Linear layer and a QuantizeLinear whose zero point is
+    // the type's minimum (the quantization clamps at 0 itself): restore it.
+    if (last_was_linear_ && !spec_.layers.empty() &&
+        spec_.layers.back().activation == Activation::kNone && in.q.zero_point == in.q.qmin) {
+      spec_.layers.back().activation = Activation::kRelu;
+      relu_from_qdq_ = true;
+      bias_open_ = false;  // The clamp comes after any bias; a later Add would be wrong.
+    }
+    return Replace(n.output(0), v);
+  }
+
   // Nodes that only see constants and shapes.
   absl::Status AuxNode(const onnx::NodeProto& n, int k) {
     const std::string& op = n.op_type();
+    if (op == "QuantizeLinear" || op == "DequantizeLinear") return QdqConst(n, k);
     if (op == "Constant") {
       Const c;
       if (const auto* a = FindAttr(n, "value"); a != nullptr) {
@@ -503,6 +815,7 @@ class OnnxImporter {
       layer.b_ih = remap(wb, 1);
       layer.b_hh = remap(rb, 1);
     };
+    rnn_ranges_.push_back(in.range);
     if (lstm) {
       LstmLayer l;
       fill(l);
@@ -551,10 +864,13 @@ class OnnxImporter {
     l.weight = std::move(weight);
     l.bias = std::move(bias);
     spec_.layers.push_back(std::move(l));
+    layer_ranges_.push_back(in.range);
     last_was_linear_ = true;
+    relu_from_qdq_ = false;
     bias_open_ = bias_open;
     MainValue v = in;
     v.features = out;
+    v.range = {};
     return Replace(n.output(0), v);
   }
 
@@ -629,10 +945,19 @@ class OnnxImporter {
       l.bias[static_cast<size_t>(o)] += c->f[c->size() == 1 ? 0 : static_cast<size_t>(o)];
     }
     bias_open_ = false;
-    return Replace(n.output(0), in);
+    MainValue v = in;
+    v.range = {};
+    return Replace(n.output(0), v);
   }
 
   absl::Status Act(const onnx::NodeProto& n, int k, const MainValue& in) {
+    MainValue v = in;
+    v.range = {};
+    if (relu_from_qdq_ && n.op_type() == "Relu") {  // Relu after the QDQ that implied one.
+      relu_from_qdq_ = false;
+      last_was_linear_ = false;
+      return Replace(n.output(0), v);
+    }
     if (!last_was_linear_ || spec_.layers.empty() ||
         spec_.layers.back().activation != Activation::kNone) {
       return Refuse(n, k,
@@ -645,7 +970,7 @@ class OnnxImporter {
                                                     : Activation::kSigmoid;
     bias_open_ = false;
     last_was_linear_ = false;
-    return Replace(n.output(0), in);
+    return Replace(n.output(0), v);
   }
 
   absl::Status Transpose(const onnx::NodeProto& n, int k, const MainValue& in) {
@@ -701,9 +1026,8 @@ class OnnxImporter {
         if (SizeOne(in, i)) axes.push_back(static_cast<int64_t>(i));
       }
     }
-    MainValue v;
-    v.features = in.features;
-    v.last_step = in.last_step;
+    MainValue v = in;  // Values (and a QDQ range) unchanged; only the axes change.
+    v.axes.clear();
     for (size_t i = 0; i < in.axes.size(); ++i) {
       const bool drop = std::find(axes.begin(), axes.end(), static_cast<int64_t>(i)) != axes.end();
       if (drop && !SizeOne(in, i)) {
@@ -826,7 +1150,18 @@ class OnnxImporter {
           input_name_, "' (it is a constant, a branch, or a value the importer did not follow)"));
     }
     const MainValue& v = it->second;
+    if (v.quantized) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          path_, ": graph output '", out, "' is the integer output of QuantizeLinear '", v.q.node,
+          "'; end the graph with a DequantizeLinear (QDQ format)"));
+    }
     const bool recurrent = !spec_.lstm.empty() || !spec_.gru.empty();
+    // Input ranges from QDQ pairs, one per QuantizableLayers entry (none: empty).
+    std::vector<SourceRange> ranges = rnn_ranges_;
+    ranges.insert(ranges.end(), layer_ranges_.begin(), layer_ranges_.end());
+    if (std::any_of(ranges.begin(), ranges.end(), [](const SourceRange& r) { return r.set; })) {
+      spec_.input_ranges = std::move(ranges);
+    }
     if (spec_.layers.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat(path_, ": the model has no Linear layer; qsig models end in a Linear head"));
@@ -883,6 +1218,8 @@ class OnnxImporter {
   int time_input_axis_ = -1;
   bool last_was_linear_ = false;
   bool bias_open_ = false;
+  bool relu_from_qdq_ = false;  // The last layer's Relu was implied by a QDQ pair (zero point 0).
+  std::vector<SourceRange> rnn_ranges_, layer_ranges_;  // Per layer: its input's QDQ range.
 };
 
 }  // namespace

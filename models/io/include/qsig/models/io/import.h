@@ -31,10 +31,19 @@ struct ImportOptions {
   int window = 0;
 };
 
-// Imports an ONNX model (opset 13 to 17, float32 weights stored inside the file). LSTM weights
+// Imports an ONNX model (opset 13 to 21, weights stored inside the file). LSTM weights
 // are mapped from ONNX's gate order (i, o, f, c) to PyTorch's (i, f, g, o); GRU from (z, r, h)
 // to (r, z, n) (linear_before_reset = 1, PyTorch's form, is required). spec.sha256 is the
 // SHA-256 of the file's bytes.
+// QDQ models (onnxruntime quantize_static in the QDQ format, PyTorch QAT exports, qsig export
+// --onnx-qdq): weights and biases behind DequantizeLinear (s8 / u8 / s16 / u16 / s32, per tensor
+// or per channel; also a float weight through QuantizeLinear -> DequantizeLinear), including an
+// LSTM / GRU node's W and R, are dequantized exactly, w = (q - zero_point) * scale. A
+// QuantizeLinear -> DequantizeLinear pair with a constant per-tensor scale on the data path
+// gives the input range of the layer reading it (spec.input_ranges, used by the INT8 runtime in
+// place of calibration: models/README.md "QDQ ONNX models"). Quantized operators (QLinearMatMul,
+// MatMulInteger, ...), dynamic quantization, computed scales, block quantization and
+// per-channel activation scales are refused with a message naming the node.
 absl::StatusOr<ModelSpec> ImportOnnx(const std::string& path, const ImportOptions& options = {});
 
 // Imports a TorchScript file through LibTorch: walks the module tree (children in registration
