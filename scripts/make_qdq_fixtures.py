@@ -23,6 +23,9 @@ with numpy / torch; the C++ test (tests/models_io/onnx_qdq_import_test.cc) only 
                             behind DequantizeLinear (per channel, axis 1), u8 QDQ on X, and a
                             Linear head whose float weight goes through QuantizeLinear ->
                             DequantizeLinear.
+    qdq_gru.onnx            GRU (3 -> 5, window 4, linear_before_reset 1) with s8 per-tensor W
+                            and u8 per-tensor R (zero point 119) behind DequantizeLinear, and an
+                            s8 QDQ (zero point -3) on X.
     <name>.expected.json    {"window", "input_size", "inputs", "outputs": FP32 outputs of the
                             dequantized model (no activation rounding), "qdq_outputs": outputs
                             with the QDQ pairs on layer inputs applied (as onnxruntime would
@@ -330,6 +333,77 @@ def make_lstm(out, rng):
     })
 
 
+def make_gru(out, rng):
+    """GRU (linear_before_reset = 1, as PyTorch) with s8 per-tensor W and u8 per-tensor R (zero
+    point 119) behind DequantizeLinear, an s8 QDQ on X, and a float head."""
+    T, I, H = 4, 3, 5
+    x = f32(rng.normal(size=(N_SAMPLES, T, I)))
+    W = f32(rng.normal(scale=0.4, size=(1, 3 * H, I)))  # ONNX gate order z, r, h.
+    R = f32(rng.normal(scale=0.4, size=(1, 3 * H, H)))
+    B = f32(rng.normal(scale=0.1, size=(1, 6 * H)))
+    sW = np.float32(np.abs(W).max() / 127.0)
+    qW = quantize(W, sW, 0, -128, 127)
+    sR, zR = np.float32(0.006), 119
+    qR = quantize(R, sR, zR, 0, 255)
+    dW, dR = dequantize(qW, sW, 0), dequantize(qR, sR, zR)
+    wh = f32(rng.normal(scale=0.5, size=(1, H)))
+    bh = f32([-0.05])
+    xs, xz = np.float32(0.025), -3
+
+    def sigmoid(v):
+        return 1.0 / (1.0 + np.exp(-v))
+
+    def forward(x, act_qdq):
+        xx = (qdq(x, xs, xz, -128, 127) if act_qdq else x).astype(np.float64)
+        h = np.zeros((xx.shape[0], H))
+        w, r = dW[0].astype(np.float64), dR[0].astype(np.float64)
+        wb, rb = B[0, :3 * H], B[0, 3 * H:]
+        for t in range(T):
+            gx = xx[:, t, :] @ w.T + wb
+            gh = h @ r.T + rb
+            z = sigmoid(gx[:, :H] + gh[:, :H])
+            rr = sigmoid(gx[:, H:2 * H] + gh[:, H:2 * H])
+            n = np.tanh(gx[:, 2 * H:] + rr * gh[:, 2 * H:])
+            h = (1 - z) * n + z * h
+        return h @ wh.T.astype(np.float64) + bh
+
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zp"], ["x_q"], name="x_Q"),
+        helper.make_node("DequantizeLinear", ["x_q", "x_scale", "x_zp"], ["x_dq"], name="x_DQ"),
+        helper.make_node("DequantizeLinear", ["W_q", "W_scale", "W_zp"], ["W"], name="W_DQ"),
+        helper.make_node("DequantizeLinear", ["R_q", "R_scale", "R_zp"], ["R"], name="R_DQ"),
+        helper.make_node("GRU", ["x_dq", "W", "R", "B"], ["Y", "Y_h"], name="gru",
+                         hidden_size=H, linear_before_reset=1),
+        helper.make_node("Squeeze", ["Y_h", "axes0"], ["h_last"], name="squeeze_dir"),
+        helper.make_node("Gemm", ["h_last", "wh", "bh"], ["y"], name="head", transB=1),
+    ]
+    inits = [
+        init("x_scale", xs, np.float32), init("x_zp", xz, np.int8),
+        init("W_q", qW, np.int8), init("W_scale", sW, np.float32), init("W_zp", 0, np.int8),
+        init("R_q", qR, np.uint8), init("R_scale", sR, np.float32), init("R_zp", zR, np.uint8),
+        init("B", B), init("axes0", [0], np.int64), init("wh", wh), init("bh", bh),
+    ]
+    g = helper.make_graph(
+        nodes, "qdq_gru",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [T, "batch", I])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)],
+                          producer_name="qsig make_qdq_fixtures.py")
+    m.ir_version = 7
+    save(m, out, "qdq_gru")
+    order = [1, 0, 2]  # PyTorch r, z, n from ONNX z, r, h.
+
+    def torch_order(w):
+        return np.concatenate([w[k * H:(k + 1) * H] for k in order], axis=0)
+
+    write_expected(out, "qdq_gru", {
+        "window": T, "input_size": I, "inputs": fmt(x),
+        "outputs": fmt(forward(x, False)), "qdq_outputs": fmt(forward(x, True)),
+        "input_ranges": [act_range(xs, xz, -128, 127), None],
+        "weights": [fmt(torch_order(dW[0])), fmt(torch_order(dR[0])), fmt(wh)],
+    })
+
+
 def make_refusals(out):
     """Small graphs the importer must refuse, each naming its node."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
@@ -404,6 +478,7 @@ def main():
     make_mlp_ort(args.out, rng)
     make_mlp_torch(args.out)
     make_lstm(args.out, rng)
+    make_gru(args.out, rng)
     make_refusals(args.out)
 
 
