@@ -428,6 +428,22 @@ TEST(OnnxQdqImport, InvalidRangesAreRefused) {
   auto m = CalibrateInt8Model(std::make_shared<const ModelSpec>(bad), Rows(bad, 10, 1));
   ASSERT_FALSE(m.ok());
   EXPECT_THAT(m.status().message(), HasSubstr("input_ranges[0]"));
+  // And when an artifact holds one (WriteArtifact does not validate; ReadArtifact does).
+  auto good = MakeArtifact(std::make_shared<const ModelSpec>(*spec), Rows(*spec, 50, 2),
+                           Int8Options{}, Source("qdq_mlp_ort.onnx"));
+  ASSERT_TRUE(good.ok()) << good.status();
+  const std::string dir = testing::TempDir("qdq_bad_range");
+  good->calibration.options.use_source_ranges = false;  // Persisted too.
+  ASSERT_TRUE(WriteArtifact(*good, dir + "/off.qsig").ok());
+  auto off = ReadArtifact(dir + "/off.qsig");
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->calibration.options.use_source_ranges);
+  good->spec.input_ranges[2] = SourceRange{true, NAN, 1.0f};
+  ASSERT_TRUE(WriteArtifact(*good, dir + "/bad.qsig").ok());
+  auto read = ReadArtifact(dir + "/bad.qsig");
+  ASSERT_FALSE(read.ok());
+  EXPECT_THAT(read.status().message(), HasSubstr("invalid artifact"));
+  EXPECT_THAT(read.status().message(), HasSubstr("input_ranges[2]"));
 }
 
 // ---------------------------------------------------------------------------------------------
