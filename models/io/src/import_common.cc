@@ -55,10 +55,16 @@ absl::Status FinishSpec(const std::string& path, const std::string& file_bytes,
   if (spec.feature_names.empty()) {
     for (size_t i = 0; i < n; ++i) spec.feature_names.push_back(absl::StrCat("f", i));
   }
-  spec.feature_mean =
-      options.feature_mean.empty() ? std::vector<float>(n, 0.0f) : options.feature_mean;
-  spec.feature_std =
-      options.feature_std.empty() ? std::vector<float>(n, 1.0f) : options.feature_std;
+  // A normalization the importer found in the file (spec already sized) stays unless the
+  // options give one.
+  if (!options.feature_mean.empty() || spec.feature_mean.size() != n) {
+    spec.feature_mean =
+        options.feature_mean.empty() ? std::vector<float>(n, 0.0f) : options.feature_mean;
+  }
+  if (!options.feature_std.empty() || spec.feature_std.size() != n) {
+    spec.feature_std =
+        options.feature_std.empty() ? std::vector<float>(n, 1.0f) : options.feature_std;
+  }
   spec.sha256 = Sha256Hex(file_bytes);
   if (absl::Status st = ValidateSpec(spec); !st.ok()) {
     return absl::Status(st.code(),

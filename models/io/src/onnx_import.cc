@@ -43,7 +43,8 @@ constexpr int kMaxOpset = 21;  // 18-21 add types to the ops used here (21: int1
 constexpr const char* kSupported =
     "supported: LSTM and GRU (forward, zero initial state), Gemm, MatMul + Add (Linear), Relu, "
     "Tanh, Sigmoid, Identity, Dropout, Flatten, Transpose, Squeeze, Slice/Gather of the last time "
-    "step, and constant/shape ops (Constant, Shape, Gather, Unsqueeze, Concat, ConstantOfShape, "
+    "step, Sub / Div by constants at the input (normalization), and constant/shape ops (Constant, "
+    "Shape, Gather, Unsqueeze, Concat, ConstantOfShape, "
     "Expand, Slice, Cast) feeding initial states; QDQ quantization: QuantizeLinear / "
     "DequantizeLinear pairs with constant per-tensor scales on the data path (u8, s8, u16, s16) "
     "and DequantizeLinear of constant weights and biases (per tensor or per channel)";
@@ -452,6 +453,7 @@ class OnnxImporter {
     if (main_index != 0 && op != "Add") {
       return Refuse(n, k, "the data path must be the first input");
     }
+    if (op == "Sub" || op == "Div") return Normalize(n, k, in);
     if (op == "Gemm") return Gemm(n, k, in);
     if (op == "MatMul") return MatMul(n, k, in);
     if (op == "Add") return Add(n, k, main_index, in);
@@ -874,6 +876,34 @@ class OnnxImporter {
     return Replace(n.output(0), v);
   }
 
+  // Per-feature normalization at the graph's input, (x - mean) / std: a Sub and / or a Div by
+  // constants before the first layer (qsig export --onnx-qdq writes them; a model that folded
+  // the mean into the first bias has the Div only).
+  absl::Status Normalize(const onnx::NodeProto& n, int k, const MainValue& in) {
+    const bool sub = n.op_type() == "Sub";
+    if (!spec_.layers.empty() || !spec_.lstm.empty() || !spec_.gru.empty() || in.range.set ||
+        in.features != spec_.input_size || (sub && (!norm_mean_.empty() || !norm_std_.empty())) ||
+        (!sub && !norm_std_.empty())) {
+      return Refuse(n, k,
+                    "Sub / Div are supported only as the input's normalization, (x - mean) / "
+                    "std by constants before the first layer and any QuantizeLinear");
+    }
+    QSIG_ASSIGN_OR_RETURN(const Const* c, GetConst(n, k, 1));
+    if (!c->is_float || (c->size() != static_cast<size_t>(in.features) && c->size() != 1) ||
+        (!c->dims.empty() && c->dims.back() != static_cast<int64_t>(c->size()))) {
+      return Refuse(n, k,
+                    absl::StrCat("the normalization constant must hold ", in.features,
+                                 " floats (one per feature) or 1"));
+    }
+    std::vector<float> v(static_cast<size_t>(in.features));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = c->f[c->size() == 1 ? 0 : i];
+    if (!sub && std::any_of(v.begin(), v.end(), [](float x) { return !(x > 0.0f); })) {
+      return Refuse(n, k, "normalization divides by a value <= 0 (std must be positive)");
+    }
+    (sub ? norm_mean_ : norm_std_) = std::move(v);
+    return Replace(n.output(0), in);
+  }
+
   absl::Status Gemm(const onnx::NodeProto& n, int k, const MainValue& in) {
     if (AttrInt(n, "transA", 0) != 0) return Refuse(n, k, "transA = 1 is not supported");
     if (in.axes.size() != 2) return Refuse(n, k, "Gemm input must be [batch, features]");
@@ -1162,6 +1192,17 @@ class OnnxImporter {
     if (std::any_of(ranges.begin(), ranges.end(), [](const SourceRange& r) { return r.set; })) {
       spec_.input_ranges = std::move(ranges);
     }
+    if (!norm_mean_.empty() || !norm_std_.empty()) {
+      if (!options_.feature_mean.empty() || !options_.feature_std.empty()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            path_,
+            ": the graph normalizes its input itself (Sub / Div before the first layer); do not "
+            "pass feature_mean / feature_std (--mean / --std) as well"));
+      }
+      const size_t f = static_cast<size_t>(spec_.input_size);
+      spec_.feature_mean = norm_mean_.empty() ? std::vector<float>(f, 0.0f) : norm_mean_;
+      spec_.feature_std = norm_std_.empty() ? std::vector<float>(f, 1.0f) : norm_std_;
+    }
     if (spec_.layers.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat(path_, ": the model has no Linear layer; qsig models end in a Linear head"));
@@ -1220,6 +1261,7 @@ class OnnxImporter {
   bool bias_open_ = false;
   bool relu_from_qdq_ = false;  // The last layer's Relu was implied by a QDQ pair (zero point 0).
   std::vector<SourceRange> rnn_ranges_, layer_ranges_;  // Per layer: its input's QDQ range.
+  std::vector<float> norm_mean_, norm_std_;  // The graph's own input normalization, if any.
 };
 
 }  // namespace
