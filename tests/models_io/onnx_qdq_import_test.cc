@@ -455,6 +455,19 @@ TEST(OnnxQdqImport, Int8RuntimeUsesSourceRanges) {
     const std::vector<float> x = Rows(*spec, 500, 9);
     EXPECT_EQ(RunAll(**without, x), RunAll(**plain, x));
     EXPECT_NE(RunAll(**with, x), RunAll(**without, x));
+    // AnalyzeSensitivity quantizes the first layer (which has a source range) on it too.
+    auto sens_on = AnalyzeSensitivity(shared, calib, x, o);
+    auto sens_off = AnalyzeSensitivity(shared, calib, x, off);
+    ASSERT_TRUE(sens_on.ok() && sens_off.ok());
+    const std::string first = QuantizableLayers(*spec).front();
+    auto rmse_of = [&first](const std::vector<LayerSensitivity>& v) {
+      for (const LayerSensitivity& ls : v) {
+        if (ls.layer == first) return ls.rmse_over_rms;
+      }
+      return -1.0;
+    };
+    EXPECT_NE(rmse_of(*sens_on), rmse_of(*sens_off));
+    EXPECT_GE(rmse_of(*sens_on), 0.0);
 
     const Diff dw = Compare(RunAll(**with, e.inputs), e.qdq_outputs);
     const Diff dc = Compare(RunAll(**without, e.inputs), e.qdq_outputs);
