@@ -33,6 +33,8 @@ with numpy / torch; the C++ test (tests/models_io/onnx_qdq_import_test.cc) only 
                             "input_ranges": per QuantizableLayers entry [min, max] or null,
                             "weights": per layer (qsig order: lstm.w_ih, lstm.w_hh, then each
                             Linear weight, out x in, PyTorch gate order) the dequantized values}
+    qdq_tanh_after_qdq.onnx a u8 QDQ with zero point 0 between a Gemm and a Tanh (a range for
+                            the Tanh's input side, not a Relu onnxruntime removed).
     qdq_refuse_*.onnx       unsupported quantized graphs the importer must refuse by node name:
                             qlinearmatmul, matmulinteger, convinteger, dynamic (DynamicQuantize-
                             Linear), nonconst_scale, block (opset 21 block_size), per_channel_act,
@@ -404,6 +406,29 @@ def make_gru(out, rng):
     })
 
 
+def make_tanh_after_qdq(out):
+    """A u8 QDQ with zero point 0 between a Gemm and a Tanh: a range, not a removed Relu."""
+    w0 = f32(np.linspace(-1, 1, 12).reshape(3, 4))
+    w1 = f32(np.linspace(-0.5, 0.5, 3).reshape(1, 3))
+    nodes = [
+        helper.make_node("Gemm", ["x", "w0", "b0"], ["h"], name="fc0", transB=1),
+        helper.make_node("QuantizeLinear", ["h", "s", "z"], ["hq"], name="h_Q"),
+        helper.make_node("DequantizeLinear", ["hq", "s", "z"], ["hdq"], name="h_DQ"),
+        helper.make_node("Tanh", ["hdq"], ["ht"], name="tanh0"),
+        helper.make_node("Gemm", ["ht", "w1", "b1"], ["y"], name="fc1", transB=1),
+    ]
+    inits = [init("w0", w0), init("b0", f32([0.1, 0.2, 0.3])), init("s", 0.01, np.float32),
+             init("z", 0, np.uint8), init("w1", w1), init("b1", f32([0.0]))]
+    g = helper.make_graph(nodes, "qdq_tanh_after_qdq",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 1])],
+                          inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)],
+                          producer_name="qsig make_qdq_fixtures.py")
+    m.ir_version = 7
+    save(m, out, "qdq_tanh_after_qdq")
+
+
 def make_refusals(out):
     """Small graphs the importer must refuse, each naming its node."""
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])
@@ -479,6 +504,7 @@ def main():
     make_mlp_torch(args.out)
     make_lstm(args.out, rng)
     make_gru(args.out, rng)
+    make_tanh_after_qdq(args.out)
     make_refusals(args.out)
 
 

@@ -421,6 +421,12 @@ TEST(OnnxQdqImport, IndependentFixturesDequantizeExactlyAndKeepRanges) {
   EXPECT_EQ(ort->layers[0].activation, Activation::kRelu);
   EXPECT_EQ(ort->layers[1].activation, Activation::kTanh);
   EXPECT_EQ(ort->layers[2].activation, Activation::kNone);
+  // ... but not where another activation follows the QDQ.
+  auto tanh = ImportOnnx(Fixture("qdq_tanh_after_qdq.onnx"));
+  ASSERT_TRUE(tanh.ok()) << tanh.status();
+  EXPECT_EQ(tanh->layers[0].activation, Activation::kTanh);
+  // The QDQ's range was of the Tanh's input, not of a layer's input: no range at all.
+  EXPECT_TRUE(tanh->input_ranges.empty());
 }
 
 // The INT8 runtime quantizes the QDQ'd layer inputs on the source's grids: with every layer u8

@@ -988,6 +988,12 @@ class OnnxImporter {
       last_was_linear_ = false;
       return Replace(n.output(0), v);
     }
+    if (relu_from_qdq_) {
+      // Another activation follows: the QDQ was only the range of the pre-activation value
+      // (it never saw a negative value), not a removed Relu.
+      spec_.layers.back().activation = Activation::kNone;
+      relu_from_qdq_ = false;
+    }
     if (!last_was_linear_ || spec_.layers.empty() ||
         spec_.layers.back().activation != Activation::kNone) {
       return Refuse(n, k,
