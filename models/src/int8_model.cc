@@ -278,9 +278,18 @@ absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const 
   return CalibrateInt8Model(std::move(spec), calib_windows, Int8Options{});
 }
 
-absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const ModelSpec> spec,
-                                                          std::span<const float> calib_windows,
-                                                          const Int8Options& options) {
+namespace {
+
+// A calibrated runtime with the plan it was built from (CalibrateInt8Model, DescribeInt8).
+struct Calibrated {
+  std::unique_ptr<internal::Runtime> runtime;
+  QuantPlan plan;
+  std::vector<Precision> layers;
+};
+
+absl::StatusOr<Calibrated> Calibrate(std::shared_ptr<const ModelSpec> spec,
+                                     std::span<const float> calib_windows,
+                                     const Int8Options& options) {
   if (absl::Status st = CheckSpec(spec); !st.ok()) return st;
   const ModelSpec& s = *spec;
   if (absl::Status st = CheckWindows(s, calib_windows, "calibration"); !st.ok()) return st;
@@ -304,9 +313,12 @@ absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const 
   if (!plan.ok()) return plan.status();
   auto rt = internal::BuildRuntime(spec, *plan);
   if (!rt.ok()) return rt.status();
-  if (!options.layers.empty()) return std::unique_ptr<Model>(std::move(*rt));
+  auto done = [&]() -> absl::StatusOr<Calibrated> {
+    return Calibrated{std::move(*rt), std::move(*plan), prec};
+  };
+  if (!options.layers.empty()) return done();
   (*rt)->set_precision("int8");
-  if (!(options.max_rmse > 0)) return std::unique_ptr<Model>(std::move(*rt));
+  if (!(options.max_rmse > 0)) return done();
 
   // Accuracy guard: measure on up to 2000 calibration windows, demote sensitive layers to FP32.
   const size_t per = static_cast<size_t>(s.window) * s.input_size;
@@ -337,7 +349,7 @@ absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const 
     }
     return ss > 0 ? std::sqrt(se / ss) : 0.0;  // relative to the centred FP32 output
   };
-  if (rel_rmse(**rt) <= options.max_rmse) return std::unique_ptr<Model>(std::move(*rt));
+  if (rel_rmse(**rt) <= options.max_rmse) return done();
   Int8Options so = options;
   auto ranked = AnalyzeSensitivity(spec, calib_windows, {eval.data(), eval.size()}, so);
   if (!ranked.ok()) return ranked.status();
@@ -345,17 +357,59 @@ absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const 
     const size_t g =
         static_cast<size_t>(std::find(names.begin(), names.end(), ls.layer) - names.begin());
     if (g >= prec.size() || prec[g] == Precision::kFp32) continue;
+    const Precision before = prec[g];
     prec[g] = Precision::kFp32;
-    if (std::all_of(prec.begin(), prec.end(), [](Precision p) { return p == Precision::kFp32; }))
+    if (std::all_of(prec.begin(), prec.end(), [](Precision p) { return p == Precision::kFp32; })) {
+      prec[g] = before;  // Never all FP32: the last INT8 layer stays (the runtime built last).
       break;
+    }
     auto p2 = MakePlan(s, *st, options, prec, false);
     if (!p2.ok()) return p2.status();
     auto r2 = internal::BuildRuntime(spec, *p2);
     if (!r2.ok()) return r2.status();
     *rt = std::move(*r2);
+    *plan = std::move(*p2);
     if (rel_rmse(**rt) <= options.max_rmse) break;
   }
-  return std::unique_ptr<Model>(std::move(*rt));
+  return done();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const ModelSpec> spec,
+                                                          std::span<const float> calib_windows,
+                                                          const Int8Options& options) {
+  auto c = Calibrate(std::move(spec), calib_windows, options);
+  if (!c.ok()) return c.status();
+  return std::unique_ptr<Model>(std::move(c->runtime));
+}
+
+absl::StatusOr<Int8Description> DescribeInt8(std::shared_ptr<const ModelSpec> spec,
+                                             std::span<const float> calib_windows,
+                                             const Int8Options& options) {
+  auto c = Calibrate(spec, calib_windows, options);
+  if (!c.ok()) return c.status();
+  const ModelSpec& s = *spec;
+  Int8Description d;
+  d.layers = c->layers;
+  const size_t n_ops = 2 * NumRnn(s) + s.layers.size();
+  for (size_t id = 0; id < n_ops; ++id) {
+    QuantizedInput q;
+    const size_t n_rnn = NumRnn(s);
+    q.tensor = id < 2 * n_rnn ? absl::StrCat(s.arch == Arch::kGru ? "gru" : "lstm", "[", id / 2,
+                                             id % 2 == 0 ? "].x" : "].h")
+                              : absl::StrCat("layers[", id - 2 * n_rnn, "].input");
+    if (id < c->plan.ops.size() && c->plan.ops[id].int8) {
+      const internal::OpPlan& op = c->plan.ops[id];
+      q.int8 = true;
+      q.s16 = op.in.s16;
+      q.scale = op.in.scale;
+      q.zero_point = op.in.zero_point;
+    }
+    d.inputs.push_back(std::move(q));
+  }
+  d.cell_step = c->plan.c_step;
+  return d;
 }
 
 absl::StatusOr<std::vector<LayerSensitivity>> AnalyzeSensitivity(

@@ -71,7 +71,7 @@ std::string OrtDir() {
   return d != nullptr ? d : "";
 }
 
-TEST(OnnxExport, RefusesLstmNamingWhatIsSupported) {
+TEST(OnnxExport, UnrollsAnLstmWithQdqWhereTheRuntimeQuantizes) {
   const std::string dir = testing::TempDir("export_lstm");
   ImportOptions io;
   io.feature_names = {"ret_1", "ret_5", "spread", "imb_1", "flow"};
@@ -84,10 +84,45 @@ TEST(OnnxExport, RefusesLstmNamingWhatIsSupported) {
   std::ostringstream log;
   e.log = &log;
   auto r = RunExportOnnxQdq(e);
-  ASSERT_FALSE(r.ok());
-  EXPECT_THAT(r.status().message(), HasSubstr("is an LSTM"));
-  EXPECT_THAT(r.status().message(), HasSubstr("supports MLP artifacts only"));
-  EXPECT_FALSE(std::filesystem::exists(e.output_path));
+  ASSERT_TRUE(r.ok()) << r.status();
+  // Default plan: s16 model input (opset 21), u8 hidden states, FP32 head.
+  EXPECT_EQ(r->opset, 21);
+  ASSERT_EQ(r->layers.size(), 3u);
+  EXPECT_THAT(r->layers[0], HasSubstr("lstm[0]: x s16, h u8 QDQ"));
+  EXPECT_THAT(r->layers[1], HasSubstr("lstm[1]: x u8, h u8 QDQ"));
+  EXPECT_THAT(r->layers[2], HasSubstr("layers[0]: FP32"));
+  EXPECT_THAT(log.str(), HasSubstr("unrolled over " + std::to_string(spec->window) + " steps"));
+  EXPECT_TRUE(std::filesystem::exists(e.output_path));
+}
+
+TEST(DescribeInt8, ReportsThePlanTheRuntimeRuns) {
+  auto demo = LoadModelJson(std::string(QSIG_SOURCE_DIR) + "/models/demo_mlp.json");
+  ASSERT_TRUE(demo.ok()) << demo.status();
+  auto spec = std::make_shared<const ModelSpec>(*demo);
+  const std::vector<float> calib = Rows(*demo, 2000, 3);
+  auto d = DescribeInt8(spec, calib, Int8Options{});
+  ASSERT_TRUE(d.ok()) << d.status();
+  ASSERT_EQ(d->inputs.size(), 3u);
+  EXPECT_EQ(d->inputs[0].tensor, "layers[0].input");
+  EXPECT_TRUE(d->inputs[0].int8 && d->inputs[0].s16);   // s16 model input
+  EXPECT_TRUE(d->inputs[1].int8 && !d->inputs[1].s16);  // u8 hidden activation
+  EXPECT_GT(d->inputs[1].scale[0], 0.0f);
+  EXPECT_FALSE(d->inputs[2].int8);  // FP32 head
+  // The accuracy guard's choice is reported too: with a budget the all-INT8 model misses,
+  // DescribeInt8's plan keeps layers FP32 exactly where the calibrated runtime is "mixed".
+  Int8Options tight;
+  tight.fp32_head = false;
+  tight.max_rmse = 1e-4;
+  auto m = CalibrateInt8Model(spec, calib, tight);
+  ASSERT_TRUE(m.ok());
+  auto dt = DescribeInt8(spec, calib, tight);
+  ASSERT_TRUE(dt.ok());
+  EXPECT_EQ(std::string((*m)->precision()), "mixed");
+  EXPECT_TRUE(std::any_of(dt->layers.begin(), dt->layers.end(),
+                          [](Precision p) { return p == Precision::kFp32; }));
+  for (size_t i = 0; i < dt->layers.size(); ++i) {
+    EXPECT_EQ(dt->inputs[i].int8, dt->layers[i] != Precision::kFp32) << i;
+  }
 }
 
 TEST(OnnxExport, RefusesPerFeatureInputAndMissingArtifact) {
@@ -179,6 +214,23 @@ TEST(OnnxExportOrt, OnnxRuntimeMatchesQsigInt8) {
     tight.fp32_head = false;
     tight.max_rmse = 1e-4;
     cases.push_back({"demo_mlp, mixed plan from the accuracy guard", *demo, tight});
+    ImportOptions rio;
+    rio.feature_names = {"ret_1", "ret_5", "spread", "imb_1", "flow"};
+    auto lstm = ImportOnnx(testing::DataPath("lstm2_head.opset17.onnx"), rio);
+    ASSERT_TRUE(lstm.ok()) << lstm.status();
+    cases.push_back({"lstm2_head (2-layer LSTM), default plan", *lstm, Int8Options{}, 5e-3, 0.05});
+    Int8Options cell;
+    cell.cell_state = CellState::kS16;
+    cell.max_rmse = 0;
+    cases.push_back({"lstm2_head, s16 cell state", *lstm, cell, 5e-3, 0.05});
+    Int8Options lstm_u8;
+    lstm_u8.s16_input = false;
+    lstm_u8.fp32_head = false;
+    lstm_u8.max_rmse = 0;
+    cases.push_back({"lstm2_head, every tensor u8 (s16 head)", *lstm, lstm_u8, 5e-3, 0.05});
+    auto gru = ImportOnnx(testing::DataPath("gru_head.opset17.onnx"), ImportOptions{});
+    ASSERT_TRUE(gru.ok()) << gru.status();
+    cases.push_back({"gru_head, default plan", *gru, Int8Options{}, 5e-3, 0.05});
   }
   const std::string dir = testing::TempDir("export_ort");
   for (size_t c = 0; c < cases.size(); ++c) {
@@ -194,7 +246,7 @@ TEST(OnnxExportOrt, OnnxRuntimeMatchesQsigInt8) {
     auto sum = RunExportOnnxQdq(e);
     ASSERT_TRUE(sum.ok()) << sum.status();
     std::cout << k.label << "\n" << log.str();
-    if (c + 1 == cases.size()) {
+    if (k.label.find("mixed plan") != std::string::npos) {
       EXPECT_EQ(sum->int8_precision, "mixed");
     }
 
@@ -203,13 +255,15 @@ TEST(OnnxExportOrt, OnnxRuntimeMatchesQsigInt8) {
     auto int8 = BuildInt8Model(*art);
     ASSERT_TRUE(int8.ok()) << int8.status();
     const size_t n = 500;
-    const std::vector<float> x = Rows(spec, n, 7);
+    const size_t f = static_cast<size_t>(spec.input_size), T = static_cast<size_t>(spec.window);
+    const std::vector<float> x = Rows(spec, n * T, 7);
     std::vector<float> q(n), ws((*int8)->workspace_floats());
-    const size_t f = static_cast<size_t>(spec.input_size);
-    for (size_t i = 0; i < n; ++i) q[i] = (*int8)->Run({x.data() + i * f, f}, ws.data());
+    for (size_t i = 0; i < n; ++i) q[i] = (*int8)->Run({x.data() + i * T * f, T * f}, ws.data());
     const std::string inputs = dir + "/" + spec.name + ".inputs.json";
     {
-      nlohmann::json j = {{"input", "features"}, {"shape", {n, f}}, {"data", x}};
+      const nlohmann::json shape =
+          spec.arch == Arch::kMlp ? nlohmann::json({n, f}) : nlohmann::json({n, T, f});
+      nlohmann::json j = {{"input", "features"}, {"shape", shape}, {"data", x}};
       std::ofstream(inputs) << j.dump();
     }
     std::string why;

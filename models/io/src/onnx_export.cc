@@ -21,82 +21,6 @@
 namespace qsig::models::io {
 namespace {
 
-constexpr int kMaxS16Cols = 512;  // models/src/internal/kernels.h: s16 inputs up to 512 columns.
-constexpr size_t kPlanCheckWindows = 64;
-
-// One layer's precision as the qsig runtime runs it.
-enum class LayerMode { kFp32, kU8, kS16 };
-
-// The runtime's plan for `prec` (QuantizableLayers order, MLP: one entry per Linear layer) with
-// the default rules of models/src/int8_model.cc MakePlan: the model's input is s16 if
-// options.s16_input, an INT8 last layer with <= 16 outputs reads s16, up to 512 columns.
-std::vector<LayerMode> Modes(const ModelSpec& s, const Int8Options& o,
-                             const std::vector<Precision>& prec, bool explicit_plan) {
-  std::vector<LayerMode> m(prec.size(), LayerMode::kFp32);
-  for (size_t l = 0; l < prec.size(); ++l) {
-    if (prec[l] == Precision::kFp32) continue;
-    bool s16 = prec[l] == Precision::kInt8S16;
-    if (o.s16_input && l == 0) s16 = true;
-    if (!explicit_plan && l + 1 == prec.size() && s.layers.back().out <= 16) s16 = true;
-    m[l] = s16 && s.layers[l].in <= kMaxS16Cols ? LayerMode::kS16 : LayerMode::kU8;
-  }
-  return m;
-}
-
-// The per-layer precisions of the artifact's INT8 runtime. The default plan is derived from the
-// options; when the accuracy guard demoted layers (precision() "mixed"), the demotions are not
-// recorded, so they are found again: the guard demotes layers in AnalyzeSensitivity's order, so
-// each prefix of that order is rebuilt as an explicit plan and compared with the artifact's
-// runtime on the stored windows (bit-exact in one process).
-absl::StatusOr<std::vector<Precision>> RecoverPlan(const Artifact& a, const Model& int8) {
-  const ModelSpec& s = a.spec;
-  const Int8Options& o = a.calibration.options;
-  const std::vector<std::string> names = QuantizableLayers(s);
-  if (!o.layers.empty()) return o.layers;
-  std::vector<Precision> prec(names.size(), Precision::kInt8);
-  if (o.fp32_head && s.layers.back().out <= 16 && names.size() > 1) {
-    prec.back() = Precision::kFp32;
-  }
-  if (std::string(int8.precision()) != "mixed") return prec;
-  auto spec = std::make_shared<const ModelSpec>(s);
-  const size_t per = static_cast<size_t>(s.window) * s.input_size;
-  const std::vector<float>& w = a.calibration.windows;
-  const size_t n_all = w.size() / per;
-  const size_t stride = std::max<size_t>(1, n_all / 2000);  // As the guard samples them.
-  std::vector<float> eval;
-  for (size_t i = 0; i < n_all; i += stride) {
-    eval.insert(eval.end(), w.begin() + static_cast<std::ptrdiff_t>(i * per),
-                w.begin() + static_cast<std::ptrdiff_t>((i + 1) * per));
-  }
-  QSIG_ASSIGN_OR_RETURN(std::vector<LayerSensitivity> ranked, AnalyzeSensitivity(spec, w, eval, o));
-  const size_t check = std::min(n_all, kPlanCheckWindows);
-  std::vector<float> ref(check), ws(int8.workspace_floats());
-  for (size_t i = 0; i < check; ++i) ref[i] = int8.Run({w.data() + i * per, per}, ws.data());
-  for (const LayerSensitivity& ls : ranked) {
-    const size_t g =
-        static_cast<size_t>(std::find(names.begin(), names.end(), ls.layer) - names.begin());
-    if (g >= prec.size() || prec[g] == Precision::kFp32) continue;
-    prec[g] = Precision::kFp32;
-    // The explicit plan equal to the default plan with these demotions.
-    Int8Options e = o;
-    e.layers = prec;
-    e.max_rmse = 0;
-    if (prec.back() == Precision::kInt8 && s.layers.back().out <= 16) {
-      e.layers.back() = Precision::kInt8S16;
-    }
-    QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, CalibrateInt8Model(spec, w, e));
-    std::vector<float> ws2(m->workspace_floats());
-    bool same = true;
-    for (size_t i = 0; i < check && same; ++i) {
-      same = m->Run({w.data() + i * per, per}, ws2.data()) == ref[i];
-    }
-    if (same) return prec;
-  }
-  return absl::FailedPreconditionError(
-      "the artifact's mixed-precision plan (layers the accuracy guard kept FP32) could not be "
-      "recovered; re-quantize with an explicit plan (Int8Options::layers)");
-}
-
 // Smallest bf16 >= v for v > 0 (models/src/internal/kernels.h RoundUpToBf16): the runtime's
 // per-row weight scale.
 float RoundUpToBf16(float v) {
@@ -106,55 +30,6 @@ float RoundUpToBf16(float v) {
   float f;
   std::memcpy(&f, &u, sizeof f);
   return f;
-}
-
-// Per Linear layer, the observed extremes of its input over the calibration windows (layer 0:
-// the normalized features), from a plain FP32 pass: the runtime's s16 ranges are the extremes.
-std::vector<std::pair<float, float>> InputExtremes(const ModelSpec& s,
-                                                   const std::vector<float>& windows) {
-  std::vector<std::pair<float, float>> ext(s.layers.size(), {INFINITY, -INFINITY});
-  const size_t f = static_cast<size_t>(s.input_size);
-  std::vector<float> x, y;
-  for (size_t i = 0; (i + 1) * f <= windows.size(); ++i) {
-    x.assign(windows.begin() + static_cast<std::ptrdiff_t>(i * f),
-             windows.begin() + static_cast<std::ptrdiff_t>((i + 1) * f));
-    for (size_t k = 0; k < f; ++k) {
-      const float m = k < s.feature_mean.size() ? s.feature_mean[k] : 0.0f;
-      const float sd =
-          k < s.feature_std.size() && s.feature_std[k] != 0.0f ? s.feature_std[k] : 1.0f;
-      x[k] = (x[k] - m) / sd;
-    }
-    for (size_t l = 0; l < s.layers.size(); ++l) {
-      const LinearLayer& ly = s.layers[l];
-      for (float v : x) {
-        ext[l].first = std::min(ext[l].first, v);
-        ext[l].second = std::max(ext[l].second, v);
-      }
-      y.assign(static_cast<size_t>(ly.out), 0.0f);
-      for (int r = 0; r < ly.out; ++r) {
-        float acc = ly.bias.empty() ? 0.0f : ly.bias[static_cast<size_t>(r)];
-        for (int c = 0; c < ly.in; ++c) {
-          acc += ly.weight[static_cast<size_t>(r) * ly.in + c] * x[static_cast<size_t>(c)];
-        }
-        switch (ly.activation) {
-          case Activation::kRelu:
-            acc = std::max(acc, 0.0f);
-            break;
-          case Activation::kTanh:
-            acc = std::tanh(acc);
-            break;
-          case Activation::kSigmoid:
-            acc = 1.0f / (1.0f + std::exp(-acc));
-            break;
-          case Activation::kNone:
-            break;
-        }
-        y[static_cast<size_t>(r)] = acc;
-      }
-      x.swap(y);
-    }
-  }
-  return ext;
 }
 
 class GraphBuilder {
@@ -213,187 +88,306 @@ void SetValueInfo(onnx::ValueInfoProto* v, const std::string& name, int64_t cols
   tt->mutable_shape()->add_dim()->set_dim_value(cols);
 }
 
-}  // namespace
-
-absl::StatusOr<ExportSummary> RunExportOnnxQdq(const ExportOptions& o) {
-  std::ostream& log = o.log != nullptr ? *o.log : std::cout;
-  if (o.output_path.empty()) return absl::InvalidArgumentError("-o OUT.onnx is required");
-  QSIG_ASSIGN_OR_RETURN(Artifact a, ReadArtifact(o.artifact_path));
-  const ModelSpec& s = a.spec;
-  const Int8Options& opt = a.calibration.options;
-  if (s.arch != Arch::kMlp) {
-    return absl::UnimplementedError(absl::StrCat(
-        o.artifact_path, ": model '", s.name, "' is ", s.arch == Arch::kLstm ? "an LSTM" : "a GRU",
-        "; qsig export --onnx-qdq supports MLP artifacts only (Linear layers with Relu / Tanh / "
-        "Sigmoid / no activation, window 1, optional normalization); use qsig predict "
-        "--precision int8 to compare a recurrent model with another runtime"));
+// The QuantizeLinear / DequantizeLinear pair on `x` (u8 with `zp`, or symmetric s16), named
+// after `p`; returns the dequantized tensor's name.
+std::string AddQdq(GraphBuilder& b, const std::string& x, const std::string& p, bool s16,
+                   float scale, int32_t zp) {
+  const std::string xs = p + ".input_scale", xz = p + ".input_zero_point";
+  b.Floats(xs, {}, {scale});
+  if (s16) {
+    b.Raw<int16_t>(xz, onnx::TensorProto::INT16, {}, {0});
+  } else {
+    b.Raw<uint8_t>(xz, onnx::TensorProto::UINT8, {}, {static_cast<uint8_t>(zp)});
   }
-  if (opt.per_feature_input) {
-    return absl::UnimplementedError(absl::StrCat(
-        o.artifact_path,
-        ": the artifact quantizes the model's input per feature (quantize --per-channel); "
-        "qsig export --onnx-qdq supports per-tensor activations only: re-quantize without "
-        "--per-channel"));
-  }
-  QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> int8, BuildInt8Model(a));
-  QSIG_ASSIGN_OR_RETURN(std::vector<Precision> prec, RecoverPlan(a, *int8));
-  const std::vector<LayerMode> modes = Modes(s, opt, prec, !opt.layers.empty());
+  b.Node("QuantizeLinear", {x, xs, xz}, {p + ".input_q"});
+  b.Node("DequantizeLinear", {p + ".input_q", xs, xz}, {p + ".input_dq"});
+  return p + ".input_dq";
+}
 
-  ExportSummary sum;
-  sum.model_name = s.name;
-  sum.int8_precision = int8->precision();
-  sum.opset =
-      std::any_of(modes.begin(), modes.end(), [](LayerMode m) { return m == LayerMode::kS16; })
-          ? 21  // QuantizeLinear / DequantizeLinear with int16 from opset 21.
-          : 13;
-  onnx::ModelProto model;
-  model.set_ir_version(sum.opset >= 21 ? 10 : 7);
+// Per-channel s8 weights as the runtime holds them (models/src/runtime.cc MakeInt8Matmul): row r
+// of W * s_in quantized with the smallest bf16 scale sw >= max |W * s_in| / 127; the
+// dequantization scale of row r is then sw / s_in. (The artifact's int8_weights record uses an
+// f32 scale per row: the same grid up to that rounding.) Adds the initializers and the
+// DequantizeLinear (axis 0) whose output is `out`.
+void AddInt8Weight(GraphBuilder& b, const std::string& p, const std::vector<float>& w, int rows,
+                   int cols, float in_scale, const std::string& out) {
+  std::vector<int8_t> wq(static_cast<size_t>(rows) * cols);
+  std::vector<float> wscale(static_cast<size_t>(rows));
+  for (int rr = 0; rr < rows; ++rr) {
+    float amax = 0.0f;
+    for (int c = 0; c < cols; ++c) {
+      amax = std::max(amax, std::fabs(w[static_cast<size_t>(rr) * cols + c] * in_scale));
+    }
+    const float sw = amax > 0.0f ? RoundUpToBf16(amax / 127.0f) : 1.0f;
+    for (int c = 0; c < cols; ++c) {
+      const size_t i = static_cast<size_t>(rr) * cols + c;
+      const float v = quant::RoundHalfEven(w[i] * in_scale / sw);
+      wq[i] = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
+    }
+    wscale[static_cast<size_t>(rr)] = sw / in_scale;
+  }
+  b.Raw<int8_t>(p + "_q", onnx::TensorProto::INT8, {rows, cols}, wq);
+  b.Floats(p + "_scale", {rows}, wscale);
+  b.Raw<int8_t>(p + "_zero_point", onnx::TensorProto::INT8, {rows},
+                std::vector<int8_t>(static_cast<size_t>(rows), 0));
+  GraphBuilder::IntAttr(
+      b.Node("DequantizeLinear", {p + "_q", p + "_scale", p + "_zero_point"}, {out}), "axis", 0);
+}
+
+const char* ActivationOp(Activation a) {
+  return a == Activation::kRelu      ? "Relu"
+         : a == Activation::kTanh    ? "Tanh"
+         : a == Activation::kSigmoid ? "Sigmoid"
+                                     : nullptr;
+}
+
+// The first operation reads the normalized input x_n = (x - mean) / std. Where the runtime
+// reads it as s16 it quantizes x / std and folds the mean into the bias (models/src/runtime.cc
+// MakeInt8Matmul): the same here (Div, then the first bias gets -W mean / std), so both use
+// one grid. Otherwise Sub / Div. Broadcasts over the last axis, so [batch, features] and
+// [batch, window, features] alike. Returns whether the mean is to be folded.
+bool AddNormalization(const ModelSpec& s, const Int8Description& d, GraphBuilder& b, std::string* x,
+                      std::vector<float>* mean, std::vector<float>* sd) {
+  *mean = s.feature_mean;
+  *sd = s.feature_std;
+  mean->resize(static_cast<size_t>(s.input_size), 0.0f);
+  sd->resize(static_cast<size_t>(s.input_size), 1.0f);
+  bool normalize = false;
+  for (float m : *mean) normalize = normalize || m != 0.0f;
+  for (float& v : *sd) {
+    normalize = normalize || (v != 0.0f && v != 1.0f);
+    v = v != 0.0f ? v : 1.0f;  // As the runtime: a zero std divides by 1.
+  }
+  if (!normalize) return false;
+  const bool fold_mean = d.inputs[0].int8 && d.inputs[0].s16;
+  b.Floats("norm.std", {s.input_size}, *sd);
+  if (fold_mean) {
+    b.Node("Div", {*x, "norm.std"}, {"norm.out"});
+  } else {
+    b.Floats("norm.mean", {s.input_size}, *mean);
+    b.Node("Sub", {*x, "norm.mean"}, {"norm.centred"});
+    b.Node("Div", {"norm.centred", "norm.std"}, {"norm.out"});
+  }
+  *x = "norm.out";
+  return fold_mean;
+}
+
+// bias - W (mean / std): the constant the runtime folds into the first operation's bias.
+std::vector<float> FoldMean(const std::vector<float>& w, std::vector<float> bias, int rows,
+                            int cols, const std::vector<float>& mean,
+                            const std::vector<float>& sd) {
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < cols; ++c) {
+      const size_t k = static_cast<size_t>(c);
+      bias[static_cast<size_t>(r)] -= w[static_cast<size_t>(r) * cols + c] * (mean[k] / sd[k]);
+    }
+  }
+  return bias;
+}
+
+const char* ModeName(const QuantizedInput& q) { return q.int8 ? (q.s16 ? "s16" : "u8") : "FP32"; }
+
+// The Linear layers (an MLP, or the head of a recurrent model on its last hidden state), their
+// inputs QDQ'd as the runtime quantizes them (d.inputs[first_op + j]).
+void AddLinearStack(const ModelSpec& s, const Int8Description& d, size_t first_op, bool fold_mean,
+                    const std::vector<float>& mean, const std::vector<float>& sd, GraphBuilder& b,
+                    std::string* x, ExportSummary* sum) {
+  for (size_t j = 0; j < s.layers.size(); ++j) {
+    const LinearLayer& ly = s.layers[j];
+    const QuantizedInput& qi = d.inputs[first_op + j];
+    const std::string p = absl::StrCat("layers.", j), w = p + ".weight";
+    if (qi.int8) {
+      *x = AddQdq(b, *x, p, qi.s16, qi.scale[0], qi.zero_point[0]);
+      AddInt8Weight(b, w, ly.weight, ly.out, ly.in, qi.scale[0], w);
+    } else {
+      b.Floats(w, {ly.out, ly.in}, ly.weight);
+    }
+    b.Floats(p + ".bias", {ly.out},
+             first_op + j == 0 && fold_mean ? FoldMean(ly.weight, ly.bias, ly.out, ly.in, mean, sd)
+                                            : ly.bias);
+    GraphBuilder::IntAttr(b.Node("Gemm", {*x, w, p + ".bias"}, {p + ".out"}), "transB", 1);
+    *x = p + ".out";
+    if (const char* act = ActivationOp(ly.activation); act != nullptr) {
+      b.Node(act, {*x}, {p + ".act"});
+      *x = p + ".act";
+    }
+    sum->layers.push_back(qi.int8 ? absl::StrCat("layers[", j, "]: ", ModeName(qi),
+                                                 " input QDQ, per-channel s8 weights")
+                                  : absl::StrCat("layers[", j, "]: FP32"));
+  }
+}
+
+// Unrolls the recurrent layers (LSTM or GRU) over the window into plain ONNX ops, with
+// QuantizeLinear / DequantizeLinear exactly where the runtime quantizes (`d`): each layer's
+// input x_t, its hidden state h_{t-1} (for t >= 1: h_{-1} = 0 multiplies to exactly 0, so step 0
+// adds b_hh alone), and the LSTM cell state where it is kept on an s16 grid. `*x`: the
+// normalized [batch, window, input] sequence; on return, the last layer's last hidden state.
+void AddRecurrent(const ModelSpec& s, const Int8Description& d, bool fold_mean,
+                  const std::vector<float>& mean, const std::vector<float>& sd, GraphBuilder& b,
+                  std::string* x, ExportSummary* sum) {
+  const bool gru = s.arch == Arch::kGru;
+  const size_t n_rnn = gru ? s.gru.size() : s.lstm.size();
+  const int gates = gru ? 3 : 4;
+  const int T = s.window;
+  const char* key = gru ? "gru" : "lstm";
+  for (int t = 0; t < T; ++t) {
+    b.Raw<int64_t>(absl::StrCat("step.", t), onnx::TensorProto::INT64, {}, {t});
+  }
+  if (gru) b.Floats("one", {}, {1.0f});
+  std::vector<std::string> inputs;  // Layer l's x_t for every t (l > 0: the previous h_t).
+  for (size_t l = 0; l < n_rnn; ++l) {
+    const int H = gru ? s.gru[l].hidden_size : s.lstm[l].hidden_size;
+    const int I = gru ? s.gru[l].input_size : s.lstm[l].input_size;
+    const std::vector<float>& w_ih = gru ? s.gru[l].w_ih : s.lstm[l].w_ih;
+    const std::vector<float>& w_hh = gru ? s.gru[l].w_hh : s.lstm[l].w_hh;
+    const std::vector<float>& b_ih = gru ? s.gru[l].b_ih : s.lstm[l].b_ih;
+    const std::vector<float>& b_hh = gru ? s.gru[l].b_hh : s.lstm[l].b_hh;
+    const std::string p = absl::StrCat(key, ".", l);
+    const QuantizedInput& qx = d.inputs[2 * l];
+    const QuantizedInput& qh = d.inputs[2 * l + 1];
+    const int G = gates * H;
+    const std::string wih = p + ".w_ih", whh = p + ".w_hh";
+    if (qx.int8) {
+      AddInt8Weight(b, wih, w_ih, G, I, qx.scale[0], wih);
+    } else {
+      b.Floats(wih, {G, I}, w_ih);
+    }
+    if (qh.int8) {
+      AddInt8Weight(b, whh, w_hh, G, H, qh.scale[0], whh);
+    } else {
+      b.Floats(whh, {G, H}, w_hh);
+    }
+    b.Floats(p + ".b_ih", {G}, l == 0 && fold_mean ? FoldMean(w_ih, b_ih, G, I, mean, sd) : b_ih);
+    b.Floats(p + ".b_hh", {G}, b_hh);
+    // Split's sizes as an input (opset 13+; opset 18+ requires them or num_outputs).
+    b.Raw<int64_t>(p + ".split", onnx::TensorProto::INT64, {gates},
+                   std::vector<int64_t>(static_cast<size_t>(gates), H));
+    if (gru) {  // Step 0's W_hh h_{-1} + b_hh is b_hh alone: its three gate slices.
+      for (int k = 0; k < 3; ++k) {
+        b.Floats(absl::StrCat(p, ".b_hh", k), {H},
+                 std::vector<float>(b_hh.begin() + k * H, b_hh.begin() + (k + 1) * H));
+      }
+    }
+    std::vector<std::string> xs(static_cast<size_t>(T));
+    if (l == 0) {  // One QDQ on the whole sequence, then one step per Gather.
+      const std::string q =
+          qx.int8 ? AddQdq(b, *x, p + ".x", qx.s16, qx.scale[0], qx.zero_point[0]) : *x;
+      for (int t = 0; t < T; ++t) {
+        xs[static_cast<size_t>(t)] = absl::StrCat(p, ".x", t);
+        GraphBuilder::IntAttr(
+            b.Node("Gather", {q, absl::StrCat("step.", t)}, {xs[static_cast<size_t>(t)]}), "axis",
+            1);
+      }
+    } else {
+      for (int t = 0; t < T; ++t) {
+        xs[static_cast<size_t>(t)] =
+            qx.int8 ? AddQdq(b, inputs[static_cast<size_t>(t)], absl::StrCat(p, ".x", t), qx.s16,
+                             qx.scale[0], qx.zero_point[0])
+                    : inputs[static_cast<size_t>(t)];
+      }
+    }
+    const float c_step = !gru && l < d.cell_step.size() ? d.cell_step[l] : 0.0f;
+    if (c_step > 0.0f) {
+      b.Floats(p + ".c_scale", {}, {c_step});
+      b.Raw<int16_t>(p + ".c_zero_point", onnx::TensorProto::INT16, {}, {0});
+    }
+    std::vector<std::string> hs(static_cast<size_t>(T));
+    std::string h, c;
+    for (int t = 0; t < T; ++t) {
+      const std::string q = absl::StrCat(p, ".t", t);
+      GraphBuilder::IntAttr(
+          b.Node("Gemm", {xs[static_cast<size_t>(t)], wih, p + ".b_ih"}, {q + ".gx"}), "transB", 1);
+      std::string gh;
+      if (t > 0) {
+        const std::string hq =
+            qh.int8 ? AddQdq(b, h, q + ".h", qh.s16, qh.scale[0], qh.zero_point[0]) : h;
+        GraphBuilder::IntAttr(b.Node("Gemm", {hq, whh, p + ".b_hh"}, {q + ".gh"}), "transB", 1);
+        gh = q + ".gh";
+      }
+      if (!gru) {
+        b.Node("Add", {q + ".gx", t > 0 ? gh : p + ".b_hh"}, {q + ".gates"});
+        GraphBuilder::IntAttr(b.Node("Split", {q + ".gates", p + ".split"},
+                                     {q + ".gi", q + ".gf", q + ".gg", q + ".go"}),
+                              "axis", 1);
+        b.Node("Sigmoid", {q + ".gi"}, {q + ".i"});
+        b.Node("Sigmoid", {q + ".gf"}, {q + ".f"});
+        b.Node("Tanh", {q + ".gg"}, {q + ".g"});
+        b.Node("Sigmoid", {q + ".go"}, {q + ".o"});
+        b.Node("Mul", {q + ".i", q + ".g"}, {q + ".ig"});
+        std::string cn = q + ".ig";
+        if (t > 0) {
+          b.Node("Mul", {q + ".f", c}, {q + ".fc"});
+          b.Node("Add", {q + ".fc", q + ".ig"}, {q + ".c"});
+          cn = q + ".c";
+        }
+        if (c_step > 0.0f) {  // The runtime keeps c on its s16 grid.
+          b.Node("QuantizeLinear", {cn, p + ".c_scale", p + ".c_zero_point"}, {q + ".c_q"});
+          b.Node("DequantizeLinear", {q + ".c_q", p + ".c_scale", p + ".c_zero_point"},
+                 {q + ".c_dq"});
+          cn = q + ".c_dq";
+        }
+        c = cn;
+        b.Node("Tanh", {c}, {q + ".tc"});
+        b.Node("Mul", {q + ".o", q + ".tc"}, {q + ".h"});
+      } else {
+        GraphBuilder::IntAttr(
+            b.Node("Split", {q + ".gx", p + ".split"}, {q + ".xr", q + ".xz", q + ".xn"}), "axis",
+            1);
+        std::string hr = p + ".b_hh0", hz = p + ".b_hh1", hn = p + ".b_hh2";
+        if (t > 0) {
+          GraphBuilder::IntAttr(
+              b.Node("Split", {gh, p + ".split"}, {q + ".hr", q + ".hz", q + ".hn"}), "axis", 1);
+          hr = q + ".hr";
+          hz = q + ".hz";
+          hn = q + ".hn";
+        }
+        b.Node("Add", {q + ".xr", hr}, {q + ".ar"});
+        b.Node("Sigmoid", {q + ".ar"}, {q + ".r"});
+        b.Node("Add", {q + ".xz", hz}, {q + ".az"});
+        b.Node("Sigmoid", {q + ".az"}, {q + ".z"});
+        b.Node("Mul", {q + ".r", hn}, {q + ".rh"});
+        b.Node("Add", {q + ".xn", q + ".rh"}, {q + ".an"});
+        b.Node("Tanh", {q + ".an"}, {q + ".n"});
+        b.Node("Sub", {"one", q + ".z"}, {q + ".1mz"});
+        if (t > 0) {
+          b.Node("Mul", {q + ".1mz", q + ".n"}, {q + ".a"});
+          b.Node("Mul", {q + ".z", h}, {q + ".b"});
+          b.Node("Add", {q + ".a", q + ".b"}, {q + ".h"});
+        } else {
+          b.Node("Mul", {q + ".1mz", q + ".n"}, {q + ".h"});
+        }
+      }
+      h = q + ".h";
+      hs[static_cast<size_t>(t)] = h;
+    }
+    inputs = std::move(hs);
+    sum->layers.push_back(absl::StrCat(key, "[", l, "]: x ", ModeName(qx), ", h ", ModeName(qh),
+                                       qx.int8 || qh.int8 ? " QDQ, per-channel s8 weights" : "",
+                                       c_step > 0.0f ? ", cell state s16" : "", ", unrolled over ",
+                                       T, " steps"));
+  }
+  *x = inputs.back();
+}
+
+// The model proto's header: IR version and opset for `opset`, producer, provenance.
+onnx::GraphProto* StartModel(onnx::ModelProto& model, int opset, const Artifact& a,
+                             const std::string& artifact_path) {
+  model.set_ir_version(opset >= 21 ? 10 : 7);
   model.set_producer_name("qsig");
   model.set_producer_version(a.qsig_build);
-  model.set_doc_string(absl::StrCat("qsig export --onnx-qdq of ", o.artifact_path, " (sha256 ",
+  model.set_doc_string(absl::StrCat("qsig export --onnx-qdq of ", artifact_path, " (sha256 ",
                                     a.content_sha256, ")"));
   onnx::OperatorSetIdProto* os = model.add_opset_import();
   os->set_domain("");
-  os->set_version(sum.opset);
+  os->set_version(opset);
   onnx::GraphProto* g = model.mutable_graph();
-  g->set_name(s.name.empty() ? "qsig" : s.name);
-  SetValueInfo(g->add_input(), "features", s.input_size);
-  GraphBuilder b(g);
+  g->set_name(a.spec.name.empty() ? "qsig" : a.spec.name);
+  return g;
+}
 
-  std::string x = "features";
-  bool normalize = false;
-  for (size_t k = 0; k < s.feature_mean.size(); ++k) {
-    normalize = normalize || s.feature_mean[k] != 0.0f;
-  }
-  for (size_t k = 0; k < s.feature_std.size(); ++k) {
-    normalize = normalize || (s.feature_std[k] != 0.0f && s.feature_std[k] != 1.0f);
-  }
-  // Normalization. Where the first layer reads s16, the runtime quantizes x / std and folds
-  // the mean into the bias (models/src/runtime.cc MakeInt8Matmul): the same here (Div, then the
-  // bias gets -W mean / std), so both use one grid. Otherwise (x - mean) / std as Sub / Div.
-  const bool fold_mean = normalize && modes[0] == LayerMode::kS16;
-  std::vector<float> mean(s.feature_mean), sd(s.feature_std);
-  mean.resize(static_cast<size_t>(s.input_size), 0.0f);
-  sd.resize(static_cast<size_t>(s.input_size), 1.0f);
-  for (float& v : sd) v = v != 0.0f ? v : 1.0f;  // As the runtime: a zero std divides by 1.
-  if (normalize) {
-    b.Floats("norm.std", {s.input_size}, sd);
-    if (fold_mean) {
-      b.Node("Div", {x, "norm.std"}, {"norm.out"});
-    } else {
-      b.Floats("norm.mean", {s.input_size}, mean);
-      b.Node("Sub", {x, "norm.mean"}, {"norm.centred"});
-      b.Node("Div", {"norm.centred", "norm.std"}, {"norm.out"});
-    }
-    x = "norm.out";
-  }
-  auto range_of = [&a](const std::string& name) -> const ActivationRange* {
-    for (const ActivationRange& r : a.activation_ranges) {
-      if (r.tensor == name) return &r;
-    }
-    return nullptr;
-  };
-  const std::vector<std::pair<float, float>> ext = InputExtremes(s, a.calibration.windows);
-  for (size_t l = 0; l < s.layers.size(); ++l) {
-    const LinearLayer& ly = s.layers[l];
-    const std::string p = absl::StrCat("layers.", l);
-    const std::string name = absl::StrCat("layers[", l, "]");
-    std::string w = p + ".weight";
-    if (modes[l] == LayerMode::kFp32) {
-      b.Floats(w, {ly.out, ly.in}, ly.weight);
-      sum.layers.push_back(absl::StrCat(name, ": FP32"));
-    } else {
-      const ActivationRange* r = range_of(name + ".input");
-      if (r == nullptr) {
-        return absl::DataLossError(absl::StrCat(
-            o.artifact_path, ": ", name, " has no recorded activation range; re-quantize it"));
-      }
-      // The input's QDQ pair: u8 with the artifact's scale and zero point, or symmetric s16
-      // over the observed extremes with 2x headroom (layer 0 widened by max |mean / std|), as
-      // the runtime (models/src/int8_model.cc MakePlan).
-      const std::string xs = p + ".input_scale", xz = p + ".input_zero_point";
-      float in_scale = r->params.scale;
-      if (modes[l] == LayerMode::kS16) {
-        float amax = std::max(std::fabs(ext[l].first), std::fabs(ext[l].second));
-        if (!(amax > 0.0f) || !std::isfinite(amax)) amax = 1.0f;
-        if (l == 0) {
-          float off = 0.0f;
-          for (size_t k = 0; k < s.feature_mean.size(); ++k) {
-            const float sd =
-                k < s.feature_std.size() && s.feature_std[k] != 0.0f ? s.feature_std[k] : 1.0f;
-            off = std::max(off, std::fabs(s.feature_mean[k] / sd));
-          }
-          amax += off;
-        }
-        in_scale = 2.0f * amax / 32767.0f;
-        b.Floats(xs, {}, {in_scale});
-        b.Raw<int16_t>(xz, onnx::TensorProto::INT16, {}, {0});
-      } else {
-        b.Floats(xs, {}, {in_scale});
-        b.Raw<uint8_t>(xz, onnx::TensorProto::UINT8, {},
-                       {static_cast<uint8_t>(r->params.zero_point)});
-      }
-      b.Node("QuantizeLinear", {x, xs, xz}, {p + ".input_q"});
-      b.Node("DequantizeLinear", {p + ".input_q", xs, xz}, {p + ".input_dq"});
-      x = p + ".input_dq";
-      // Per-channel s8 weights as the runtime holds them (models/src/runtime.cc MakeInt8Matmul):
-      // row r of W * s_in quantized with the smallest bf16 scale sw >= max |W * s_in| / 127;
-      // the dequantization scale of row r is then sw / s_in. (The artifact's int8_weights
-      // record uses an f32 scale per row: the same grid up to that rounding.)
-      std::vector<int8_t> wq(static_cast<size_t>(ly.out) * ly.in);
-      std::vector<float> wscale(static_cast<size_t>(ly.out));
-      for (int rr = 0; rr < ly.out; ++rr) {
-        float amax = 0.0f;
-        for (int c = 0; c < ly.in; ++c) {
-          amax =
-              std::max(amax, std::fabs(ly.weight[static_cast<size_t>(rr) * ly.in + c] * in_scale));
-        }
-        const float sw = amax > 0.0f ? RoundUpToBf16(amax / 127.0f) : 1.0f;
-        for (int c = 0; c < ly.in; ++c) {
-          const size_t i = static_cast<size_t>(rr) * ly.in + c;
-          const float v = quant::RoundHalfEven(ly.weight[i] * in_scale / sw);
-          wq[i] = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
-        }
-        wscale[static_cast<size_t>(rr)] = sw / in_scale;
-      }
-      b.Raw<int8_t>(p + ".weight_q", onnx::TensorProto::INT8, {ly.out, ly.in}, wq);
-      b.Floats(p + ".weight_scale", {ly.out}, wscale);
-      b.Raw<int8_t>(p + ".weight_zero_point", onnx::TensorProto::INT8, {ly.out},
-                    std::vector<int8_t>(static_cast<size_t>(ly.out), 0));
-      GraphBuilder::IntAttr(
-          b.Node("DequantizeLinear",
-                 {p + ".weight_q", p + ".weight_scale", p + ".weight_zero_point"}, {w}),
-          "axis", 0);
-      sum.layers.push_back(absl::StrCat(name, ": ", modes[l] == LayerMode::kS16 ? "s16" : "u8",
-                                        " input QDQ, per-channel s8 weights"));
-    }
-    std::vector<float> bias = ly.bias;
-    if (l == 0 && fold_mean) {
-      for (int rr = 0; rr < ly.out; ++rr) {
-        for (int c = 0; c < ly.in; ++c) {
-          const size_t k = static_cast<size_t>(c);
-          bias[static_cast<size_t>(rr)] -=
-              ly.weight[static_cast<size_t>(rr) * ly.in + c] * (mean[k] / sd[k]);
-        }
-      }
-    }
-    b.Floats(p + ".bias", {ly.out}, bias);
-    const std::string y = p + ".out";
-    GraphBuilder::IntAttr(b.Node("Gemm", {x, w, p + ".bias"}, {y}), "transB", 1);
-    x = y;
-    const char* act = ly.activation == Activation::kRelu      ? "Relu"
-                      : ly.activation == Activation::kTanh    ? "Tanh"
-                      : ly.activation == Activation::kSigmoid ? "Sigmoid"
-                                                              : nullptr;
-    if (act != nullptr) {
-      b.Node(act, {x}, {p + ".act"});
-      x = p + ".act";
-    }
-  }
-  b.Node("Identity", {x}, {"signal"});
-  SetValueInfo(g->add_output(), "signal", s.layers.back().out);
-  sum.nodes = static_cast<size_t>(g->node_size());
-
+// Serializes `model` to o.output_path and logs the summary.
+absl::Status FinishModel(const onnx::ModelProto& model, const ExportOptions& o,
+                         const ExportSummary& sum, std::ostream& log) {
   std::string bytes;
   if (!model.SerializeToString(&bytes)) {
     return absl::InternalError(absl::StrCat(o.output_path, ": ONNX serialization failed"));
@@ -403,10 +397,66 @@ absl::StatusOr<ExportSummary> RunExportOnnxQdq(const ExportOptions& o) {
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     if (!out) return absl::DataLossError(absl::StrCat(o.output_path, ": write failed"));
   }
-  log << "export: " << s.name << " (" << sum.int8_precision << ") -> " << o.output_path
+  log << "export: " << sum.model_name << " (" << sum.int8_precision << ") -> " << o.output_path
       << ": QDQ ONNX, opset " << sum.opset << ", " << sum.nodes << " nodes, " << bytes.size()
       << " bytes\n";
   for (const std::string& l : sum.layers) log << "  " << l << "\n";
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ExportSummary> RunExportOnnxQdq(const ExportOptions& o) {
+  std::ostream& log = o.log != nullptr ? *o.log : std::cout;
+  if (o.output_path.empty()) return absl::InvalidArgumentError("-o OUT.onnx is required");
+  QSIG_ASSIGN_OR_RETURN(Artifact a, ReadArtifact(o.artifact_path));
+  const ModelSpec& s = a.spec;
+  const Int8Options& opt = a.calibration.options;
+  if (opt.per_feature_input) {
+    return absl::UnimplementedError(absl::StrCat(
+        o.artifact_path,
+        ": the artifact quantizes the model's input per feature (quantize --per-channel); "
+        "qsig export --onnx-qdq supports per-tensor activations only: re-quantize without "
+        "--per-channel"));
+  }
+  // The runtime the server would serve (verified against the artifact's reference outputs),
+  // and how it quantizes: the same calibration run again, accuracy guard included.
+  QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> int8, BuildInt8Model(a));
+  auto spec = std::make_shared<const ModelSpec>(s);
+  QSIG_ASSIGN_OR_RETURN(Int8Description d, DescribeInt8(spec, a.calibration.windows, opt));
+
+  ExportSummary sum;
+  sum.model_name = s.name;
+  sum.int8_precision = int8->precision();
+  const bool s16 =
+      std::any_of(d.inputs.begin(), d.inputs.end(),
+                  [](const QuantizedInput& q) { return q.int8 && q.s16; }) ||
+      std::any_of(d.cell_step.begin(), d.cell_step.end(), [](float c) { return c > 0.0f; });
+  sum.opset = s16 ? 21 : 13;  // QuantizeLinear / DequantizeLinear with int16 from opset 21.
+  onnx::ModelProto model;
+  onnx::GraphProto* g = StartModel(model, sum.opset, a, o.artifact_path);
+  onnx::ValueInfoProto* in = g->add_input();
+  in->set_name("features");
+  onnx::TypeProto_Tensor* tt = in->mutable_type()->mutable_tensor_type();
+  tt->set_elem_type(onnx::TensorProto::FLOAT);
+  tt->mutable_shape()->add_dim()->set_dim_param("batch");
+  if (s.arch != Arch::kMlp) tt->mutable_shape()->add_dim()->set_dim_value(s.window);
+  tt->mutable_shape()->add_dim()->set_dim_value(s.input_size);
+
+  GraphBuilder b(g);
+  std::string x = "features";
+  std::vector<float> mean, sd;
+  const bool fold_mean = AddNormalization(s, d, b, &x, &mean, &sd);
+  size_t first_linear = 0;
+  if (s.arch != Arch::kMlp) {
+    AddRecurrent(s, d, fold_mean, mean, sd, b, &x, &sum);
+    first_linear = 2 * (s.arch == Arch::kGru ? s.gru.size() : s.lstm.size());
+  }
+  AddLinearStack(s, d, first_linear, fold_mean, mean, sd, b, &x, &sum);
+  b.Node("Identity", {x}, {"signal"});
+  SetValueInfo(g->add_output(), "signal", s.layers.back().out);
+  sum.nodes = static_cast<size_t>(g->node_size());
+  QSIG_RETURN_IF_ERROR(FinishModel(model, o, sum, log));
   return sum;
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -222,6 +223,29 @@ std::vector<std::string> QuantizableLayers(const ModelSpec& spec);
 absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const ModelSpec> spec,
                                                           std::span<const float> calib_windows,
                                                           const Int8Options& options);
+
+// How the INT8 runtime that CalibrateInt8Model(spec, calib_windows, options) builds quantizes each
+// operation's input, for exporters (qsig export --onnx-qdq) and monitors (the same calibration,
+// accuracy guard included, run again: deterministic for the same arguments).
+struct QuantizedInput {
+  std::string tensor;  // "lstm[0].x", "lstm[0].h", "gru[1].x", "layers[2].input"
+  bool int8 = false;   // false: the operation runs in FP32 and its input is not quantized
+  bool s16 = false;    // symmetric s16 (zero point 0) instead of asymmetric u8
+  // One entry per tensor, or one per feature (the model's input with per_feature_input). The
+  // model's input (the first operation) is quantized after normalization: x_n = (x - mean) / std.
+  std::vector<float> scale;
+  std::vector<int32_t> zero_point;
+};
+struct Int8Description {
+  std::vector<Precision> layers;  // The plan per QuantizableLayers entry (after the guard).
+  // Per operation, in execution order: per recurrent layer its input x_t and hidden state
+  // h_{t-1}, then each Linear layer's input.
+  std::vector<QuantizedInput> inputs;
+  std::vector<float> cell_step;  // Per LSTM layer: the s16 grid step of c (0: FP32 cell state).
+};
+absl::StatusOr<Int8Description> DescribeInt8(std::shared_ptr<const ModelSpec> spec,
+                                             std::span<const float> calib_windows,
+                                             const Int8Options& options = {});
 
 // The error one layer adds when it alone is INT8 (every other layer FP32), measured against the
 // FP32 model on `eval_windows`: RMSE relative to the FP32 output's RMS, and sign agreement.

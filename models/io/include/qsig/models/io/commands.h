@@ -176,24 +176,24 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayCommandOptions& options);
 
 // qsig export --onnx-qdq MODEL.qsig -o OUT.onnx
 // Writes the artifact's INT8 model as a QDQ ONNX model that ONNX Runtime (or any QDQ-aware
-// runtime) runs: per INT8 Linear layer, QuantizeLinear / DequantizeLinear on its input (u8 with
-// the artifact's activation scale and zero point; symmetric s16 where the qsig runtime reads
-// s16, which needs opset 21, else the file is opset 13), per-channel s8 weights as an
-// initializer behind DequantizeLinear (axis 0), then Gemm (transB) and Relu / Tanh / Sigmoid.
-// Layers the runtime keeps FP32 (the FP32 head, or the layers a mixed-precision plan keeps) stay
-// FP32 Gemms; a "mixed" plan the accuracy guard chose is not recorded in the artifact, so it is
-// found again (sensitivity order, checked bit-exact against BuildInt8Model). Normalization:
-// Sub / Div before the first layer, or Div with the mean folded into the first bias where the
-// runtime does that (s16 input). Input "features" [batch, input_size] raw features, output
-// "signal" [batch, 1].
-// Supported: MLP artifacts (window 1). LSTM / GRU artifacts, and per-feature input quantization
-// (quantize --per-channel), are refused with a message saying what is supported.
-// The weights and activation grids are the runtime's (weights: per-row s8 of W * s_in with the
-// smallest bf16 scale sw >= max / 127, as models/src/runtime.cc, dequantized with sw / s_in;
-// they differ from the artifact's int8_weights record only by that scale rounding), so ONNX
-// Runtime 1.30 (CPU) matches the qsig INT8 runtime to float rounding (~1e-7 of the output RMS)
-// for the default plan; a u8 model input is within 0.1% RMSE / 0.5% max (8% max with
-// normalization) of the output RMS (tests/models_io/onnx_export_test.cc says why).
+// runtime) runs. Where and how it quantizes is read from the runtime itself (DescribeInt8 on the
+// artifact's calibration, the accuracy guard's mixed plan included): a QuantizeLinear /
+// DequantizeLinear pair on every tensor the runtime quantizes (u8 with its scale and zero
+// point, or symmetric s16, which needs opset 21, else the file is opset 13), per-channel s8
+// weights as the runtime holds them (row r of W * s_in on the smallest bf16 scale
+// sw >= max / 127, dequantized with sw / s_in) behind DequantizeLinear (axis 0), Gemm (transB),
+// Relu / Tanh / Sigmoid; FP32 layers stay FP32 Gemms. Normalization: Sub / Div, or Div with the
+// mean folded into the first bias where the runtime reads the input as s16.
+//   MLP: input "features" [batch, input_size].
+//   LSTM / GRU: input "features" [batch, window, input_size]; the recurrent layers are
+//   unrolled over the window into Gemm / Split / Sigmoid / Tanh / Mul / Add with QDQ on each
+//   x_t and h_{t-1} (and on the LSTM cell state when the artifact keeps it on an s16 grid), so
+//   the graph quantizes exactly where the runtime does (ONNX's LSTM op could not).
+// Output "signal" [batch, 1]. ONNX Runtime 1.30 (CPU) matches the qsig INT8 runtime to float
+// rounding (~1e-7 of the output RMS) on the default plans of the MLP, LSTM and GRU test models;
+// an all-u8 plan is within 0.25% RMSE / 5.4% max of the RMS (a u8 rounding tie broken the
+// other way moves a whole step; tests/models_io/onnx_export_test.cc).
+// Refused: per-feature input quantization (quantize --per-channel).
 struct ExportOptions {
   std::string artifact_path;    // --onnx-qdq: a .qsig artifact (ReadArtifact verifies it).
   std::string output_path;      // -o: the .onnx file.
