@@ -222,6 +222,26 @@ absl::StatusOr<ModelSpec> SpecFromJson(const json& doc) {
     QSIG_ASSIGN_OR_RETURN(ly.bias, GetFloats(o, "bias", p + ".bias"));
     spec.layers.push_back(std::move(ly));
   }
+  // Optional: one entry per quantizable layer, null or [min, max] (ModelSpec::input_ranges).
+  if (doc.contains("input_ranges")) {
+    const json& a = doc["input_ranges"];
+    if (!a.is_array()) {
+      return FieldError("input_ranges", absl::StrCat("must be an array, found ", JsonTypeName(a)));
+    }
+    for (size_t k = 0; k < a.size(); ++k) {
+      const std::string p = absl::StrCat("input_ranges[", k, "]");
+      SourceRange r;
+      if (!a[k].is_null()) {
+        if (!a[k].is_array() || a[k].size() != 2 || !a[k][0].is_number() || !a[k][1].is_number()) {
+          return FieldError(p, "must be null or [min, max]");
+        }
+        r.set = true;
+        r.min = a[k][0].get<float>();
+        r.max = a[k][1].get<float>();
+      }
+      spec.input_ranges.push_back(r);
+    }
+  }
   return spec;
 }
 

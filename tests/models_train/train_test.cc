@@ -191,7 +191,17 @@ TEST(Qat, ReportsPtqAndQatSideBySide) {
   auto base = LoadModelJson(t.output_path);
   ASSERT_TRUE(base.ok());
   EXPECT_NE(tuned->layers[0].weight, base->layers[0].weight);  // It was fine-tuned.
-  EXPECT_EQ(tuned->feature_mean, base->feature_mean);          // Normalization kept.
+  // QAT's frozen range of layers[1]'s input travels with the model (JSON input_ranges); the
+  // s16 model input and the FP32 head have none.
+  ASSERT_EQ(tuned->input_ranges.size(), 3u);
+  EXPECT_FALSE(tuned->input_ranges[0].set);
+  EXPECT_TRUE(tuned->input_ranges[1].set);
+  EXPECT_EQ(tuned->input_ranges[1].min, 0.0f);  // after a ReLU
+  EXPECT_GT(tuned->input_ranges[1].max, 0.0f);
+  EXPECT_FALSE(tuned->input_ranges[2].set);
+  ASSERT_EQ(r->source_ranges.size(), 1u);
+  EXPECT_THAT(r->source_ranges[0], HasSubstr("layers[1]"));
+  EXPECT_EQ(tuned->feature_mean, base->feature_mean);  // Normalization kept.
 }
 
 TEST(Qat, RefusesAModelWhoseFeaturesAreNotInTheFile) {
@@ -232,6 +242,7 @@ TEST(ModelJson, RoundTripsEveryFloatBitForBit) {
   };
   s.gru.push_back({3, 5, fill(45), fill(75), fill(15), fill(15)});
   s.layers.push_back({5, 1, fill(5), fill(1), Activation::kTanh});
+  s.input_ranges = {SourceRange{}, SourceRange{true, -0.1234567f, 2.5e-3f}};
   const std::string path = TempPath("rt.json");
   auto sha = io::WriteModelJson(s, path, R"({"note":"test"})");
   ASSERT_TRUE(sha.ok()) << sha.status();
@@ -242,6 +253,11 @@ TEST(ModelJson, RoundTripsEveryFloatBitForBit) {
   EXPECT_EQ(back->feature_std, s.feature_std);
   EXPECT_EQ(back->layers[0].activation, Activation::kTanh);
   EXPECT_EQ(back->window, 4);
+  ASSERT_EQ(back->input_ranges.size(), 2u);
+  EXPECT_FALSE(back->input_ranges[0].set);
+  EXPECT_TRUE(back->input_ranges[1].set);
+  EXPECT_EQ(back->input_ranges[1].min, -0.1234567f);
+  EXPECT_EQ(back->input_ranges[1].max, 2.5e-3f);
   // An invalid spec is refused, naming what is wrong.
   s.layers[0].in = 6;
   auto bad = io::WriteModelJson(s, path);

@@ -93,6 +93,13 @@ absl::StatusOr<std::string> ModelJson(const ModelSpec& spec, const std::string& 
                       {"bias", Floats(l.bias)}});
   }
   doc["layers"] = std::move(layers);
+  if (!spec.input_ranges.empty()) {
+    json ranges = json::array();
+    for (const SourceRange& r : spec.input_ranges) {
+      ranges.push_back(r.set ? json::array({Short(r.min), Short(r.max)}) : json(nullptr));
+    }
+    doc["input_ranges"] = std::move(ranges);
+  }
   if (!training_json.empty()) {
     json t = json::parse(training_json, nullptr, /*allow_exceptions=*/false);
     if (t.is_discarded() || !t.is_object()) {

@@ -297,6 +297,26 @@ class Net {
   }
   void set_observe(bool on) { observe_ = on; }
 
+  // The observers' ranges as ModelSpec::input_ranges (one per QuantizableLayers entry: a
+  // recurrent layer's input x_t, a Linear layer's input), so the INT8 runtime quantizes those
+  // tensors on the grids QAT trained with. Hidden states are always calibrated by the runtime.
+  std::vector<SourceRange> ObservedRanges() const {
+    const size_t n_rnn = rnn_.size();
+    std::vector<SourceRange> r(n_rnn + lin_.size());
+    for (size_t id = 0; id < act_.size(); ++id) {
+      if (id < 2 * n_rnn && id % 2 == 1) continue;  // h_{t-1}
+      const ActFakeQuant& a = act_[id];
+      if (!a.enabled || !a.seen) continue;
+      const float lo = std::min(a.lo, 0.0f), hi = std::max(a.hi, 0.0f);
+      if (!(lo < hi)) continue;
+      SourceRange& out = r[id < 2 * n_rnn ? id / 2 : id - n_rnn];
+      out.set = true;
+      out.min = lo;
+      out.max = hi;
+    }
+    return r;
+  }
+
   // x: [batch, window, input] raw features -> [batch].
   torch::Tensor Forward(const torch::Tensor& x) {
     torch::Tensor seq = (x - mean_) * inv_std_;
@@ -772,6 +792,16 @@ absl::StatusOr<QatReport> RunQat(const QatOptions& o) {
   }
   ModelSpec tuned = net.ToSpec();
   tuned.name = absl::StrCat(spec.name, "_qat");
+  // The frozen activation ranges travel with the model (ModelSpec::input_ranges, written to the
+  // JSON and to artifacts): the runtime then quantizes those tensors as QAT trained.
+  tuned.input_ranges = net.ObservedRanges();
+  for (size_t i = 0; i < tuned.input_ranges.size(); ++i) {
+    if (tuned.input_ranges[i].set) {
+      rep.source_ranges.push_back(absl::StrFormat("%s [%.6g, %.6g]", QuantizableLayers(tuned)[i],
+                                                  tuned.input_ranges[i].min,
+                                                  tuned.input_ranges[i].max));
+    }
+  }
   QSIG_RETURN_IF_ERROR(evaluate(tuned, rep.qat_fp32, rep.qat_int8));
 
   auto column = [](const QatColumn& c) {
@@ -800,6 +830,7 @@ absl::StatusOr<QatReport> RunQat(const QatOptions& o) {
   r["val_samples"] = rep.val_samples;
   r["calib_windows"] = rep.calib_windows;
   r["fake_quantized"] = rep.fake_quantized;
+  r["qat_input_ranges"] = rep.source_ranges;
   r["epochs_log"] = EpochsJson(rep.epochs);
   r["fp32"] = column(rep.fp32);
   r["ptq_int8"] = column(rep.ptq_int8);
@@ -837,6 +868,11 @@ absl::StatusOr<QatReport> RunQat(const QatOptions& o) {
   row(
       "sign agreement vs own FP32", [](const QatColumn& c) { return 100.0 * c.sign_agreement; },
       "%.2f%%");
+  if (!rep.source_ranges.empty()) {
+    log << "  QAT INT8 quantizes these inputs on QAT's frozen ranges (kept in the model):";
+    for (const std::string& r : rep.source_ranges) log << " " << r << ";";
+    log << "\n";
+  }
   log << absl::StrFormat("wrote %s (sha256 %s)\n", o.output_path, rep.sha256) << std::flush;
   return rep;
 }

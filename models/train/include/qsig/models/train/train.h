@@ -97,6 +97,10 @@ absl::StatusOr<TrainReport> RunTrain(const TrainOptions& options);
 // the rounding straight through (and are zero outside the clamping range). The observers stop
 // updating after `freeze_observers_after` epochs.
 //
+// The fine-tuned model keeps the observers' frozen ranges of the layer inputs it fake-quantized
+// (ModelSpec::input_ranges, in the JSON): the runtime quantizes those tensors on them rather than
+// recalibrating (hidden states are still calibrated).
+//
 // The report puts PTQ and QAT side by side on the same validation split, both measured on
 // qsig's own runtimes: the input model in FP32 and after post-training quantization
 // (CalibrateInt8Model with `method`, every layer INT8: the accuracy guard is off so the two
@@ -128,6 +132,9 @@ struct QatReport {
   size_t train_samples = 0, val_samples = 0, calib_windows = 0;
   std::vector<EpochLog> epochs;
   std::vector<std::string> fake_quantized;  // "layers[0].weight s8/channel", "lstm[0] h u8", ...
+  // The frozen observer ranges written into the model (ModelSpec::input_ranges), "layers[1]
+  // [0, 3.2]": the QAT INT8 column (and any artifact made from the model) quantizes on them.
+  std::vector<std::string> source_ranges;
   QatColumn fp32, ptq_int8, qat_fp32, qat_int8;
   std::string json;
 };
