@@ -22,21 +22,25 @@ const char* DriftKindName(DriftKind k) {
 DriftMonitor::DriftMonitor(std::string model, int n_features, const config::DriftConfig& config)
     : model_(std::move(model)), n_features_(n_features), config_(config) {}
 
-void DriftMonitor::SetBaseline(const std::vector<float>& windows, int window, int n_features) {
+void DriftMonitor::SetBaseline(const std::vector<float>& windows, int window, int n_features,
+                               const std::vector<float>& clip_lo,
+                               const std::vector<float>& clip_hi) {
   const size_t stride = static_cast<size_t>(window) * n_features;
   const size_t n = stride ? windows.size() / stride : 0;
   if (n < 2 || n_features != n_features_) return;
   mean_.assign(n_features, 0.0);
   std_.assign(n_features, 0.0);
-  min_.assign(n_features, INFINITY);
-  max_.assign(n_features, -INFINITY);
+  const bool clipped = clip_lo.size() == static_cast<size_t>(n_features) &&
+                       clip_hi.size() == static_cast<size_t>(n_features);
+  min_.assign(n_features, clipped ? 0.0f : -INFINITY);
+  max_.assign(n_features, clipped ? 0.0f : INFINITY);
+  if (clipped) {
+    std::copy(clip_lo.begin(), clip_lo.end(), min_.begin());
+    std::copy(clip_hi.begin(), clip_hi.end(), max_.begin());
+  }
   for (size_t i = 0; i < n; ++i) {
     const float* x = windows.data() + i * stride + (stride - n_features);
-    for (int f = 0; f < n_features; ++f) {
-      mean_[f] += x[f];
-      min_[f] = std::min(min_[f], x[f]);
-      max_[f] = std::max(max_[f], x[f]);
-    }
+    for (int f = 0; f < n_features; ++f) mean_[f] += x[f];
   }
   for (int f = 0; f < n_features; ++f) mean_[f] /= static_cast<double>(n);
   for (size_t i = 0; i < n; ++i) {

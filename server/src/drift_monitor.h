@@ -3,8 +3,9 @@
 // Three kinds, per model:
 //  - input drift: the recent inputs' per-feature mean moved, in units of the calibration set's
 //    standard deviation (the score is the largest over features);
-//  - saturation: the fraction of recent feature values outside the range the INT8 model was
-//    calibrated on (those values are clipped by static quantization);
+//  - saturation: the fraction of recent feature values outside the interval the INT8 model's
+//    input quantization represents (those values are clipped by static quantization; 0 when
+//    the model reads its input in FP32);
 //  - shadow divergence: INT8-vs-FP32 relative RMSE over the last evaluation interval.
 // An alarm is raised when its score crosses the threshold and cleared when it falls back below
 // 80% of it (hysteresis), with a log line each way.
@@ -27,8 +28,10 @@ class DriftMonitor {
  public:
   DriftMonitor(std::string model, int n_features, const config::DriftConfig& config);
 
-  // Baseline from the windows a calibration used: the last timestep of each window.
-  void SetBaseline(const std::vector<float>& windows, int window, int n_features);
+  // Baseline from the windows a calibration used (the last timestep of each window) and the
+  // installed model's input clip interval per feature (empty: the input is not quantized).
+  void SetBaseline(const std::vector<float>& windows, int window, int n_features,
+                   const std::vector<float>& clip_lo = {}, const std::vector<float>& clip_hi = {});
   bool has_baseline() const noexcept { return has_baseline_; }
 
   // Scores the recent windows (same layout) and the shadow relative RMSE (<0 = unknown);

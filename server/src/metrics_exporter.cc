@@ -272,8 +272,9 @@ class QsigCollector final : public prometheus::Collectable {
 
     auto dscore = Family("qsig_drift_score",
                          "Drift scores per model: input_drift (largest feature mean shift in "
-                         "calibration std devs), saturation (fraction of inputs outside the "
-                         "calibrated range), shadow_divergence (INT8-vs-FP32 relative RMSE).",
+                         "calibration std devs), saturation (fraction of inputs the INT8 model's "
+                         "input quantization clips), shadow_divergence (INT8-vs-FP32 relative "
+                         "RMSE).",
                          MetricType::Gauge);
     auto dalarm = Family("qsig_drift_alarm", "1 while a drift alarm is raised.", MetricType::Gauge);
     auto draised = Family("qsig_drift_alarms_total", "Drift alarms raised.", MetricType::Counter);

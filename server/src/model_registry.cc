@@ -199,6 +199,29 @@ models::Int8Options Int8OptionsFromConfig(const config::CalibrationConfig& c) {
   return o;
 }
 
+bool InputClipRange(const models::ModelSpec& spec, const models::QuantizedInput& q,
+                    std::vector<float>* lo, std::vector<float>* hi) {
+  if (!q.int8 || q.scale.empty()) return false;
+  const size_t n = static_cast<size_t>(spec.input_size);
+  lo->assign(n, 0.0f);
+  hi->assign(n, 0.0f);
+  for (size_t k = 0; k < n; ++k) {
+    const float sc = q.scale.size() > 1 ? q.scale[k] : q.scale[0];
+    const int32_t zp = q.zero_point.size() > 1 ? q.zero_point[k] : q.zero_point[0];
+    const float mean = k < spec.feature_mean.size() ? spec.feature_mean[k] : 0.0f;
+    float sd = k < spec.feature_std.size() ? spec.feature_std[k] : 1.0f;
+    if (sd == 0.0f) sd = 1.0f;
+    if (q.s16) {  // x / std on [-32767, 32767] steps (the mean is folded into the bias)
+      (*lo)[k] = -32767.0f * sc * sd;
+      (*hi)[k] = 32767.0f * sc * sd;
+    } else {  // (x - mean) / std on [0, 255] steps around the zero point
+      (*lo)[k] = mean + sd * static_cast<float>(0 - zp) * sc;
+      (*hi)[k] = mean + sd * static_cast<float>(255 - zp) * sc;
+    }
+  }
+  return true;
+}
+
 CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>& windows,
                                       const models::Int8Options& options,
                                       double max_relative_rmse) {
@@ -249,6 +272,13 @@ CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>&
     return r;
   }
   r.precision = (*candidate)->precision();
+  // How the installed model clips its input, for the saturation alarm: the same calibration
+  // described (cold path; deterministic for the same windows and options).
+  auto described = models::DescribeInt8(
+      base->spec, std::span<const float>(windows.data(), n_cal * stride), options);
+  if (described.ok() && !described->inputs.empty()) {
+    InputClipRange(*base->spec, described->inputs[0], &r.input_clip_lo, &r.input_clip_hi);
+  }
   r.version = slot.Install(std::shared_ptr<const models::Model>(std::move(*candidate)));
   r.installed = true;
   r.message = "installed";

@@ -41,7 +41,16 @@ struct CalibrationReport {
   bool installed = false;
   std::string precision;  // "int8" or "mixed" (some layers kept FP32 by the accuracy guard).
   std::string message;
+  // Per raw feature, the interval the installed INT8 model's input quantization represents
+  // (values outside are clipped); empty when the model reads its input in FP32.
+  std::vector<float> input_clip_lo, input_clip_hi;
 };
+
+// The clip interval of each raw feature under the INT8 model's input quantization `q` (see
+// models::DescribeInt8: s16 quantizes x / std, u8 quantizes (x - mean) / std). False (and
+// nothing written) when the input is not quantized.
+bool InputClipRange(const models::ModelSpec& spec, const models::QuantizedInput& q,
+                    std::vector<float>* lo, std::vector<float>* hi);
 
 class ModelSlot {
  public:

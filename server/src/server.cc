@@ -78,8 +78,8 @@ CalibrationReport Core::Recalibrate(size_t model, size_t max_samples) {
                           config.calibration.max_relative_rmse);
   (r.installed ? calibrations : calibration_rejections).fetch_add(1);
   if (r.installed) {
-    drift[model]->SetBaseline(windows, slots[model]->spec().window,
-                              slots[model]->spec().input_size);
+    drift[model]->SetBaseline(windows, slots[model]->spec().window, slots[model]->spec().input_size,
+                              r.input_clip_lo, r.input_clip_hi);
   }
   return r;
 }

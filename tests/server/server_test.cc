@@ -11,6 +11,7 @@
 #include "doorbell.h"
 #include "drift_monitor.h"
 #include "latency_histogram.h"
+#include "model_registry.h"
 #include "signal_bus.h"
 #include "signal_record.h"
 #include "symbol_table.h"
@@ -149,7 +150,9 @@ TEST(DriftMonitor, RaisesAndClearsEachKind) {
   DriftMonitor d("m", 4, cfg);
   d.Evaluate(Windows(100, 4, 0, 1, 1), 1, -1);  // No baseline yet: nothing happens.
   EXPECT_FALSE(d.alarm(DriftKind::kInputDrift));
-  d.SetBaseline(Windows(5000, 4, 0, 1, 2), 1, 4);
+  // The INT8 model's input represents [-3.5, 3.5] of every feature.
+  const std::vector<float> lo(4, -3.5f), hi(4, 3.5f);
+  d.SetBaseline(Windows(5000, 4, 0, 1, 2), 1, 4, lo, hi);
   ASSERT_TRUE(d.has_baseline());
 
   d.Evaluate(Windows(2000, 4, 0, 1, 3), 1, 0.01);
@@ -173,6 +176,41 @@ TEST(DriftMonitor, RaisesAndClearsEachKind) {
   EXPECT_FALSE(d.alarm(DriftKind::kShadowDivergence));
   d.Evaluate(Windows(2000, 4, -3, 1, 6), 1, 0.01);
   EXPECT_EQ(d.raised(DriftKind::kInputDrift), 2u);
+}
+
+TEST(DriftMonitor, NothingSaturatesWhereTheInputIsNotQuantized) {
+  config::DriftConfig cfg;
+  cfg.saturation_ratio = 0.01;
+  DriftMonitor d("m", 4, cfg);
+  d.SetBaseline(Windows(5000, 4, 0, 1, 2), 1, 4);  // FP32 input: no clip interval
+  d.Evaluate(Windows(2000, 4, 0, 30, 4), 1, -1);
+  EXPECT_EQ(d.score(DriftKind::kSaturation), 0.0);
+  EXPECT_FALSE(d.alarm(DriftKind::kSaturation));
+}
+
+TEST(InputClipRange, S16AndU8InRawFeatureUnits) {
+  models::ModelSpec s;
+  s.input_size = 2;
+  s.feature_mean = {10.0f, 0.0f};
+  s.feature_std = {2.0f, 0.0f};  // a zero std divides by 1
+  std::vector<float> lo, hi;
+  models::QuantizedInput fp32;
+  EXPECT_FALSE(InputClipRange(s, fp32, &lo, &hi));
+  models::QuantizedInput s16;
+  s16.int8 = s16.s16 = true;
+  s16.scale = {1e-4f};
+  s16.zero_point = {0};
+  ASSERT_TRUE(InputClipRange(s, s16, &lo, &hi));
+  EXPECT_FLOAT_EQ(hi[0], 32767 * 1e-4f * 2.0f);  // x / std on the s16 grid
+  EXPECT_FLOAT_EQ(lo[1], -32767 * 1e-4f);
+  models::QuantizedInput u8;
+  u8.int8 = true;
+  u8.scale = {0.02f};
+  u8.zero_point = {128};
+  ASSERT_TRUE(InputClipRange(s, u8, &lo, &hi));
+  EXPECT_FLOAT_EQ(lo[0], 10.0f + 2.0f * -128 * 0.02f);  // mean + std * (0 - zp) * scale
+  EXPECT_FLOAT_EQ(hi[0], 10.0f + 2.0f * 127 * 0.02f);
+  EXPECT_FLOAT_EQ(hi[1], 127 * 0.02f);
 }
 
 }  // namespace
