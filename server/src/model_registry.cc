@@ -93,10 +93,20 @@ size_t ModelSlot::retired() const {
   return retired_.size();
 }
 
+DriftBaseline BaselineFromArtifact(const models::io::Artifact& a) {
+  DriftBaseline b;
+  b.windows = a.calibration.windows;
+  auto d = models::DescribeInt8(std::make_shared<const models::ModelSpec>(a.spec),
+                                a.calibration.windows, a.calibration.options);
+  if (d.ok() && !d->inputs.empty()) InputClipRange(a.spec, d->inputs[0], &b.clip_lo, &b.clip_hi);
+  return b;
+}
+
 absl::StatusOr<std::vector<std::unique_ptr<ModelSlot>>> LoadModels(
-    const std::vector<config::ModelConfig>& configs,
-    const std::vector<std::string>& feature_names) {
+    const std::vector<config::ModelConfig>& configs, const std::vector<std::string>& feature_names,
+    std::vector<DriftBaseline>* baselines) {
   std::vector<std::unique_ptr<ModelSlot>> slots;
+  if (baselines != nullptr) baselines->assign(configs.size(), DriftBaseline{});
   for (const auto& mc : configs) {
     models::io::ImportOptions import;
     import.name = mc.name;
@@ -127,6 +137,8 @@ absl::StatusOr<std::vector<std::unique_ptr<ModelSlot>>> LoadModels(
             absl::StrCat("model '", mc.name, "': INT8 runtime needs more workspace than reserved"));
       }
       slot->Install(std::shared_ptr<const models::Model>(std::move(*int8)));
+      if (baselines != nullptr)
+        (*baselines)[slots.size()] = BaselineFromArtifact(*loaded->artifact);
     }
     slots.push_back(std::move(slot));
   }

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "qsig/config/config.h"
 #include "qsig/feeds/feature_vector.h"
+#include "qsig/models/io/artifact.h"
 #include "qsig/models/model.h"
 
 namespace qsig::server {
@@ -101,8 +102,17 @@ class ModelSlot {
 };
 
 // Loads every configured model; errors name the model and file.
+// The drift monitor's baseline for a model installed from a .qsig artifact: the calibration
+// windows it carries and the input clip interval of its INT8 runtime (InputClipRange).
+struct DriftBaseline {
+  std::vector<float> windows;
+  std::vector<float> clip_lo, clip_hi;
+};
+DriftBaseline BaselineFromArtifact(const models::io::Artifact& artifact);
+
 absl::StatusOr<std::vector<std::unique_ptr<ModelSlot>>> LoadModels(
-    const std::vector<config::ModelConfig>& configs, const std::vector<std::string>& feature_names);
+    const std::vector<config::ModelConfig>& configs, const std::vector<std::string>& feature_names,
+    std::vector<DriftBaseline>* baselines = nullptr);
 
 // Recent inputs per model, as ready-made windows, kept in bounded rings for calibration.
 // Thread-safety: all methods lock an internal mutex (cold path only).

@@ -110,6 +110,11 @@ absl::StatusOr<Core::ReloadResult> Core::Reload(size_t model, const std::string&
     int8 = std::move(*built);
   }
   auto version = slot.Replace(loaded->spec, int8);
+  if (version.ok() && loaded->artifact) {
+    const DriftBaseline b = BaselineFromArtifact(*loaded->artifact);
+    drift[model]->SetBaseline(b.windows, loaded->spec->window, loaded->spec->input_size, b.clip_lo,
+                              b.clip_hi);
+  }
   if (!version.ok()) {
     return absl::Status(
         version.status().code(),
@@ -161,7 +166,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
     return absl::InvalidArgumentError(
         absl::StrCat(config.path, ": models: at least one model is required"));
   }
-  auto slots = LoadModels(config.models, c.feature_names);
+  std::vector<DriftBaseline> baselines;
+  auto slots = LoadModels(config.models, c.feature_names, &baselines);
   if (!slots.ok()) return slots.status();
   c.slots = std::move(*slots);
   c.symbols = std::make_unique<SymbolTable>(c.max_locate);
@@ -178,8 +184,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
   c.bus = std::make_unique<SignalBus>(c.symbols.get(), outputs);
   c.store = std::make_unique<CalibrationStore>(c.slots, c.max_locate, n_features,
                                                config.calibration.samples);
-  for (const auto& slot : c.slots) {
-    c.drift.push_back(std::make_unique<DriftMonitor>(slot->name(), n_features, config.drift));
+  for (size_t m = 0; m < c.slots.size(); ++m) {
+    const ModelSlot& slot = *c.slots[m];
+    c.drift.push_back(std::make_unique<DriftMonitor>(slot.name(), n_features, config.drift));
+    if (!baselines[m].windows.empty()) {  // INT8 from an artifact: its calibration is the baseline
+      c.drift.back()->SetBaseline(baselines[m].windows, slot.spec().window, n_features,
+                                  baselines[m].clip_lo, baselines[m].clip_hi);
+    }
   }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }

@@ -1,6 +1,7 @@
 // .qsig artifacts: round trip, INT8 rebuild, and refusal of damaged or foreign files.
 #include "qsig/models/io/artifact.h"
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -141,6 +142,18 @@ TEST_F(ArtifactTest, RebuiltInt8ModelIsIdentical) {
   auto bad = BuildInt8Model(tampered);
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("calibration window 3"));
+  // An artifact from another qsig build whose kernels round the last bits differently still
+  // loads (an upgrade must not strand the artifacts a server runs) ...
+  Artifact other_build = *r;
+  other_build.qsig_build = "v0.0-other";
+  other_build.calibration.reference_outputs[2] =
+      std::nextafter(other_build.calibration.reference_outputs[2], 1e9f);
+  EXPECT_TRUE(BuildInt8Model(other_build).ok());
+  // ... but not a different model.
+  other_build.calibration.reference_outputs[3] += 0.5f;
+  bad = BuildInt8Model(other_build);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("tolerance"));
 }
 
 TEST_F(ArtifactTest, StoresAtMost4096WindowsSpreadOverTheSet) {
