@@ -12,10 +12,10 @@
 
 namespace qsig::models::io {
 
-// The JSON text of `spec` (ValidateSpec must accept it), input_ranges included when set. Every float is written with 9
-// significant digits, so LoadModelJson reads back the same float32 values bit for bit.
-// `training_json` (a JSON object's text, or "") is stored as the "training" member: provenance
-// for humans, ignored by the loader.
+// The JSON text of `spec` (ValidateSpec must accept it), input_ranges included when set. Every
+// float is written with 9 significant digits, so LoadModelJson reads back the same float32 values
+// bit for bit. `training_json` (a JSON object's text, or "") is stored as the "training" member:
+// provenance for humans, ignored by the loader.
 absl::StatusOr<std::string> ModelJson(const ModelSpec& spec, const std::string& training_json = "");
 
 // Writes ModelJson(spec, training_json) to `path` (through a temporary file renamed into place,
