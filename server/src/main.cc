@@ -190,6 +190,8 @@ int main(int argc, char** argv) try {
   quantize->add_flag("--per-channel", qo.per_channel,
                      "Per-feature input scales folded into the first layer");
   quantize->add_option("--report", qo.report_json, "Report JSON (default: OUT.report.json)");
+  quantize->add_flag("--no-source-ranges{false}", qo.source_ranges,
+                     "Recalibrate the layer-input ranges the model file carries (QDQ / qat)");
   quantize->add_option("--mixed", qo.mixed, "auto: choose a mixed-precision plan under --budget")
       ->check(CLI::IsMember({"auto", "off"}))
       ->capture_default_str();
@@ -218,6 +220,14 @@ int main(int argc, char** argv) try {
       ->required();
   export_cmd->add_option("-o,--output", eo.output_path, "ONNX file to write")->required();
 
+  qsig::models::io::InspectOptions io_inspect;
+  auto* inspect = app.add_subcommand(
+      "inspect", "What a model file is; for a .qsig artifact its provenance and verification");
+  inspect->add_option("model", io_inspect.model_path, "Model file")->required();
+  inspect->add_flag("--json", io_inspect.json, "Print JSON");
+  inspect->add_option("--window", io_inspect.import.window,
+                      "Timesteps of an imported recurrent model");
+
   // Listed for --help only: main() hands these over to qsig-torch before parsing.
   app.add_subcommand("train", "Train an MLP / LSTM / GRU with LibTorch (qsig train --help)");
   app.add_subcommand("qat", "Quantization-aware fine-tuning, PTQ vs QAT report (qsig qat --help)");
@@ -241,6 +251,14 @@ int main(int argc, char** argv) try {
     return 0;
   }
 
+  if (inspect->parsed()) {
+    auto r = qsig::models::io::RunInspect(io_inspect);
+    if (!r.ok()) {
+      std::fprintf(stderr, "qsig inspect: %s\n", std::string(r.status().message()).c_str());
+      return 1;
+    }
+    return r->artifact && !r->verified ? 1 : 0;
+  }
   if (predict->parsed()) {
     auto r = qsig::models::io::RunPredict(po);
     if (!r.ok()) {

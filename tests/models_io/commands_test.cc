@@ -17,6 +17,7 @@
 #include "nlohmann/json.hpp"
 #include "qsig/models/io/artifact.h"
 #include "qsig/models/io/loader.h"
+#include "qsig/models/io/model_json.h"
 #include "test_util.h"
 
 namespace qsig::models::io {
@@ -316,6 +317,67 @@ TEST_F(CommandsTest, MixedAutoMeetsTheBudgetAndTheArtifactKeepsThePlan) {
   bad = RunQuantize(q);
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("--budget"));
+}
+
+TEST_F(CommandsTest, InspectShowsProvenanceAndVerifiesTheArtifact) {
+  QuantizeCommandOptions q;
+  q.model_path = onnx_;
+  q.calib_csv = csv_.path;
+  q.output_path = dir_ + "/inspect.qsig";
+  q.import = import_;
+  std::ostringstream qlog;
+  q.log = &qlog;
+  ASSERT_TRUE(RunQuantize(q).ok());
+  InspectOptions i;
+  i.model_path = q.output_path;
+  std::ostringstream log;
+  i.log = &log;
+  auto r = RunInspect(i);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->artifact);
+  EXPECT_TRUE(r->verified) << r->verify_message;
+  EXPECT_THAT(log.str(), HasSubstr("LSTM(")) << log.str();
+  EXPECT_THAT(log.str(), HasSubstr("verified    rebuilds the validated INT8 runtime"));
+  EXPECT_THAT(log.str(), HasSubstr("from        " + onnx_));
+  const nlohmann::json j = nlohmann::json::parse(r->json);
+  EXPECT_EQ(j["calibration"]["method"], "percentile");
+  EXPECT_EQ(j["model"]["window"], spec_->window);
+  EXPECT_TRUE(j["verification"]["verified"].get<bool>());
+  // A plain model: no artifact section.
+  i.model_path = onnx_;
+  i.import = import_;
+  i.json = true;
+  auto plain = RunInspect(i);
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  EXPECT_FALSE(plain->artifact);
+  EXPECT_FALSE(nlohmann::json::parse(plain->json).contains("artifact"));
+  i.model_path = dir_ + "/missing.qsig";
+  EXPECT_FALSE(RunInspect(i).ok());
+}
+
+TEST_F(CommandsTest, QuantizeUsesOrIgnoresTheRangesTheModelCarries) {
+  ModelSpec with = *spec_;
+  with.input_ranges.assign(QuantizableLayers(with).size(), SourceRange{});
+  with.input_ranges[1] = SourceRange{true, -0.9f, 0.9f};  // lstm[1]'s input x_t
+  const std::string model = dir_ + "/ranged.json";
+  ASSERT_TRUE(WriteModelJson(with, model).ok());
+  QuantizeCommandOptions q;
+  q.model_path = model;
+  q.calib_csv = csv_.path;
+  q.output_path = dir_ + "/ranged.qsig";
+  std::ostringstream log;
+  q.log = &log;
+  auto used = RunQuantize(q);
+  ASSERT_TRUE(used.ok()) << used.status();
+  EXPECT_EQ(used->source_ranges_used, 1u);
+  EXPECT_THAT(log.str(), HasSubstr("1 layer input(s) quantized on the ranges the model file"));
+  q.source_ranges = false;
+  auto ignored = RunQuantize(q);
+  ASSERT_TRUE(ignored.ok()) << ignored.status();
+  EXPECT_EQ(ignored->source_ranges_used, 0u);
+  auto art = ReadArtifact(q.output_path);
+  ASSERT_TRUE(art.ok());
+  EXPECT_FALSE(art->calibration.options.use_source_ranges);
 }
 
 TEST_F(CommandsTest, RefusesBadMethodAndMissingFeatures) {

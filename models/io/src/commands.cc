@@ -15,6 +15,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "internal/eval.h"
 #include "internal/feature_csv.h"
 #include "internal/status.h"
@@ -320,6 +321,7 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
     return absl::InvalidArgumentError("holdout_fraction must be in (0, 1)");
   }
   QSIG_ASSIGN_OR_RETURN(Int8Options int8, MakeInt8Options(o.method, o.percentile, o.per_channel));
+  int8.use_source_ranges = o.source_ranges;
   QSIG_ASSIGN_OR_RETURN(LoadedModel lm, LoadAnyModel(o.model_path, o.import));
   QSIG_ASSIGN_OR_RETURN(FeatureTable t, internal::ReadFeatureCsv(o.calib_csv));
   std::string note;
@@ -390,6 +392,9 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
   rep.artifact_sha256 = art.content_sha256;
   rep.method = quant::CalibrationMethodName(int8.method);
   rep.per_channel_input = int8.per_feature_input;
+  if (int8.use_source_ranges) {
+    for (const SourceRange& r : lm.spec->input_ranges) rep.source_ranges_used += r.set ? 1 : 0;
+  }
   rep.rows = t.rows();
   rep.calib_windows_seen = calib_rows_all.size();
   rep.calib_windows_used = calib_rows.size();
@@ -480,6 +485,7 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
                       {"percentile", int8.percentile},
                       {"per_channel_weights", true},
                       {"per_channel_input", rep.per_channel_input},
+                      {"source_ranges_used", rep.source_ranges_used},
                       {"s16_input", int8.s16_input},
                       {"fp32_head", int8.fp32_head},
                       {"source", o.calib_csv},
@@ -553,6 +559,12 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
       rep.method, rep.per_channel_input ? " + per-channel input" : "", rep.calib_windows_used,
       rep.calib_windows_seen, split - 1, rep.calib_first_ts_ns, rep.calib_last_ts_ns, split,
       t.rows() - 1, rep.eval_windows, rep.labelled_eval_windows);
+  if (rep.source_ranges_used > 0) {
+    log << absl::StrFormat(
+        "  %zu layer input(s) quantized on the ranges the model file carries (QDQ scales or "
+        "qsig qat; --no-source-ranges recalibrates them)\n",
+        rep.source_ranges_used);
+  }
   log << absl::StrFormat("  %-34s %14s %14s\n", "", "FP32", "INT8");
   log << absl::StrFormat("  %-34s %14zu %14zu  (%.1f%%, %s)\n", "weight bytes",
                          rep.fp32_weight_bytes, rep.int8_weight_bytes,
@@ -728,6 +740,122 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayCommandOptions& o) {
         rep.fp32.sharpe_non_overlapping, rep.int8.sharpe_non_overlapping);
   }
   if (!o.report_json.empty()) log << "  report " << o.report_json << "\n";
+  return rep;
+}
+
+absl::StatusOr<InspectReport> RunInspect(const InspectOptions& o) {
+  std::ostream& log = o.log != nullptr ? *o.log : std::cout;
+  QSIG_ASSIGN_OR_RETURN(LoadedModel lm, LoadAnyModel(o.model_path, o.import));
+  const ModelSpec& s = *lm.spec;
+  InspectReport rep;
+  rep.format = lm.format;
+  rep.artifact = lm.artifact.has_value();
+  const std::vector<std::string> names = QuantizableLayers(s);
+  nlohmann::json j;
+  const char* arch = s.arch == Arch::kLstm ? "lstm" : s.arch == Arch::kGru ? "gru" : "mlp";
+  std::vector<std::string> shape;
+  for (const LstmLayer& l : s.lstm) shape.push_back(absl::StrCat("LSTM(", l.hidden_size, ")"));
+  for (const GruLayer& l : s.gru) shape.push_back(absl::StrCat("GRU(", l.hidden_size, ")"));
+  for (const LinearLayer& l : s.layers) {
+    shape.push_back(absl::StrCat("Linear(", l.in, "->", l.out,
+                                 l.activation == Activation::kRelu      ? ", relu"
+                                 : l.activation == Activation::kTanh    ? ", tanh"
+                                 : l.activation == Activation::kSigmoid ? ", sigmoid"
+                                                                        : "",
+                                 ")"));
+  }
+  bool normalized = false;
+  for (float m : s.feature_mean) normalized = normalized || m != 0.0f;
+  for (float v : s.feature_std) normalized = normalized || (v != 0.0f && v != 1.0f);
+  nlohmann::json ranges = nlohmann::json::object();
+  for (size_t i = 0; i < s.input_ranges.size() && i < names.size(); ++i) {
+    if (s.input_ranges[i].set) ranges[names[i]] = {s.input_ranges[i].min, s.input_ranges[i].max};
+  }
+  j["model"] = {{"path", o.model_path},
+                {"format", lm.format},
+                {"name", s.name},
+                {"arch", arch},
+                {"layers", shape},
+                {"input_size", s.input_size},
+                {"window", s.window},
+                {"feature_names", s.feature_names},
+                {"normalized", normalized},
+                {"input_ranges", ranges},
+                {"source_sha256", s.sha256},
+                {"fp32_weight_bytes", MakeFp32Model(lm.spec)->weight_bytes()}};
+  if (lm.artifact) {
+    const Artifact& a = *lm.artifact;
+    const Int8Options& io = a.calibration.options;
+    nlohmann::json plan = nlohmann::json::object();
+    for (size_t i = 0; i < io.layers.size() && i < names.size(); ++i) {
+      plan[names[i]] = PrecisionName(io.layers[i]);
+    }
+    nlohmann::json act = nlohmann::json::array();
+    for (const ActivationRange& r : a.activation_ranges) {
+      act.push_back({{"tensor", r.tensor},
+                     {"min", r.min},
+                     {"max", r.max},
+                     {"scale", r.params.scale},
+                     {"zero_point", r.params.zero_point}});
+    }
+    const size_t per = static_cast<size_t>(s.window) * s.input_size;
+    j["artifact"] = {{"format_version", a.format_version}, {"content_sha256", a.content_sha256},
+                     {"qsig_build", a.qsig_build},         {"created_unix_s", a.created_unix_s},
+                     {"source_path", a.source_path},       {"source_format", a.source_format}};
+    j["calibration"] = {{"method", quant::CalibrationMethodName(io.method)},
+                        {"percentile", io.percentile},
+                        {"s16_input", io.s16_input},
+                        {"fp32_head", io.fp32_head},
+                        {"per_feature_input", io.per_feature_input},
+                        {"use_source_ranges", io.use_source_ranges},
+                        {"max_rmse", io.max_rmse},
+                        {"cell_state", io.cell_state == CellState::kS16 ? "s16" : "fp32"},
+                        {"plan", plan.empty() ? nlohmann::json("default") : plan},
+                        {"windows_stored", per ? a.calibration.windows.size() / per : 0},
+                        {"windows_seen", a.calibration.windows_seen},
+                        {"first_ts_ns", a.calibration.first_ts_ns},
+                        {"last_ts_ns", a.calibration.last_ts_ns},
+                        {"source", a.calibration.source},
+                        {"reference_outputs", a.calibration.reference_outputs.size()},
+                        {"kernel_isa", a.calibration.kernel_isa}};
+    j["activation_ranges"] = act;
+    auto built = BuildInt8Model(a);
+    rep.verified = built.ok();
+    rep.verify_message =
+        built.ok()
+            ? absl::StrCat("rebuilds the validated INT8 runtime (", (*built)->precision(), ", ",
+                           (*built)->weight_bytes(), " weight bytes, kernels ", KernelIsa(), ")")
+            : std::string(built.status().message());
+    j["verification"] = {{"verified", rep.verified}, {"message", rep.verify_message}};
+  }
+  rep.json = j.dump(2);
+  if (o.json) {
+    log << rep.json << "\n";
+    return rep;
+  }
+  log << absl::StrFormat("%s: %s model '%s' (%s)\n", o.model_path, lm.format, s.name, arch);
+  log << "  layers      " << absl::StrJoin(shape, " -> ") << "\n";
+  log << absl::StrFormat("  input       %d features x window %d%s\n", s.input_size, s.window,
+                         normalized ? ", normalized" : "");
+  log << "  features    " << absl::StrJoin(s.feature_names, ",") << "\n";
+  log << "  source hash " << s.sha256 << "\n";
+  if (!ranges.empty()) log << "  input ranges carried by the file: " << ranges.dump() << "\n";
+  if (lm.artifact) {
+    const Artifact& a = *lm.artifact;
+    const auto& c = j["calibration"];
+    log << absl::StrFormat("  artifact    format v%u, sha256 %s, built by qsig %s\n",
+                           a.format_version, a.content_sha256, a.qsig_build);
+    log << absl::StrFormat("  from        %s (%s)\n", a.source_path, a.source_format);
+    log << absl::StrFormat(
+        "  calibration %s on %zu stored of %llu windows from %s, ts %lld..%lld, reference on %s\n",
+        c["method"].get<std::string>(), c["windows_stored"].get<size_t>(),
+        static_cast<unsigned long long>(a.calibration.windows_seen),
+        a.calibration.source.empty() ? "?" : a.calibration.source,
+        static_cast<long long>(a.calibration.first_ts_ns),
+        static_cast<long long>(a.calibration.last_ts_ns), a.calibration.kernel_isa);
+    log << "  plan        " << c["plan"].dump() << "\n";
+    log << "  " << (rep.verified ? "verified    " : "NOT VERIFIED ") << rep.verify_message << "\n";
+  }
   return rep;
 }
 

@@ -66,6 +66,9 @@ struct QuantizeCommandOptions {
   // "off" (default): the default plan with its accuracy guard (Int8Options::max_rmse).
   std::string mixed = "off";
   double budget = 0.01;
+  // --no-source-ranges: calibrate every tensor, ignoring input ranges the model file carries
+  // (ModelSpec::input_ranges from ONNX QDQ scales or `qsig qat`); Int8Options::use_source_ranges.
+  bool source_ranges = true;
   // The last `holdout_fraction` of the rows (by file order, i.e. time) is held out: never used for
   // calibration, only for the report.
   double holdout_fraction = 0.2;
@@ -109,7 +112,8 @@ struct QuantizeReport {
   std::vector<std::pair<std::string, std::string>> plan;
   std::vector<PlanStep> plan_search;
   bool budget_met = true;
-  std::string json;  // The report as written to report_json.
+  size_t source_ranges_used = 0;  // Layer inputs quantized on the model file's own ranges.
+  std::string json;               // The report as written to report_json.
 };
 
 absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& options);
@@ -173,6 +177,31 @@ struct ReplayReport {
 };
 
 absl::StatusOr<ReplayReport> RunReplay(const ReplayCommandOptions& options);
+
+// qsig inspect MODEL [--json]
+// What a model file is, without running it on data: format, architecture, features and
+// normalization, source hash; for a .qsig artifact also its provenance (format version, content
+// SHA-256, qsig build, creation time, source file and format), the calibration (method, options,
+// plan, windows stored and seen, their time span, kernel ISA of the reference outputs) and the
+// recorded activation ranges, and whether this build rebuilds the INT8 runtime the artifact
+// validated (BuildInt8Model). Fails only if the file cannot be loaded; a rebuild that fails is
+// reported (verified = false, with the reason).
+struct InspectOptions {
+  std::string model_path;
+  bool json = false;            // --json: print the JSON document instead of the table.
+  ImportOptions import;         // --window for an imported recurrent model.
+  std::ostream* log = nullptr;  // nullptr = std::cout.
+};
+
+struct InspectReport {
+  std::string format;
+  bool artifact = false;
+  bool verified = false;  // Artifacts: the INT8 runtime rebuilt and matched its reference.
+  std::string verify_message;
+  std::string json;
+};
+
+absl::StatusOr<InspectReport> RunInspect(const InspectOptions& options);
 
 // qsig export --onnx-qdq MODEL.qsig -o OUT.onnx
 // Writes the artifact's INT8 model as a QDQ ONNX model that ONNX Runtime (or any QDQ-aware
