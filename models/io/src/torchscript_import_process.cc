@@ -4,16 +4,19 @@
 // importer of torchscript_import.cc in its own process), which writes the model in qsig's JSON
 // format, and reads that back. Cold path only (model load): it forks and waits.
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -92,12 +95,30 @@ absl::StatusOr<ModelSpec> ImportTorchScript(const std::string& path, const Impor
     return absl::UnavailableError(
         absl::StrCat(path, ": cannot run ", tool, ": ", std::strerror(rc)));
   }
+  // A helper that hangs (a pathological file, a wedged LibTorch) must not hang the caller: the
+  // server may be loading a model. $QSIG_TORCH_TIMEOUT_S (default 120 s) bounds the wait.
+  double timeout_s = 120;
+  if (const char* t = std::getenv("QSIG_TORCH_TIMEOUT_S"); t != nullptr && *t != '\0') {
+    timeout_s = std::strtod(t, nullptr);
+    if (!(timeout_s > 0)) timeout_s = 120;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
   int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) {
+  for (;;) {
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) {
       return absl::UnavailableError(
           absl::StrCat(path, ": waiting for ", tool, ": ", std::strerror(errno)));
     }
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return absl::DeadlineExceededError(
+          absl::StrCat(path, ": ", tool, " did not finish importing within ", timeout_s,
+                       " s ($QSIG_TORCH_TIMEOUT_S); killed it"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
     // The helper prints one "qsig-torch import: <message>" line per error; pass it on.
