@@ -269,7 +269,11 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
         mr.Get("name", &m.name);
         mr.Get("path", &m.path);
         mr.Get("window", &m.window);
+        mr.Get("mode", &m.mode);
         mr.Finish();
+        if (st.ok() && m.mode != "window" && m.mode != "streaming")
+          mr.Fail(mr.Sub("mode"),
+                  absl::StrCat("is \"", m.mode, "\"; expected window or streaming"));
         if (st.ok() && (m.window < 0 || m.window > 4096))
           mr.Fail(mr.Sub("window"), "must be in 0..4096");
         if (st.ok() && m.name.empty()) mr.Fail(mr.Sub("name"), "required");

@@ -69,12 +69,21 @@ Worker::Worker(int id, const config::Config& config,
   window_.assign(static_cast<size_t>(max_window_) * n_features_, 0.0f);
   // INT8 and FP32 runtimes keep the same window-mode state layout; leave headroom anyway and
   // fall back to the stateless Run() for a model that needs more.
-  for (const auto& slot : *slots_) {
-    state_stride_ = std::max(state_stride_, slot->fp32().state_floats(models::Mode::kWindow));
+  for (size_t m = 0; m < n_models_; ++m) {
+    const models::Model& fp32 = (*slots_)[m]->fp32();
+    mode_.push_back(m < config.models.size() && config.models[m].mode == "streaming"
+                        ? models::Mode::kStreaming
+                        : models::Mode::kWindow);
+    state_stride_ = std::max({state_stride_, fp32.state_floats(models::Mode::kWindow),
+                              fp32.state_floats(models::Mode::kStreaming)});
   }
   state_stride_ = (state_stride_ * 2 + 63) / 64 * 64;
   state_.assign(n_loc * n_models_ * state_stride_, 0.0f);
   state_version_.assign(n_loc * n_models_, UINT64_MAX);
+  if (std::find(mode_.begin(), mode_.end(), models::Mode::kStreaming) != mode_.end()) {
+    shadow_state_.assign(n_loc * n_models_ * state_stride_, 0.0f);
+    shadow_state_version_.assign(n_loc * n_models_, UINT64_MAX);
+  }
   workspace_.assign(max_ws, 0.0f);
   primary_values_.assign(n_models_, 0.0f);
 }
@@ -141,6 +150,30 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
     }
   };
 
+  const auto tick_at = [&](uint64_t k) {  // The k-th tick of this instrument (from 0).
+    return std::span<const float>(hist + static_cast<size_t>(k % max_window_) * n_features_,
+                                  static_cast<size_t>(n_features_));
+  };
+  // One tick of `model` on the per-instrument `state` in `mode`; a state that belongs to another
+  // model version (a swap, or first use) first restarts from the last w - 1 ticks.
+  const auto advance = [&](const models::Model& model, models::Mode mode, float* state,
+                           uint64_t* version, uint64_t want, int w) noexcept {
+    if (*version != want) {
+      model.ResetState(mode, state);
+      for (uint64_t k = count - w; k + 1 < count; ++k) {
+        if (mode == models::Mode::kWindow) {
+          model.PushTick(tick_at(k), state, workspace_.data());
+        } else {
+          model.Step(tick_at(k), state, workspace_.data());
+        }
+      }
+      *version = want;
+    }
+    return mode == models::Mode::kWindow
+               ? model.PushTick(tick_at(count - 1), state, workspace_.data())
+               : model.Step(tick_at(count - 1), state, workspace_.data());
+  };
+
   const bool run_shadow = shadow_every_ > 0 && (ticks_++ % shadow_every_) == 0;
   for (size_t m = 0; m < n_models_; ++m) {
     const ModelSlot& slot = *(*slots_)[m];
@@ -149,27 +182,19 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
     const Installed* installed = slot.current();
     const size_t key = loc * n_models_ + m;
     const models::Model* int8 = installed->model.get();
+    const models::Mode mode = mode_[m];
+    // Window mode: the INT8 primary with cached projections (FP32 warm-up runs stateless).
+    // Streaming mode: whichever model serves, stepping its carried state.
+    const models::Model* stateful_model =
+        mode == models::Mode::kStreaming ? (int8 ? int8 : installed->fp32.get()) : int8;
     const bool stateful =
-        int8 != nullptr && int8->state_floats(models::Mode::kWindow) <= state_stride_;
+        stateful_model != nullptr && stateful_model->state_floats(mode) <= state_stride_;
 
     const int64_t t0 = feeds::MonotonicNanos();
     float value;
     if (stateful) {
-      float* st = state_.data() + key * state_stride_;
-      const auto tick_at = [&](uint64_t k) {  // The k-th tick of this instrument (from 0).
-        return std::span<const float>(hist + static_cast<size_t>(k % max_window_) * n_features_,
-                                      static_cast<size_t>(n_features_));
-      };
-      if (state_version_[key] != installed->version) {
-        // New model (or first use): rebuild its cached projections from the last w ticks;
-        // only the last push runs the recurrence.
-        int8->ResetState(models::Mode::kWindow, st);
-        for (uint64_t k = count - w; k + 1 < count; ++k) {
-          int8->PushTick(tick_at(k), st, workspace_.data());
-        }
-        state_version_[key] = installed->version;
-      }
-      value = int8->PushTick(tick_at(count - 1), st, workspace_.data());
+      value = advance(*stateful_model, mode, state_.data() + key * state_stride_,
+                      &state_version_[key], installed->version, w);
     } else {
       AssembleWindow(w);
       const models::Model& primary = int8 ? *int8 : *installed->fp32;
@@ -217,16 +242,30 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
   }
 
   // FP32 shadow, after every signal of this tick is out: it never delays the primary.
-  if (run_shadow) {
-    for (size_t m = 0; m < n_models_; ++m) {
+  // A streaming model's shadow steps every tick (its state must see every tick); the others
+  // run only on sampled ticks.
+  for (size_t m = 0; m < n_models_; ++m) {
+    const bool streaming = mode_[m] == models::Mode::kStreaming;
+    if (!run_shadow && !streaming) continue;
+    {
       const ModelSlot& slot = *(*slots_)[m];
       const int w = slot.spec().window;
       const Installed* installed = slot.current();
       if (!installed->model || count < static_cast<uint64_t>(w)) continue;
-      AssembleWindow(w);
-      const float ref = installed->fp32->Run(
-          std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
-          workspace_.data());
+      const size_t skey = loc * n_models_ + m;
+      float ref;
+      if (streaming) {
+        if (installed->fp32->state_floats(models::Mode::kStreaming) > state_stride_) continue;
+        ref = advance(*installed->fp32, models::Mode::kStreaming,
+                      shadow_state_.data() + skey * state_stride_, &shadow_state_version_[skey],
+                      installed->version, w);
+        if (!run_shadow) continue;
+      } else {
+        AssembleWindow(w);
+        ref = installed->fp32->Run(
+            std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
+            workspace_.data());
+      }
       if (!std::isfinite(ref)) continue;
       const double err = static_cast<double>(primary_values_[m]) - ref;
       ShadowStats& s = shadow_[m];

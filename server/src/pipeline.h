@@ -112,9 +112,15 @@ class Worker {
   // so a tick adds one projection instead of window() (Model::PushTick). Tagged with the model
   // version it belongs to; after a swap it is rebuilt from the history ring on the
   // instrument's next tick.
+  // A model in streaming mode (models[i].mode) keeps its recurrent state (h, c) here instead,
+  // carried from tick to tick; after a swap it restarts from the history ring's last window()
+  // ticks. Its FP32 shadow keeps its own streaming state (shadow_state_), advanced every tick.
   std::vector<float> state_;
   size_t state_stride_ = 0;
   std::vector<uint64_t> state_version_;
+  std::vector<models::Mode> mode_;  // Per model.
+  std::vector<float> shadow_state_;
+  std::vector<uint64_t> shadow_state_version_;
   // Scratch: one window and one model workspace sized for the largest model.
   std::vector<float> window_;
   std::vector<float> workspace_;

@@ -56,6 +56,7 @@ TEST(Config, BadValuesNameTheirKey) {
       {"models: [{name: a}]", "models[0].path"},
       {"models: [{name: a, path: x}, {name: a, path: y}]", "models[1].name"},
       {"models: [{name: a, path: x, extra: 1}]", "models[0].extra"},
+      {"models: [{name: a, path: x, mode: stateful}]", "models[0].mode"},
       {"shadow: {divergence_threshold: 0}", "shadow.divergence_threshold"},
       {"calibration: {warmup_samples: 100, samples: 50}", "calibration.samples"},
       {"feed: {busy_poll: maybe}", "feed.busy_poll"},

@@ -555,6 +555,56 @@ TEST(ServeModels, TorchScriptModelServesThroughTheQsigTorchHelper) {
   EXPECT_EQ(server.Terminate(), 0) << server.Log();
 }
 
+// models[i].mode: streaming: the LSTM steps once per tick with h and c carried per instrument.
+// Its INT8 primary and its FP32 shadow (which steps every tick too) must agree across the warm-up
+// and a recalibration swap (each restarts from the last window of ticks): a state that was not
+// carried, or reset against the wrong version, would show up as a large shadow divergence.
+TEST(ServeModels, StreamingModeCarriesStateAndTracksItsShadow) {
+  const std::string dir = ::testing::TempDir();
+  const int metrics_port = FreePort(), grpc_port = FreePort();
+  Child server(
+      {QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+       "models.1.mode=streaming", "--set", "grpc.listen=127.0.0.1:" + std::to_string(grpc_port),
+       "--set", "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
+       "console.status_interval_s=0", "--set", "calibration.warmup_samples=500", "--set",
+       "shadow.sample_every=7"},
+      dir + "qsig_stream_serve.log");
+  auto wait_for = [&](auto pred) {
+    std::map<std::string, double> m;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+      m = ParseMetrics(HttpGet(metrics_port, "/metrics"));
+      if (pred(m)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return m;
+  };
+  const std::string version = "qsig_model_version{model=\"lstm\"}";
+  const std::string shadow = "qsig_drift_score{model=\"lstm\",kind=\"shadow_divergence\"}";
+  auto m =
+      wait_for([&](auto& m) { return m.count(version) && m.at(version) >= 1 && m[shadow] > 0; });
+  ASSERT_GE(m[version], 1) << server.Log();
+  EXPECT_GT(m[shadow], 0) << server.Log();     // Measured ...
+  EXPECT_LT(m[shadow], 0.05) << server.Log();  // ... and INT8 tracks FP32 step by step.
+  EXPECT_EQ(m["qsig_invalid_signals_total"], 0);
+
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port),
+                                     grpc::InsecureChannelCredentials());
+  auto admin = v1::AdminService::NewStub(channel);
+  grpc::ClientContext ctx;
+  v1::RecalibrateRequest req;
+  req.set_model("lstm");
+  v1::RecalibrateResponse resp;
+  ASSERT_TRUE(admin->Recalibrate(&ctx, req, &resp).ok());
+  const double before = m[version];
+  m = wait_for([&](auto& m) { return m.count(version) && m.at(version) > before; });
+  ASSERT_GT(m[version], before) << server.Log();
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // A drift evaluation after the swap.
+  m = ParseMetrics(HttpGet(metrics_port, "/metrics"));
+  EXPECT_LT(m[shadow], 0.05) << server.Log();
+  EXPECT_EQ(server.Terminate(), 0) << server.Log();
+}
+
 TEST(ServeConfig, BadConfigExitsTwoNamingTheKey) {
   const std::string log = ::testing::TempDir() + "qsig_bad_config.log";
   Child c({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",

@@ -82,6 +82,10 @@ struct ModelConfig {
   std::string name;
   std::string path;  // .json, .onnx, .pt/.ts (TorchScript) or .qsig; relative to the config.
   int window = 0;    // Timesteps for an imported recurrent model (ONNX/TorchScript carry none).
+  // How a recurrent model runs per instrument: "window" (the output over the last `window`
+  // ticks, exactly as trained; cached input projections) or "streaming" (one recurrent step per
+  // tick, h and c carried from tick to tick: a stateful model, about 17x cheaper per tick).
+  std::string mode = "window";
 };
 
 struct WorkersConfig {
