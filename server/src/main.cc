@@ -109,7 +109,7 @@ int HandOverToTorchTool(int argc, char** argv) {
     return 1;
   }
   std::vector<char*> args(argv, argv + argc);
-  args[0] = const_cast<char*>(tool.c_str());
+  // argv[0] stays `qsig`, so usage lines read `qsig train ...`.
   args.push_back(nullptr);
   ::execv(tool.c_str(), args.data());
   std::fprintf(stderr, "qsig %s: cannot run %s: %s\n", argv[1], tool.c_str(), std::strerror(errno));
