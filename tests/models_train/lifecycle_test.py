@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """A researcher's path into production through the real `qsig` command, end to end:
 
-    qsig features -> qsig train -> qsig qat -> qsig quantize --mixed auto -> qsig predict
+    qsig features -> qsig train -> qsig qat -> qsig quantize --mixed auto -> qsig inspect
+        -> qsig predict
 
 plus the hand-over to the qsig-torch helper found beside qsig (no environment variable): a
 TorchScript model with an unsupported module is refused with qsig-torch's message.
@@ -69,6 +70,13 @@ def main():
         check(r["mixed_precision"]["budget_met"], "quantize --mixed auto meets a 1% budget")
         check(r["accuracy"]["sign_agreement"] > 0.98,
               f"INT8 artifact agrees in sign with FP32 ({r['accuracy']['sign_agreement']:.4f})")
+
+        out = run([qsig, "inspect", art])
+        check("verified    rebuilds the validated INT8 runtime" in out and "LSTM(16)" in out,
+              "qsig inspect shows the artifact's plan and verifies it")
+        meta = json.loads(run([qsig, "inspect", art, "--json"]))
+        check(meta["artifact"]["source_path"] == tuned and meta["verification"]["verified"],
+              "qsig inspect --json records where the artifact came from")
 
         pred = os.path.join(d, "pred.csv")
         out = run([qsig, "predict", "--model", art, "--input", feat, "--precision", "int8",
