@@ -59,7 +59,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> BuildRuntime(std::shared_ptr<const Mode
       const bool first = l == 0;
       r.ih = MakeInt8Matmul(w_ih, g, in, plan.ops[2 * l].in,
                             first ? s.feature_mean : std::vector<float>{},
-                            first ? s.feature_std : std::vector<float>{}, &fold);
+                            first ? s.feature_std : std::vector<float>{}, &fold, plan.w_max);
       AddInto(r.bias_x, fold);
       any_int8 = true;
     } else {
@@ -68,7 +68,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> BuildRuntime(std::shared_ptr<const Mode
     }
     if (int8_op(2 * l + 1)) {
       std::vector<float> fold;
-      r.hh = MakeInt8Matmul(w_hh, g, hid, plan.ops[2 * l + 1].in, {}, {}, &fold);
+      r.hh = MakeInt8Matmul(w_hh, g, hid, plan.ops[2 * l + 1].in, {}, {}, &fold, plan.w_max);
       AddInto(is_gru ? r.bias_h : r.bias_x, fold);
       any_int8 = true;
     } else {
@@ -90,7 +90,7 @@ absl::StatusOr<std::unique_ptr<Runtime>> BuildRuntime(std::shared_ptr<const Mode
       const bool first = n_rnn == 0 && k == 0;
       h.w = MakeInt8Matmul(ly.weight, ly.out, ly.in, plan.ops[id].in,
                            first ? s.feature_mean : std::vector<float>{},
-                           first ? s.feature_std : std::vector<float>{}, &fold);
+                           first ? s.feature_std : std::vector<float>{}, &fold, plan.w_max);
       h.bias.resize(static_cast<size_t>(h.w.rows_pad()));
       for (int r = 0; r < ly.out; ++r) {
         h.bias[static_cast<size_t>(r)] =

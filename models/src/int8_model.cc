@@ -142,6 +142,7 @@ absl::StatusOr<QuantPlan> MakePlan(const ModelSpec& s, const Stats& st, const In
   QuantPlan plan;
   plan.ops.resize(2 * n_rnn + s.layers.size());
   plan.c_step.assign(n_rnn, 0.0f);
+  plan.w_max = o.reduce_range ? quant::kS8ReduceRangeMax : quant::kS8Max;
   for (size_t id = 0; id < plan.ops.size(); ++id) {
     const size_t group = id < 2 * n_rnn ? id / 2 : id - n_rnn;
     if (prec[group] == Precision::kFp32) continue;

@@ -1,5 +1,6 @@
 // AVX2 + FMA kernels (Haswell and later, Zen 1 and later): the 256-bit kernels of
-// kernels_ymm.inc with vpmaddubsw on split activations for u8 x s8 (exact for any s8 weights).
+// kernels_ymm.inc with vpmaddubsw on split activations for u8 x s8 (exact for any s8 weights),
+// or on the activations as they are for 7-bit weights (Int8Options::reduce_range).
 // Compiled with per-file ISA flags (models/CMakeLists.txt); chosen at run time only when cpuid
 // and the OS allow them.
 #include <immintrin.h>

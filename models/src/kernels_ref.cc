@@ -206,7 +206,9 @@ PackedS8 PackS8(const int8_t* q, int rows, int cols) {
   const int groups = p.cols_pad / 4, blocks = p.rows_pad / kRowBlock;
   for (int r = 0; r < rows; ++r) {
     for (int c = 0; c < cols; ++c) {
-      p.data[S8Offset(r, c, groups, blocks)] = q[static_cast<size_t>(r) * cols + c];
+      const int8_t v = q[static_cast<size_t>(r) * cols + c];
+      p.data[S8Offset(r, c, groups, blocks)] = v;
+      p.max_abs = std::max(p.max_abs, std::abs(static_cast<int>(v)));
     }
   }
   return p;

@@ -42,7 +42,7 @@ MatmulOp MakeFp32Matmul(const std::vector<float>& w, int rows, int cols) {
 
 MatmulOp MakeInt8Matmul(const std::vector<float>& w, int rows, int cols, const InputQuant& in,
                         const std::vector<float>& fold_mean, const std::vector<float>& fold_std,
-                        std::vector<float>* bias_fold) {
+                        std::vector<float>* bias_fold, int w_max) {
   MatmulOp op;
   op.rows = rows;
   op.cols = cols;
@@ -55,8 +55,10 @@ MatmulOp MakeInt8Matmul(const std::vector<float>& w, int rows, int cols, const I
   auto zp = [&in](int k) {
     return in.zero_point.size() > 1 ? in.zero_point[static_cast<size_t>(k)] : in.zero_point[0];
   };
-  // W'[r,k] = W[r,k] * s_k, quantized per row: q = clamp(round(W' / sw), -127, 127), with sw the
-  // smallest bf16 >= max|W'| / 127 (so the stored bf16 scale is exact).
+  // W'[r,k] = W[r,k] * s_k, quantized per row: q = clamp(round(W' / sw), -w_max, w_max), with sw
+  // the smallest bf16 >= max|W'| / w_max (so the stored bf16 scale is exact); w_max = 127, or 63
+  // with reduce_range.
+  const float qmax = static_cast<float>(w_max);
   std::vector<int8_t> q(static_cast<size_t>(rows) * cols);
   std::vector<uint16_t> scales(static_cast<size_t>(rows));
   bias_fold->assign(static_cast<size_t>(rows), 0.0f);
@@ -65,11 +67,11 @@ MatmulOp MakeInt8Matmul(const std::vector<float>& w, int rows, int cols, const I
     for (int k = 0; k < cols; ++k) {
       amax = std::max(amax, std::fabs(w[static_cast<size_t>(r) * cols + k] * sc(k)));
     }
-    const float sw = amax > 0.0f ? RoundUpToBf16(amax / 127.0f) : 1.0f;
+    const float sw = amax > 0.0f ? RoundUpToBf16(amax / qmax) : 1.0f;
     int64_t comp = 0;
     for (int k = 0; k < cols; ++k) {
       const float v = quant::RoundHalfEven(w[static_cast<size_t>(r) * cols + k] * sc(k) / sw);
-      const int32_t qi = static_cast<int32_t>(std::clamp(v, -127.0f, 127.0f));
+      const int32_t qi = static_cast<int32_t>(std::clamp(v, -qmax, qmax));
       q[static_cast<size_t>(r) * cols + k] = static_cast<int8_t>(qi);
       comp += static_cast<int64_t>(qi) * zp(k);
     }

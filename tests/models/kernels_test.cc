@@ -56,96 +56,116 @@ const std::vector<int> kRows = {1,  2,  3,  5,  7,   8,   15,  16,  17,
                                 31, 33, 63, 65, 127, 129, 257, 300, 515};
 const std::vector<int> kCols = {1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 33, 63, 65, 127, 129, 512, 515};
 
-// Full-range weights with a share of the extremes (+-127: the pairs that would saturate a naive
-// vpmaddubsw), activations likewise (0 and 255).
-std::vector<int8_t> Weights(testing::Rng& rng, int rows, int cols, bool extreme) {
+// Weights over [-wmax, wmax] with a share of the extremes (+-127: the pairs that would saturate a
+// naive vpmaddubsw; +-63, 7-bit weights, and +-64, the largest the AVX2 kernels take unsplit:
+// the pairs that come closest to saturating it), activations likewise (0 and 255).
+std::vector<int8_t> Weights(testing::Rng& rng, int rows, int cols, bool extreme, int wmax) {
   std::vector<int8_t> w(static_cast<size_t>(rows) * cols);
   for (auto& v : w) {
     const uint64_t u = rng.Next();
     if (extreme || u % 4 == 0) {
-      v = (u >> 8) % 2 ? 127 : -127;
+      v = static_cast<int8_t>((u >> 8) % 2 ? wmax : -wmax);
     } else {
-      v = static_cast<int8_t>(static_cast<int>((u >> 8) % 255) - 127);
+      v = static_cast<int8_t>(static_cast<int>((u >> 8) % (2 * wmax + 1)) - wmax);
     }
   }
   return w;
 }
 
+TEST(PackS8, RecordsMaxAbs) {
+  const std::vector<int8_t> w = {3, -63, 0, 12, 63, -5};
+  EXPECT_EQ(internal::PackS8(w.data(), 2, 3).max_abs, 63);
+  const std::vector<int8_t> w8 = {3, -63, 0, 12, 63, -128};
+  EXPECT_EQ(internal::PackS8(w8.data(), 3, 2).max_abs, 128);
+}
+
+// wmax 127: 8-bit weights (the AVX2 kernels split the activations); 63: 7-bit weights
+// (Int8Options::reduce_range; AVX2 multiplies the activations as they are), and 64, the bound
+// of that path (internal::kMaddubsExactMax), in the extreme case only.
 TEST_P(KernelVariant, IntegerResultsEqualReference) {
   const Kernels* fast = Get();
   QSIG_SKIP_IF_ABSENT(fast);
   const Kernels& ref = internal::RefKernels();
   testing::Rng rng(42);
-  for (int rows : kRows) {
-    for (int cols : kCols) {
-      for (bool extreme : {false, true}) {
-        SCOPED_TRACE(::testing::Message() << rows << "x" << cols << (extreme ? " extreme" : ""));
-        if (extreme && rows * cols > 20000) continue;
-        const std::vector<int8_t> w = Weights(rng, rows, cols, extreme);
-        internal::PackedS8 p = internal::PackS8(w.data(), rows, cols);
-        // Scales as the quantizer makes them (bf16 values, not powers of two: a product that
-        // rounds, so an FMA contraction of float(acc) * scale + add would show).
-        for (int r = 0; r < p.rows_pad; ++r) {
-          const float s = internal::RoundUpToBf16(static_cast<float>(rng.Uniform(1e-4, 0.1)));
-          p.scales[static_cast<size_t>(r)] = internal::FloatToBf16Truncate(s);
-        }
-        constexpr int kN = 5;
-        const size_t ld = static_cast<size_t>(p.cols_pad) + 4;  // strides that are not cols_pad
-        std::vector<float> x(static_cast<size_t>(cols) * kN);
-        for (auto& v : x) v = static_cast<float>(rng.Uniform(-12.0, 12.0));
-        if (cols >= 3) {  // NaN, infinities and exact halves in the first vector
-          x[0] = std::numeric_limits<float>::quiet_NaN();
-          x[1] = std::numeric_limits<float>::infinity();
-          x[2] = -std::numeric_limits<float>::infinity();
-        }
-        std::vector<float> qa(static_cast<size_t>(cols)), qb(static_cast<size_t>(cols));
-        for (int k = 0; k < cols; ++k) {
-          qa[static_cast<size_t>(k)] = static_cast<float>(rng.Uniform(1.0, 30.0));
-          qb[static_cast<size_t>(k)] = static_cast<float>(static_cast<int>(rng.Next() % 256));
-        }
-        std::vector<uint8_t> q1(ld * kN, 0xAB), q2(q1.size(), 0xAB);
-        std::vector<int16_t> s1(ld * kN, 77), s2(s1.size(), 77);
-        for (int i = 0; i < kN; ++i) {
-          const float* xi = x.data() + static_cast<size_t>(i) * cols;
-          // Vector 0: extreme activations (0 / 255) so products reach 255 * +-127.
-          const float a0 = extreme || i == 0 ? 1e4f : 10.5f;
-          const bool per_col = i % 2 == 1;
-          const float* a = per_col ? qa.data() : nullptr;
-          const float* b = per_col ? qb.data() : nullptr;
-          ref.quantize_u8(xi, cols, a, b, a0, 128.0f, q1.data() + i * ld, p.cols_pad);
-          fast->quantize_u8(xi, cols, a, b, a0, 128.0f, q2.data() + i * ld, p.cols_pad);
-          ref.quantize_s16(xi, cols, a, nullptr, a0 * 300.0f, 0.0f, s1.data() + i * ld, p.cols_pad);
-          fast->quantize_s16(xi, cols, a, nullptr, a0 * 300.0f, 0.0f, s2.data() + i * ld,
+  for (int wmax : {127, 63, internal::kMaddubsExactMax}) {
+    for (int rows : kRows) {
+      for (int cols : kCols) {
+        for (bool extreme : {false, true}) {
+          SCOPED_TRACE(::testing::Message() << rows << "x" << cols << (extreme ? " extreme" : "")
+                                            << " weights in [-" << wmax << ", " << wmax << "]");
+          if (extreme && rows * cols > 20000) continue;
+          if (!extreme && wmax == internal::kMaddubsExactMax) continue;
+          const std::vector<int8_t> w = Weights(rng, rows, cols, extreme, wmax);
+          internal::PackedS8 p = internal::PackS8(w.data(), rows, cols);
+          if (extreme) {
+            ASSERT_EQ(p.max_abs, wmax);
+          }
+          ASSERT_LE(p.max_abs, wmax);
+          // Scales as the quantizer makes them (bf16 values, not powers of two: a product that
+          // rounds, so an FMA contraction of float(acc) * scale + add would show).
+          for (int r = 0; r < p.rows_pad; ++r) {
+            const float s = internal::RoundUpToBf16(static_cast<float>(rng.Uniform(1e-4, 0.1)));
+            p.scales[static_cast<size_t>(r)] = internal::FloatToBf16Truncate(s);
+          }
+          constexpr int kN = 5;
+          const size_t ld = static_cast<size_t>(p.cols_pad) + 4;  // strides that are not cols_pad
+          std::vector<float> x(static_cast<size_t>(cols) * kN);
+          for (auto& v : x) v = static_cast<float>(rng.Uniform(-12.0, 12.0));
+          if (cols >= 3) {  // NaN, infinities and exact halves in the first vector
+            x[0] = std::numeric_limits<float>::quiet_NaN();
+            x[1] = std::numeric_limits<float>::infinity();
+            x[2] = -std::numeric_limits<float>::infinity();
+          }
+          std::vector<float> qa(static_cast<size_t>(cols)), qb(static_cast<size_t>(cols));
+          for (int k = 0; k < cols; ++k) {
+            qa[static_cast<size_t>(k)] = static_cast<float>(rng.Uniform(1.0, 30.0));
+            qb[static_cast<size_t>(k)] = static_cast<float>(static_cast<int>(rng.Next() % 256));
+          }
+          std::vector<uint8_t> q1(ld * kN, 0xAB), q2(q1.size(), 0xAB);
+          std::vector<int16_t> s1(ld * kN, 77), s2(s1.size(), 77);
+          for (int i = 0; i < kN; ++i) {
+            const float* xi = x.data() + static_cast<size_t>(i) * cols;
+            // Vector 0: extreme activations (0 / 255) so products reach 255 * +-127.
+            const float a0 = extreme || i == 0 ? 1e4f : 10.5f;
+            const bool per_col = i % 2 == 1;
+            const float* a = per_col ? qa.data() : nullptr;
+            const float* b = per_col ? qb.data() : nullptr;
+            ref.quantize_u8(xi, cols, a, b, a0, 128.0f, q1.data() + i * ld, p.cols_pad);
+            fast->quantize_u8(xi, cols, a, b, a0, 128.0f, q2.data() + i * ld, p.cols_pad);
+            ref.quantize_s16(xi, cols, a, nullptr, a0 * 300.0f, 0.0f, s1.data() + i * ld,
                              p.cols_pad);
-        }
-        ASSERT_EQ(q1, q2);  // bytes past cols_pad are untouched too
-        ASSERT_EQ(s1, s2);
+            fast->quantize_s16(xi, cols, a, nullptr, a0 * 300.0f, 0.0f, s2.data() + i * ld,
+                               p.cols_pad);
+          }
+          ASSERT_EQ(q1, q2);  // bytes past cols_pad are untouched too
+          ASSERT_EQ(s1, s2);
 
-        std::vector<int32_t> a1(static_cast<size_t>(p.rows_pad) * kN, 1), a2(a1.size(), 2);
-        for (int i = 0; i < kN; ++i) {
-          ref.gemv_s8_s32(p, q1.data() + i * ld, a1.data() + i * p.rows_pad);
-          fast->gemv_s8_s32(p, q1.data() + i * ld, a2.data() + i * p.rows_pad);
-        }
-        ASSERT_EQ(a1, a2);
+          std::vector<int32_t> a1(static_cast<size_t>(p.rows_pad) * kN, 1), a2(a1.size(), 2);
+          for (int i = 0; i < kN; ++i) {
+            ref.gemv_s8_s32(p, q1.data() + i * ld, a1.data() + i * p.rows_pad);
+            fast->gemv_s8_s32(p, q1.data() + i * ld, a2.data() + i * p.rows_pad);
+          }
+          ASSERT_EQ(a1, a2);
 
-        // Dequantized outputs: float(acc) * scale (+ add), no FMA: bit-exact too. 1..5 vectors,
-        // add shared (ldadd 0), per vector, or none.
-        const size_t ldy = static_cast<size_t>(p.rows_pad) + 16;
-        std::vector<float> add(ldy * kN);
-        for (auto& v : add) v = static_cast<float>(rng.Uniform(-3.0, 3.0));
-        for (int n = 1; n <= kN; ++n) {
-          for (int mode = 0; mode < 3; ++mode) {
-            SCOPED_TRACE(::testing::Message() << "n " << n << " add mode " << mode);
-            const float* ad = mode == 0 ? nullptr : add.data();
-            const size_t ldadd = mode == 2 ? ldy : 0;
-            std::vector<float> y1(ldy * kN, -1.0f), y2(y1.size(), -1.0f);
-            ref.gemm_s8(p, n, q1.data(), ld, ad, ldadd, y1.data(), ldy);
-            fast->gemm_s8(p, n, q1.data(), ld, ad, ldadd, y2.data(), ldy);
-            ASSERT_EQ(y1, y2);
-            if (cols <= internal::kMaxS16Cols) {
-              ref.gemm_s16s8(p, n, s1.data(), ld, ad, ldadd, y1.data(), ldy);
-              fast->gemm_s16s8(p, n, s1.data(), ld, ad, ldadd, y2.data(), ldy);
+          // Dequantized outputs: float(acc) * scale (+ add), no FMA: bit-exact too. 1..5 vectors,
+          // add shared (ldadd 0), per vector, or none.
+          const size_t ldy = static_cast<size_t>(p.rows_pad) + 16;
+          std::vector<float> add(ldy * kN);
+          for (auto& v : add) v = static_cast<float>(rng.Uniform(-3.0, 3.0));
+          for (int n = 1; n <= kN; ++n) {
+            for (int mode = 0; mode < 3; ++mode) {
+              SCOPED_TRACE(::testing::Message() << "n " << n << " add mode " << mode);
+              const float* ad = mode == 0 ? nullptr : add.data();
+              const size_t ldadd = mode == 2 ? ldy : 0;
+              std::vector<float> y1(ldy * kN, -1.0f), y2(y1.size(), -1.0f);
+              ref.gemm_s8(p, n, q1.data(), ld, ad, ldadd, y1.data(), ldy);
+              fast->gemm_s8(p, n, q1.data(), ld, ad, ldadd, y2.data(), ldy);
               ASSERT_EQ(y1, y2);
+              if (cols <= internal::kMaxS16Cols) {
+                ref.gemm_s16s8(p, n, s1.data(), ld, ad, ldadd, y1.data(), ldy);
+                fast->gemm_s16s8(p, n, s1.data(), ld, ad, ldadd, y2.data(), ldy);
+                ASSERT_EQ(y1, y2);
+              }
             }
           }
         }

@@ -31,6 +31,11 @@ inline constexpr int kChunkBlocks = 16;  // row blocks whose accumulators stay i
 // s16 x s8 products accumulate exactly in s32 up to this many columns (32767 * 127 * 516 < 2^31).
 inline constexpr int kMaxS16Cols = 512;
 
+// vpmaddubsw sums two u8 x s8 products into s16 with saturation: exact while
+// 2 * 255 * max|w| <= 32767, i.e. for weights in [-64, 64] (7-bit weights: [-63, 63]).
+inline constexpr int kMaddubsExactMax = 64;
+static_assert(2 * 255 * kMaddubsExactMax <= 32767);
+
 inline size_t Pad16(size_t n) noexcept { return (n + 15) / 16 * 16; }
 
 // A 64-byte aligned, zero-initialised array (weights, packed matrices).
@@ -75,6 +80,9 @@ struct PackedS8 {
   int rows_pad = 0;  // multiple of 16
   int cols_pad = 0;  // multiple of 4; x vectors must hold cols_pad bytes
   AlignedVec<int8_t> data;
+  // max |weight| (PackS8 measures it): <= kMaddubsExactMax (7-bit weights, Int8Options::
+  // reduce_range) lets the AVX2 kernels use vpmaddubsw on unsplit u8 activations.
+  int max_abs = 0;
   // Per-row dequantization scales stored as bfloat16 (the upper half of a float32): the
   // quantizer picks scales that bf16 represents exactly, so nothing is lost, and the model is
   // 2 bytes per row smaller. rows_pad entries, 0 in padding rows.
@@ -116,7 +124,7 @@ struct PackedF32 {
   AlignedVec<float> small;
 };
 
-// Packs row-major q (rows x cols s8) / w (rows x cols float).
+// Packs row-major q (rows x cols s8) / w (rows x cols float); PackS8 also sets max_abs.
 PackedS8 PackS8(const int8_t* q, int rows, int cols);
 PackedF32 PackF32(const float* w, int rows, int cols);
 // Element (r, c) of a packed matrix (tests and diagnostics).

@@ -74,10 +74,12 @@ struct InputQuant {
 };
 // Quantizes W (rows x cols, row-major) for inputs quantized with `in` (scale/zero_point of size
 // 1 or cols), `fold_mean` / `fold_std` (size cols or empty) folding normalization into the input
-// quantization. Returns the op and, in *bias_fold (rows floats), the constant to add to the bias.
+// quantization. Weights are quantized to [-w_max, w_max] (quant::kS8Max, or
+// quant::kS8ReduceRangeMax for 7-bit weights). Returns the op and, in *bias_fold (rows floats),
+// the constant to add to the bias.
 MatmulOp MakeInt8Matmul(const std::vector<float>& w, int rows, int cols, const InputQuant& in,
                         const std::vector<float>& fold_mean, const std::vector<float>& fold_std,
-                        std::vector<float>* bias_fold);
+                        std::vector<float>* bias_fold, int w_max);
 
 struct RnnLayer {
   bool gru = false;

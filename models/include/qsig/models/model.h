@@ -209,6 +209,14 @@ struct Int8Options {
   // feature. Tensors without a source range, and every hidden state, are still calibrated, so
   // calibration windows are still required. false: calibrate everything (ignore the ranges).
   bool use_source_ranges = true;
+  // 7-bit weights: every INT8 weight (u8 and s16 activations alike) is quantized to [-63, 63]
+  // (scale = max |w_row * s_in| / 63, rounded up to a bf16 as for 8-bit) instead of
+  // [-127, 127]. Twice the weight rounding error (reference models: models/README.md), for CPUs
+  // without VNNI: on AVX2 the u8 x s8 kernels then skip the activation split that makes
+  // vpmaddubsw exact (LSTM-A window ~1.4x faster there; bench/README.md); with VNNI nothing
+  // changes but the error. The integer arithmetic is exact on every ISA, so a model (or an
+  // artifact) quantized with it computes, and rebuilds, identically anywhere.
+  bool reduce_range = false;
 };
 
 // Names of the layers a plan refers to, in order: "lstm[0]", ... (or "gru[0]", ...), then
