@@ -2,6 +2,7 @@
 #include "qsig/models/io/artifact.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -107,6 +108,7 @@ TEST_F(ArtifactTest, Int8OptionsRoundTrip) {
   o.max_rmse = 0.02;
   o.layers = {Precision::kInt8, Precision::kInt8S16, Precision::kFp32};
   o.cell_state = CellState::kS16;
+  o.reduce_range = true;
   auto a = MakeArtifact(spec_, calib_, o, ArtifactSource{});
   ASSERT_TRUE(a.ok()) << a.status();
   ASSERT_TRUE(WriteArtifact(*a, dir_ + "/opts.qsig").ok());
@@ -121,6 +123,44 @@ TEST_F(ArtifactTest, Int8OptionsRoundTrip) {
   EXPECT_EQ(g.max_rmse, o.max_rmse);
   EXPECT_EQ(g.layers, o.layers);
   EXPECT_EQ(g.cell_state, o.cell_state);
+  EXPECT_EQ(g.reduce_range, o.reduce_range);
+  // The recorded int8 weights are 7-bit too.
+  ASSERT_FALSE(r->int8_weights.empty());
+  for (const Int8Weight& w : r->int8_weights) {
+    for (int8_t v : w.q.data) ASSERT_LE(std::abs(static_cast<int>(v)), 63) << w.tensor;
+  }
+  // The fixture's artifact (default options) reads back as 8-bit.
+  EXPECT_FALSE(ReadArtifact(path_)->calibration.options.reduce_range);
+}
+
+// An artifact quantized with reduce_range (7-bit weights) rebuilds the INT8 runtime bit for bit,
+// and it is a different runtime from the 8-bit one.
+TEST_F(ArtifactTest, RebuiltReduceRangeModelIsIdentical) {
+  Int8Options o;
+  o.method = quant::CalibrationMethod::kMse;
+  o.reduce_range = true;
+  std::unique_ptr<Model> int8;
+  auto a = MakeArtifact(spec_, calib_, o, ArtifactSource{}, &int8);
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(WriteArtifact(*a, dir_ + "/rr.qsig").ok());
+  auto r = ReadArtifact(dir_ + "/rr.qsig");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->calibration.options.reduce_range);
+  auto m = BuildInt8Model(*r);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const size_t per = static_cast<size_t>(spec_->window) * spec_->input_size;
+  const std::vector<float> eval = RandomWindows(*spec_, 50, 99);
+  std::vector<float> w1((*m)->workspace_floats()), w2(int8->workspace_floats()),
+      w3(int8_->workspace_floats());
+  int differs_from_8bit = 0;
+  for (size_t i = 0; i < 50; ++i) {
+    std::span<const float> x(eval.data() + i * per, per);
+    const float a1 = (*m)->Run(x, w1.data()), b = int8->Run(x, w2.data());
+    EXPECT_EQ(std::memcmp(&a1, &b, sizeof a1), 0) << i;
+    const float c = int8_->Run(x, w3.data());
+    differs_from_8bit += std::memcmp(&a1, &c, sizeof a1) != 0;
+  }
+  EXPECT_GT(differs_from_8bit, 25);
 }
 
 TEST_F(ArtifactTest, RebuiltInt8ModelIsIdentical) {

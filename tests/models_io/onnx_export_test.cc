@@ -197,6 +197,10 @@ TEST(OnnxExportOrt, OnnxRuntimeMatchesQsigInt8) {
     u8.layers = {Precision::kInt8, Precision::kInt8, Precision::kInt8};
     u8.s16_input = false;
     cases.push_back({"demo_mlp, explicit plan, every layer u8", *demo, u8, 5e-3, 0.08});
+    // 7-bit weights: the export re-derives the weight grids with 63 (scale = max |w| / 63).
+    Int8Options rr;
+    rr.reduce_range = true;
+    cases.push_back({"demo_mlp, default plan, reduce_range (7-bit weights)", *demo, rr});
     ImportOptions io;
     io.feature_names = {"a", "b", "c", "d", "e", "f"};
     auto mlp = ImportOnnx(testing::DataPath("mlp.opset17.onnx"), io);

@@ -201,6 +201,7 @@ void OptionsToProto(const Int8Options& o, pb::Int8Options* p) {
   p->set_cell_state(o.cell_state == CellState::kS16 ? "s16" : "fp32");
   p->set_max_rmse(o.max_rmse);
   p->set_use_source_ranges(o.use_source_ranges);
+  p->set_reduce_range(o.reduce_range);
 }
 
 absl::StatusOr<Int8Options> OptionsFromProto(const pb::Int8Options& p) {
@@ -212,6 +213,7 @@ absl::StatusOr<Int8Options> OptionsFromProto(const pb::Int8Options& p) {
   o.per_feature_input = p.per_feature_input();
   o.max_rmse = p.has_max_rmse() ? p.max_rmse() : 0.0;
   o.use_source_ranges = p.has_use_source_ranges() ? p.use_source_ranges() : true;
+  o.reduce_range = p.has_reduce_range() && p.reduce_range();
   for (const std::string& s : p.layer_precision()) {
     if (s == "int8") {
       o.layers.push_back(Precision::kInt8);
@@ -236,11 +238,11 @@ absl::StatusOr<Int8Options> OptionsFromProto(const pb::Int8Options& p) {
 }
 
 // ---- quantities recorded beside the model ----
-absl::Status QuantizeWeights(const ModelSpec& s, std::vector<Int8Weight>& out) {
-  auto add = [&out](std::string name, const std::vector<float>& w, int rows,
-                    int cols) -> absl::Status {
+absl::Status QuantizeWeights(const ModelSpec& s, bool reduce_range, std::vector<Int8Weight>& out) {
+  auto add = [&out, reduce_range](std::string name, const std::vector<float>& w, int rows,
+                                  int cols) -> absl::Status {
     QSIG_ASSIGN_OR_RETURN(quant::PerChannelS8 q,
-                          quant::QuantizePerChannelSymmetricS8(w, rows, cols));
+                          quant::QuantizePerChannelSymmetricS8(w, rows, cols, reduce_range));
     out.push_back(Int8Weight{std::move(name), std::move(q)});
     return absl::OkStatus();
   };
@@ -456,7 +458,7 @@ absl::StatusOr<Artifact> MakeArtifact(std::shared_ptr<const ModelSpec> spec,
     c.reference_outputs.push_back(
         int8->Run(std::span<const float>(c.windows.data() + i * per, per), ws.data()));
   }
-  QSIG_RETURN_IF_ERROR(QuantizeWeights(a.spec, a.int8_weights));
+  QSIG_RETURN_IF_ERROR(QuantizeWeights(a.spec, options.reduce_range, a.int8_weights));
   QSIG_RETURN_IF_ERROR(ObserveRanges(a.spec, c.windows, options, a.activation_ranges));
   if (int8_model != nullptr) *int8_model = std::move(int8);
   return a;

@@ -105,12 +105,14 @@ std::string AddQdq(GraphBuilder& b, const std::string& x, const std::string& p, 
 }
 
 // Per-channel s8 weights as the runtime holds them (models/src/runtime.cc MakeInt8Matmul): row r
-// of W * s_in quantized with the smallest bf16 scale sw >= max |W * s_in| / 127; the
+// of W * s_in quantized to [-w_max, w_max] with the smallest bf16 scale sw >= max |W * s_in| /
+// w_max (w_max 127, or 63 when the artifact's options say reduce_range); the
 // dequantization scale of row r is then sw / s_in. (The artifact's int8_weights record uses an
 // f32 scale per row: the same grid up to that rounding.) Adds the initializers and the
 // DequantizeLinear (axis 0) whose output is `out`.
 void AddInt8Weight(GraphBuilder& b, const std::string& p, const std::vector<float>& w, int rows,
-                   int cols, float in_scale, const std::string& out) {
+                   int cols, float in_scale, int w_max, const std::string& out) {
+  const float qmax = static_cast<float>(w_max);
   std::vector<int8_t> wq(static_cast<size_t>(rows) * cols);
   std::vector<float> wscale(static_cast<size_t>(rows));
   for (int rr = 0; rr < rows; ++rr) {
@@ -118,11 +120,11 @@ void AddInt8Weight(GraphBuilder& b, const std::string& p, const std::vector<floa
     for (int c = 0; c < cols; ++c) {
       amax = std::max(amax, std::fabs(w[static_cast<size_t>(rr) * cols + c] * in_scale));
     }
-    const float sw = amax > 0.0f ? RoundUpToBf16(amax / 127.0f) : 1.0f;
+    const float sw = amax > 0.0f ? RoundUpToBf16(amax / qmax) : 1.0f;
     for (int c = 0; c < cols; ++c) {
       const size_t i = static_cast<size_t>(rr) * cols + c;
       const float v = quant::RoundHalfEven(w[i] * in_scale / sw);
-      wq[i] = static_cast<int8_t>(std::clamp(v, -127.0f, 127.0f));
+      wq[i] = static_cast<int8_t>(std::clamp(v, -qmax, qmax));
     }
     wscale[static_cast<size_t>(rr)] = sw / in_scale;
   }
@@ -190,15 +192,15 @@ const char* ModeName(const QuantizedInput& q) { return q.int8 ? (q.s16 ? "s16" :
 // The Linear layers (an MLP, or the head of a recurrent model on its last hidden state), their
 // inputs QDQ'd as the runtime quantizes them (d.inputs[first_op + j]).
 void AddLinearStack(const ModelSpec& s, const Int8Description& d, size_t first_op, bool fold_mean,
-                    const std::vector<float>& mean, const std::vector<float>& sd, GraphBuilder& b,
-                    std::string* x, ExportSummary* sum) {
+                    const std::vector<float>& mean, const std::vector<float>& sd, int w_max,
+                    GraphBuilder& b, std::string* x, ExportSummary* sum) {
   for (size_t j = 0; j < s.layers.size(); ++j) {
     const LinearLayer& ly = s.layers[j];
     const QuantizedInput& qi = d.inputs[first_op + j];
     const std::string p = absl::StrCat("layers.", j), w = p + ".weight";
     if (qi.int8) {
       *x = AddQdq(b, *x, p, qi.s16, qi.scale[0], qi.zero_point[0]);
-      AddInt8Weight(b, w, ly.weight, ly.out, ly.in, qi.scale[0], w);
+      AddInt8Weight(b, w, ly.weight, ly.out, ly.in, qi.scale[0], w_max, w);
     } else {
       b.Floats(w, {ly.out, ly.in}, ly.weight);
     }
@@ -223,8 +225,8 @@ void AddLinearStack(const ModelSpec& s, const Int8Description& d, size_t first_o
 // adds b_hh alone), and the LSTM cell state where it is kept on an s16 grid. `*x`: the
 // normalized [batch, window, input] sequence; on return, the last layer's last hidden state.
 void AddRecurrent(const ModelSpec& s, const Int8Description& d, bool fold_mean,
-                  const std::vector<float>& mean, const std::vector<float>& sd, GraphBuilder& b,
-                  std::string* x, ExportSummary* sum) {
+                  const std::vector<float>& mean, const std::vector<float>& sd, int w_max,
+                  GraphBuilder& b, std::string* x, ExportSummary* sum) {
   const bool gru = s.arch == Arch::kGru;
   const size_t n_rnn = gru ? s.gru.size() : s.lstm.size();
   const int gates = gru ? 3 : 4;
@@ -248,12 +250,12 @@ void AddRecurrent(const ModelSpec& s, const Int8Description& d, bool fold_mean,
     const int G = gates * H;
     const std::string wih = p + ".w_ih", whh = p + ".w_hh";
     if (qx.int8) {
-      AddInt8Weight(b, wih, w_ih, G, I, qx.scale[0], wih);
+      AddInt8Weight(b, wih, w_ih, G, I, qx.scale[0], w_max, wih);
     } else {
       b.Floats(wih, {G, I}, w_ih);
     }
     if (qh.int8) {
-      AddInt8Weight(b, whh, w_hh, G, H, qh.scale[0], whh);
+      AddInt8Weight(b, whh, w_hh, G, H, qh.scale[0], w_max, whh);
     } else {
       b.Floats(whh, {G, H}, w_hh);
     }
@@ -447,12 +449,14 @@ absl::StatusOr<ExportSummary> RunExportOnnxQdq(const ExportOptions& o) {
   std::string x = "features";
   std::vector<float> mean, sd;
   const bool fold_mean = AddNormalization(s, d, b, &x, &mean, &sd);
+  // The weights' range as the runtime quantized them (Int8Options::reduce_range: 7-bit).
+  const int w_max = opt.reduce_range ? quant::kS8ReduceRangeMax : quant::kS8Max;
   size_t first_linear = 0;
   if (s.arch != Arch::kMlp) {
-    AddRecurrent(s, d, fold_mean, mean, sd, b, &x, &sum);
+    AddRecurrent(s, d, fold_mean, mean, sd, w_max, b, &x, &sum);
     first_linear = 2 * (s.arch == Arch::kGru ? s.gru.size() : s.lstm.size());
   }
-  AddLinearStack(s, d, first_linear, fold_mean, mean, sd, b, &x, &sum);
+  AddLinearStack(s, d, first_linear, fold_mean, mean, sd, w_max, b, &x, &sum);
   b.Node("Identity", {x}, {"signal"});
   SetValueInfo(g->add_output(), "signal", s.layers.back().out);
   sum.nodes = static_cast<size_t>(g->node_size());
