@@ -13,6 +13,9 @@
 //   BM_LstmA_Int8Step / _Fp32Step  one streaming step (Model::Step): one LSTM step for one tick
 //       with h, c kept in the instrument's state, plus the head.
 //   BM_MlpC_Int8 / _Fp32  Run() on one tick.
+//   BM_LstmA_Int8WindowReduceRange / BM_MlpC_Int8ReduceRange  the same INT8 plans with 7-bit
+//       weights (Int8Options::reduce_range): on AVX2 (QSIG_MAX_ISA=avx2) the u8 x s8 kernels skip
+//       the activation split; elsewhere they run as the 8-bit ones.
 //   BM_LstmA_Int8RunFullWindow  stateless Run() over a whole window (every projection redone).
 //   BM_LstmA_Int8StepBatch/N  Model::StepBatch of N instruments (GEMM), time per call.
 // Every benchmark reports p50_us / p99_us over its iterations (each timed with steady_clock,
@@ -49,7 +52,7 @@ constexpr int kCalibTicks = 3000;
 
 struct RefModel {
   std::shared_ptr<const ModelSpec> spec;
-  std::shared_ptr<const Model> fp32, int8;
+  std::shared_ptr<const Model> fp32, int8, int8_rr;  // int8_rr: Int8Options::reduce_range
   std::vector<float> stream;  // kStreamTicks x input_size raw ticks (evaluation session)
 };
 
@@ -67,8 +70,17 @@ RefModel& Get(Ref r) {
   o.max_rmse = 0;  // ... without the accuracy guard, so every INT8 benchmark is all-INT8
   auto q = CalibrateInt8Model(m.spec, calib, o);
   if (q.ok()) m.int8 = std::shared_ptr<const Model>(std::move(*q));
+  o.reduce_range = true;
+  auto q7 = CalibrateInt8Model(m.spec, calib, o);
+  if (q7.ok()) m.int8_rr = std::shared_ptr<const Model>(std::move(*q7));
   m.stream = reference::Features(22, kStreamTicks, in);
   return m;
+}
+
+enum class Prec { kFp32, kInt8, kInt8ReduceRange };
+
+const std::shared_ptr<const Model>& ModelOf(const RefModel& m, Prec p) {
+  return p == Prec::kFp32 ? m.fp32 : (p == Prec::kInt8 ? m.int8 : m.int8_rr);
 }
 
 // Times every iteration of `body` and reports p50_us / p99_us.
@@ -97,9 +109,9 @@ void TimedLoop(benchmark::State& state, F&& body) {
   state.counters["p99_us"] = pct(0.99);
 }
 
-void WindowBench(benchmark::State& state, Ref r, bool int8) {
+void WindowBench(benchmark::State& state, Ref r, Prec p) {
   RefModel& m = Get(r);
-  const std::shared_ptr<const Model>& model = int8 ? m.int8 : m.fp32;
+  const std::shared_ptr<const Model>& model = ModelOf(m, p);
   if (!model) {
     state.SkipWithError("model unavailable (calibration failed)");
     return;
@@ -118,9 +130,9 @@ void WindowBench(benchmark::State& state, Ref r, bool int8) {
   });
 }
 
-void StepBench(benchmark::State& state, Ref r, bool int8) {
+void StepBench(benchmark::State& state, Ref r, Prec p) {
   RefModel& m = Get(r);
-  const std::shared_ptr<const Model>& model = int8 ? m.int8 : m.fp32;
+  const std::shared_ptr<const Model>& model = ModelOf(m, p);
   if (!model) {
     state.SkipWithError("model unavailable (calibration failed)");
     return;
@@ -141,9 +153,9 @@ void StepBench(benchmark::State& state, Ref r, bool int8) {
   });
 }
 
-void RunBench(benchmark::State& state, Ref r, bool int8) {
+void RunBench(benchmark::State& state, Ref r, Prec p) {
   RefModel& m = Get(r);
-  const std::shared_ptr<const Model>& model = int8 ? m.int8 : m.fp32;
+  const std::shared_ptr<const Model>& model = ModelOf(m, p);
   if (!model) {
     state.SkipWithError("model unavailable (calibration failed)");
     return;
@@ -209,18 +221,24 @@ void StepBatchBench(benchmark::State& state, Ref r) {
   });
 }
 
-void BM_LstmA_Int8Window(benchmark::State& s) { WindowBench(s, Ref::kLstmA, true); }
-void BM_LstmA_Fp32Window(benchmark::State& s) { WindowBench(s, Ref::kLstmA, false); }
+void BM_LstmA_Int8Window(benchmark::State& s) { WindowBench(s, Ref::kLstmA, Prec::kInt8); }
+void BM_LstmA_Fp32Window(benchmark::State& s) { WindowBench(s, Ref::kLstmA, Prec::kFp32); }
 void BM_LstmA_LibTorchFp32(benchmark::State& s) { TorchBench(s, Ref::kLstmA); }
-void BM_LstmA_Int8Step(benchmark::State& s) { StepBench(s, Ref::kLstmA, true); }
-void BM_LstmA_Fp32Step(benchmark::State& s) { StepBench(s, Ref::kLstmA, false); }
-void BM_LstmB_Int8Window(benchmark::State& s) { WindowBench(s, Ref::kLstmB, true); }
-void BM_LstmB_Fp32Window(benchmark::State& s) { WindowBench(s, Ref::kLstmB, false); }
+void BM_LstmA_Int8Step(benchmark::State& s) { StepBench(s, Ref::kLstmA, Prec::kInt8); }
+void BM_LstmA_Fp32Step(benchmark::State& s) { StepBench(s, Ref::kLstmA, Prec::kFp32); }
+void BM_LstmB_Int8Window(benchmark::State& s) { WindowBench(s, Ref::kLstmB, Prec::kInt8); }
+void BM_LstmB_Fp32Window(benchmark::State& s) { WindowBench(s, Ref::kLstmB, Prec::kFp32); }
 void BM_LstmB_LibTorchFp32(benchmark::State& s) { TorchBench(s, Ref::kLstmB); }
-void BM_MlpC_Int8(benchmark::State& s) { RunBench(s, Ref::kMlpC, true); }
-void BM_MlpC_Fp32(benchmark::State& s) { RunBench(s, Ref::kMlpC, false); }
+void BM_MlpC_Int8(benchmark::State& s) { RunBench(s, Ref::kMlpC, Prec::kInt8); }
+void BM_LstmA_Int8WindowReduceRange(benchmark::State& s) {
+  WindowBench(s, Ref::kLstmA, Prec::kInt8ReduceRange);
+}
+void BM_MlpC_Int8ReduceRange(benchmark::State& s) {
+  RunBench(s, Ref::kMlpC, Prec::kInt8ReduceRange);
+}
+void BM_MlpC_Fp32(benchmark::State& s) { RunBench(s, Ref::kMlpC, Prec::kFp32); }
 void BM_MlpC_LibTorchFp32(benchmark::State& s) { TorchBench(s, Ref::kMlpC); }
-void BM_LstmA_Int8RunFullWindow(benchmark::State& s) { RunBench(s, Ref::kLstmA, true); }
+void BM_LstmA_Int8RunFullWindow(benchmark::State& s) { RunBench(s, Ref::kLstmA, Prec::kInt8); }
 void BM_LstmA_Int8StepBatch(benchmark::State& s) { StepBatchBench(s, Ref::kLstmA); }
 
 BENCHMARK(BM_LstmA_Int8Window);
@@ -236,6 +254,8 @@ BENCHMARK(BM_MlpC_Fp32);
 BENCHMARK(BM_MlpC_LibTorchFp32);
 BENCHMARK(BM_LstmA_Int8RunFullWindow);
 BENCHMARK(BM_LstmA_Int8StepBatch)->Arg(4)->Arg(8);
+BENCHMARK(BM_LstmA_Int8WindowReduceRange);
+BENCHMARK(BM_MlpC_Int8ReduceRange);
 
 std::string CpuModel() {
   std::ifstream in("/proc/cpuinfo");
