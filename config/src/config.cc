@@ -307,6 +307,7 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   cal.Get("method", &c.calibration.method);
   cal.Get("percentile", &c.calibration.percentile);
   cal.Get("layer_guard_rmse", &c.calibration.layer_guard_rmse);
+  cal.Get("reduce_range", &c.calibration.reduce_range);
   cal.Get("schedule", &c.calibration.schedule);
   cal.Finish();
 
@@ -427,6 +428,11 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   }
   if (c.calibration.layer_guard_rmse < 0)
     return bad("calibration.layer_guard_rmse", "must be >= 0");
+  if (c.calibration.reduce_range != "auto" && c.calibration.reduce_range != "on" &&
+      c.calibration.reduce_range != "off") {
+    return bad("calibration.reduce_range",
+               absl::StrCat("expected auto, on or off, got '", c.calibration.reduce_range, "'"));
+  }
   if (!c.calibration.schedule.empty()) {
     int hh = -1, mm = -1;
     if (std::sscanf(c.calibration.schedule.c_str(), "%d:%d", &hh, &mm) != 2 || hh < 0 || hh > 23 ||

@@ -190,6 +190,8 @@ int main(int argc, char** argv) try {
   quantize->add_flag("--per-channel", qo.per_channel,
                      "Per-feature input scales folded into the first layer");
   quantize->add_option("--report", qo.report_json, "Report JSON (default: OUT.report.json)");
+  quantize->add_flag("--reduce-range", qo.reduce_range,
+                     "7-bit weights, for serving on CPUs without VNNI (AVX2)");
   quantize->add_flag("--no-source-ranges{false}", qo.source_ranges,
                      "Recalibrate the layer-input ranges the model file carries (QDQ / qat)");
   quantize->add_option("--mixed", qo.mixed, "auto: choose a mixed-precision plan under --budget")

@@ -208,6 +208,9 @@ models::Int8Options Int8OptionsFromConfig(const config::CalibrationConfig& c) {
   o.method = *quant::ParseCalibrationMethod(c.method);  // Validated with the config.
   o.percentile = c.percentile;
   o.max_rmse = c.layer_guard_rmse;
+  // auto: 7-bit weights where the kernels have no VNNI (AVX2 splits u8 activations otherwise).
+  o.reduce_range = c.reduce_range == "on" ||
+                   (c.reduce_range == "auto" && std::string(models::KernelIsa()) == "avx2");
   return o;
 }
 

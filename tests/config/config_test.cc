@@ -61,6 +61,7 @@ TEST(Config, BadValuesNameTheirKey) {
       {"calibration: {warmup_samples: 100, samples: 50}", "calibration.samples"},
       {"feed: {busy_poll: maybe}", "feed.busy_poll"},
       {"calibration: {method: kl}", "calibration.method"},
+      {"calibration: {reduce_range: maybe}", "calibration.reduce_range"},
       {"calibration: {schedule: '25:00'}", "calibration.schedule"},
       {"drift: {saturation_ratio: 2}", "drift.saturation_ratio"},
       {"drift: {windw: 5}", "drift.windw"},

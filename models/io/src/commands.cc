@@ -322,6 +322,7 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
   }
   QSIG_ASSIGN_OR_RETURN(Int8Options int8, MakeInt8Options(o.method, o.percentile, o.per_channel));
   int8.use_source_ranges = o.source_ranges;
+  int8.reduce_range = o.reduce_range;
   QSIG_ASSIGN_OR_RETURN(LoadedModel lm, LoadAnyModel(o.model_path, o.import));
   QSIG_ASSIGN_OR_RETURN(FeatureTable t, internal::ReadFeatureCsv(o.calib_csv));
   std::string note;
@@ -486,6 +487,7 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
                       {"per_channel_weights", true},
                       {"per_channel_input", rep.per_channel_input},
                       {"source_ranges_used", rep.source_ranges_used},
+                      {"reduce_range", int8.reduce_range},
                       {"s16_input", int8.s16_input},
                       {"fp32_head", int8.fp32_head},
                       {"source", o.calib_csv},
@@ -556,7 +558,8 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
   log << absl::StrFormat(
       "  calibration: %s%s on %zu of %zu windows (rows 0..%zu, ts %d..%d); held out: rows "
       "%zu..%zu, %zu windows (%zu labelled)\n",
-      rep.method, rep.per_channel_input ? " + per-channel input" : "", rep.calib_windows_used,
+      absl::StrCat(rep.method, int8.reduce_range ? " + 7-bit weights" : ""),
+      rep.per_channel_input ? " + per-channel input" : "", rep.calib_windows_used,
       rep.calib_windows_seen, split - 1, rep.calib_first_ts_ns, rep.calib_last_ts_ns, split,
       t.rows() - 1, rep.eval_windows, rep.labelled_eval_windows);
   if (rep.source_ranges_used > 0) {
@@ -808,6 +811,7 @@ absl::StatusOr<InspectReport> RunInspect(const InspectOptions& o) {
                         {"fp32_head", io.fp32_head},
                         {"per_feature_input", io.per_feature_input},
                         {"use_source_ranges", io.use_source_ranges},
+                        {"reduce_range", io.reduce_range},
                         {"max_rmse", io.max_rmse},
                         {"cell_state", io.cell_state == CellState::kS16 ? "s16" : "fp32"},
                         {"plan", plan.empty() ? nlohmann::json("default") : plan},

@@ -66,6 +66,8 @@ struct QuantizeCommandOptions {
   // "off" (default): the default plan with its accuracy guard (Int8Options::max_rmse).
   std::string mixed = "off";
   double budget = 0.01;
+  // --reduce-range: 7-bit weights (Int8Options::reduce_range), for serving on CPUs without VNNI.
+  bool reduce_range = false;
   // --no-source-ranges: calibrate every tensor, ignoring input ranges the model file carries
   // (ModelSpec::input_ranges from ONNX QDQ scales or `qsig qat`); Int8Options::use_source_ranges.
   bool source_ranges = true;
