@@ -290,10 +290,11 @@ void Server::Impl::CalibrationLoop() {
       CalibrationReport r = c.Recalibrate(m, c.config.calibration.warmup_samples);
       if (r.installed) {
         spdlog::info(
-            "model {}: {} calibrated on {} warm-up windows ({}), version {}, "
+            "model {}: {} calibrated on {} warm-up windows ({}{}), version {}, "
             "validation RMSE {:.3g} (FP32 RMS {:.3g}), sign agreement {:.2f}%",
-            r.model, r.precision, r.samples, c.config.calibration.method, r.version,
-            r.validation_rmse, r.fp32_rms, 100 * r.sign_agreement);
+            r.model, r.precision, r.samples, c.config.calibration.method,
+            Int8OptionsFromConfig(c.config.calibration).reduce_range ? ", 7-bit weights" : "",
+            r.version, r.validation_rmse, r.fp32_rms, 100 * r.sign_agreement);
       } else {
         spdlog::error("model {}: warm-up calibration failed: {}; FP32 keeps serving", r.model,
                       r.message);
