@@ -93,9 +93,14 @@ TEST_F(ArtifactTest, RoundTripKeepsModelCalibrationAndProvenance) {
 // The artifact stores every Int8Options field (artifact.cc OptionsToProto); a new field in
 // models/model.h must be added to artifact.proto, or rebuilt INT8 runtimes would silently differ.
 TEST(ArtifactSchema, CoversEveryInt8OptionsField) {
-  EXPECT_EQ(sizeof(Int8Options), 64u)
-      << "models::Int8Options changed: store the new field in models/io/proto/artifact.proto "
-         "and artifact.cc, then update this size";
+  // Compile-time tripwire: this binding names every field of models::Int8Options, so adding one
+  // breaks the build here. Store the new field in models/io/proto/artifact.proto and
+  // artifact.cc, add it to Int8OptionsRoundTrip below, then add it here. (A sizeof check missed
+  // a bool that fit into padding.)
+  Int8Options o;
+  [[maybe_unused]] auto& [method, percentile, s16_input, fp32_head, per_feature_input, layers,
+                          max_rmse, cell_state, use_source_ranges, reduce_range] = o;
+  SUCCEED();
 }
 
 TEST_F(ArtifactTest, Int8OptionsRoundTrip) {
@@ -109,6 +114,7 @@ TEST_F(ArtifactTest, Int8OptionsRoundTrip) {
   o.layers = {Precision::kInt8, Precision::kInt8S16, Precision::kFp32};
   o.cell_state = CellState::kS16;
   o.reduce_range = true;
+  o.use_source_ranges = false;
   auto a = MakeArtifact(spec_, calib_, o, ArtifactSource{});
   ASSERT_TRUE(a.ok()) << a.status();
   ASSERT_TRUE(WriteArtifact(*a, dir_ + "/opts.qsig").ok());
@@ -124,6 +130,7 @@ TEST_F(ArtifactTest, Int8OptionsRoundTrip) {
   EXPECT_EQ(g.layers, o.layers);
   EXPECT_EQ(g.cell_state, o.cell_state);
   EXPECT_EQ(g.reduce_range, o.reduce_range);
+  EXPECT_EQ(g.use_source_ranges, o.use_source_ranges);
   // The recorded int8 weights are 7-bit too.
   ASSERT_FALSE(r->int8_weights.empty());
   for (const Int8Weight& w : r->int8_weights) {
