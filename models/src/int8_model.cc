@@ -25,7 +25,7 @@ size_t NumRnn(const ModelSpec& s) { return s.arch == Arch::kGru ? s.gru.size() :
 // Name of the tensor an operation quantizes (its input), for messages.
 std::string OpTensorName(const ModelSpec& s, size_t id) {
   const size_t n_rnn = NumRnn(s);
-  const char* rnn = s.arch == Arch::kGru ? "gru" : "lstm";
+  const char* rnn = ArchName(s.arch);
   if (id < 2 * n_rnn) {
     return absl::StrCat(rnn, "[", id / 2, "]",
                         id % 2 == 0 ? " input x_t" : " hidden state h_{t-1}");
@@ -268,7 +268,7 @@ absl::Status CheckSpec(const std::shared_ptr<const ModelSpec>& spec) {
 
 std::vector<std::string> QuantizableLayers(const ModelSpec& s) {
   std::vector<std::string> names;
-  const char* rnn = s.arch == Arch::kGru ? "gru" : "lstm";
+  const char* rnn = ArchName(s.arch);
   for (size_t l = 0; l < NumRnn(s); ++l) names.push_back(absl::StrCat(rnn, "[", l, "]"));
   for (size_t k = 0; k < s.layers.size(); ++k) names.push_back(absl::StrCat("layers[", k, "]"));
   return names;
@@ -377,31 +377,21 @@ absl::StatusOr<Calibrated> Calibrate(std::shared_ptr<const ModelSpec> spec,
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const ModelSpec> spec,
-                                                          std::span<const float> calib_windows,
-                                                          const Int8Options& options) {
-  auto c = Calibrate(std::move(spec), calib_windows, options);
-  if (!c.ok()) return c.status();
-  return std::unique_ptr<Model>(std::move(c->runtime));
-}
+namespace {
 
-absl::StatusOr<Int8Description> DescribeInt8(std::shared_ptr<const ModelSpec> spec,
-                                             std::span<const float> calib_windows,
-                                             const Int8Options& options) {
-  auto c = Calibrate(spec, calib_windows, options);
-  if (!c.ok()) return c.status();
-  const ModelSpec& s = *spec;
+// What a calibration chose, in the public form (DescribeInt8).
+Int8Description Describe(const ModelSpec& s, const Calibrated& c) {
   Int8Description d;
-  d.layers = c->layers;
-  const size_t n_ops = 2 * NumRnn(s) + s.layers.size();
+  d.layers = c.layers;
+  const size_t n_rnn = NumRnn(s);
+  const size_t n_ops = 2 * n_rnn + s.layers.size();
   for (size_t id = 0; id < n_ops; ++id) {
     QuantizedInput q;
-    const size_t n_rnn = NumRnn(s);
-    q.tensor = id < 2 * n_rnn ? absl::StrCat(s.arch == Arch::kGru ? "gru" : "lstm", "[", id / 2,
-                                             id % 2 == 0 ? "].x" : "].h")
-                              : absl::StrCat("layers[", id - 2 * n_rnn, "].input");
-    if (id < c->plan.ops.size() && c->plan.ops[id].int8) {
-      const internal::OpPlan& op = c->plan.ops[id];
+    q.tensor = id < 2 * n_rnn
+                   ? absl::StrCat(ArchName(s.arch), "[", id / 2, id % 2 == 0 ? "].x" : "].h")
+                   : absl::StrCat("layers[", id - 2 * n_rnn, "].input");
+    if (id < c.plan.ops.size() && c.plan.ops[id].int8) {
+      const internal::OpPlan& op = c.plan.ops[id];
       q.int8 = true;
       q.s16 = op.in.s16;
       q.scale = op.in.scale;
@@ -409,7 +399,28 @@ absl::StatusOr<Int8Description> DescribeInt8(std::shared_ptr<const ModelSpec> sp
     }
     d.inputs.push_back(std::move(q));
   }
-  d.cell_step = c->plan.c_step;
+  d.cell_step = c.plan.c_step;
+  return d;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const ModelSpec> spec,
+                                                          std::span<const float> calib_windows,
+                                                          const Int8Options& options,
+                                                          Int8Description* description) {
+  auto c = Calibrate(spec, calib_windows, options);
+  if (!c.ok()) return c.status();
+  if (description != nullptr) *description = Describe(*spec, *c);
+  return std::unique_ptr<Model>(std::move(c->runtime));
+}
+
+absl::StatusOr<Int8Description> DescribeInt8(std::shared_ptr<const ModelSpec> spec,
+                                             std::span<const float> calib_windows,
+                                             const Int8Options& options) {
+  Int8Description d;
+  auto m = CalibrateInt8Model(std::move(spec), calib_windows, options, &d);
+  if (!m.ok()) return m.status();
   return d;
 }
 

@@ -397,6 +397,44 @@ absl::Status ValidateSpec(const ModelSpec& s) {
   return absl::OkStatus();
 }
 
+const char* ArchName(Arch a) noexcept {
+  switch (a) {
+    case Arch::kLstm:
+      return "lstm";
+    case Arch::kGru:
+      return "gru";
+    case Arch::kMlp:
+      break;
+  }
+  return "mlp";
+}
+
+const char* ActivationName(Activation a) noexcept {
+  switch (a) {
+    case Activation::kRelu:
+      return "relu";
+    case Activation::kTanh:
+      return "tanh";
+    case Activation::kSigmoid:
+      return "sigmoid";
+    case Activation::kNone:
+      break;
+  }
+  return "none";
+}
+
+const char* PrecisionName(Precision p) noexcept {
+  switch (p) {
+    case Precision::kInt8S16:
+      return "int8_s16";
+    case Precision::kFp32:
+      return "fp32";
+    case Precision::kInt8:
+      break;
+  }
+  return "int8";
+}
+
 absl::StatusOr<ModelSpec> LoadModelJson(const std::string& path) {
   auto prefixed = [&path](const absl::Status& st) {
     return absl::Status(st.code(), absl::StrCat(path, ": ", st.message()));

@@ -236,12 +236,9 @@ class QsigCollector final : public prometheus::Collectable {
       const std::shared_ptr<const Installed> cur = slot.Acquire();
       const std::vector<ClientMetric::Label> l = {{"model", slot.name()}};
       AddValue(&version, l, static_cast<double>(cur->version));
-      const models::Arch arch = cur->spec->arch;
       AddValue(&info,
                {{"model", slot.name()},
-                {"arch", arch == models::Arch::kLstm  ? "lstm"
-                         : arch == models::Arch::kGru ? "gru"
-                                                      : "mlp"},
+                {"arch", models::ArchName(cur->spec->arch)},
                 {"precision", cur->model ? cur->model->precision() : "fp32"},
                 {"sha256", cur->spec->sha256}},
                1);

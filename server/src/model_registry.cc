@@ -93,12 +93,11 @@ size_t ModelSlot::retired() const {
   return retired_.size();
 }
 
-DriftBaseline BaselineFromArtifact(const models::io::Artifact& a) {
+DriftBaseline BaselineFromArtifact(const models::io::Artifact& a,
+                                   const models::Int8Description& built) {
   DriftBaseline b;
   b.windows = a.calibration.windows;
-  auto d = models::DescribeInt8(std::make_shared<const models::ModelSpec>(a.spec),
-                                a.calibration.windows, a.calibration.options);
-  if (d.ok() && !d->inputs.empty()) InputClipRange(a.spec, d->inputs[0], &b.clip_lo, &b.clip_hi);
+  if (!built.inputs.empty()) InputClipRange(a.spec, built.inputs[0], &b.clip_lo, &b.clip_hi);
   return b;
 }
 
@@ -127,7 +126,8 @@ absl::StatusOr<std::vector<std::unique_ptr<ModelSlot>>> LoadModels(
     auto slot = std::make_unique<ModelSlot>(mc.name, loaded->spec);
     if (loaded->artifact) {
       // A verified artifact carries its calibration: serve its INT8 runtime from the start.
-      auto int8 = models::io::BuildInt8Model(*loaded->artifact);
+      models::Int8Description described;
+      auto int8 = models::io::BuildInt8Model(*loaded->artifact, &described);
       if (!int8.ok()) {
         return absl::Status(int8.status().code(), absl::StrCat("model '", mc.name, "' (", mc.path,
                                                                "): ", int8.status().message()));
@@ -138,7 +138,7 @@ absl::StatusOr<std::vector<std::unique_ptr<ModelSlot>>> LoadModels(
       }
       slot->Install(std::shared_ptr<const models::Model>(std::move(*int8)));
       if (baselines != nullptr)
-        (*baselines)[slots.size()] = BaselineFromArtifact(*loaded->artifact);
+        (*baselines)[slots.size()] = BaselineFromArtifact(*loaded->artifact, described);
     }
     slots.push_back(std::move(slot));
   }
@@ -253,8 +253,9 @@ CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>&
   }
   // Calibrate on the older 80%, validate on the newest 20% (what the model will see next).
   const size_t n_cal = n - n / 5;
+  models::Int8Description described;
   auto candidate = models::CalibrateInt8Model(
-      base->spec, std::span<const float>(windows.data(), n_cal * stride), options);
+      base->spec, std::span<const float>(windows.data(), n_cal * stride), options, &described);
   if (!candidate.ok()) {
     r.message = std::string(candidate.status().message());
     return r;
@@ -287,12 +288,9 @@ CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>&
     return r;
   }
   r.precision = (*candidate)->precision();
-  // How the installed model clips its input, for the saturation alarm: the same calibration
-  // described (cold path; deterministic for the same windows and options).
-  auto described = models::DescribeInt8(
-      base->spec, std::span<const float>(windows.data(), n_cal * stride), options);
-  if (described.ok() && !described->inputs.empty()) {
-    InputClipRange(*base->spec, described->inputs[0], &r.input_clip_lo, &r.input_clip_hi);
+  // How the installed model clips its input, for the saturation alarm.
+  if (!described.inputs.empty()) {
+    InputClipRange(*base->spec, described.inputs[0], &r.input_clip_lo, &r.input_clip_hi);
   }
   r.version = slot.Install(std::shared_ptr<const models::Model>(std::move(*candidate)));
   r.installed = true;

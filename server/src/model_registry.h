@@ -101,15 +101,17 @@ class ModelSlot {
   uint64_t next_version_ = 1;
 };
 
-// Loads every configured model; errors name the model and file.
 // The drift monitor's baseline for a model installed from a .qsig artifact: the calibration
 // windows it carries and the input clip interval of its INT8 runtime (InputClipRange).
 struct DriftBaseline {
   std::vector<float> windows;
   std::vector<float> clip_lo, clip_hi;
 };
-DriftBaseline BaselineFromArtifact(const models::io::Artifact& artifact);
+// `built`: how the artifact's rebuilt runtime quantizes (BuildInt8Model's description).
+DriftBaseline BaselineFromArtifact(const models::io::Artifact& artifact,
+                                   const models::Int8Description& built);
 
+// Loads every configured model; errors name the model and file.
 absl::StatusOr<std::vector<std::unique_ptr<ModelSlot>>> LoadModels(
     const std::vector<config::ModelConfig>& configs, const std::vector<std::string>& feature_names,
     std::vector<DriftBaseline>* baselines = nullptr);

@@ -99,8 +99,9 @@ absl::StatusOr<Core::ReloadResult> Core::Reload(size_t model, const std::string&
                                      " (the running model keeps serving)"));
   }
   std::shared_ptr<const models::Model> int8;
+  models::Int8Description described;
   if (loaded->artifact) {
-    auto built = models::io::BuildInt8Model(*loaded->artifact);
+    auto built = models::io::BuildInt8Model(*loaded->artifact, &described);
     if (!built.ok()) {
       return absl::Status(
           built.status().code(),
@@ -111,7 +112,7 @@ absl::StatusOr<Core::ReloadResult> Core::Reload(size_t model, const std::string&
   }
   auto version = slot.Replace(loaded->spec, int8);
   if (version.ok() && loaded->artifact) {
-    const DriftBaseline b = BaselineFromArtifact(*loaded->artifact);
+    const DriftBaseline b = BaselineFromArtifact(*loaded->artifact, described);
     drift[model]->SetBaseline(b.windows, loaded->spec->window, loaded->spec->input_size, b.clip_lo,
                               b.clip_hi);
   }

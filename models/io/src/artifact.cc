@@ -179,18 +179,6 @@ absl::StatusOr<ModelSpec> SpecFromProto(const pb::Model& m) {
   return s;
 }
 
-const char* PrecisionName(Precision p) {
-  switch (p) {
-    case Precision::kInt8S16:
-      return "int8_s16";
-    case Precision::kFp32:
-      return "fp32";
-    case Precision::kInt8:
-      break;
-  }
-  return "int8";
-}
-
 void OptionsToProto(const Int8Options& o, pb::Int8Options* p) {
   p->set_method(quant::CalibrationMethodName(o.method));
   p->set_percentile(o.percentile);
@@ -671,10 +659,12 @@ absl::StatusOr<Artifact> ReadArtifact(const std::string& path) {
   return a;
 }
 
-absl::StatusOr<std::unique_ptr<Model>> BuildInt8Model(const Artifact& a) {
+absl::StatusOr<std::unique_ptr<Model>> BuildInt8Model(const Artifact& a,
+                                                      Int8Description* description) {
   auto spec = std::make_shared<const ModelSpec>(a.spec);
+  Int8Description d;
   QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> m,
-                        CalibrateInt8Model(spec, a.calibration.windows, a.calibration.options));
+                        CalibrateInt8Model(spec, a.calibration.windows, a.calibration.options, &d));
   const auto& ref = a.calibration.reference_outputs;
   const size_t per = static_cast<size_t>(a.spec.window) * a.spec.input_size;
   std::vector<float> ws(m->workspace_floats());
@@ -706,6 +696,7 @@ absl::StatusOr<std::unique_ptr<Model>> BuildInt8Model(const Artifact& a) {
           a.calibration.kernel_isa, QSIG_BUILD_DESCRIBE, a.qsig_build));
     }
   }
+  if (description != nullptr) *description = std::move(d);
   return m;
 }
 

@@ -47,18 +47,6 @@ absl::StatusOr<Int8Options> MakeInt8Options(const std::string& method, double pe
   return o;
 }
 
-const char* PrecisionName(Precision p) {
-  switch (p) {
-    case Precision::kInt8:
-      return "int8";
-    case Precision::kInt8S16:
-      return "int8_s16";
-    case Precision::kFp32:
-      break;
-  }
-  return "fp32";
-}
-
 // Multiply-adds per window of each QuantizableLayers entry.
 std::vector<double> LayerMacs(const ModelSpec& s) {
   std::vector<double> macs;
@@ -92,16 +80,12 @@ absl::StatusOr<std::vector<Precision>> ChooseMixedPlan(std::shared_ptr<const Mod
   const std::vector<std::string> names = QuantizableLayers(*spec);
   const std::vector<double> macs = LayerMacs(*spec);
   const std::vector<float> ref = RunAll(*MakeFp32Model(spec), search);
-  double ss = 0;
-  for (float v : ref) ss += static_cast<double>(v) * v;
   auto error_of = [&](const std::vector<Precision>& plan) -> absl::StatusOr<double> {
     Int8Options o = int8;
     o.layers = plan;
     QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, CalibrateInt8Model(spec, calib, o));
-    const std::vector<float> q = RunAll(*m, search);
-    double se = 0;
-    for (size_t i = 0; i < q.size(); ++i) se += std::pow(static_cast<double>(q[i]) - ref[i], 2);
-    return ss > 0 ? std::sqrt(se / ss) : 0.0;
+    const double e = internal::CompareOutputs(RunAll(*m, search), ref).rmse_over_rms;
+    return std::isfinite(e) ? e : 0.0;  // An all-zero FP32 output: nothing to lose.
   };
   // Start: every layer INT8 except, as in the default plan, a small FP32 head.
   std::vector<Precision> plan(names.size(), Precision::kInt8);
@@ -405,15 +389,13 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
   rep.fp32_weight_bytes = fp32->weight_bytes();
   rep.int8_weight_bytes = int8_model->weight_bytes();
   rep.int8_precision = int8_model->precision();
-  double se = 0, ss = 0;
-  size_t agree = 0;
+  const internal::OutputError err = internal::CompareOutputs(q, y);
+  rep.rmse = err.rmse;
+  rep.rmse_over_rms = err.rmse_over_rms;
+  rep.max_abs_error = err.max_abs;
+  rep.sign_agreement = err.sign_agreement;
   std::vector<double> lab, yf, yq;
   for (size_t i = 0; i < y.size(); ++i) {
-    const double e = static_cast<double>(q[i]) - y[i];
-    se += e * e;
-    ss += static_cast<double>(y[i]) * y[i];
-    rep.max_abs_error = std::max(rep.max_abs_error, std::fabs(e));
-    agree += (q[i] > 0) == (y[i] > 0);
     const float l = t.labels[eval_rows[i]];
     if (std::isfinite(l)) {
       lab.push_back(l);
@@ -421,10 +403,6 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
       yq.push_back(q[i]);
     }
   }
-  const double n = static_cast<double>(y.size());
-  rep.rmse = std::sqrt(se / n);
-  rep.rmse_over_rms = ss > 0 ? std::sqrt(se / ss) : NAN;
-  rep.sign_agreement = static_cast<double>(agree) / n;
   rep.labelled_eval_windows = lab.size();
   rep.ic_spearman_fp32 = Spearman(yf, lab);
   rep.ic_spearman_int8 = Spearman(yq, lab);
@@ -468,14 +446,9 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
   }
 
   nlohmann::json j;
-  j["model"] = {{"name", rep.model_name},
-                {"path", o.model_path},
-                {"format", rep.model_format},
-                {"source_sha256", rep.source_sha256},
-                {"arch", lm.spec->arch == Arch::kLstm  ? "lstm"
-                         : lm.spec->arch == Arch::kGru ? "gru"
-                                                       : "mlp"},
-                {"window", window},
+  j["model"] = {{"name", rep.model_name},           {"path", o.model_path},
+                {"format", rep.model_format},       {"source_sha256", rep.source_sha256},
+                {"arch", ArchName(lm.spec->arch)},  {"window", window},
                 {"input_size", lm.spec->input_size}};
   j["artifact"] = {{"path", o.output_path},
                    {"sha256", rep.artifact_sha256},
@@ -659,19 +632,17 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayCommandOptions& o) {
   rep.output_rows = rows.size();
   const size_t per = static_cast<size_t>(window) * cols->size();
   std::vector<float> x(per), ws(std::max(fp32->workspace_floats(), int8->workspace_floats()));
-  double se = 0, ss = 0;
-  size_t agree = 0;
+  std::vector<double> y_all, q_all;  // Every scored row, for the output-error figures.
+  y_all.reserve(rows.size());
+  q_all.reserve(rows.size());
   std::vector<double> yf, yq, lab;
   std::vector<uint32_t> loc;
   for (size_t r : rows) {
     internal::WindowAt(t, *cols, window, r, x.data());
     const double y = fp32->Run(x, ws.data());
     const double q = int8->Run(x, ws.data());
-    const double e = q - y;
-    se += e * e;
-    ss += y * y;
-    rep.max_abs_error = std::max(rep.max_abs_error, std::fabs(e));
-    agree += (q > 0) == (y > 0);
+    y_all.push_back(y);
+    q_all.push_back(q);
     if (std::isfinite(t.labels[r])) {
       yf.push_back(y);
       yq.push_back(q);
@@ -679,10 +650,11 @@ absl::StatusOr<ReplayReport> RunReplay(const ReplayCommandOptions& o) {
       loc.push_back(t.locate[r]);
     }
   }
-  const double n = static_cast<double>(rows.size());
-  rep.rmse = std::sqrt(se / n);
-  rep.rmse_over_rms = ss > 0 ? std::sqrt(se / ss) : NAN;
-  rep.sign_agreement = static_cast<double>(agree) / n;
+  const internal::OutputError err = internal::CompareOutputs(q_all, y_all);
+  rep.rmse = err.rmse;
+  rep.rmse_over_rms = err.rmse_over_rms;
+  rep.max_abs_error = err.max_abs;
+  rep.sign_agreement = err.sign_agreement;
   rep.labelled_rows = lab.size();
   rep.fp32 = Trading(yf, lab, loc, o.horizon_label);
   rep.int8 = Trading(yq, lab, loc, o.horizon_label);
@@ -755,17 +727,15 @@ absl::StatusOr<InspectReport> RunInspect(const InspectOptions& o) {
   rep.artifact = lm.artifact.has_value();
   const std::vector<std::string> names = QuantizableLayers(s);
   nlohmann::json j;
-  const char* arch = s.arch == Arch::kLstm ? "lstm" : s.arch == Arch::kGru ? "gru" : "mlp";
+  const char* arch = ArchName(s.arch);
   std::vector<std::string> shape;
   for (const LstmLayer& l : s.lstm) shape.push_back(absl::StrCat("LSTM(", l.hidden_size, ")"));
   for (const GruLayer& l : s.gru) shape.push_back(absl::StrCat("GRU(", l.hidden_size, ")"));
   for (const LinearLayer& l : s.layers) {
-    shape.push_back(absl::StrCat("Linear(", l.in, "->", l.out,
-                                 l.activation == Activation::kRelu      ? ", relu"
-                                 : l.activation == Activation::kTanh    ? ", tanh"
-                                 : l.activation == Activation::kSigmoid ? ", sigmoid"
-                                                                        : "",
-                                 ")"));
+    shape.push_back(absl::StrCat(
+        "Linear(", l.in, "->", l.out,
+        l.activation == Activation::kNone ? "" : absl::StrCat(", ", ActivationName(l.activation)),
+        ")"));
   }
   bool normalized = false;
   for (float m : s.feature_mean) normalized = normalized || m != 0.0f;

@@ -31,20 +31,6 @@ json Floats(std::span<const float> v) {
   return a;
 }
 
-const char* ActivationName(Activation a) {
-  switch (a) {
-    case Activation::kRelu:
-      return "relu";
-    case Activation::kTanh:
-      return "tanh";
-    case Activation::kSigmoid:
-      return "sigmoid";
-    case Activation::kNone:
-      break;
-  }
-  return "none";
-}
-
 template <class Layer>
 json Recurrent(const std::vector<Layer>& layers) {
   json a = json::array();
@@ -74,7 +60,7 @@ absl::StatusOr<std::string> ModelJson(const ModelSpec& spec, const std::string& 
   doc["format"] = "qsig.model.fp32";
   doc["version"] = 1;
   doc["name"] = spec.name;
-  doc["arch"] = spec.arch == Arch::kMlp ? "mlp" : spec.arch == Arch::kLstm ? "lstm" : "gru";
+  doc["arch"] = ArchName(spec.arch);
   doc["input_size"] = spec.input_size;
   doc["window"] = spec.window;
   if (!spec.feature_names.empty()) doc["feature_names"] = spec.feature_names;

@@ -21,17 +21,6 @@
 namespace qsig::models::io {
 namespace {
 
-// Smallest bf16 >= v for v > 0 (models/src/internal/kernels.h RoundUpToBf16): the runtime's
-// per-row weight scale.
-float RoundUpToBf16(float v) {
-  uint32_t u;
-  std::memcpy(&u, &v, sizeof u);
-  if (u & 0xFFFFu) u = (u & 0xFFFF0000u) + 0x10000u;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
 class GraphBuilder {
  public:
   explicit GraphBuilder(onnx::GraphProto* g) : g_(g) {}
@@ -120,7 +109,7 @@ void AddInt8Weight(GraphBuilder& b, const std::string& p, const std::vector<floa
     for (int c = 0; c < cols; ++c) {
       amax = std::max(amax, std::fabs(w[static_cast<size_t>(rr) * cols + c] * in_scale));
     }
-    const float sw = amax > 0.0f ? RoundUpToBf16(amax / qmax) : 1.0f;
+    const float sw = amax > 0.0f ? quant::RoundUpToBf16(amax / qmax) : 1.0f;
     for (int c = 0; c < cols; ++c) {
       const size_t i = static_cast<size_t>(rr) * cols + c;
       const float v = quant::RoundHalfEven(w[i] * in_scale / sw);
@@ -231,7 +220,7 @@ void AddRecurrent(const ModelSpec& s, const Int8Description& d, bool fold_mean,
   const size_t n_rnn = gru ? s.gru.size() : s.lstm.size();
   const int gates = gru ? 3 : 4;
   const int T = s.window;
-  const char* key = gru ? "gru" : "lstm";
+  const char* key = ArchName(s.arch);
   for (int t = 0; t < T; ++t) {
     b.Raw<int64_t>(absl::StrCat("step.", t), onnx::TensorProto::INT64, {}, {t});
   }
@@ -422,10 +411,9 @@ absl::StatusOr<ExportSummary> RunExportOnnxQdq(const ExportOptions& o) {
         "--per-channel"));
   }
   // The runtime the server would serve (verified against the artifact's reference outputs),
-  // and how it quantizes: the same calibration run again, accuracy guard included.
-  QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> int8, BuildInt8Model(a));
-  auto spec = std::make_shared<const ModelSpec>(s);
-  QSIG_ASSIGN_OR_RETURN(Int8Description d, DescribeInt8(spec, a.calibration.windows, opt));
+  // and how it quantizes (accuracy guard included).
+  Int8Description d;
+  QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> int8, BuildInt8Model(a, &d));
 
   ExportSummary sum;
   sum.model_name = s.name;

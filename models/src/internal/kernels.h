@@ -23,6 +23,7 @@
 #include <span>
 
 #include "qsig/models/model.h"
+#include "qsig/quant/quantize.h"
 
 namespace qsig::models::internal {
 
@@ -102,14 +103,7 @@ inline uint16_t FloatToBf16Truncate(float f) noexcept {
   std::memcpy(&u, &f, sizeof u);
   return static_cast<uint16_t>(u >> 16);
 }
-inline float RoundUpToBf16(float v) noexcept {
-  uint32_t u;
-  std::memcpy(&u, &v, sizeof u);
-  if (u & 0xFFFFu) u = (u & 0xFFFF0000u) + 0x10000u;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
+using quant::RoundUpToBf16;
 
 // Matrices of at most this many rows (a one-output head) also keep a row-major copy: a GEMV on
 // the 16-row packing would stream 16x the weights for one useful lane.

@@ -275,7 +275,7 @@ class Net {
   std::vector<std::string> EnableFakeQuant() {
     std::vector<std::string> placed;
     const size_t n_rnn = rnn_.size(), n_ops = act_.size();
-    const char* rnn = spec_.arch == Arch::kGru ? "gru" : "lstm";
+    const char* rnn = ArchName(spec_.arch);
     for (size_t id = 0; id < n_ops; ++id) {
       const bool head = id + 1 == n_ops && spec_.layers.back().out <= 16;
       if (head) continue;  // The FP32 head.
@@ -603,18 +603,6 @@ void Normalization(const Data& d, ModelSpec& s) {
   }
 }
 
-double RelativeRms(const std::vector<float>& a, const std::vector<float>& ref, double* sign) {
-  double se = 0, ss = 0;
-  size_t agree = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    se += std::pow(static_cast<double>(a[i]) - ref[i], 2);
-    ss += static_cast<double>(ref[i]) * ref[i];
-    agree += (a[i] > 0) == (ref[i] > 0);
-  }
-  if (sign) *sign = a.empty() ? NAN : static_cast<double>(agree) / static_cast<double>(a.size());
-  return ss > 0 ? std::sqrt(se / ss) : NAN;
-}
-
 }  // namespace
 
 absl::StatusOr<TrainReport> RunTrain(const TrainOptions& o) {
@@ -772,7 +760,9 @@ absl::StatusOr<QatReport> RunQat(const QatOptions& o) {
     f.val = Metrics(yf, d.val.y);
     f.rmse_over_rms = f.sign_agreement = NAN;
     q.val = Metrics(yq, d.val.y);
-    q.rmse_over_rms = RelativeRms(yq, yf, &q.sign_agreement);
+    const io::internal::OutputError err = io::internal::CompareOutputs(yq, yf);
+    q.rmse_over_rms = err.rmse_over_rms;
+    q.sign_agreement = err.sign_agreement;
     return absl::OkStatus();
   };
   QSIG_RETURN_IF_ERROR(evaluate(spec, rep.fp32, rep.ptq_int8));

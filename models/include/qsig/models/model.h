@@ -76,6 +76,11 @@ struct ModelSpec {
   std::string sha256;  // Hex SHA-256 of the file the spec was loaded from.
 };
 
+// The names the JSON format, artifacts and reports use: "mlp" / "lstm" / "gru", "none" /
+// "relu" / "tanh" / "sigmoid", and (Precision, below) "int8" / "int8_s16" / "fp32".
+const char* ArchName(Arch a) noexcept;
+const char* ActivationName(Activation a) noexcept;
+
 // Loads the JSON model format written by scripts/train_demo_model.py (see models/README.md).
 // Errors name the file and the offending field.
 absl::StatusOr<ModelSpec> LoadModelJson(const std::string& path);
@@ -166,6 +171,7 @@ absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const 
 // weights with s16 activations (exact s32 accumulation up to 512 inputs per output; about twice
 // the int8 cost), or FP32.
 enum class Precision { kInt8, kInt8S16, kFp32 };
+const char* PrecisionName(Precision p) noexcept;
 // How an INT8 LSTM layer stores its cell state: float, or on an s16 grid (step = the calibrated
 // max |c| / 32767).
 enum class CellState { kFp32, kS16 };
@@ -228,9 +234,13 @@ std::vector<std::string> QuantizableLayers(const ModelSpec& spec);
 // runs over `calib_windows`, except the layer inputs spec->input_ranges sets (when
 // options.use_source_ranges) (n windows, each window() x input_size() raw features, contiguous).
 // precision() is "int8", or "mixed" when the plan keeps some layers FP32.
+struct Int8Description;  // Below: how the runtime quantizes (DescribeInt8).
+// `description`, if not null, receives how the returned runtime quantizes (as DescribeInt8,
+// without calibrating a second time).
 absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const ModelSpec> spec,
                                                           std::span<const float> calib_windows,
-                                                          const Int8Options& options);
+                                                          const Int8Options& options,
+                                                          Int8Description* description = nullptr);
 
 // How the INT8 runtime that CalibrateInt8Model(spec, calib_windows, options) builds quantizes each
 // operation's input, for exporters (qsig export --onnx-qdq) and monitors (the same calibration,

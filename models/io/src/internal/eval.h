@@ -3,6 +3,8 @@
 // and rank / linear correlation for information coefficients.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <vector>
 
@@ -23,6 +25,33 @@ std::vector<float> Windows(const FeatureTable& t, const std::vector<int>& cols, 
 
 // m.Run() over each window of `windows` (contiguous, as Windows() returns).
 std::vector<float> RunAll(const Model& m, const std::vector<float>& windows);
+
+// Outputs `got` (e.g. INT8) against reference outputs `ref` (FP32) of the same length.
+struct OutputError {
+  double rmse = 0;
+  double rmse_over_rms = NAN;  // RMSE / RMS of ref; NaN when ref is all 0.
+  double max_abs = 0;
+  double sign_agreement = NAN;  // Fraction with (got > 0) == (ref > 0); NaN when empty.
+};
+template <class T>
+OutputError CompareOutputs(const std::vector<T>& got, const std::vector<T>& ref) {
+  OutputError e;
+  double se = 0, ss = 0;
+  size_t agree = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double d = static_cast<double>(got[i]) - static_cast<double>(ref[i]);
+    se += d * d;
+    ss += static_cast<double>(ref[i]) * static_cast<double>(ref[i]);
+    e.max_abs = std::max(e.max_abs, std::fabs(d));
+    agree += (got[i] > 0) == (ref[i] > 0);
+  }
+  if (got.empty()) return e;
+  const double n = static_cast<double>(got.size());
+  e.rmse = std::sqrt(se / n);
+  e.rmse_over_rms = ss > 0 ? std::sqrt(se / ss) : NAN;
+  e.sign_agreement = static_cast<double>(agree) / n;
+  return e;
+}
 
 // Pearson correlation; NaN for fewer than 2 values or zero variance.
 double Pearson(const std::vector<double>& a, const std::vector<double>& b);

@@ -38,6 +38,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <vector>
 
@@ -69,6 +70,18 @@ struct QuantParams {
 
 // Round half to even under the default floating-point rounding mode.
 inline float RoundHalfEven(float x) noexcept { return std::nearbyint(x); }
+
+// The smallest bfloat16 value >= v, for finite v > 0: the grid of the per-row weight scales the
+// INT8 model runtime stores in 2 bytes (models/src/internal/kernels.h), and of any exporter that
+// must reproduce them (models/io/src/onnx_export.cc).
+inline float RoundUpToBf16(float v) noexcept {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  if (u & 0xFFFFu) u = (u & 0xFFFF0000u) + 0x10000u;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
 
 // q = clamp(round_half_even(r / scale) + zero_point, qmin, qmax). NaN maps to qmin.
 // This is the specification; the row functions below must agree with it bit for bit.

@@ -107,6 +107,8 @@ absl::StatusOr<Artifact> ReadArtifact(const std::string& path);
 // Rebuilds the INT8 runtime: CalibrateInt8Model on the stored windows and options, then checks
 // its outputs against calibration.reference_outputs. Fails if they differ (the runtime that
 // would be served is not the one that was validated).
-absl::StatusOr<std::unique_ptr<Model>> BuildInt8Model(const Artifact& artifact);
+// `description`, if not null, receives how the rebuilt runtime quantizes (models::DescribeInt8).
+absl::StatusOr<std::unique_ptr<Model>> BuildInt8Model(const Artifact& artifact,
+                                                      Int8Description* description = nullptr);
 
 }  // namespace qsig::models::io
