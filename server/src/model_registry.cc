@@ -8,6 +8,7 @@
 #include "qsig/models/io/artifact.h"
 #include "qsig/models/io/loader.h"
 #include "qsig/quant/calibration.h"
+#include "qsig/quant/isa.h"
 
 namespace qsig::server {
 
@@ -208,9 +209,10 @@ models::Int8Options Int8OptionsFromConfig(const config::CalibrationConfig& c) {
   o.method = *quant::ParseCalibrationMethod(c.method);  // Validated with the config.
   o.percentile = c.percentile;
   o.max_rmse = c.layer_guard_rmse;
-  // auto: 7-bit weights where the kernels have no VNNI (AVX2 splits u8 activations otherwise).
+  // auto: 7-bit weights where the kernel layer prefers them (AVX2 without VNNI splits u8
+  // activations otherwise).
   o.reduce_range = c.reduce_range == "on" ||
-                   (c.reduce_range == "auto" && std::string(models::KernelIsa()) == "avx2");
+                   (c.reduce_range == "auto" && quant::IsaPrefersReducedRange(quant::ActiveIsa()));
   return o;
 }
 

@@ -15,11 +15,13 @@
 
 #include "absl/status/statusor.h"
 #include "qsig/quant/calibration.h"
+#include "qsig/quant/kernels.h"
 
 namespace qsig::models {
 
 enum class Arch { kMlp, kLstm, kGru };
-enum class Activation { kNone, kRelu, kTanh, kSigmoid };
+// kNone, kRelu, kTanh, kSigmoid: the kernel layer's activations (qsig/quant/kernels.h).
+using Activation = quant::Activation;
 
 // y = act(W x + b); W is out x in, row-major (torch.nn.Linear layout).
 struct LinearLayer {
@@ -281,8 +283,8 @@ absl::StatusOr<std::vector<LayerSensitivity>> AnalyzeSensitivity(
     std::shared_ptr<const ModelSpec> spec, std::span<const float> calib_windows,
     std::span<const float> eval_windows, const Int8Options& options = {});
 
-// The instruction set the runtimes' kernels were dispatched to in this process (chosen once from
-// cpuid and capped by the QSIG_MAX_ISA environment variable), e.g. "avx512vnni" or "ref".
+// The instruction set the runtimes built now use (quant::ActiveIsaName(): the most specific one
+// the CPU supports within QSIG_MAX_ISA and quant::SetMaxIsa), e.g. "avx512vnni" or "ref".
 const char* KernelIsa() noexcept;
 
 }  // namespace qsig::models

@@ -1,4 +1,5 @@
-// The models runtimes' compute kernels: packed weight formats and one function table per ISA.
+// The INT8 / FP32 kernel layer: packed weight formats, one function table per ISA and the one
+// ordered dispatch table (isa.h chooses the ISA; this file maps it to kernels).
 //
 // Layouts (both chosen so one SIMD register holds 16 consecutive output rows and a GEMV needs no
 // horizontal reduction; rows are padded to 16, so every vector a kernel reads or writes is too):
@@ -9,9 +10,15 @@
 //              registers while the columns stream by.
 //   PackedF32  the same with one column per lane: for each column, the chunk's blocks of 16.
 // Integer results of every ISA equal the reference exactly; float results (dequantization with
-// FMA, polynomial exp) agree to a few ulp (tests hold them to it).
+// FMA, polynomial exp) agree to a few ulp (tests/quant/kernels_test.cc holds them to it).
 //
-// Hot path: every kernel is noexcept, allocates nothing, takes no lock.
+// Kernel names read <Op><Types><Isa> (GemvU8S8S32Avx512Vnni, GemvU8S8S32Ref); the reference
+// table is the specification. The ISA variants live in their own files under quant/src, each
+// compiled with its own ISA flags (quant/CMakeLists.txt), and are reached only through the table.
+//
+// Thread-safety: every kernel is noexcept, allocates nothing, takes no lock and may be called
+// from any thread; the tables are immutable. Packing (PackS8, PackF32) is cold-path and
+// allocates.
 #pragma once
 
 #include <cstddef>
@@ -22,10 +29,13 @@
 #include <new>
 #include <span>
 
-#include "qsig/models/model.h"
+#include "qsig/quant/isa.h"
 #include "qsig/quant/quantize.h"
 
-namespace qsig::models::internal {
+namespace qsig::quant {
+
+// The element-wise activations of Kernels::activate (models::Activation is this type).
+enum class Activation { kNone, kRelu, kTanh, kSigmoid };
 
 inline constexpr int kRowBlock = 16;     // rows per SIMD register
 inline constexpr int kChunkBlocks = 16;  // row blocks whose accumulators stay in registers
@@ -103,7 +113,6 @@ inline uint16_t FloatToBf16Truncate(float f) noexcept {
   std::memcpy(&u, &f, sizeof u);
   return static_cast<uint16_t>(u >> 16);
 }
-using quant::RoundUpToBf16;
 
 // Matrices of at most this many rows (a one-output head) also keep a row-major copy: a GEMV on
 // the 16-row packing would stream 16x the weights for one useful lane.
@@ -125,19 +134,19 @@ PackedF32 PackF32(const float* w, int rows, int cols);
 int8_t PackedAt(const PackedS8& p, int r, int c) noexcept;
 
 struct Kernels {
-  const char* isa;
-  // acc[r] = sum_c W[r,c] * x[c] for r < rows_pad (x: cols_pad bytes).
-  void (*gemv_s8_s32)(const PackedS8& w, const uint8_t* x, int32_t* acc) noexcept;
+  Isa isa;
+  // acc[r] = sum_c W[r,c] * x[c] for r < rows_pad (x: cols_pad u8 bytes).
+  void (*gemv_u8s8s32)(const PackedS8& w, const uint8_t* x, int32_t* acc) noexcept;
   // y[r] = float(acc[r]) * scale[r] + add[r] for r < rows_pad, for n vectors: x_i = x + i*ldx
-  // (bytes), y_i = y + i*ldy, add_i = add + i*ldadd (ldadd 0: shared; add may be null).
+  // (u8 bytes), y_i = y + i*ldy, add_i = add + i*ldadd (ldadd 0: shared; add may be null).
   // scale: w.scales (bf16).
-  void (*gemm_s8)(const PackedS8& w, int n, const uint8_t* x, size_t ldx, const float* add,
-                  size_t ldadd, float* y, size_t ldy) noexcept;
+  void (*gemm_u8s8f32)(const PackedS8& w, int n, const uint8_t* x, size_t ldx, const float* add,
+                       size_t ldadd, float* y, size_t ldy) noexcept;
   // The same for s16 activations (x_i: cols_pad int16 values, pairs of columns per vpdpwssd
   // lane): y[r] = float(sum_c W[r,c] * x[c]) * scale[r] + add[r]. Exact in s32 for
   // cols <= kMaxS16Cols.
-  void (*gemm_s16s8)(const PackedS8& w, int n, const int16_t* x, size_t ldx, const float* add,
-                     size_t ldadd, float* y, size_t ldy) noexcept;
+  void (*gemm_s16s8f32)(const PackedS8& w, int n, const int16_t* x, size_t ldx, const float* add,
+                        size_t ldadd, float* y, size_t ldy) noexcept;
   // q[k] = clamp(round_half_even(x[k] * a_k + b_k), -32767, 32767), as quantize_u8.
   void (*quantize_s16)(const float* x, int n, const float* a, const float* b, float a0, float b0,
                        int16_t* q, int n_pad) noexcept;
@@ -162,21 +171,12 @@ struct Kernels {
   void (*activate)(int n, Activation act, float* y) noexcept;
 };
 
+// The reference table (the specification, plain C++).
 const Kernels& RefKernels() noexcept;
-// Each ISA's table, or nullptr when this CPU or OS lacks the ISA (cpuid + xgetbv, probed once by
-// quant/src/isa.cc). Tests run every non-null table against the reference.
-//   AVX-512 VNNI: avx512f/bw/vl/vnni + FMA, ZMM state enabled.
-const Kernels* Avx512VnniKernels() noexcept;
-//   AVX-VNNI: AVX2 + FMA + AVX-VNNI (VEX vpdpbusd on ymm), YMM state enabled.
-const Kernels* AvxVnniKernels() noexcept;
-//   AVX2: AVX2 + FMA, YMM state enabled.
-const Kernels* Avx2Kernels() noexcept;
-
-// The most specific table the CPU supports within `cap`, a QSIG_MAX_ISA value: "ref"/"scalar"
-// (the reference), "avx2", "avxvnni"/"avx_vnni", "avx512vnni"/"avx512_vnni"/"native" or empty
-// (no cap). An unknown value selects the reference (a typo must not silently run faster code).
-const Kernels& ChooseKernels(const char* cap) noexcept;
-// The table the runtimes use: ChooseKernels(getenv("QSIG_MAX_ISA")), chosen once.
+// The table of `isa`, or nullptr when this CPU or OS cannot run it (isa.h's probe). Tests run
+// every non-null table against the reference.
+const Kernels* KernelsFor(Isa isa) noexcept;
+// The table of ActiveIsa(): what the runtimes use (a runtime keeps the table it was built with).
 const Kernels& ActiveKernels() noexcept;
 
-}  // namespace qsig::models::internal
+}  // namespace qsig::quant

@@ -1,13 +1,12 @@
-// Packing, the reference kernels (the specification, plain C++) and the ISA dispatch.
+// Packing and the reference kernels (the specification, plain C++); the dispatch is in isa.cc.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <string_view>
 
-#include "internal/kernels.h"
+#include "qsig/quant/kernels.h"
 
-namespace qsig::models::internal {
+namespace qsig::quant {
 namespace {
 
 // Offset of (r, c) in a PackedS8 with `groups` column groups and `blocks` row blocks.
@@ -32,7 +31,7 @@ size_t F32Offset(int r, int c, int cols, int blocks) noexcept {
 float SigmoidRef(float x) noexcept { return 1.0f / (1.0f + std::exp(-x)); }
 float TanhRef(float x) noexcept { return 2.0f / (1.0f + std::exp(-2.0f * x)) - 1.0f; }
 
-void GemvS8S32Ref(const PackedS8& w, const uint8_t* x, int32_t* acc) noexcept {
+void GemvU8S8S32Ref(const PackedS8& w, const uint8_t* x, int32_t* acc) noexcept {
   const int groups = w.cols_pad / 4, blocks = w.rows_pad / kRowBlock;
   for (int r = 0; r < w.rows_pad; ++r) {
     int32_t s = 0;
@@ -43,8 +42,8 @@ void GemvS8S32Ref(const PackedS8& w, const uint8_t* x, int32_t* acc) noexcept {
   }
 }
 
-void GemmS8Ref(const PackedS8& w, int n, const uint8_t* x, size_t ldx, const float* add,
-               size_t ldadd, float* y, size_t ldy) noexcept {
+void GemmU8S8F32Ref(const PackedS8& w, int n, const uint8_t* x, size_t ldx, const float* add,
+                    size_t ldadd, float* y, size_t ldy) noexcept {
   int32_t acc[kRowBlock * kChunkBlocks];
   for (int i = 0; i < n; ++i) {
     const uint8_t* xi = x + i * ldx;
@@ -68,8 +67,8 @@ void GemmS8Ref(const PackedS8& w, int n, const uint8_t* x, size_t ldx, const flo
   }
 }
 
-void GemmS16S8Ref(const PackedS8& w, int n, const int16_t* x, size_t ldx, const float* add,
-                  size_t ldadd, float* y, size_t ldy) noexcept {
+void GemmS16S8F32Ref(const PackedS8& w, int n, const int16_t* x, size_t ldx, const float* add,
+                     size_t ldadd, float* y, size_t ldy) noexcept {
   const int groups = w.cols_pad / 4, blocks = w.rows_pad / kRowBlock;
   for (int i = 0; i < n; ++i) {
     const int16_t* xi = x + i * ldx;
@@ -169,31 +168,11 @@ void ActivateRef(int n, Activation act, float* y) noexcept {
   }
 }
 
-constexpr Kernels kRef = {"ref",       &GemvS8S32Ref,  &GemmS8Ref,   &GemmS16S8Ref, &QuantizeS16Ref,
-                          &GemmF32Ref, &QuantizeU8Ref, &LstmCellRef, &GruCellRef,   &ActivateRef};
-
-// Cap levels: 0 reference, 1 AVX2, 2 AVX-VNNI, 3 AVX-512 VNNI (quant::Isa's order and names,
-// plus this module's older spellings "ref" and "avx512vnni").
-int CapLevel(std::string_view c) noexcept {
-  if (c.empty() || c == "native" || c == "avx512vnni" || c == "avx512_vnni") return 3;
-  if (c == "avxvnni" || c == "avx_vnni") return 2;
-  if (c == "avx2") return 1;
-  return 0;  // "ref", "scalar" and anything unknown
-}
+constexpr Kernels kRef = {Isa::kRef,       &GemvU8S8S32Ref, &GemmU8S8F32Ref, &GemmS16S8F32Ref,
+                          &QuantizeS16Ref, &GemmF32Ref,     &QuantizeU8Ref,  &LstmCellRef,
+                          &GruCellRef,     &ActivateRef};
 
 }  // namespace
-
-const Kernels& ChooseKernels(const char* cap) noexcept {
-  const int level = CapLevel(cap ? cap : "");
-  // Most specific first; the first one the CPU supports within the cap wins.
-  const Kernels* const table[] = {level >= 3 ? Avx512VnniKernels() : nullptr,
-                                  level >= 2 ? AvxVnniKernels() : nullptr,
-                                  level >= 1 ? Avx2Kernels() : nullptr};
-  for (const Kernels* k : table) {
-    if (k != nullptr) return *k;
-  }
-  return kRef;
-}
 
 PackedS8 PackS8(const int8_t* q, int rows, int cols) {
   PackedS8 p;
@@ -243,13 +222,4 @@ PackedF32 PackF32(const float* w, int rows, int cols) {
 
 const Kernels& RefKernels() noexcept { return kRef; }
 
-const Kernels& ActiveKernels() noexcept {
-  static const Kernels& k = ChooseKernels(std::getenv("QSIG_MAX_ISA"));
-  return k;
-}
-
-}  // namespace qsig::models::internal
-
-namespace qsig::models {
-const char* KernelIsa() noexcept { return internal::ActiveKernels().isa; }
-}  // namespace qsig::models
+}  // namespace qsig::quant

@@ -1,8 +1,8 @@
-// AVX-512 VNNI kernels (compiled with per-file ISA flags, see models/CMakeLists.txt; selected at
-// run time only when the CPU and OS support them). Integer products and the dequantization /
-// quantization arithmetic follow the reference operation for operation (no FMA contraction where
-// the reference has none), so int8 layers are bit-identical to the reference; only the
-// polynomial exp in sigmoid/tanh differs (relative error ~2e-7).
+// AVX-512 VNNI kernels (compiled with per-file ISA flags, see quant/CMakeLists.txt; reached
+// only through KernelsFor(), which checks the CPU and OS first). Integer products and the
+// dequantization / quantization arithmetic follow the reference operation for operation (no FMA
+// contraction where the reference has none), so int8 layers are bit-identical to the reference;
+// only the polynomial exp in sigmoid/tanh differs (relative error ~2e-7).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -10,12 +10,12 @@
 #include <cstring>
 #include <utility>
 
-#include "internal/kernels.h"
-#include "qsig/quant/isa.h"
+#include "internal/kernel_tables.h"
+#include "qsig/quant/kernels.h"
 
 #define QSIG_UNROLL _Pragma("GCC unroll 16")
 
-namespace qsig::models::internal {
+namespace qsig::quant {
 namespace {
 
 inline __m512 Exp(__m512 x) noexcept {
@@ -97,7 +97,7 @@ inline void BlockS8(const PackedS8& w, const int8_t* wp, size_t gstride, int r0,
   }
 }
 
-void GemvS8S32Avx512(const PackedS8& w, const uint8_t* x, int32_t* acc) noexcept {
+void GemvU8S8S32Avx512Vnni(const PackedS8& w, const uint8_t* x, int32_t* acc) noexcept {
   const int groups = w.cols_pad / 4, blocks = w.rows_pad / kRowBlock;
   for (int b0 = 0; b0 < blocks; ++b0) {
     const int chunk = b0 / kChunkBlocks;
@@ -133,8 +133,8 @@ template <int NX>
 constexpr std::array<ChunkS8Fn, 4> kQuadS8 = {&ChunkS8<1, NX>, &ChunkS8<2, NX>, &ChunkS8<3, NX>,
                                               &ChunkS8<4, NX>};
 
-void GemmS8Avx512(const PackedS8& w, int n, const uint8_t* x, size_t ldx, const float* add,
-                  size_t ldadd, float* y, size_t ldy) noexcept {
+void GemmU8S8F32Avx512Vnni(const PackedS8& w, int n, const uint8_t* x, size_t ldx, const float* add,
+                           size_t ldadd, float* y, size_t ldy) noexcept {
   const int blocks = w.rows_pad / kRowBlock;
   for (int c0 = 0; c0 < blocks; c0 += kChunkBlocks) {
     const int nbc = std::min(kChunkBlocks, blocks - c0);
@@ -230,8 +230,8 @@ using ChunkS16Fn = void (*)(const PackedS8&, int, int, int, const int16_t*, cons
                             float*) noexcept;
 constexpr std::array<ChunkS16Fn, 4> kS16 = {&ChunkS16<1>, &ChunkS16<2>, &ChunkS16<3>, &ChunkS16<4>};
 
-void GemmS16S8Avx512(const PackedS8& w, int n, const int16_t* x, size_t ldx, const float* add,
-                     size_t ldadd, float* y, size_t ldy) noexcept {
+void GemmS16S8F32Avx512Vnni(const PackedS8& w, int n, const int16_t* x, size_t ldx,
+                            const float* add, size_t ldadd, float* y, size_t ldy) noexcept {
   const int blocks = w.rows_pad / kRowBlock;
   for (int i = 0; i < n; ++i) {
     for (int c0 = 0; c0 < blocks; c0 += kChunkBlocks) {
@@ -244,8 +244,8 @@ void GemmS16S8Avx512(const PackedS8& w, int n, const int16_t* x, size_t ldx, con
   }
 }
 
-void QuantizeS16Avx512(const float* x, int n, const float* a, const float* b, float a0, float b0,
-                       int16_t* q, int n_pad) noexcept {
+void QuantizeS16Avx512Vnni(const float* x, int n, const float* a, const float* b, float a0,
+                           float b0, int16_t* q, int n_pad) noexcept {
   const __m512 lo = _mm512_set1_ps(-32767.0f), hi = _mm512_set1_ps(32767.0f);
   const __m512 av = _mm512_set1_ps(a0), bv = _mm512_set1_ps(b0);
   for (int k = 0; k < n_pad; k += 16) {
@@ -356,8 +356,8 @@ void SmallF32(const PackedF32& w, int n, const float* x, size_t ldx, const float
   }
 }
 
-void GemmF32Avx512(const PackedF32& w, int n, const float* x, size_t ldx, const float* add,
-                   size_t ldadd, float* y, size_t ldy) noexcept {
+void GemmF32Avx512Vnni(const PackedF32& w, int n, const float* x, size_t ldx, const float* add,
+                       size_t ldadd, float* y, size_t ldy) noexcept {
   if (w.small.size() != 0) {
     SmallF32(w, n, x, ldx, add, ldadd, y, ldy);
     return;
@@ -392,8 +392,8 @@ void GemmF32Avx512(const PackedF32& w, int n, const float* x, size_t ldx, const 
 
 // ---- element-wise ----
 
-void QuantizeU8Avx512(const float* x, int n, const float* a, const float* b, float a0, float b0,
-                      uint8_t* q, int n_pad) noexcept {
+void QuantizeU8Avx512Vnni(const float* x, int n, const float* a, const float* b, float a0, float b0,
+                          uint8_t* q, int n_pad) noexcept {
   const __m512 lo = _mm512_setzero_ps(), hi = _mm512_set1_ps(255.0f);
   const __m512 av = _mm512_set1_ps(a0), bv = _mm512_set1_ps(b0);
   for (int k = 0; k < n_pad; k += 16) {
@@ -408,7 +408,7 @@ void QuantizeU8Avx512(const float* x, int n, const float* a, const float* b, flo
   }
 }
 
-void LstmCellAvx512(int hidden, const float* g, float* h, float* c, float c_step) noexcept {
+void LstmCellAvx512Vnni(int hidden, const float* g, float* h, float* c, float c_step) noexcept {
   const __m512 step = _mm512_set1_ps(c_step);
   const __m512 kmax = _mm512_set1_ps(32767.0f), kmin = _mm512_set1_ps(-32767.0f);
   for (int j = 0; j < hidden; j += 16) {
@@ -430,7 +430,7 @@ void LstmCellAvx512(int hidden, const float* g, float* h, float* c, float c_step
   }
 }
 
-void GruCellAvx512(int hidden, const float* gi, const float* gh, float* h) noexcept {
+void GruCellAvx512Vnni(int hidden, const float* gi, const float* gh, float* h) noexcept {
   const __m512 one = _mm512_set1_ps(1.0f);
   for (int j = 0; j < hidden; j += 16) {
     const __mmask16 m = TailMask(hidden - j);
@@ -445,7 +445,7 @@ void GruCellAvx512(int hidden, const float* gi, const float* gh, float* h) noexc
   }
 }
 
-void ActivateAvx512(int n, Activation act, float* y) noexcept {
+void ActivateAvx512Vnni(int n, Activation act, float* y) noexcept {
   if (act == Activation::kNone) return;
   for (int k = 0; k < n; k += 16) {
     const __mmask16 m = TailMask(n - k);
@@ -467,16 +467,13 @@ void ActivateAvx512(int n, Activation act, float* y) noexcept {
   }
 }
 
-constexpr Kernels kAvx512 = {
-    "avx512vnni",   &GemvS8S32Avx512,  &GemmS8Avx512,   &GemmS16S8Avx512, &QuantizeS16Avx512,
-    &GemmF32Avx512, &QuantizeU8Avx512, &LstmCellAvx512, &GruCellAvx512,   &ActivateAvx512};
+constexpr Kernels kAvx512Vnni = {
+    Isa::kAvx512Vnni,       &GemvU8S8S32Avx512Vnni, &GemmU8S8F32Avx512Vnni, &GemmS16S8F32Avx512Vnni,
+    &QuantizeS16Avx512Vnni, &GemmF32Avx512Vnni,     &QuantizeU8Avx512Vnni,  &LstmCellAvx512Vnni,
+    &GruCellAvx512Vnni,     &ActivateAvx512Vnni};
 
 }  // namespace
 
-const Kernels* Avx512VnniKernels() noexcept {
-  // quant's probe: cpuid avx512f/bw/vl/vnni + AVX2 + FMA and XCR0's ZMM state (xgetbv).
-  static const bool ok = quant::IsaSupported(quant::Isa::kAvx512Vnni);
-  return ok ? &kAvx512 : nullptr;
-}
+const Kernels& internal::Avx512VnniKernels() noexcept { return kAvx512Vnni; }
 
-}  // namespace qsig::models::internal
+}  // namespace qsig::quant

@@ -1,7 +1,7 @@
-// Every ISA table of the models kernels against the reference (the specification), table by
-// table (not only the active one): integer results and int8 layer outputs bit for bit, float
-// results within a few ulp, over awkward sizes; and the QSIG_MAX_ISA dispatch rule.
-#include "internal/kernels.h"
+// Every ISA table of the kernel layer against the reference (the specification), table by table
+// (not only the active one): integer results and int8 layer outputs bit for bit, float results
+// within a few ulp, over awkward sizes; and the dispatch rule (ISA names, ChooseIsa, QSIG_MAX_ISA).
+#include "qsig/quant/kernels.h"
 
 #include <gtest/gtest.h>
 
@@ -13,29 +13,29 @@
 #include <string>
 #include <vector>
 
-#include "kernels_ymm_vnni_evex.h"
-#include "qsig/models/model.h"
+#include "avx_vnni_evex_kernels.h"
+#include "qsig/quant/isa.h"
 #include "random_models.h"
 
-namespace qsig::models {
+namespace qsig::quant {
 namespace {
 
-using internal::Kernels;
+using Rng = ::qsig::models::testing::Rng;
 
 struct Variant {
   const char* name;
-  const Kernels* (*get)();
+  const Kernels* (*get)();  // nullptr: the host lacks the ISA
 };
 
-const Kernels* EvexVnni() {
-  return internal::Avx512VnniKernels() ? &testing::AvxVnniViaEvexKernels() : nullptr;
-}
+const Kernels* Avx512Vnni() { return KernelsFor(Isa::kAvx512Vnni); }
+const Kernels* AvxVnni() { return KernelsFor(Isa::kAvxVnni); }
+const Kernels* Avx2() { return KernelsFor(Isa::kAvx2); }
 
 const Variant kVariants[] = {
-    {"Avx512Vnni", &internal::Avx512VnniKernels},
-    {"AvxVnni", &internal::AvxVnniKernels},
-    {"AvxVnniViaEvex", &EvexVnni},
-    {"Avx2", &internal::Avx2Kernels},
+    {"Avx512Vnni", &Avx512Vnni},
+    {"AvxVnni", &AvxVnni},
+    {"AvxVnniViaEvex", &testing::AvxVnniViaEvexKernels},
+    {"Avx2", &Avx2},
 };
 
 void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
@@ -59,7 +59,7 @@ const std::vector<int> kCols = {1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 33, 63, 65, 12
 // Weights over [-wmax, wmax] with a share of the extremes (+-127: the pairs that would saturate a
 // naive vpmaddubsw; +-63, 7-bit weights, and +-64, the largest the AVX2 kernels take unsplit:
 // the pairs that come closest to saturating it), activations likewise (0 and 255).
-std::vector<int8_t> Weights(testing::Rng& rng, int rows, int cols, bool extreme, int wmax) {
+std::vector<int8_t> Weights(Rng& rng, int rows, int cols, bool extreme, int wmax) {
   std::vector<int8_t> w(static_cast<size_t>(rows) * cols);
   for (auto& v : w) {
     const uint64_t u = rng.Next();
@@ -74,29 +74,29 @@ std::vector<int8_t> Weights(testing::Rng& rng, int rows, int cols, bool extreme,
 
 TEST(PackS8, RecordsMaxAbs) {
   const std::vector<int8_t> w = {3, -63, 0, 12, 63, -5};
-  EXPECT_EQ(internal::PackS8(w.data(), 2, 3).max_abs, 63);
+  EXPECT_EQ(PackS8(w.data(), 2, 3).max_abs, 63);
   const std::vector<int8_t> w8 = {3, -63, 0, 12, 63, -128};
-  EXPECT_EQ(internal::PackS8(w8.data(), 3, 2).max_abs, 128);
+  EXPECT_EQ(PackS8(w8.data(), 3, 2).max_abs, 128);
 }
 
 // wmax 127: 8-bit weights (the AVX2 kernels split the activations); 63: 7-bit weights
 // (Int8Options::reduce_range; AVX2 multiplies the activations as they are), and 64, the bound
-// of that path (internal::kMaddubsExactMax), in the extreme case only.
+// of that path (kMaddubsExactMax), in the extreme case only.
 TEST_P(KernelVariant, IntegerResultsEqualReference) {
   const Kernels* fast = Get();
   QSIG_SKIP_IF_ABSENT(fast);
-  const Kernels& ref = internal::RefKernels();
-  testing::Rng rng(42);
-  for (int wmax : {127, 63, internal::kMaddubsExactMax}) {
+  const Kernels& ref = RefKernels();
+  Rng rng(42);
+  for (int wmax : {127, 63, kMaddubsExactMax}) {
     for (int rows : kRows) {
       for (int cols : kCols) {
         for (bool extreme : {false, true}) {
           SCOPED_TRACE(::testing::Message() << rows << "x" << cols << (extreme ? " extreme" : "")
                                             << " weights in [-" << wmax << ", " << wmax << "]");
           if (extreme && rows * cols > 20000) continue;
-          if (!extreme && wmax == internal::kMaddubsExactMax) continue;
+          if (!extreme && wmax == kMaddubsExactMax) continue;
           const std::vector<int8_t> w = Weights(rng, rows, cols, extreme, wmax);
-          internal::PackedS8 p = internal::PackS8(w.data(), rows, cols);
+          PackedS8 p = PackS8(w.data(), rows, cols);
           if (extreme) {
             ASSERT_EQ(p.max_abs, wmax);
           }
@@ -104,8 +104,8 @@ TEST_P(KernelVariant, IntegerResultsEqualReference) {
           // Scales as the quantizer makes them (bf16 values, not powers of two: a product that
           // rounds, so an FMA contraction of float(acc) * scale + add would show).
           for (int r = 0; r < p.rows_pad; ++r) {
-            const float s = internal::RoundUpToBf16(static_cast<float>(rng.Uniform(1e-4, 0.1)));
-            p.scales[static_cast<size_t>(r)] = internal::FloatToBf16Truncate(s);
+            const float s = RoundUpToBf16(static_cast<float>(rng.Uniform(1e-4, 0.1)));
+            p.scales[static_cast<size_t>(r)] = FloatToBf16Truncate(s);
           }
           constexpr int kN = 5;
           const size_t ld = static_cast<size_t>(p.cols_pad) + 4;  // strides that are not cols_pad
@@ -142,8 +142,8 @@ TEST_P(KernelVariant, IntegerResultsEqualReference) {
 
           std::vector<int32_t> a1(static_cast<size_t>(p.rows_pad) * kN, 1), a2(a1.size(), 2);
           for (int i = 0; i < kN; ++i) {
-            ref.gemv_s8_s32(p, q1.data() + i * ld, a1.data() + i * p.rows_pad);
-            fast->gemv_s8_s32(p, q1.data() + i * ld, a2.data() + i * p.rows_pad);
+            ref.gemv_u8s8s32(p, q1.data() + i * ld, a1.data() + i * p.rows_pad);
+            fast->gemv_u8s8s32(p, q1.data() + i * ld, a2.data() + i * p.rows_pad);
           }
           ASSERT_EQ(a1, a2);
 
@@ -158,12 +158,12 @@ TEST_P(KernelVariant, IntegerResultsEqualReference) {
               const float* ad = mode == 0 ? nullptr : add.data();
               const size_t ldadd = mode == 2 ? ldy : 0;
               std::vector<float> y1(ldy * kN, -1.0f), y2(y1.size(), -1.0f);
-              ref.gemm_s8(p, n, q1.data(), ld, ad, ldadd, y1.data(), ldy);
-              fast->gemm_s8(p, n, q1.data(), ld, ad, ldadd, y2.data(), ldy);
+              ref.gemm_u8s8f32(p, n, q1.data(), ld, ad, ldadd, y1.data(), ldy);
+              fast->gemm_u8s8f32(p, n, q1.data(), ld, ad, ldadd, y2.data(), ldy);
               ASSERT_EQ(y1, y2);
-              if (cols <= internal::kMaxS16Cols) {
-                ref.gemm_s16s8(p, n, s1.data(), ld, ad, ldadd, y1.data(), ldy);
-                fast->gemm_s16s8(p, n, s1.data(), ld, ad, ldadd, y2.data(), ldy);
+              if (cols <= kMaxS16Cols) {
+                ref.gemm_s16s8f32(p, n, s1.data(), ld, ad, ldadd, y1.data(), ldy);
+                fast->gemm_s16s8f32(p, n, s1.data(), ld, ad, ldadd, y2.data(), ldy);
                 ASSERT_EQ(y1, y2);
               }
             }
@@ -186,14 +186,14 @@ void ExpectNear(const std::vector<float>& got, const std::vector<float>& want, f
 TEST_P(KernelVariant, FloatResultsNearReference) {
   const Kernels* fast = Get();
   QSIG_SKIP_IF_ABSENT(fast);
-  const Kernels& ref = internal::RefKernels();
-  testing::Rng rng(7);
+  const Kernels& ref = RefKernels();
+  Rng rng(7);
   for (int rows : kRows) {
     for (int cols : {1, 2, 3, 7, 16, 17, 63, 129, 515}) {
       SCOPED_TRACE(::testing::Message() << "gemm_f32 " << rows << "x" << cols);
       std::vector<float> w(static_cast<size_t>(rows) * cols);
       for (auto& v : w) v = static_cast<float>(rng.Uniform(-1.0, 1.0));
-      const internal::PackedF32 p = internal::PackF32(w.data(), rows, cols);
+      const PackedF32 p = PackF32(w.data(), rows, cols);
       constexpr int kN = 3;
       const size_t ldy = static_cast<size_t>(p.rows_pad);
       std::vector<float> x(static_cast<size_t>(cols) * kN), add(ldy * kN);
@@ -248,48 +248,127 @@ TEST_P(KernelVariant, FloatResultsNearReference) {
 INSTANTIATE_TEST_SUITE_P(Isa, KernelVariant, ::testing::ValuesIn(kVariants),
                          [](const ::testing::TestParamInfo<Variant>& i) { return i.param.name; });
 
-TEST(KernelDispatch, ChooseKernelsFollowsTheTableWithinTheCap) {
-  using namespace internal;
-  const Kernels* a5 = Avx512VnniKernels();
-  const Kernels* av = AvxVnniKernels();
-  const Kernels* a2 = Avx2Kernels();
-  const Kernels* ref = &RefKernels();
-  auto first = [ref](std::initializer_list<const Kernels*> l) {
-    for (const Kernels* k : l) {
-      if (k != nullptr) return k;
-    }
-    return ref;
-  };
-  for (const char* cap : {"ref", "scalar", "no-such-isa"}) EXPECT_EQ(&ChooseKernels(cap), ref);
-  EXPECT_EQ(&ChooseKernels("avx2"), first({a2}));
-  EXPECT_EQ(&ChooseKernels("avxvnni"), first({av, a2}));
-  EXPECT_EQ(&ChooseKernels("avx_vnni"), first({av, a2}));
-  for (const char* cap : {"avx512vnni", "avx512_vnni", "native", ""}) {
-    EXPECT_EQ(&ChooseKernels(cap), first({a5, av, a2}));
+constexpr uint32_t Mask(std::initializer_list<Isa> isas) {
+  uint32_t m = 1u;  // the reference is always there
+  for (Isa i : isas) m |= 1u << static_cast<int>(i);
+  return m;
+}
+
+TEST(KernelDispatch, IsaNamesRoundTripAndIgnoreCase) {
+  const char* want[] = {"ref", "avx2", "avxvnni", "avx512vnni"};
+  for (int i = 0; i < kNumIsas; ++i) {
+    const Isa isa = static_cast<Isa>(i);
+    EXPECT_STREQ(IsaName(isa), want[i]);
+    absl::StatusOr<Isa> back = ParseIsa(want[i]);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(*back, isa);
   }
-  EXPECT_EQ(&ChooseKernels(nullptr), first({a5, av, a2}));
-  // The names a table reports are the cap names that select it.
-  for (const Kernels* k : {a5, av, a2, ref}) {
-    if (k != nullptr) {
-      EXPECT_EQ(&ChooseKernels(k->isa), k) << k->isa;
-    }
+  EXPECT_EQ(*ParseIsa("AVX2"), Isa::kAvx2);
+  EXPECT_EQ(*ParseIsa("Avx512Vnni"), Isa::kAvx512Vnni);
+  EXPECT_EQ(*ParseIsa("REF"), Isa::kRef);
+}
+
+TEST(KernelDispatch, UnknownIsaNamesAreErrors) {
+  // The other layer's old spellings are not names any more: one set of names.
+  for (const char* bad : {"", "scalar", "native", "avx512_vnni", "avx_vnni", "avx3", "sse4"}) {
+    SCOPED_TRACE(bad);
+    absl::StatusOr<Isa> isa = ParseIsa(bad);
+    ASSERT_FALSE(isa.ok());
+    EXPECT_EQ(isa.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(isa.status().message().find("avx512vnni"), std::string::npos) << isa.status();
   }
 }
 
-// The process-wide choice honours QSIG_MAX_ISA (tests/models/CMakeLists.txt runs this with
-// QSIG_MAX_ISA=ref and =avx2 in child processes: the choice is made once per process).
-TEST(KernelDispatch, ActiveKernelsHonourQsigMaxIsa) {
-  const char* env = std::getenv("QSIG_MAX_ISA");
-  EXPECT_STREQ(KernelIsa(), internal::ChooseKernels(env).isa);
-  const std::string cap = env ? env : "";
-  if (cap == "ref") {
-    EXPECT_STREQ(KernelIsa(), "ref");
+TEST(KernelDispatch, ChooseIsaTakesTheMostSpecificSupportedWithinTheCap) {
+  const uint32_t all = Mask({Isa::kAvx2, Isa::kAvxVnni, Isa::kAvx512Vnni});
+  EXPECT_EQ(ChooseIsa(all, Isa::kAvx512Vnni), Isa::kAvx512Vnni);
+  EXPECT_EQ(ChooseIsa(all, Isa::kAvxVnni), Isa::kAvxVnni);
+  EXPECT_EQ(ChooseIsa(all, Isa::kAvx2), Isa::kAvx2);
+  EXPECT_EQ(ChooseIsa(all, Isa::kRef), Isa::kRef);
+  // AVX-512 VNNI without AVX-VNNI (Zen 4, Cascade Lake): capped at avxvnni, AVX2 runs.
+  const uint32_t zen4 = Mask({Isa::kAvx2, Isa::kAvx512Vnni});
+  EXPECT_EQ(ChooseIsa(zen4, Isa::kAvx512Vnni), Isa::kAvx512Vnni);
+  EXPECT_EQ(ChooseIsa(zen4, Isa::kAvxVnni), Isa::kAvx2);
+  // AVX2 only (this project's Zen 2/3 machines).
+  const uint32_t avx2 = Mask({Isa::kAvx2});
+  EXPECT_EQ(ChooseIsa(avx2, Isa::kAvx512Vnni), Isa::kAvx2);
+  EXPECT_EQ(ChooseIsa(avx2, Isa::kRef), Isa::kRef);
+  EXPECT_EQ(ChooseIsa(Mask({}), Isa::kAvx512Vnni), Isa::kRef);
+  EXPECT_EQ(ChooseIsa(0u, Isa::kAvx512Vnni), Isa::kRef);
+}
+
+TEST(KernelDispatch, TablesMatchTheProbe) {
+  EXPECT_TRUE(IsaSupported(Isa::kRef));
+  EXPECT_EQ(KernelsFor(Isa::kRef), &RefKernels());
+  for (int i = 0; i < kNumIsas; ++i) {
+    const Isa isa = static_cast<Isa>(i);
+    SCOPED_TRACE(IsaName(isa));
+    const Kernels* k = KernelsFor(isa);
+    EXPECT_EQ(k != nullptr, IsaSupported(isa));
+    if (k != nullptr) {
+      EXPECT_EQ(k->isa, isa);
+    }
   }
-  if (cap == "avx2") {
-    if (internal::Avx2Kernels() == nullptr) GTEST_SKIP() << "no AVX2 on this host";
-    EXPECT_STREQ(KernelIsa(), "avx2");
+  EXPECT_TRUE(IsaHasVnni(Isa::kAvxVnni));
+  EXPECT_TRUE(IsaHasVnni(Isa::kAvx512Vnni));
+  EXPECT_FALSE(IsaHasVnni(Isa::kAvx2));
+  EXPECT_FALSE(IsaHasVnni(Isa::kRef));
+  EXPECT_TRUE(IsaPrefersReducedRange(Isa::kAvx2));
+  EXPECT_FALSE(IsaPrefersReducedRange(Isa::kRef));
+  EXPECT_FALSE(IsaPrefersReducedRange(Isa::kAvx512Vnni));
+}
+
+// SetMaxIsa caps within the environment's cap; the active table follows.
+TEST(KernelDispatch, SetMaxIsaCapsTheActiveTable) {
+  const absl::StatusOr<Isa> env = EnvMaxIsa();
+  const Isa env_cap = env.ok() ? *env : Isa::kRef;
+  for (int i = 0; i < kNumIsas; ++i) {
+    const Isa cap = static_cast<Isa>(i);
+    SCOPED_TRACE(IsaName(cap));
+    const Isa got = SetMaxIsa(cap);
+    EXPECT_EQ(got, ChooseIsa(SupportedIsaMask(), std::min(cap, env_cap)));
+    EXPECT_EQ(ActiveIsa(), got);
+    EXPECT_EQ(&ActiveKernels(), KernelsFor(got));
+  }
+  SetMaxIsa(Isa::kAvx512Vnni);
+}
+
+// The process-wide choice honours QSIG_MAX_ISA (tests/quant/CMakeLists.txt runs this with
+// QSIG_MAX_ISA=ref, =avx2, =AVX2 and a bad value in processes of their own: the variable is read
+// once per process).
+TEST(KernelDispatch, ActiveIsaHonoursQsigMaxIsa) {
+  SetMaxIsa(Isa::kAvx512Vnni);
+  const char* env = std::getenv("QSIG_MAX_ISA");
+  const std::string cap = env != nullptr ? env : "";
+  const absl::StatusOr<Isa> env_cap = EnvMaxIsa();
+  if (cap.empty()) {
+    ASSERT_TRUE(env_cap.ok());
+    EXPECT_EQ(*env_cap, Isa::kAvx512Vnni);
+    EXPECT_EQ(ActiveIsa(), ChooseIsa(SupportedIsaMask(), Isa::kAvx512Vnni));
+    return;
+  }
+  const absl::StatusOr<Isa> parsed = ParseIsa(cap);
+  if (!parsed.ok()) {
+    // An unknown value is an error naming the variable and the value; the reference runs.
+    ASSERT_FALSE(env_cap.ok());
+    EXPECT_EQ(env_cap.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(env_cap.status().message().find("QSIG_MAX_ISA"), std::string::npos);
+    EXPECT_NE(env_cap.status().message().find(cap), std::string::npos);
+    EXPECT_EQ(ActiveIsa(), Isa::kRef);
+    EXPECT_EQ(&ActiveKernels(), &RefKernels());
+    return;
+  }
+  ASSERT_TRUE(env_cap.ok()) << env_cap.status();
+  EXPECT_EQ(*env_cap, *parsed);
+  EXPECT_EQ(ActiveIsa(), ChooseIsa(SupportedIsaMask(), *parsed));
+  if (*parsed == Isa::kRef) {
+    EXPECT_EQ(ActiveIsa(), Isa::kRef);
+  }
+  if (*parsed == Isa::kAvx2) {
+    if (!IsaSupported(Isa::kAvx2)) GTEST_SKIP() << "no AVX2 on this host";
+    EXPECT_EQ(ActiveIsa(), Isa::kAvx2);
   }
 }
 
 }  // namespace
-}  // namespace qsig::models
+}  // namespace qsig::quant
