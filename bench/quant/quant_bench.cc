@@ -19,9 +19,11 @@
 #include <benchmark/benchmark.h>
 
 #include <exception>
+#include <initializer_list>
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "oneapi/dnnl/dnnl.hpp"
@@ -54,8 +56,15 @@ struct Shape {
 constexpr Shape kShapes[] = {{256, 64, 1},   {256, 64, 8},   {512, 128, 1},  {512, 128, 8},
                              {512, 128, 16}, {1024, 256, 1}, {1024, 256, 8}, {1024, 256, 16}};
 
+// Appends (GCC 12 warns falsely, -Wrestrict, on chains of std::string operator+).
+std::string Cat(std::initializer_list<std::string_view> parts) {
+  std::string out;
+  for (std::string_view p : parts) out.append(p);
+  return out;
+}
+
 std::string ShapeName(const Shape& s) {
-  return std::to_string(s.rows) + "x" + std::to_string(s.cols) + "/N" + std::to_string(s.n);
+  return Cat({std::to_string(s.rows), "x", std::to_string(s.cols), "/N", std::to_string(s.n)});
 }
 
 // Packed weights in [-wmax, wmax] with bf16 scales, activations, addends.
@@ -208,8 +217,8 @@ void RunOnednn(benchmark::State& state, Shape s) {
     OnednnGemm g(f, s);
     const bool exact8 = OnednnBitExact(s, 127, true) && OnednnBitExact(s, 127, false);
     const bool exact7 = OnednnBitExact(s, 63, true);
-    state.SetLabel(g.impl() + (exact8 ? " bit_exact_8bit=yes" : " bit_exact_8bit=no") +
-                   (exact7 ? " bit_exact_7bit=yes" : " bit_exact_7bit=no"));
+    state.SetLabel(Cat({g.impl(), exact8 ? " bit_exact_8bit=yes" : " bit_exact_8bit=no",
+                        exact7 ? " bit_exact_7bit=yes" : " bit_exact_7bit=no"}));
     for (auto _ : state) {
       benchmark::DoNotOptimize(f.x.data());
       g.Run(f, f.y.data());
@@ -245,27 +254,30 @@ void RegisterAll() {
     if (k == nullptr) continue;
     const std::string tag = IsaTag(isa);
     for (const Shape& s : kShapes) {
-      benchmark::RegisterBenchmark(("BM_GemmU8S8F32_" + tag + "/" + ShapeName(s)).c_str(),
+      benchmark::RegisterBenchmark(Cat({"BM_GemmU8S8F32_", tag, "/", ShapeName(s)}).c_str(),
                                    RunGemmU8, k, s, 127);
     }
     if (isa == Isa::kAvx2) {
       for (const Shape& s : kShapes) {
-        benchmark::RegisterBenchmark(("BM_GemmU8S8F32_Avx2_7bit/" + ShapeName(s)).c_str(),
+        benchmark::RegisterBenchmark(Cat({"BM_GemmU8S8F32_Avx2_7bit/", ShapeName(s)}).c_str(),
                                      RunGemmU8, k, s, 63);
       }
     }
     for (const Shape& s : kShapes) {
-      benchmark::RegisterBenchmark(("BM_GemmS16S8F32_" + tag + "/" + ShapeName(s)).c_str(),
+      benchmark::RegisterBenchmark(Cat({"BM_GemmS16S8F32_", tag, "/", ShapeName(s)}).c_str(),
                                    RunGemmS16, k, s);
     }
-    benchmark::RegisterBenchmark(("BM_LstmCell_" + tag).c_str(), RunLstmCell, k)->Arg(64)->Arg(256);
+    benchmark::RegisterBenchmark(Cat({"BM_LstmCell_", tag}).c_str(), RunLstmCell, k)
+        ->Arg(64)
+        ->Arg(256);
   }
   for (const Shape& s : kShapes) {
-    benchmark::RegisterBenchmark(("BM_GemmU8S8F32_Onednn/" + ShapeName(s)).c_str(), RunOnednn, s);
+    benchmark::RegisterBenchmark(Cat({"BM_GemmU8S8F32_Onednn/", ShapeName(s)}).c_str(), RunOnednn,
+                                 s);
   }
   for (CalibrationMethod m : {CalibrationMethod::kMinMax, CalibrationMethod::kPercentile,
                               CalibrationMethod::kEntropy, CalibrationMethod::kMse}) {
-    benchmark::RegisterBenchmark((std::string("BM_Calibrate_") + CalibrationMethodName(m)).c_str(),
+    benchmark::RegisterBenchmark(Cat({"BM_Calibrate_", CalibrationMethodName(m)}).c_str(),
                                  RunCalibrate, m)
         ->Unit(benchmark::kMillisecond);
   }
@@ -281,7 +293,7 @@ int main(int argc, char** argv) {
   std::string supported;
   for (int i = 0; i < kNumIsas; ++i) {
     if (IsaSupported(static_cast<Isa>(i))) {
-      supported += (supported.empty() ? "" : ",") + std::string(IsaName(static_cast<Isa>(i)));
+      supported = Cat({supported, supported.empty() ? "" : ",", IsaName(static_cast<Isa>(i))});
     }
   }
   benchmark::AddCustomContext("qsig_isas_supported", supported);
