@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "internal/net.h"
 #include "internal/str.h"
+#include "qsig/base/counter.h"
 #include "qsig/feeds/clock.h"
 #include "qsig/feeds/feed.h"
 
@@ -23,9 +24,6 @@ namespace asio = boost::asio;
 using asio::ip::udp;
 
 namespace {
-inline void Bump(std::atomic<uint64_t>& counter, uint64_t n = 1) noexcept {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
 constexpr size_t kMaxDatagram = 65536;
 }  // namespace
 

@@ -23,6 +23,7 @@
 #include "internal/itch.h"
 #include "internal/mold.h"
 #include "internal/order_book.h"
+#include "qsig/base/counter.h"
 #include "qsig/feeds/clock.h"
 #include "qsig/feeds/feed.h"
 
@@ -37,11 +38,6 @@ using internal::LoadBe64;
 namespace itch = internal::itch;
 namespace mold = internal::mold;
 
-// Single writer: a relaxed load + store is a plain add, not a locked RMW, and readers on other
-// threads still see a torn-free value.
-inline void Bump(std::atomic<uint64_t>& counter, uint64_t n = 1) noexcept {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
 inline void Set(std::atomic<uint64_t>& gauge, uint64_t v) noexcept {
   gauge.store(v, std::memory_order_relaxed);
 }

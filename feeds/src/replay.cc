@@ -11,6 +11,7 @@
 #include "internal/itch.h"
 #include "internal/mold.h"
 #include "internal/str.h"
+#include "qsig/base/counter.h"
 #include "qsig/feeds/clock.h"
 #include "qsig/feeds/feed.h"
 
@@ -20,9 +21,6 @@ namespace mold = internal::mold;
 namespace itch = internal::itch;
 
 namespace {
-inline void Bump(std::atomic<uint64_t>& counter, uint64_t n = 1) noexcept {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
 constexpr size_t kBuffer = 65536;
 }  // namespace
 

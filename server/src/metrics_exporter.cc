@@ -58,10 +58,10 @@ void AddHistogram(MetricFamily* f, std::vector<ClientMetric::Label> labels,
 
 class QsigCollector final : public prometheus::Collectable {
  public:
-  explicit QsigCollector(Core* core) : core_(core) {}
+  explicit QsigCollector(ServerState* core) : core_(core) {}
 
   std::vector<MetricFamily> Collect() const override {
-    const Core& c = *core_;
+    const ServerState& c = *core_;
     std::vector<MetricFamily> out;
 
     // Latency.
@@ -318,7 +318,7 @@ class QsigCollector final : public prometheus::Collectable {
   }
 
  private:
-  Core* core_;
+  ServerState* core_;
 };
 
 class MetricsExporterImpl final : public MetricsExporter {
@@ -341,7 +341,7 @@ class MetricsExporterImpl final : public MetricsExporter {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(Core* core) {
+absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(ServerState* core) {
   const std::string& listen = core->config.metrics.listen;
   std::unique_ptr<prometheus::Exposer> exposer;
   try {

@@ -1,11 +1,5 @@
 #include "qsig/server/server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cmath>
 #include <thread>
@@ -19,55 +13,6 @@
 #include "spdlog/spdlog.h"
 
 namespace qsig::server {
-
-absl::StatusOr<std::vector<feeds::FeatureSpec>> ParseFeatureConfig(const config::Config& config) {
-  if (config.feed.features.empty()) return feeds::DefaultFeatureSpecs();
-  std::vector<feeds::FeatureSpec> specs;
-  for (size_t i = 0; i < config.feed.features.size(); ++i) {
-    auto one = feeds::ParseFeatureSpecs(config.feed.features[i]);
-    if (!one.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(config.path, ": feed.features[", i, "]: ", one.status().message()));
-    }
-    specs.insert(specs.end(), one->begin(), one->end());
-  }
-  if (auto names = feeds::FeatureNames(specs); !names.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(config.path, ": feed.features: ", names.status().message()));
-  }
-  return specs;
-}
-
-absl::StatusOr<uint16_t> FreeUdpPort() {
-  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    if (fd >= 0) close(fd);
-    return absl::UnavailableError("cannot pick a free UDP port on 127.0.0.1");
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-void ApplySimFaults(const config::SimConfig& sim, feeds::SimPublisherOptions* o) {
-  auto faults = [](const config::FaultsConfig& f) {
-    feeds::LineFaults l;
-    l.drop = f.drop;
-    l.reorder = f.reorder;
-    l.duplicate = f.duplicate;
-    l.malformed = f.malformed;
-    return l;
-  };
-  o->faults_a = faults(sim.faults_a);
-  o->faults_b = faults(sim.faults_b);
-  o->session_restart_rate = sim.session_restart_rate;
-  o->pcap_path = sim.record_pcap;
-  o->itch_path = sim.record_itch;
-}
 
 CalibrationReport Core::Recalibrate(size_t model, size_t max_samples) {
   std::lock_guard<std::mutex> lock(calibration_mu);
@@ -225,19 +170,15 @@ absl::Status Server::Start() {
   s.calibration_thread = std::thread([&s] { s.CalibrationLoop(); });
 
   if (c.config.feed.source == "sim") {
-    feeds::SimPublisherOptions o;
-    o.sim.instruments = c.config.sim.instruments;
-    o.sim.seed = c.config.sim.seed;
-    o.sim.max_messages_per_packet = c.config.sim.messages_per_packet;
-    o.messages_per_second = c.config.sim.rate;
-    o.max_messages = c.config.sim.max_messages;
+    feeds::SimPublisherOptions o = SimPublisherOptionsFromConfig(c.config);
+    o.destination_b.clear();  // Sent to this server's own feed sockets instead.
+    o.retransmit_listen.clear();
     auto hp = config::ParseHostPort(c.config.feed.listen);
     std::string host = hp->first;
     if (host == "0.0.0.0" || host == "*") host = "127.0.0.1";
     o.destination = c.config.feed.group.empty()
                         ? absl::StrCat(host, ":", c.feed->port())
                         : absl::StrCat(c.config.feed.group, ":", c.feed->port());
-    o.interface_address = c.config.feed.interface_address;
     if (c.config.sim.line_b) {
       const config::LineConfig& b = c.config.feed.line_b;
       std::string b_host = config::ParseHostPort(b.listen)->first;
@@ -247,7 +188,6 @@ absl::Status Server::Start() {
     if (sim_retransmit_port) {
       o.retransmit_listen = absl::StrCat("127.0.0.1:", sim_retransmit_port);
     }
-    ApplySimFaults(c.config.sim, &o);
     auto sim = feeds::SimPublisher::Start(o);
     if (!sim.ok()) return sim.status();
     s.sim = std::move(*sim);
@@ -417,65 +357,6 @@ StatusSnapshot Server::Status() {
                     " ", cur->model ? cur->model->precision() : "fp32 (warm-up)");
   }
   return st;
-}
-
-namespace {
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop.store(true); }
-}  // namespace
-
-int RunServe(const config::Config& config) {
-  // Handlers first: a SIGTERM that arrives while the server starts still shuts it down cleanly.
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  auto server = Server::Create(config);
-  if (!server.ok()) {
-    spdlog::error("{}", std::string(server.status().message()));
-    return 1;
-  }
-  if (auto st = (*server)->Start(); !st.ok()) {
-    spdlog::error("{}", std::string(st.message()));
-    return 1;
-  }
-  Server& srv = **server;
-  std::string feed;
-  if (config.feed.source == "pcap" || config.feed.source == "itch") {
-    feed = absl::StrCat("replay ", config.feed.source, " ", config.feed.replay.path);
-  } else {
-    feed =
-        absl::StrCat("udp ", config::ParseHostPort(config.feed.listen)->first, ":", srv.feed_port(),
-                     config.feed.source == "sim" ? " (built-in simulator)" : " (external)");
-  }
-  std::printf(
-      "qsig serving\n  gRPC     %s  (qsig.v1.SignalService, qsig.v1.AdminService, health, "
-      "reflection)\n  metrics  http://%s/metrics\n  feed     %s\n",
-      srv.grpc_address().c_str(), srv.metrics_address().c_str(), feed.c_str());
-  std::fflush(stdout);
-  const double interval = config.console.status_interval_s;
-  auto next = std::chrono::steady_clock::now() + std::chrono::duration<double>(interval);
-  srv.Status();  // Start the first interval now.
-  while (!g_stop.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (interval > 0 && std::chrono::steady_clock::now() >= next) {
-      next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-          std::chrono::duration<double>(interval));
-      const StatusSnapshot st = srv.Status();
-      std::printf(
-          "[status] %.0f msg/s  %.0f signals/s  tick-to-signal p50 %.1f us  p99 %.1f us  "
-          "shadow rel-RMSE %.4f  malformed %lu  gaps %lu  drops %lu  subscribers %lu  "
-          "[%s]\n",
-          st.messages_per_s, st.signals_per_s, st.p50_us, st.p99_us, st.shadow_relative_rmse,
-          static_cast<unsigned long>(st.malformed), static_cast<unsigned long>(st.gaps),
-          static_cast<unsigned long>(st.drops), static_cast<unsigned long>(st.subscribers),
-          st.models.c_str());
-      std::fflush(stdout);
-    }
-  }
-  std::printf("qsig: shutting down\n");
-  srv.Stop();
-  return 0;
 }
 
 }  // namespace qsig::server

@@ -13,13 +13,16 @@
 #include "pipeline.h"
 #include "qsig/config/config.h"
 #include "qsig/feeds/feed.h"
+#include "qsig/server/feed_options.h"
 #include "signal_bus.h"
-#include "sim_options.h"
 #include "symbol_table.h"
 
 namespace qsig::server {
 
-struct Core {
+// The running server's state: its config, model slots, threads, signal bus and calibration
+// store, shared by the pipeline, the calibration loop, the gRPC services and the metrics
+// exporter. ("Core" was its old name; "core" means a CPU in feed.core and workers.cores.)
+struct ServerState {
   config::Config config;
   std::vector<feeds::FeatureSpec> feature_specs;
   std::vector<std::string> feature_names;
@@ -54,6 +57,9 @@ struct Core {
   absl::StatusOr<ReloadResult> Reload(size_t model, const std::string& path);
 };
 
+// Transitional alias for the files not yet renamed (grpc_services.cc, server.cc).
+using Core = ServerState;
+
 // gRPC front end (grpc_services.cc).
 class GrpcFrontend {
  public:
@@ -61,7 +67,7 @@ class GrpcFrontend {
   virtual std::string address() const = 0;
   virtual void Shutdown() = 0;
 };
-absl::StatusOr<std::unique_ptr<GrpcFrontend>> StartGrpc(Core* core);
+absl::StatusOr<std::unique_ptr<GrpcFrontend>> StartGrpc(ServerState* core);
 
 // Prometheus exposition (metrics_exporter.cc).
 class MetricsExporter {
@@ -69,6 +75,6 @@ class MetricsExporter {
   virtual ~MetricsExporter() = default;
   virtual std::string address() const = 0;
 };
-absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(Core* core);
+absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(ServerState* core);
 
 }  // namespace qsig::server

@@ -1,5 +1,6 @@
-// `qsig predict`, `qsig quantize`, `qsig replay` and `qsig export` as functions with option
-// structs; server/src/main.cc maps the command-line flags onto them. Both read the CSV written by
+// `qsig predict`, `qsig quantize`, `qsig backtest`, `qsig inspect` and `qsig export` as
+// functions with option structs (one file each in server/commands/, which also maps the
+// command-line flags onto them); they print for a person to `log`. They read the CSV written by
 // `qsig features` (header `locate,symbol,msg_seq,exchange_ts_ns,mid,<feature names>,label`); a
 // recurrent model's window for a row is that row and the window()-1 rows before it of the same
 // locate, oldest first. Model features are matched to CSV columns by name (or by position when an
@@ -16,10 +17,15 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "qsig/models/evaluation.h"
 #include "qsig/models/io/import.h"
+#include "qsig/models/io/onnx_export.h"
 #include "qsig/models/model.h"
 
-namespace qsig::models::io {
+namespace qsig::commands {
+
+using models::Int8Options;
+using models::io::ImportOptions;
 
 // qsig predict --model FILE --input FEATURES.csv [--precision int8|fp32] -o OUT.csv
 struct PredictCommandOptions {
@@ -62,7 +68,7 @@ struct QuantizeCommandOptions {
   // --mixed auto: choose a mixed-precision plan (Int8Options::layers, stored in the artifact)
   // whose INT8 output error stays within `budget` (--budget: RMSE as a fraction of the FP32
   // output's RMS) on the calibration windows, upgrading the most sensitive layers first
-  // (AnalyzeSensitivity order): each to s16 activations, then, if still over budget, to FP32.
+  // (models::ChooseMixedPlan): each to s16 activations, then, if still over budget, to FP32.
   // "off" (default): the default plan with its accuracy guard (Int8Options::max_rmse).
   std::string mixed = "off";
   double budget = 0.01;
@@ -89,13 +95,6 @@ struct LayerReport {
   double weight_sqnr_db = 0;  // Per-channel s8 weights vs FP32 (all matrices of the layer).
 };
 
-// One step of the --mixed auto search: the plan tried and its error on the calibration windows.
-struct PlanStep {
-  std::string change;  // "start", "layers[1] -> int8_s16", "lstm[0] -> fp32", ...
-  double rmse_over_rms = 0;
-  double relative_cost = 0;  // Sum over layers of MACs x (1 int8, 2 int8_s16, 4 fp32) / INT8's.
-};
-
 struct QuantizeReport {
   std::string model_name, model_format, source_sha256, artifact_sha256, method;
   bool per_channel_input = false;
@@ -112,7 +111,7 @@ struct QuantizeReport {
   // for the default plan. With --mixed auto, the search that chose it and whether it met the
   // budget.
   std::vector<std::pair<std::string, std::string>> plan;
-  std::vector<PlanStep> plan_search;
+  std::vector<models::PlanStep> plan_search;  // models::ChooseMixedPlan's steps.
   bool budget_met = true;
   size_t source_ranges_used = 0;  // Layer inputs quantized on the model file's own ranges.
   std::string json;               // The report as written to report_json.
@@ -120,15 +119,16 @@ struct QuantizeReport {
 
 absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& options);
 
-// qsig replay --model FILE --input FEATURES.csv [--calib-rows N] [--horizon-label H]
-//             [-o REPORT.json]
+// qsig backtest --model FILE --input FEATURES.csv [--calib-rows N] [--horizon-label H]
+//               [-o REPORT.json]   (`qsig replay`: the same, deprecated name)
 // Runs the model in FP32 and INT8 side by side over a feature CSV and reports, for both, what a
 // desk looks at: INT8-vs-FP32 output error, information coefficient against the label, hit rate
-// and the Sharpe ratio of a naive sign strategy (pnl per row = sign(output) * label, in bps).
+// and the Sharpe ratio of a naive sign strategy (pnl per row = sign(output) * label, in bps;
+// models::ComputeTradingMetrics).
 // Scored rows: every row with a full window and a finite label, except, when INT8 is calibrated
 // on this file (the model is not a .qsig artifact), the first `calib_rows` rows (in-sample for
 // the calibration); rows without a label still count for the output-error figures.
-struct ReplayCommandOptions {
+struct BacktestOptions {
   std::string model_path;   // --model: .json, .onnx, .pt/.ts or .qsig (INT8 from the artifact).
   std::string input_csv;    // --input: CSV from `qsig features`.
   std::string report_json;  // -o: the JSON report; "" = none (the table is always printed).
@@ -145,26 +145,7 @@ struct ReplayCommandOptions {
   std::ostream* log = nullptr;  // The readable table; nullptr = std::cout.
 };
 
-// Trading metrics of one precision over the scored rows. NaN where undefined (e.g. fewer than
-// two rows, or zero variance).
-struct ReplayMetrics {
-  double ic_spearman = 0;  // Rank correlation of output and label.
-  double ic_pearson = 0;
-  // Fraction of rows with sign(output) == sign(label), over rows where both are non-zero.
-  double hit_rate = 0;
-  size_t hit_rows = 0;  // Rows the hit rate is over.
-  // pnl_i = sign(output_i) * label_i (sign(0) = 0), in label units (bps).
-  double mean_pnl = 0;
-  double pnl_std = 0;  // Population standard deviation (divides by n).
-  double sharpe = 0;   // mean_pnl / pnl_std, per row, not annualized.
-  // Mean over instruments (locates with >= 2 scored rows and pnl_std > 0) of each one's Sharpe.
-  double sharpe_per_instrument = 0;
-  size_t instruments = 0;
-  double sharpe_non_overlapping = NAN;  // horizon_label > 0 only.
-  size_t non_overlapping_rows = 0;
-};
-
-struct ReplayReport {
+struct BacktestReport {
   std::string model_name, model_format;
   std::string int8_precision;  // "int8" or "mixed".
   std::string int8_source;     // "artifact" or "calibrated on rows 0..N-1 of <csv>".
@@ -174,11 +155,11 @@ struct ReplayReport {
   size_t labelled_rows = 0;  // Of those, with a finite label (trading figures).
   // INT8 vs FP32 over output_rows.
   double rmse = 0, rmse_over_rms = 0, max_abs_error = 0, sign_agreement = 0;
-  ReplayMetrics fp32, int8;
-  std::string json;  // The report as written to report_json.
+  models::TradingMetrics fp32, int8;  // Over the labelled rows.
+  std::string json;                   // The report as written to report_json.
 };
 
-absl::StatusOr<ReplayReport> RunReplay(const ReplayCommandOptions& options);
+absl::StatusOr<BacktestReport> RunBacktest(const BacktestOptions& options);
 
 // qsig inspect MODEL [--json]
 // What a model file is, without running it on data: format, architecture, features and
@@ -205,41 +186,16 @@ struct InspectReport {
 
 absl::StatusOr<InspectReport> RunInspect(const InspectOptions& options);
 
-// qsig export --onnx-qdq MODEL.qsig -o OUT.onnx
-// Writes the artifact's INT8 model as a QDQ ONNX model that ONNX Runtime (or any QDQ-aware
-// runtime) runs. Where and how it quantizes is read from the runtime itself (DescribeInt8 on the
-// artifact's calibration, the accuracy guard's mixed plan included): a QuantizeLinear /
-// DequantizeLinear pair on every tensor the runtime quantizes (u8 with its scale and zero
-// point, or symmetric s16, which needs opset 21, else the file is opset 13), per-channel s8
-// weights as the runtime holds them (row r of W * s_in on the smallest bf16 scale
-// sw >= max / 127, dequantized with sw / s_in) behind DequantizeLinear (axis 0), Gemm (transB),
-// Relu / Tanh / Sigmoid; FP32 layers stay FP32 Gemms. Normalization: Sub / Div, or Div with the
-// mean folded into the first bias where the runtime reads the input as s16.
-//   MLP: input "features" [batch, input_size].
-//   LSTM / GRU: input "features" [batch, window, input_size]; the recurrent layers are
-//   unrolled over the window into Gemm / Split / Sigmoid / Tanh / Mul / Add with QDQ on each
-//   x_t and h_{t-1} (and on the LSTM cell state when the artifact keeps it on an s16 grid), so
-//   the graph quantizes exactly where the runtime does (ONNX's LSTM op could not).
-// Output "signal" [batch, 1]. ONNX Runtime 1.30 (CPU) matches the qsig INT8 runtime to float
-// rounding (~1e-7 of the output RMS) on the default plans of the MLP, LSTM and GRU test models;
-// an all-u8 plan is within 0.25% RMSE / 5.4% max of the RMS (a u8 rounding tie broken the
-// other way moves a whole step; tests/models_io/onnx_export_test.cc).
-// Refused: per-feature input quantization (quantize --per-channel).
+// qsig export --onnx-qdq MODEL.qsig -o OUT.onnx: models::io::ExportOnnxQdq
+// (qsig/models/io/onnx_export.h), with a summary printed to `log`.
 struct ExportOptions {
   std::string artifact_path;    // --onnx-qdq: a .qsig artifact (ReadArtifact verifies it).
   std::string output_path;      // -o: the .onnx file.
   std::ostream* log = nullptr;  // Summary lines; nullptr = std::cout.
 };
 
-struct ExportSummary {
-  std::string model_name;
-  int opset = 13;
-  std::string int8_precision;  // precision() of the artifact's INT8 runtime.
-  std::vector<std::string>
-      layers;  // "layers[0]: s16 input QDQ, per-channel s8 weights", "layers[2]: FP32"
-  size_t nodes = 0;
-};
+using ExportSummary = models::io::OnnxExportSummary;
 
 absl::StatusOr<ExportSummary> RunExportOnnxQdq(const ExportOptions& options);
 
-}  // namespace qsig::models::io
+}  // namespace qsig::commands
