@@ -90,8 +90,13 @@ absl::StatusOr<std::unique_ptr<UdpReceiver>> UdpReceiver::Open(const UdpReceiver
 
   impl->socket.open(listen->protocol(), ec);
   if (ec) return fail("open");
-  impl->socket.set_option(asio::socket_base::reuse_address(true), ec);
-  if (ec) return fail("SO_REUSEADDR");
+  // Multicast: several sockets (run-to-completion shards, other programs) may join the same
+  // group and port, and each receives a copy. Unicast delivers a datagram to one socket only,
+  // so a second bind to the same port must fail loudly instead of silently splitting the feed.
+  if (!options.group.empty()) {
+    impl->socket.set_option(asio::socket_base::reuse_address(true), ec);
+    if (ec) return fail("SO_REUSEADDR");
+  }
   if (options.receive_buffer_bytes > 0) {
     // The kernel caps the request at net.core.rmem_max; that is not an error.
     impl->socket.set_option(asio::socket_base::receive_buffer_size(options.receive_buffer_bytes),
