@@ -68,8 +68,8 @@ class Worker {
   Worker(int id, const config::Config& config, const std::vector<std::unique_ptr<ModelSlot>>* slots,
          int n_features, int max_locate);
   ~Worker();
-  // Worker mode: starts the thread that pops input(). `bus_doorbell` is rung after each signal
-  // is queued for the publisher.
+  // Worker mode: starts the thread that pops input(). `bus_doorbell` is rung once per tick,
+  // after the tick's signals are queued for the publisher.
   void Start(std::atomic<bool>* running, Doorbell* bus_doorbell);
   void Join();
   // Run-to-completion mode: the calling (shard) thread owns this worker from now on.
