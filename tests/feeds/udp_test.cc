@@ -226,5 +226,42 @@ TEST(FeedUdpTest, SimPublisherCopiesEveryPacketToEachDestination) {
   EXPECT_EQ(got[2], got[0]);
 }
 
+// Run-to-completion shards on multicast: every socket joined to the group on the same port
+// receives its own copy of each datagram; a second unicast bind to a taken port fails.
+TEST(FeedUdpTest, SocketsSharingAMulticastPortEachGetEveryDatagram) {
+  UdpReceiverOptions ro;
+  ro.listen = "0.0.0.0:0";
+  ro.group = "239.255.42.98";
+  ro.interface_address = "127.0.0.1";
+  auto first = UdpReceiver::Open(ro);
+  if (!first.ok()) GTEST_SKIP() << "multicast join not available here: " << first.status();
+  ro.listen = "0.0.0.0:" + std::to_string((*first)->local_port());
+  auto second = UdpReceiver::Open(ro);
+  ASSERT_TRUE(second.ok()) << second.status();
+
+  SimPublisherOptions po;
+  po.destination = "239.255.42.98:" + std::to_string((*first)->local_port());
+  po.interface_address = "127.0.0.1";
+  po.messages_per_second = 20'000;
+  po.max_messages = 400;
+  auto pub = SimPublisher::Start(po);
+  ASSERT_TRUE(pub.ok()) << pub.status();
+  FeedProcessor a(FeedProcessorOptions{8, 1 << 16, 256}), b(FeedProcessorOptions{8, 1 << 16, 256});
+  CountingSink sa, sb;
+  const uint64_t na = Drain(**first, **pub, a, sa);
+  if (na == 0) GTEST_SKIP() << "no multicast route over loopback here";
+  const uint64_t nb = Drain(**second, **pub, b, sb);
+  EXPECT_EQ(na, (*pub)->packets_sent());
+  EXPECT_EQ(nb, na);
+  EXPECT_EQ(sb.n, sa.n);
+
+  UdpReceiverOptions uo;
+  uo.listen = "127.0.0.1:0";
+  auto taken = UdpReceiver::Open(uo);
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  uo.listen = "127.0.0.1:" + std::to_string((*taken)->local_port());
+  EXPECT_FALSE(UdpReceiver::Open(uo).ok()) << "two unicast sockets would split the feed";
+}
+
 }  // namespace
 }  // namespace qsig::feeds
