@@ -202,6 +202,7 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   feed.Get("interface", &c.feed.interface_address);
   feed.Get("receive_buffer_bytes", &c.feed.receive_buffer_bytes);
   feed.Get("busy_poll", &c.feed.busy_poll);
+  feed.Get("kernel_timestamps", &c.feed.kernel_timestamps);
   feed.Get("max_instruments", &c.feed.max_instruments);
   feed.Get("max_orders", &c.feed.max_orders);
   feed.Get("core", &c.feed.core);
@@ -294,6 +295,14 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   workers.Get("queue_capacity", &c.workers.queue_capacity);
   workers.Get("idle_spin_us", &c.workers.idle_spin_us);
   workers.Finish();
+
+  MapReader pipeline = top.Child("pipeline");
+  pipeline.Get("mode", &c.pipeline.mode);
+  pipeline.Get("shards", &c.pipeline.shards);
+  pipeline.Get("cores", &c.pipeline.cores);
+  pipeline.Get("busy_poll", &c.pipeline.busy_poll);
+  pipeline.Get("idle_spin_us", &c.pipeline.idle_spin_us);
+  pipeline.Finish();
 
   MapReader shadow = top.Child("shadow");
   shadow.Get("sample_every", &c.shadow.sample_every);
@@ -404,6 +413,24 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
     return bad("workers.queue_capacity", "must be in 16..16777216");
   }
   if (c.workers.idle_spin_us < 0) return bad("workers.idle_spin_us", "must be >= 0");
+  if (c.pipeline.mode != "workers" && c.pipeline.mode != "run_to_completion") {
+    return bad("pipeline.mode",
+               absl::StrCat("expected workers or run_to_completion, got '", c.pipeline.mode, "'"));
+  }
+  if (c.pipeline.shards < 1 || c.pipeline.shards > 64) {
+    return bad("pipeline.shards", "must be in 1..64");
+  }
+  if (!c.pipeline.cores.empty() &&
+      c.pipeline.cores.size() != static_cast<size_t>(c.pipeline.shards)) {
+    return bad("pipeline.cores", absl::StrCat("lists ", c.pipeline.cores.size(),
+                                              " cores for pipeline.shards = ", c.pipeline.shards));
+  }
+  for (size_t i = 0; i < c.pipeline.cores.size(); ++i) {
+    if (c.pipeline.cores[i] < 0) {
+      return bad(absl::StrCat("pipeline.cores[", i, "]"), "must be >= 0");
+    }
+  }
+  if (c.pipeline.idle_spin_us < 0) return bad("pipeline.idle_spin_us", "must be >= 0");
   if (c.shadow.sample_every < 0) return bad("shadow.sample_every", "must be >= 0");
   if (!(c.shadow.divergence_threshold > 0))
     return bad("shadow.divergence_threshold", "must be > 0");

@@ -161,6 +161,10 @@ struct FeedProcessor::Impl {
   uint64_t high = 1;  // One past the highest sequence seen.
   uint64_t messages_in_packet = 0;
   uint32_t new_in_packet = 0;
+  int64_t recv_wall_ns = 0;  // Of the datagram being processed (0 = unknown).
+  // Sharding (FeedProcessorOptions::shard_count): only owned instruments' books are kept.
+  int shard_count = options.shard_count < 1 ? 1 : options.shard_count;
+  int shard_index = options.shard_index;
 
   // Gap state, all sized at construction.
   std::vector<Slot> window;
@@ -521,7 +525,10 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
   const uint8_t type = m[itch::kTypeOffset];
   const uint16_t locate = LoadBe16(m + itch::kLocateOffset);
   const bool known_locate = books.valid_locate(locate);
-  if (known_locate && loud) Bump(instrument_messages[locate]);
+  // Another shard's instrument: framing and sequencing are done, its book is not ours.
+  const bool owned = shard_count == 1 || locate % shard_count == shard_index;
+  if (known_locate && !owned && type != 'S' && type != 'R') return;
+  if (known_locate && loud && owned) Bump(instrument_messages[locate]);
 
   internal::Side side;
   uint32_t price;
@@ -643,6 +650,7 @@ void FeedProcessor::Impl::EmitFeatures(uint16_t locate, const uint8_t* m, uint64
   fv.msg_seq = seq;
   fv.exchange_ts_ns = static_cast<int64_t>(LoadBe48(m + itch::kTimestampOffset));
   fv.recv_ns = recv_ns;
+  fv.recv_wall_ns = recv_wall_ns;
   fv.decoded_ns = MonotonicNanos();
   const bool non_finite =
       engine.Compute(Features(locate), bids, asks, fv.exchange_ts_ns, fv.values, &fv.mid_price);
@@ -657,6 +665,13 @@ void FeedProcessor::Impl::EmitFeatures(uint16_t locate, const uint8_t* m, uint64
 FeedProcessor::FeedProcessor(const FeedProcessorOptions& options)
     : impl_(std::make_unique<Impl>(options)) {}
 FeedProcessor::~FeedProcessor() = default;
+
+void FeedProcessor::OnDatagram(std::span<const uint8_t> datagram, int64_t recv_ns,
+                               int64_t recv_wall_ns, FeatureSink& sink) noexcept {
+  impl_->recv_wall_ns = recv_wall_ns;
+  impl_->OnDatagram(datagram, recv_ns, sink);
+  impl_->recv_wall_ns = 0;
+}
 
 void FeedProcessor::OnDatagram(std::span<const uint8_t> datagram, int64_t recv_ns,
                                FeatureSink& sink) noexcept {

@@ -159,8 +159,10 @@ int ReplaySource::Poll(int timeout_ms, FeedProcessor& processor, FeatureSink& si
       }
       processor.Tick(now, sink);  // Recorded speed: time runs as it did, gaps time out.
     }
+    // A capture has no kernel receive stamp here: the receive time is the read.
+    const int64_t wall = WallNanos();
     processor.OnDatagram(std::span<const uint8_t>(s.buffer.data(), static_cast<size_t>(s.pending)),
-                         MonotonicNanos(), sink);
+                         MonotonicNanos(), wall, sink);
     Bump(s.stats.datagrams);
     s.pending = 0;
     ++fed;

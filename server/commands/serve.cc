@@ -35,6 +35,10 @@ int RunServe(const config::Config& config) {
         absl::StrCat("udp ", config::ParseHostPort(config.feed.listen)->first, ":", srv.feed_port(),
                      config.feed.source == "sim" ? " (built-in simulator)" : " (external)");
   }
+  if (config.pipeline.mode == "run_to_completion") {
+    absl::StrAppend(&feed, ", run to completion on ", config.pipeline.shards, " shard",
+                    config.pipeline.shards == 1 ? "" : "s");
+  }
   std::printf(
       "qsig serving\n  gRPC     %s  (qsig.v1.SignalService, qsig.v1.AdminService, health, "
       "reflection)\n  metrics  http://%s/metrics\n  feed     %s\n",

@@ -2,6 +2,7 @@
 // Internal to server/: gRPC and prometheus-cpp types stay in their own translation units.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -29,9 +30,10 @@ struct ServerState {
   int max_locate = 0;
   std::vector<std::unique_ptr<ModelSlot>> slots;
   std::unique_ptr<SymbolTable> symbols;
-  StageHistograms feed_hist;  // decode and features stages (feed thread).
+  // Worker mode: workers.count workers fed by one feed thread. Run to completion:
+  // pipeline.shards feed threads, shard i running workers[i] inline (locate % shards == i).
   std::vector<std::unique_ptr<Worker>> workers;
-  std::unique_ptr<FeedThread> feed;
+  std::vector<std::unique_ptr<FeedThread>> feeds;
   std::unique_ptr<SignalBus> bus;
   std::unique_ptr<CalibrationStore> store;
   std::vector<std::unique_ptr<DriftMonitor>> drift;  // One per model.
@@ -46,6 +48,34 @@ struct ServerState {
     return -1;
   }
   const Worker& WorkerFor(uint16_t locate) const { return *workers[locate % workers.size()]; }
+  bool run_to_completion() const { return config.pipeline.mode == "run_to_completion"; }
+  // The processor that keeps `locate`'s book (its per-instrument counters).
+  const feeds::FeedProcessor& ProcessorFor(uint16_t locate) const {
+    return feeds[locate % feeds.size()]->processor();
+  }
+  // A counter of the stream as received: every shard reads the whole stream, so the largest
+  // shard's count (equal on all of them unless one socket lost or got more) is the stream's.
+  uint64_t StreamMax(std::atomic<uint64_t> feeds::FeedStats::*field) const {
+    uint64_t v = 0;
+    for (const auto& f : feeds) v = std::max(v, (f->processor().stats().*field).load());
+    return v;
+  }
+  uint64_t StreamMax(std::atomic<uint64_t> feeds::FeedHandlerStats::*field) const {
+    uint64_t v = 0;
+    for (const auto& f : feeds) v = std::max(v, (f->handler().stats().*field).load());
+    return v;
+  }
+  // A counter of owned instruments (or of each socket's own reads), summed over shards.
+  uint64_t ShardSum(std::atomic<uint64_t> feeds::FeedStats::*field) const {
+    uint64_t v = 0;
+    for (const auto& f : feeds) v += (f->processor().stats().*field).load();
+    return v;
+  }
+  uint64_t ShardSum(std::atomic<uint64_t> feeds::FeedHandlerStats::*field) const {
+    uint64_t v = 0;
+    for (const auto& f : feeds) v += (f->handler().stats().*field).load();
+    return v;
+  }
   // Calibrates one model from the most recent `max_samples` windows (0 = config default).
   CalibrationReport Recalibrate(size_t model, size_t max_samples);
   // Loads `path` ("" = the configured one) and swaps it in; on any error the running model

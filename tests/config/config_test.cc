@@ -42,6 +42,24 @@ TEST(Config, WrongTypeNamesKeyAndValue) {
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("workers.cores[1]"));
 }
 
+TEST(Config, PipelineModeKeys) {
+  auto c = ParseConfig(
+      "pipeline: {mode: run_to_completion, shards: 3, cores: [1, 2, 3], "
+      "busy_poll: true, idle_spin_us: 20}\nfeed: {kernel_timestamps: false}\n",
+      "t.yaml", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->pipeline.mode, "run_to_completion");
+  EXPECT_EQ(c->pipeline.shards, 3);
+  EXPECT_EQ(c->pipeline.cores, (std::vector<int>{1, 2, 3}));
+  EXPECT_TRUE(c->pipeline.busy_poll);
+  EXPECT_EQ(c->pipeline.idle_spin_us, 20);
+  EXPECT_FALSE(c->feed.kernel_timestamps);
+  auto d = ParseConfig("console: {status_interval_s: 1}\n", "t.yaml", {});
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->pipeline.mode, "workers");
+  EXPECT_TRUE(d->feed.kernel_timestamps);
+}
+
 TEST(Config, BadValuesNameTheirKey) {
   struct Case {
     const char* yaml;
@@ -65,6 +83,14 @@ TEST(Config, BadValuesNameTheirKey) {
       {"calibration: {schedule: '25:00'}", "calibration.schedule"},
       {"drift: {saturation_ratio: 2}", "drift.saturation_ratio"},
       {"drift: {windw: 5}", "drift.windw"},
+      {"pipeline: {mode: inline}", "pipeline.mode"},
+      {"pipeline: {shards: 0}", "pipeline.shards"},
+      {"pipeline: {shards: 2, cores: [0]}", "pipeline.cores"},
+      {"pipeline: {shards: 1, cores: [-1]}", "pipeline.cores[0]"},
+      {"pipeline: {idle_spin_us: -1}", "pipeline.idle_spin_us"},
+      {"pipeline: {busy_poll: sometimes}", "pipeline.busy_poll"},
+      {"pipeline: {shard: 2}", "pipeline.shard"},
+      {"feed: {kernel_timestamps: 2}", "feed.kernel_timestamps"},
   };
   for (const auto& tc : cases) {
     SCOPED_TRACE(tc.yaml);

@@ -43,6 +43,9 @@ struct FeedConfig {
   std::string interface_address;       // Interface for the multicast join.
   int receive_buffer_bytes = 8 << 20;
   bool busy_poll = false;
+  // Kernel receive timestamps (SO_TIMESTAMPNS) on the line sockets; off or unavailable = user
+  // time after the read (counted in qsig_feed_timestamps_total{source="user"}).
+  bool kernel_timestamps = true;
   int max_instruments = 256;
   int max_orders = 1 << 20;
   int core = -1;  // CPU to pin the feed thread to (-1 = none).
@@ -95,6 +98,19 @@ struct WorkersConfig {
   int idle_spin_us = 0;  // Busy-wait this long before sleeping on the doorbell (futex).
 };
 
+// How the tick path is threaded (README "Pipeline modes").
+struct PipelineConfig {
+  // "workers": one feed thread decodes and hands feature vectors to workers.count pinned
+  // workers over SPSC queues. "run_to_completion": `shards` threads each receive the whole feed
+  // on a socket of their own, decode it, and run the models of the instruments they own
+  // (locate % shards) on the same thread, with no hand-off before publish.
+  std::string mode = "workers";
+  int shards = 2;
+  std::vector<int> cores;  // One CPU per shard; empty = no pinning.
+  bool busy_poll = false;  // Shards spin on their sockets instead of blocking in poll().
+  int idle_spin_us = 0;    // Shards spin this long after a datagram before blocking.
+};
+
 struct ShadowConfig {
   int sample_every = 1;                // Run the FP32 shadow on every Nth tick (0 = off).
   double divergence_threshold = 0.05;  // |INT8 - FP32| above this flags the instrument.
@@ -143,6 +159,7 @@ struct Config {
   SimConfig sim;
   std::vector<ModelConfig> models;
   WorkersConfig workers;
+  PipelineConfig pipeline;
   ShadowConfig shadow;
   CalibrationConfig calibration;
   DriftConfig drift;

@@ -58,6 +58,14 @@ struct FeedProcessorOptions {
   // Feature set (see qsig/feeds/features.h); empty = DefaultFeatureSpecs(). Validate it with
   // FeatureNames() first: the constructor turns an invalid entry into a constant 0.
   std::vector<FeatureSpec> features = {};
+  // Sharding for run-to-completion servers, where each of `shard_count` processors reads the
+  // whole stream: this one owns the instruments with locate % shard_count == shard_index.
+  // Messages of other instruments are framed and sequenced (gaps, duplicates, sessions work as
+  // usual) but touch no book and produce no vector; directory and system messages are applied
+  // by every shard. Per-instrument counters (instrument_messages, unknown_order, book_full,
+  // invalid_order, feature_vectors) then count owned instruments only.
+  int shard_count = 1;
+  int shard_index = 0;
 };
 
 // A MoldUDP64 re-request: session(10) sequence(u64) message count(u16), 20 bytes on the wire.
@@ -129,6 +137,9 @@ class FeedProcessor {
   // Processes one MoldUDP64 datagram received at `recv_ns` (MonotonicNanos()). Malformed input
   // is counted and skipped; nothing is read out of bounds.
   void OnDatagram(std::span<const uint8_t> datagram, int64_t recv_ns, FeatureSink& sink) noexcept;
+  // The same, with the receive instant also on CLOCK_REALTIME (FeatureVector::recv_wall_ns).
+  void OnDatagram(std::span<const uint8_t> datagram, int64_t recv_ns, int64_t recv_wall_ns,
+                  FeatureSink& sink) noexcept;
 
   const FeedStats& stats() const noexcept;
   // Messages processed per locate (index = locate; size max_instruments + 1).
@@ -177,6 +188,19 @@ struct UdpReceiverOptions {
   std::string interface_address;           // Local interface address for the join ("" = any).
   int receive_buffer_bytes = 8 << 20;      // SO_RCVBUF request.
   bool busy_poll = false;                  // Spin on a non-blocking socket instead of blocking.
+  // Ask the kernel to stamp each datagram on arrival (SO_TIMESTAMPNS). Where the socket cannot,
+  // datagrams are stamped in user space after recvmsg() returns (ReceiveTime::kernel false).
+  bool kernel_timestamps = true;
+};
+
+// When a datagram was received. With a kernel stamp, `wall_ns` is the kernel's CLOCK_REALTIME
+// stamp and `mono_ns` the same instant on CLOCK_MONOTONIC, converted once at receive
+// (mono_now - (wall_now - kernel_stamp)): the time it waited in the socket is inside every
+// latency measured from it. Without one, both are read right after recvmsg() returned.
+struct ReceiveTime {
+  int64_t mono_ns = 0;
+  int64_t wall_ns = 0;
+  bool kernel = false;
 };
 
 class UdpReceiver {
@@ -186,8 +210,12 @@ class UdpReceiver {
   // Waits up to timeout_ms for one datagram. Returns its size, 0 on timeout, -1 on error.
   // Sets *recv_ns to MonotonicNanos() right after the datagram arrived.
   int Receive(std::span<uint8_t> buffer, int timeout_ms, int64_t* recv_ns) noexcept;
+  int Receive(std::span<uint8_t> buffer, int timeout_ms, ReceiveTime* time) noexcept;
   // One non-blocking attempt: size, 0 if nothing is queued, -1 on error.
   int TryReceive(std::span<uint8_t> buffer, int64_t* recv_ns) noexcept;
+  int TryReceive(std::span<uint8_t> buffer, ReceiveTime* time) noexcept;
+  // True if the kernel agreed to stamp datagrams (SO_TIMESTAMPNS was set).
+  bool kernel_timestamps() const noexcept;
   uint16_t local_port() const noexcept;
   int native_handle() const noexcept;  // For poll() over several lines.
 
@@ -282,6 +310,10 @@ struct FeedHandlerStats {
   std::atomic<uint64_t> rerequested_messages{0};
   std::atomic<uint64_t> rerequest_errors{0};  // send() to the retransmission server failed.
   std::atomic<uint64_t> receive_errors{0};
+  // Datagrams stamped by the kernel on arrival, and datagrams stamped in user space after the
+  // read (no kernel stamp: the socket option failed, a retransmission socket, or a replay).
+  std::atomic<uint64_t> kernel_timestamps{0};
+  std::atomic<uint64_t> user_timestamps{0};
 };
 
 class FeedHandler {
@@ -299,6 +331,8 @@ class FeedHandler {
   uint16_t port_a() const noexcept;
   uint16_t port_b() const noexcept;             // 0 without a B line.
   const ReplaySource* replay() const noexcept;  // nullptr unless replaying.
+  // True if every line socket has kernel receive timestamps (false for a replay).
+  bool kernel_timestamps() const noexcept;
 
  private:
   struct Impl;
@@ -352,6 +386,10 @@ struct SimPublisherOptions {
   double messages_per_second = 20000;  // Target rate (messages, not packets).
   uint64_t max_messages = 0;           // Stop after this many (0 = run until Stop()).
   std::string destination_b = {};      // B line ("" = A only): the same packets, its own faults.
+  // Copies of line A (and of line B) to more receivers, the same bytes at the same moment (a
+  // run-to-completion server's shards on unicast: each shard has a socket of its own).
+  std::vector<std::string> destination_copies = {};
+  std::vector<std::string> destination_b_copies = {};
   LineFaults faults_a = {};
   LineFaults faults_b = {};
   double session_restart_rate = 0.0;  // Per packet: Simulator::RestartSession() (both lines).
