@@ -1,5 +1,6 @@
 #include "signal_bus.h"
 
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -213,6 +214,7 @@ SignalBus::~SignalBus() { Stop(); }
 void SignalBus::Start() {
   running_.store(true);
   thread_ = std::thread([this] { Run(); });
+  pthread_setname_np(thread_.native_handle(), "qsig-publisher");
 }
 
 void SignalBus::Stop() {

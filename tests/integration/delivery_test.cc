@@ -52,10 +52,13 @@ int Threads(pid_t pid) {
 }
 
 // A channel of its own (its own TCP connection), so that one client's unread data cannot block
-// another client's connection-level flow control.
-std::shared_ptr<grpc::Channel> OwnChannel(int port, int id) {
+// another client's connection-level flow control. It buffers little that it has not read (no
+// window growth), like a client that is stuck.
+std::shared_ptr<grpc::Channel> StuckClientChannel(int port, int id) {
   grpc::ChannelArguments args;
   args.SetInt("qsig.test.connection", id);
+  args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 64 * 1024);
   return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
                                    grpc::InsecureChannelCredentials(), args);
 }
@@ -115,7 +118,9 @@ class DeliveryTest : public ::testing::Test {
   }
 
   void TearDown() override {
-    if (server_) EXPECT_EQ(server_->Terminate(), 0) << server_->Log();
+    if (server_) {
+      EXPECT_EQ(server_->Terminate(), 0) << server_->Log();
+    }
   }
 
   std::map<std::string, double> Scrape() {
@@ -124,7 +129,7 @@ class DeliveryTest : public ::testing::Test {
 
   // Waits (bounded) until the open-streams gauge reads `n`.
   bool WaitForStreams(double n) {
-    const auto deadline = Clock::now() + std::chrono::seconds(20);
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
     while (Clock::now() < deadline) {
       if (Get(Scrape(), "qsig_grpc_subscribers") == n) return true;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -187,7 +192,7 @@ TEST_F(DeliveryTest, AReaderBesideSixtyFourNonReadersGetsEverySignal) {
   std::vector<std::unique_ptr<Stuck>> stuck;
   for (int i = 0; i < 64; ++i) {
     auto s = std::make_unique<Stuck>();
-    s->channel = OwnChannel(grpc_port_, i);
+    s->channel = StuckClientChannel(grpc_port_, i);
     s->stub = v1::SignalService::NewStub(s->channel);
     if (i % 2) {
       s->single = s->stub->Subscribe(&s->ctx, v1::SubscribeRequest());

@@ -195,7 +195,7 @@ TEST(SignalBus, FiltersResolveSymbolsSeenBeforeAndAfterSubscribing) {
   bus.Stop();
 }
 
-TEST(SignalBus, AReaderBesideSixtyFourNonReadersGetsEverySignalAndNoSourceFills) {
+TEST(SignalBus, AReaderBesideSixtyFourNonReadersGetsEverySignal) {
   SymbolTable symbols(8);
   symbols.Set(1, "AAPL");
   symbols.Set(2, "MSFT");
