@@ -183,15 +183,18 @@ class SignalServiceImpl final
 
   grpc::Status GetLatest(grpc::ServerContext*, const v1::GetLatestRequest* req,
                          v1::GetLatestResponse* resp) override {
-    std::vector<uint64_t> wanted;
-    for (const auto& name : req->instruments()) wanted.push_back(SymbolTable::Pack(name));
+    const int cap = core_->config.grpc.max_instruments_per_subscription;
+    if (req->instruments_size() > cap) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat(req->instruments_size(), " instruments requested; at most ",
+                                       cap, " (grpc.max_instruments_per_subscription)"));
+    }
+    std::unordered_set<uint64_t> wanted;
+    for (const auto& name : req->instruments()) wanted.insert(SymbolTable::Pack(name));
     SignalRecord r;
     for (int loc = 0; loc <= core_->max_locate; ++loc) {
       const uint16_t locate = static_cast<uint16_t>(loc);
-      if (!wanted.empty() &&
-          std::find(wanted.begin(), wanted.end(), core_->symbols->Word(locate)) == wanted.end()) {
-        continue;
-      }
+      if (!wanted.empty() && !wanted.contains(core_->symbols->Word(locate))) continue;
       for (size_t m = 0; m < core_->slots.size(); ++m) {
         if (core_->WorkerFor(locate).latest(locate, m).Load(&r)) {
           ToProto(*core_, r, resp->add_signals());

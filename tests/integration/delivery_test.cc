@@ -357,6 +357,13 @@ TEST_F(DeliveryTest, CapsAndBadSymbolsAreRefusedWithTheirCodes) {
     EXPECT_EQ(code_of_batch(req), c.code);
     invalid += c.code == grpc::StatusCode::INVALID_ARGUMENT ? 2 : 0;
   }
+  {
+    grpc::ClientContext ctx;
+    v1::GetLatestRequest req;
+    for (const char* i : {"AAPL", "MSFT", "NVDA", "AMZN", "GOOG"}) req.add_instruments(i);
+    v1::GetLatestResponse resp;
+    EXPECT_EQ(stub_->GetLatest(&ctx, req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
   const auto m = Scrape();
   EXPECT_EQ(Get(m, "qsig_grpc_streams_rejected_total{reason=\"max_streams\"}"), 2);
   EXPECT_EQ(Get(m, "qsig_grpc_streams_rejected_total{reason=\"invalid_argument\"}"), invalid);
