@@ -331,6 +331,9 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   MapReader grpc = top.Child("grpc");
   grpc.Get("listen", &c.grpc.listen);
   grpc.Get("subscriber_queue", &c.grpc.subscriber_queue);
+  grpc.Get("max_streams", &c.grpc.max_streams);
+  grpc.Get("max_instruments_per_subscription", &c.grpc.max_instruments_per_subscription);
+  grpc.Get("publisher_spin_us", &c.grpc.publisher_spin_us);
   grpc.Finish();
 
   MapReader metrics = top.Child("metrics");
@@ -475,7 +478,19 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   if (!(c.drift.shadow_relative_rmse > 0)) return bad("drift.shadow_relative_rmse", "must be > 0");
   if (c.drift.window < 16) return bad("drift.window", "must be >= 16");
   if (!(c.drift.interval_s > 0)) return bad("drift.interval_s", "must be > 0");
-  if (c.grpc.subscriber_queue < 16) return bad("grpc.subscriber_queue", "must be >= 16");
+  if (c.grpc.subscriber_queue < 16 || c.grpc.subscriber_queue > (1 << 24)) {
+    return bad("grpc.subscriber_queue", "must be in 16..16777216");
+  }
+  if (c.grpc.max_streams < 1 || c.grpc.max_streams > 1'000'000) {
+    return bad("grpc.max_streams", "must be in 1..1000000");
+  }
+  if (c.grpc.max_instruments_per_subscription < 1 ||
+      c.grpc.max_instruments_per_subscription > 65536) {
+    return bad("grpc.max_instruments_per_subscription", "must be in 1..65536");
+  }
+  if (c.grpc.publisher_spin_us < 0 || c.grpc.publisher_spin_us > 1'000'000) {
+    return bad("grpc.publisher_spin_us", "must be in 0..1000000");
+  }
   if (c.console.status_interval_s < 0) return bad("console.status_interval_s", "must be >= 0");
 
   // Model paths are relative to the config file's directory.

@@ -345,7 +345,8 @@ class QsigCollector final : public prometheus::Collectable {
     AddValue(&cal, {{"result", "rejected"}}, static_cast<double>(c.calibration_rejections.load()));
     out.push_back(std::move(cal));
 
-    auto subs = Family("qsig_grpc_subscribers", "Open Subscribe streams.", MetricType::Gauge);
+    auto subs = Family("qsig_grpc_subscribers",
+                       "Open signal streams (Subscribe and SubscribeBatch).", MetricType::Gauge);
     AddValue(&subs, {}, static_cast<double>(c.bus->subscribers()));
     out.push_back(std::move(subs));
     auto sdrops = Family("qsig_grpc_subscriber_drops_total",
@@ -354,9 +355,35 @@ class QsigCollector final : public prometheus::Collectable {
     AddValue(&sdrops, {}, static_cast<double>(c.bus->subscriber_drops()));
     out.push_back(std::move(sdrops));
     auto delivered = Family("qsig_grpc_signals_queued_total",
-                            "Signals queued to Subscribe streams.", MetricType::Counter);
+                            "Signals queued to signal streams (Subscribe and SubscribeBatch).",
+                            MetricType::Counter);
     AddValue(&delivered, {}, static_cast<double>(c.bus->delivered()));
     out.push_back(std::move(delivered));
+    const DeliveryCounters& dc = c.bus->counters();
+    auto sent = Family("qsig_grpc_signals_sent_total", "Signals written to signal streams, by RPC.",
+                       MetricType::Counter);
+    auto messages =
+        Family("qsig_grpc_messages_sent_total",
+               "Stream messages written, by RPC (SubscribeBatch: one per batch of signals).",
+               MetricType::Counter);
+    for (int rpc = 0; rpc < DeliveryCounters::kRpcs; ++rpc) {
+      const std::vector<ClientMetric::Label> l = {
+          {"rpc", rpc == DeliveryCounters::kSubscribe ? "Subscribe" : "SubscribeBatch"}};
+      AddValue(&sent, l, static_cast<double>(dc.signals[rpc].load(std::memory_order_relaxed)));
+      AddValue(&messages, l, static_cast<double>(dc.messages[rpc].load(std::memory_order_relaxed)));
+    }
+    out.push_back(std::move(sent));
+    out.push_back(std::move(messages));
+    auto rejected =
+        Family("qsig_grpc_streams_rejected_total",
+               "Subscribe/SubscribeBatch calls refused, by reason.", MetricType::Counter);
+    AddValue(&rejected, {{"reason", "max_streams"}},
+             static_cast<double>(dc.rejected_max_streams.load(std::memory_order_relaxed)));
+    AddValue(&rejected, {{"reason", "invalid_argument"}},
+             static_cast<double>(dc.rejected_invalid_argument.load(std::memory_order_relaxed)));
+    AddValue(&rejected, {{"reason", "not_found"}},
+             static_cast<double>(dc.rejected_not_found.load(std::memory_order_relaxed)));
+    out.push_back(std::move(rejected));
     return out;
   }
 

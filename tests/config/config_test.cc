@@ -112,6 +112,34 @@ TEST(Config, OverridesApplyBeforeValidation) {
   EXPECT_DOUBLE_EQ(c->sim.rate, 1000);
 }
 
+TEST(Config, GrpcDeliveryKeys) {
+  auto c = ParseConfig("{}", "t.yaml", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->grpc.max_streams, 1024);
+  EXPECT_EQ(c->grpc.max_instruments_per_subscription, 1024);
+  EXPECT_EQ(c->grpc.publisher_spin_us, 0);
+  c = ParseConfig(
+      "grpc: {max_streams: 5, max_instruments_per_subscription: 3, publisher_spin_us: 50}",
+      "t.yaml", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->grpc.max_streams, 5);
+  EXPECT_EQ(c->grpc.max_instruments_per_subscription, 3);
+  EXPECT_EQ(c->grpc.publisher_spin_us, 50);
+  for (const auto& [yaml, key] : std::vector<std::pair<std::string, std::string>>{
+           {"grpc: {max_streams: 0}", "grpc.max_streams"},
+           {"grpc: {max_instruments_per_subscription: 0}", "grpc.max_instruments_per_subscription"},
+           {"grpc: {max_instruments_per_subscription: 70000}",
+            "grpc.max_instruments_per_subscription"},
+           {"grpc: {publisher_spin_us: -1}", "grpc.publisher_spin_us"},
+           {"grpc: {subscriber_queue: 8}", "grpc.subscriber_queue"},
+           {"grpc: {subscriber_queue: 100000000}", "grpc.subscriber_queue"}}) {
+    SCOPED_TRACE(yaml);
+    auto bad = ParseConfig(yaml, "t.yaml", {});
+    ASSERT_FALSE(bad.ok());
+    EXPECT_THAT(std::string(bad.status().message()), HasSubstr(key + ":"));
+  }
+}
+
 TEST(Config, BadOverrideIsRejected) {
   auto c = ParseConfig("{}", "t.yaml", {"grpc.port=5"});
   ASSERT_FALSE(c.ok());

@@ -142,7 +142,11 @@ struct DriftConfig {
 
 struct GrpcConfig {
   std::string listen = "127.0.0.1:50051";
-  int subscriber_queue = 65536;  // Signals buffered per subscriber before the oldest drop.
+  // Signals buffered per subscriber before the oldest drop (rounded up to a power of two).
+  int subscriber_queue = 65536;
+  int max_streams = 1024;  // Open Subscribe + SubscribeBatch streams; more: RESOURCE_EXHAUSTED.
+  int max_instruments_per_subscription = 1024;  // Longer lists: INVALID_ARGUMENT.
+  int publisher_spin_us = 0;  // Signal publisher polls this long before sleeping (0 = sleep).
 };
 
 struct MetricsConfig {
