@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -136,6 +137,34 @@ class MapReader {
   std::set<std::string> seen_;
 };
 
+// yaml-cpp keeps both entries of a repeated key and `node[key]` reads the first: a silent
+// override waiting to happen. Every mapping in the tree is checked for a key set twice.
+absl::Status CheckDuplicateKeys(const YAML::Node& node, const std::string& path,
+                                const std::string& origin) {
+  if (node.IsMap()) {
+    std::map<std::string, int> lines;
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) continue;
+      const std::string& key = kv.first.Scalar();
+      const std::string sub = path.empty() ? key : absl::StrCat(path, ".", key);
+      const int line = kv.first.Mark().line + 1;
+      const auto [it, inserted] = lines.emplace(key, line);
+      if (!inserted) {
+        return absl::InvalidArgumentError(absl::StrCat(origin, ":", line, ": ", sub,
+                                                       ": duplicate key (first set at line ",
+                                                       it->second, "); keep one"));
+      }
+      if (auto s = CheckDuplicateKeys(kv.second, sub, origin); !s.ok()) return s;
+    }
+  } else if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) {
+      const std::string sub = absl::StrCat(path, "[", i, "]");
+      if (auto s = CheckDuplicateKeys(node[i], sub, origin); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Applies `a.b.c=value` to the tree; `value` is parsed as YAML so lists work (`[0, 1]`).
 absl::Status ApplyOverride(YAML::Node& root, const std::string& text) {
   const size_t eq = text.find('=');
@@ -225,7 +254,13 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
     rp.Get("path", &c.feed.replay.path);
     rp.Get("speed", &c.feed.replay.speed);
     rp.Finish();
+    MapReader co = feed.Child("corroboration");
+    co.Get("confirm_packets", &c.feed.corroboration.confirm_packets);
+    co.Get("window_us", &c.feed.corroboration.window_us);
+    co.Finish();
   }
+  feed.Get("max_sequence_jump", &c.feed.max_sequence_jump);
+  feed.Get("max_price", &c.feed.max_price);
   feed.Finish();
 
   MapReader sim = top.Child("sim");
@@ -371,6 +406,18 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   }
   if (c.feed.recovery.gap_timeout_us <= 0)
     return bad("feed.recovery.gap_timeout_us", "must be > 0");
+  if (c.feed.corroboration.confirm_packets < 1 || c.feed.corroboration.confirm_packets > 64) {
+    return bad("feed.corroboration.confirm_packets", "must be in 1..64");
+  }
+  if (c.feed.corroboration.window_us < 1 || c.feed.corroboration.window_us > 60'000'000) {
+    return bad("feed.corroboration.window_us", "must be in 1..60000000");
+  }
+  if (c.feed.max_sequence_jump < 1 || c.feed.max_sequence_jump > (uint64_t{1} << 40)) {
+    return bad("feed.max_sequence_jump", "must be in 1..1099511627776");
+  }
+  if (!(c.feed.max_price > 0) || c.feed.max_price > 429496.7295) {
+    return bad("feed.max_price", "must be in (0, 429496.7295] dollars (ITCH Price(4))");
+  }
   for (const auto& [key, value, allow_empty] :
        std::vector<std::tuple<std::string, std::string, bool>>{
            {"feed.listen", c.feed.listen, false},
@@ -531,6 +578,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::stri
   if (!root.IsMap()) {
     return absl::InvalidArgumentError(absl::StrCat(origin, ": the top level must be a mapping"));
   }
+  if (auto s = CheckDuplicateKeys(root, "", origin); !s.ok()) return s;
   for (const auto& o : overrides) {
     if (auto s = ApplyOverride(root, o); !s.ok()) return s;
   }

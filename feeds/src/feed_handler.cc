@@ -25,6 +25,7 @@ using asio::ip::udp;
 
 namespace {
 constexpr size_t kMaxDatagram = 65536;
+constexpr FeedLine kLines[] = {FeedLine::kA, FeedLine::kB, FeedLine::kRetransmit};
 }  // namespace
 
 struct FeedHandler::Impl {
@@ -82,7 +83,7 @@ int FeedHandler::Impl::Drain(int index, int budget, FeatureSink& sink) noexcept 
     if (n == 0) break;
     Bump(t.kernel ? stats.kernel_timestamps : stats.user_timestamps);
     processor.OnDatagram(std::span<const uint8_t>(buffer.data(), static_cast<size_t>(n)), t.mono_ns,
-                         t.wall_ns, sink);
+                         t.wall_ns, sink, kLines[which]);
     const bool won = processor.last_datagram_new_messages() > 0;
     if (which == 0) {
       Bump(stats.packets_a);
@@ -100,7 +101,7 @@ int FeedHandler::Impl::Drain(int index, int budget, FeatureSink& sink) noexcept 
 }
 
 void FeedHandler::Impl::Recover(FeatureSink& sink) noexcept {
-  if (!processor.gap_open()) return;
+  if (!processor.gap_open() && !processor.corroboration_pending()) return;
   const int64_t now = MonotonicNanos();
   if (recovery) {
     RetransmitRequest r;

@@ -208,6 +208,42 @@ class QsigCollector final : public prometheus::Collectable {
     AddValue(&tss, {{"source", "kernel"}}, static_cast<double>(c.ShardSum(&HS::kernel_timestamps)));
     AddValue(&tss, {{"source", "user"}}, static_cast<double>(c.ShardSum(&HS::user_timestamps)));
     out.push_back(std::move(tss));
+    auto uncorroborated = Family("qsig_feed_uncorroborated_total",
+                                 "Datagrams dropped with a session change or sequence jump that "
+                                 "nothing corroborated (kind = session, sequence_jump).",
+                                 MetricType::Counter);
+    AddValue(&uncorroborated, {{"kind", "session"}},
+             static_cast<double>(c.StreamMax(&FS::uncorroborated_session)));
+    AddValue(&uncorroborated, {{"kind", "sequence_jump"}},
+             static_cast<double>(c.StreamMax(&FS::uncorroborated_jump)));
+    out.push_back(std::move(uncorroborated));
+    auto corroborated = Family("qsig_feed_corroborated_total",
+                               "Session changes and sequence jumps accepted once corroborated.",
+                               MetricType::Counter);
+    AddValue(&corroborated, {{"kind", "session"}},
+             static_cast<double>(c.StreamMax(&FS::corroborated_sessions)));
+    AddValue(&corroborated, {{"kind", "sequence_jump"}},
+             static_cast<double>(c.StreamMax(&FS::corroborated_jumps)));
+    out.push_back(std::move(corroborated));
+    auto pending =
+        Family("qsig_feed_corroboration_pending",
+               "Session changes or sequence jumps waiting for corroboration.", MetricType::Gauge);
+    AddValue(&pending, {}, static_cast<double>(c.StreamMax(&FS::pending_candidates)));
+    out.push_back(std::move(pending));
+    auto suspect = Family("qsig_feed_book_suspect_total",
+                          "Times an instrument's book became suspect (its signals carry "
+                          "FLAG_BOOK_SUSPECT), by reason: crossed, bad_price, dropped_order.",
+                          MetricType::Counter);
+    for (auto [reason, v] : {std::pair{"crossed", &FS::book_crossed},
+                             {"bad_price", &FS::book_bad_price},
+                             {"dropped_order", &FS::book_dropped_order}}) {
+      AddValue(&suspect, {{"reason", reason}}, static_cast<double>(c.ShardSum(v)));
+    }
+    out.push_back(std::move(suspect));
+    auto suspect_books = Family("qsig_feed_suspect_books", "Instruments whose book is now suspect.",
+                                MetricType::Gauge);
+    AddValue(&suspect_books, {}, static_cast<double>(c.ShardSum(&FS::suspect_books)));
+    out.push_back(std::move(suspect_books));
     for (const auto& fc : feed_counters) {
       auto f = Family(fc.name, fc.help, MetricType::Counter);
       AddValue(&f, {}, static_cast<double>(fc.v));

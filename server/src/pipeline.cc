@@ -246,6 +246,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept {
     if (fv.flags & feeds::kFeatureFlagStale) rec.flags |= kSignalStale;
     if (!installed.model) rec.flags |= kSignalWarmup;
     if (fv.flags & feeds::kFeatureFlagHalted) rec.flags |= kSignalHalted;
+    if (fv.flags & feeds::kFeatureFlagBookSuspect) rec.flags |= kSignalBookSuspect;
     if (diverged_[key]) rec.flags |= kSignalShadowDiverged;
     if (!std::isfinite(value) || (fv.flags & feeds::kFeatureFlagNonFinite)) {
       // A NaN never reaches a client as a number.
@@ -348,6 +349,10 @@ absl::Status FeedThread::Open(const std::string& retransmit_endpoint, const std:
   o.processor.recovery.rerequest_interval_us = f.recovery.rerequest_interval_us;
   o.processor.recovery.max_rerequests = f.recovery.max_rerequests;
   o.processor.recovery.gap_timeout_us = f.recovery.gap_timeout_us;
+  o.processor.corroboration.confirm_packets = f.corroboration.confirm_packets;
+  o.processor.corroboration.window_us = f.corroboration.window_us;
+  o.processor.corroboration.max_sequence_jump = f.max_sequence_jump;
+  o.processor.max_price = static_cast<uint32_t>(std::llround(f.max_price * 1e4));
   o.processor.features = feature_specs_;
   o.processor.shard_count = shards_;
   o.processor.shard_index = shard_;

@@ -91,6 +91,11 @@ TEST(Config, BadValuesNameTheirKey) {
       {"pipeline: {busy_poll: sometimes}", "pipeline.busy_poll"},
       {"pipeline: {shard: 2}", "pipeline.shard"},
       {"feed: {kernel_timestamps: 2}", "feed.kernel_timestamps"},
+      {"feed: {corroboration: {confirm_packets: 0}}", "feed.corroboration.confirm_packets"},
+      {"feed: {corroboration: {window_us: 0}}", "feed.corroboration.window_us"},
+      {"feed: {max_sequence_jump: 0}", "feed.max_sequence_jump"},
+      {"feed: {max_price: 0}", "feed.max_price"},
+      {"feed: {max_price: 500000}", "feed.max_price"},
   };
   for (const auto& tc : cases) {
     SCOPED_TRACE(tc.yaml);
@@ -98,6 +103,56 @@ TEST(Config, BadValuesNameTheirKey) {
     ASSERT_FALSE(c.ok());
     EXPECT_THAT(std::string(c.status().message()), HasSubstr(std::string(tc.key) + ":"));
   }
+}
+
+TEST(Config, FeedHardeningKeys) {
+  auto c = ParseConfig("{}", "t.yaml", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->feed.corroboration.confirm_packets, 3);
+  EXPECT_EQ(c->feed.corroboration.window_us, 2'000'000);
+  EXPECT_EQ(c->feed.max_sequence_jump, 65536u);
+  EXPECT_DOUBLE_EQ(c->feed.max_price, 200000);
+  c = ParseConfig(
+      "feed:\n  corroboration: {confirm_packets: 5, window_us: 500}\n"
+      "  max_sequence_jump: 1000\n  max_price: 5000.5\n",
+      "t.yaml", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->feed.corroboration.confirm_packets, 5);
+  EXPECT_EQ(c->feed.corroboration.window_us, 500);
+  EXPECT_EQ(c->feed.max_sequence_jump, 1000u);
+  EXPECT_DOUBLE_EQ(c->feed.max_price, 5000.5);
+}
+
+TEST(Config, DuplicateKeyIsAnErrorNamingItsPathAndLine) {
+  struct Case {
+    const char* yaml;
+    const char* message;
+  } cases[] = {
+      // Top level: the second `grpc` section would silently be ignored.
+      {"grpc:\n  listen: 127.0.0.1:1\nworkers: {count: 1}\ngrpc:\n  listen: 0.0.0.0:2\n",
+       "t.yaml:4: grpc: duplicate key (first set at line 1)"},
+      // Nested.
+      {"feed:\n  recovery:\n    gap_timeout_us: 100\n    max_rerequests: 2\n"
+       "    gap_timeout_us: 200\n",
+       "t.yaml:5: feed.recovery.gap_timeout_us: duplicate key (first set at line 3)"},
+      // In a list item's map, flow style.
+      {"models:\n  - {name: a, path: x.json}\n  - {name: b, path: y.json, path: z.json}\n",
+       "t.yaml:3: models[1].path: duplicate key (first set at line 3)"},
+      // In a list item's map, block style.
+      {"models:\n  - name: a\n    path: x.json\n    name: b\n",
+       "t.yaml:4: models[0].name: duplicate key (first set at line 2)"},
+  };
+  for (const auto& tc : cases) {
+    SCOPED_TRACE(tc.yaml);
+    auto c = ParseConfig(tc.yaml, "t.yaml", {});
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(c.status().message()), HasSubstr(tc.message));
+  }
+  // Same key names in different maps are fine.
+  auto ok =
+      ParseConfig("feed: {listen: '127.0.0.1:0'}\ngrpc: {listen: '127.0.0.1:1'}\n", "t.yaml", {});
+  EXPECT_TRUE(ok.ok()) << ok.status();
 }
 
 TEST(Config, OverridesApplyBeforeValidation) {

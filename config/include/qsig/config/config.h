@@ -30,6 +30,12 @@ struct RecoveryConfig {
   int gap_timeout_us = 20000;  // Then the gap is lost: its instruments stay stale.
 };
 
+// When one datagram may change the session or jump the sequence (see README, configuration).
+struct CorroborationConfig {
+  int confirm_packets = 3;    // Packets of a new session / jumped stream needed (1 = trust one).
+  int window_us = 2'000'000;  // Each within this of the previous; a quiet candidate is dropped.
+};
+
 struct ReplayConfig {
   std::string path;  // Capture file for feed.source pcap or itch.
   double speed = 0;  // 0 = as fast as possible, 1 = recorded speed, 2 = twice as fast...
@@ -56,6 +62,9 @@ struct FeedConfig {
   std::string retransmit;  // MoldUDP64 re-request server host:port ("" = none).
   RecoveryConfig recovery;
   ReplayConfig replay;
+  CorroborationConfig corroboration;
+  uint64_t max_sequence_jump = 65536;  // Larger sequence jumps need corroboration.
+  double max_price = 200000;           // Dollars: a resting order above this (or at 0) is suspect.
 };
 
 // Faults the simulator injects on one line, each a probability per packet.

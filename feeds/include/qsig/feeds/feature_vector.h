@@ -22,6 +22,10 @@ enum FeatureFlags : uint32_t {
   kFeatureFlagNonFinite = 1u << 1,
   // The instrument is not trading (halted, paused or quotation only, from a Trading Action).
   kFeatureFlagHalted = 1u << 2,
+  // The instrument's book fails a sanity check: crossed (best bid >= best ask), a resting order
+  // priced 0 or beyond the configured bound, or an order dropped because a table was full.
+  // Clears once the book is consistent again.
+  kFeatureFlagBookSuspect = 1u << 3,
 };
 
 struct alignas(64) FeatureVector {

@@ -50,11 +50,29 @@ struct GapRecoveryOptions {
   int gap_timeout_us = 20'000;
 };
 
+// When a session change or a large sequence jump is trusted (see feeds/README.md, "Corroborated
+// session changes"). One datagram with a new session name (sequence 1), or one whose sequence
+// lies more than `max_sequence_jump` beyond the highest seen, is held as a candidate and
+// nothing moves until it is corroborated: a copy from the other line or from the
+// retransmission server (FeedLine), or `confirm_packets` packets of it in all, each arriving
+// within `window_us` of the previous one. Then its held packets are applied in order (books
+// reset for a new session, the sequence moves for a jump). A candidate left without a packet
+// for `window_us` is dropped and its packets are counted (FeedStats::uncorroborated_*).
+struct CorroborationOptions {
+  int confirm_packets = 3;  // 1 = trust a single packet (no corroboration).
+  int window_us = 2'000'000;
+  uint64_t max_sequence_jump = uint64_t{1} << 16;  // Larger jumps need corroboration.
+};
+
 struct FeedProcessorOptions {
   int max_instruments = 256;  // Locates 1..max_instruments are tracked; others are counted.
   int max_orders = 1 << 20;   // Capacity of the live-order table.
   int max_levels = 256;       // Price levels per side per book.
   GapRecoveryOptions recovery = {};
+  CorroborationOptions corroboration = {};
+  // Book sanity: a live order priced 0 or above this (Price(4), 4 implied decimals; default
+  // $200,000) marks its instrument's vectors kFeatureFlagBookSuspect while it rests.
+  uint32_t max_price = 2'000'000'000;
   // Feature set (see qsig/feeds/features.h); empty = DefaultFeatureSpecs(). Validate it with
   // FeatureNames() first: the constructor turns an invalid entry into a constant 0.
   std::vector<FeatureSpec> features = {};
@@ -125,7 +143,25 @@ struct FeedStats {
   std::atomic<uint64_t> cross_trades{0};
   std::atomic<uint64_t> broken_trades{0};
   std::atomic<uint64_t> skipped_messages{0};  // Well-formed types qsig does not use (Y L V ...).
+  // Corroboration (see CorroborationOptions): datagrams dropped with a session change or a
+  // sequence jump that nothing corroborated, changes accepted once corroborated, and
+  // candidates now waiting (gauge).
+  std::atomic<uint64_t> uncorroborated_session{0};
+  std::atomic<uint64_t> uncorroborated_jump{0};
+  std::atomic<uint64_t> corroborated_sessions{0};
+  std::atomic<uint64_t> corroborated_jumps{0};
+  std::atomic<uint64_t> pending_candidates{0};
+  // Book sanity: times an instrument's book became suspect, by reason (a book can have several),
+  // and instruments now suspect (gauge). Their vectors carry kFeatureFlagBookSuspect.
+  std::atomic<uint64_t> book_crossed{0};        // Best bid >= best ask after an update.
+  std::atomic<uint64_t> book_bad_price{0};      // A live order priced 0 or above max_price.
+  std::atomic<uint64_t> book_dropped_order{0};  // An order was dropped: table or levels full.
+  std::atomic<uint64_t> suspect_books{0};
 };
+
+// Where a datagram came from, for corroboration: a session change or sequence jump seen on one
+// line is confirmed by the same packet from the other line or the retransmission server.
+enum class FeedLine : uint8_t { kUnknown = 0, kA, kB, kRetransmit };
 
 class FeedProcessor {
  public:
@@ -137,9 +173,14 @@ class FeedProcessor {
   // Processes one MoldUDP64 datagram received at `recv_ns` (MonotonicNanos()). Malformed input
   // is counted and skipped; nothing is read out of bounds.
   void OnDatagram(std::span<const uint8_t> datagram, int64_t recv_ns, FeatureSink& sink) noexcept;
-  // The same, with the receive instant also on CLOCK_REALTIME (FeatureVector::recv_wall_ns).
+  // The same, naming the line it arrived on (FeedHandler does; kUnknown = corroboration by
+  // consecutive packets only).
+  void OnDatagram(std::span<const uint8_t> datagram, int64_t recv_ns, FeatureSink& sink,
+                  FeedLine line) noexcept;
+  // The same, with the receive instant also on CLOCK_REALTIME (FeatureVector::recv_wall_ns; 0 =
+  // unknown).
   void OnDatagram(std::span<const uint8_t> datagram, int64_t recv_ns, int64_t recv_wall_ns,
-                  FeatureSink& sink) noexcept;
+                  FeatureSink& sink, FeedLine line = FeedLine::kUnknown) noexcept;
 
   const FeedStats& stats() const noexcept;
   // Messages processed per locate (index = locate; size max_instruments + 1).
@@ -175,6 +216,10 @@ class FeedProcessor {
   size_t live_orders() const noexcept;
   // True while this instrument's vectors would carry kFeatureFlagStale.
   bool stale(uint16_t locate) const noexcept;
+  // True while this instrument's vectors would carry kFeatureFlagBookSuspect.
+  bool book_suspect(uint16_t locate) const noexcept;
+  // A session change or sequence jump is waiting for corroboration.
+  bool corroboration_pending() const noexcept;
 
  private:
   struct Impl;
