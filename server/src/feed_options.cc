@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -89,6 +90,10 @@ feeds::FeedProcessorOptions FeedProcessorOptionsFromConfig(
   o.recovery.rerequest_interval_us = feed.recovery.rerequest_interval_us;
   o.recovery.max_rerequests = feed.recovery.max_rerequests;
   o.recovery.gap_timeout_us = feed.recovery.gap_timeout_us;
+  o.corroboration.confirm_packets = feed.corroboration.confirm_packets;
+  o.corroboration.window_us = feed.corroboration.window_us;
+  o.corroboration.max_sequence_jump = feed.max_sequence_jump;
+  o.max_price = static_cast<uint32_t>(std::llround(feed.max_price * 1e4));
   o.features = std::move(features);
   return o;
 }

@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "qsig/feeds/clock.h"
+#include "qsig/server/feed_options.h"
 #include "spdlog/spdlog.h"
 
 #if defined(__x86_64__)
@@ -342,18 +343,7 @@ absl::Status FeedThread::Open(const std::string& retransmit_endpoint, const std:
   // Worker mode: one datagram per Poll(), the workers' doorbells are rung after each datagram
   // (see Run()). Run to completion: a few per Poll() between RCU quiescent points.
   o.max_datagrams_per_poll = inline_ ? 16 : 1;
-  o.processor.max_instruments = f.max_instruments;
-  o.processor.max_orders = f.max_orders;
-  o.processor.recovery.max_held_messages = f.recovery.max_held_messages;
-  o.processor.recovery.rerequest_delay_us = f.recovery.rerequest_delay_us;
-  o.processor.recovery.rerequest_interval_us = f.recovery.rerequest_interval_us;
-  o.processor.recovery.max_rerequests = f.recovery.max_rerequests;
-  o.processor.recovery.gap_timeout_us = f.recovery.gap_timeout_us;
-  o.processor.corroboration.confirm_packets = f.corroboration.confirm_packets;
-  o.processor.corroboration.window_us = f.corroboration.window_us;
-  o.processor.corroboration.max_sequence_jump = f.max_sequence_jump;
-  o.processor.max_price = static_cast<uint32_t>(std::llround(f.max_price * 1e4));
-  o.processor.features = feature_specs_;
+  o.processor = FeedProcessorOptionsFromConfig(f, feature_specs_);
   o.processor.shard_count = shards_;
   o.processor.shard_index = shard_;
   if (f.source == "pcap" || f.source == "itch") {

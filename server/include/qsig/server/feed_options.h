@@ -29,7 +29,8 @@ feeds::SimulatorOptions SimulatorOptionsFromConfig(const config::SimConfig& sim)
 // to point at its own feed sockets.
 feeds::SimPublisherOptions SimPublisherOptionsFromConfig(const config::Config& config);
 
-// feed.max_instruments, feed.max_orders, feed.recovery.* and the feature set `features`
+// feed.max_instruments, feed.max_orders, feed.recovery.*, feed.corroboration.*,
+// feed.max_sequence_jump, feed.max_price and the feature set `features`
 // (ParseFeatureConfig).
 feeds::FeedProcessorOptions FeedProcessorOptionsFromConfig(
     const config::FeedConfig& feed, std::vector<feeds::FeatureSpec> features);
