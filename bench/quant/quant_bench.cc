@@ -1,35 +1,42 @@
-// Packed int8 GEMV / small GEMM per ISA variant, on LSTM-like shapes, beside the scalar reference.
+// The kernel layer per ISA table (qsig/quant/kernels.h) on the runtime's shapes, beside its
+// measured peer: oneDNN's int8 matmul.
 //
-// Names: BM_GemvU8S8S32_<Isa>/<rows>x<cols>[/M<m>] (s32 outputs), BM_GemvU8S8F32_<Isa>/... (fused
-// dequantization + bias), BM_GemvU8S8F32_Dnnl/... (the same fused GEMM as a oneDNN int8 matmul,
-// dnnl_gemm.h: the peer, in the same run so the ratio holds), BM_GemvU8S8F32_Auto/... (whichever
-// backend ChooseGemmBackend picked), BM_GemvU8S8S32_Avx2_7bit/... (reduce-range weights: the AVX2
-// fast path), BM_Sigmoid_<Isa>/n, BM_Tanh_<Isa>/n, BM_Calibrate_<method>. Variants the CPU lacks
-// are not registered. items/s counts multiply-accumulates (rows * cols * M), so it reads as MAC/s.
+// Names: BM_GemmU8S8F32_<Isa>/<rows>x<cols>/N<n> (u8 x s8 -> s32, then float(acc) * scale + add:
+// Kernels::gemm_u8s8f32 for n vectors; N1 is the batch-1 GEMV of every tick, N8 a stacked LSTM's
+// time block of input projections, N16 a StepBatch), BM_GemmU8S8F32_Avx2_7bit (7-bit weights: the
+// AVX2 unsplit path), BM_GemmS16S8F32_<Isa> (s16 activations: the first layer), BM_LstmCell_<Isa>
+// /<hidden>, BM_GemmU8S8F32_Onednn (the same GEMM as a oneDNN u8 x s8 -> s32 matmul followed by
+// qsig's epilogue, so the output formula is the same), BM_Calibrate_<method>. Tables the CPU lacks
+// are not registered. items/s counts multiply-accumulates (rows * cols * n).
+// The oneDNN label says whether its result equalled the reference bit for bit on this host for
+// 8-bit weights and extreme activations (oneDNN's non-VNNI x86 int8 kernels sum u8 x s8 pairs with
+// the saturating vpmaddubsw), and for 7-bit weights.
 // BM_LstmA_DnnlInt8 / _DnnlF32 (dnnl_lstm_bench.cc): oneDNN's LSTM primitive on the LSTM-A window.
-// Context: the CPU brand and the ISA the dispatcher chose (QSIG_MAX_ISA caps it). oneDNN is built
-// with OpenMP here: set OMP_NUM_THREADS=1 for batch-1 latency (and QSIG_GEMM_BACKEND for _Auto).
+// Context: the CPU brand and the active ISA (QSIG_MAX_ISA caps it). oneDNN is built with OpenMP
+// here: set OMP_NUM_THREADS=1 for batch-1 latency.
 //
 //   ninja -C build qsig_bench_quant && OMP_NUM_THREADS=1 build/bench/quant/qsig_bench_quant
 #include <benchmark/benchmark.h>
 
+#include <exception>
+#include <initializer_list>
+#include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "oneapi/dnnl/dnnl.hpp"
 #include "qsig/quant/calibration.h"
-#include "qsig/quant/dnnl_gemm.h"
-#include "qsig/quant/gemm.h"
 #include "qsig/quant/isa.h"
-#include "qsig/quant/packed.h"
-#include "qsig/quant/vmath.h"
+#include "qsig/quant/kernels.h"
 
 namespace qsig::quant {
 namespace {
 
 const char* IsaTag(Isa isa) {
   switch (isa) {
-    case Isa::kScalar:
+    case Isa::kRef:
       return "Ref";
     case Isa::kAvx2:
       return "Avx2";
@@ -38,111 +45,190 @@ const char* IsaTag(Isa isa) {
     case Isa::kAvx512Vnni:
       return "Avx512Vnni";
   }
-  return "?";
+  return "Unknown";
 }
 
 struct Shape {
-  int rows, cols, m;
+  int rows, cols, n;
 };
-// LSTM gate GEMVs: 4 * hidden rows. 256x32 = LSTM-A input projection (hidden 64, input 32),
-// 256x64 = LSTM-A recurrent, 512x128 = LSTM-B recurrent, M=8 = 8 instruments micro-batched.
-constexpr Shape kShapes[] = {{256, 32, 1}, {256, 64, 1}, {512, 128, 1}, {256, 64, 8}};
+// LSTM-A (hidden 64: 256 gates x 64), LSTM-B-like (hidden 128), a wide layer (hidden 256); batch
+// 1, a time block of 8, a StepBatch of 16.
+constexpr Shape kShapes[] = {{256, 64, 1},   {256, 64, 8},   {512, 128, 1},  {512, 128, 8},
+                             {512, 128, 16}, {1024, 256, 1}, {1024, 256, 8}, {1024, 256, 16}};
 
+// Appends (GCC 12 warns falsely, -Wrestrict, on chains of std::string operator+).
+std::string Cat(std::initializer_list<std::string_view> parts) {
+  std::string out;
+  for (std::string_view p : parts) out.append(p);
+  return out;
+}
+
+std::string ShapeName(const Shape& s) {
+  return Cat({std::to_string(s.rows), "x", std::to_string(s.cols), "/N", std::to_string(s.n)});
+}
+
+// Packed weights in [-wmax, wmax] with bf16 scales, activations, addends.
 struct Fixture {
-  PackedWeightsS8 w;
+  PackedS8 w;
+  std::vector<int8_t> rowmajor;
   std::vector<uint8_t> x;
-  std::vector<int32_t> y;
-  std::vector<float> yf, bias;
+  std::vector<int16_t> x16;
+  std::vector<float> add, y;
+  size_t ldx = 0, ldy = 0;
 };
 
-Fixture MakeFixture(const Shape& s, int max_abs) {
+Fixture MakeFixture(const Shape& s, int wmax, bool extreme_x = false) {
   std::mt19937 rng(1);
-  std::uniform_int_distribution<int> wd(-max_abs, max_abs), xd(0, 255);
-  std::vector<int8_t> w(static_cast<size_t>(s.rows) * s.cols);
-  for (int8_t& v : w) v = static_cast<int8_t>(wd(rng));
-  std::vector<float> scales(static_cast<size_t>(s.rows), 0.01f);
-  Fixture f{*PackWeightsS8(w.data(), s.rows, s.cols, s.cols, scales), {}, {}, {}, {}};
-  f.x.resize(static_cast<size_t>(s.m) * s.cols);
-  for (uint8_t& v : f.x) v = static_cast<uint8_t>(xd(rng));
-  f.y.resize(static_cast<size_t>(s.m) * s.rows);
-  f.yf.resize(f.y.size());
-  f.bias.assign(static_cast<size_t>(s.rows), 0.5f);
+  Fixture f;
+  f.rowmajor.resize(static_cast<size_t>(s.rows) * s.cols);
+  std::uniform_int_distribution<int> wd(-wmax, wmax), xd(0, 255), sd(-3000, 3000);
+  for (int8_t& v : f.rowmajor) v = static_cast<int8_t>(wd(rng));
+  for (size_t i = 0; i < f.rowmajor.size(); i += 3) {
+    f.rowmajor[i] = static_cast<int8_t>(i % 2 ? wmax : -wmax);
+  }
+  f.w = PackS8(f.rowmajor.data(), s.rows, s.cols);
+  for (int r = 0; r < f.w.rows_pad; ++r) {
+    f.w.scales[static_cast<size_t>(r)] = FloatToBf16Truncate(RoundUpToBf16(0.013f + 1e-4f * r));
+  }
+  f.ldx = static_cast<size_t>(f.w.cols_pad);
+  f.ldy = static_cast<size_t>(f.w.rows_pad);
+  f.x.assign(f.ldx * s.n, 0);
+  f.x16.assign(f.ldx * s.n, 0);
+  for (int i = 0; i < s.n; ++i) {
+    for (int c = 0; c < s.cols; ++c) {
+      f.x[i * f.ldx + c] = static_cast<uint8_t>(extreme_x ? 255 : xd(rng));
+      f.x16[i * f.ldx + c] = static_cast<int16_t>(sd(rng));
+    }
+  }
+  f.add.resize(f.ldy * s.n);
+  for (size_t i = 0; i < f.add.size(); ++i) f.add[i] = 0.001f * static_cast<float>(i % 97);
+  f.y.assign(f.ldy * s.n, 0.0f);
   return f;
 }
 
-void RunS32(benchmark::State& state, GemmU8S8S32Fn fn, Shape s, int max_abs) {
-  Fixture f = MakeFixture(s, max_abs);
+void Finish(benchmark::State& state, const Shape& s) {
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(s.rows) * s.cols * s.n);
+}
+
+void RunGemmU8(benchmark::State& state, const Kernels* k, Shape s, int wmax) {
+  Fixture f = MakeFixture(s, wmax);
   for (auto _ : state) {
     benchmark::DoNotOptimize(f.x.data());
-    fn(s.m, f.x.data(), s.cols, f.w, f.y.data(), s.rows);
+    k->gemm_u8s8f32(f.w, s.n, f.x.data(), f.ldx, f.add.data(), f.ldy, f.y.data(), f.ldy);
     benchmark::DoNotOptimize(f.y.data());
     benchmark::ClobberMemory();
   }
-  state.SetItemsProcessed(state.iterations() * s.rows * s.cols * s.m);
+  Finish(state, s);
 }
 
-void RunF32(benchmark::State& state, GemmU8S8F32Fn fn, Shape s) {
+void RunGemmS16(benchmark::State& state, const Kernels* k, Shape s) {
   Fixture f = MakeFixture(s, 127);
-  const DequantEpilogue e{0.02f, 128, f.bias.data()};
   for (auto _ : state) {
-    benchmark::DoNotOptimize(f.x.data());
-    fn(s.m, f.x.data(), s.cols, f.w, e, f.yf.data(), s.rows);
-    benchmark::DoNotOptimize(f.yf.data());
+    benchmark::DoNotOptimize(f.x16.data());
+    k->gemm_s16s8f32(f.w, s.n, f.x16.data(), f.ldx, f.add.data(), f.ldy, f.y.data(), f.ldy);
+    benchmark::DoNotOptimize(f.y.data());
     benchmark::ClobberMemory();
   }
-  state.SetItemsProcessed(state.iterations() * s.rows * s.cols * s.m);
+  Finish(state, s);
 }
 
-void RunF32Dnnl(benchmark::State& state, Shape s) {
-  Fixture f = MakeFixture(s, 127);
-  const DequantEpilogue e{0.02f, 128, f.bias.data()};
-  auto d = DnnlGemmU8S8F32::Create(f.w, s.m, e, s.cols, s.rows);
-  if (!d.ok()) {
-    state.SkipWithError(std::string(d.status().message()).c_str());
-    return;
-  }
-  state.SetLabel((*d)->impl_name());
+void RunLstmCell(benchmark::State& state, const Kernels* k) {
+  const int hidden = static_cast<int>(state.range(0));
+  std::vector<float> g(4 * static_cast<size_t>(hidden)), h(hidden), c(hidden);
+  for (size_t i = 0; i < g.size(); ++i) g[i] = -4.0f + 8.0f * static_cast<float>(i) / g.size();
   for (auto _ : state) {
-    benchmark::DoNotOptimize(f.x.data());
-    if (!(*d)->Run(f.x.data(), f.yf.data())) state.SkipWithError("oneDNN execute failed");
-    benchmark::DoNotOptimize(f.yf.data());
+    k->lstm_cell(hidden, g.data(), h.data(), c.data(), 0.0f);
+    benchmark::DoNotOptimize(h.data());
     benchmark::ClobberMemory();
   }
-  state.SetItemsProcessed(state.iterations() * s.rows * s.cols * s.m);
+  state.SetItemsProcessed(state.iterations() * hidden);
 }
 
-void RunF32Auto(benchmark::State& state, Shape s) {
-  Fixture f = MakeFixture(s, 127);
-  const DequantEpilogue e{0.02f, 128, f.bias.data()};
-  auto a = GemmU8S8F32Auto::Create(f.w, s.m, e, s.cols, s.rows);
-  if (!a.ok()) {
-    state.SkipWithError(std::string(a.status().message()).c_str());
-    return;
+// oneDNN's int8 matmul on one fixed shape: acc = x W^T in s32 (u8 x s8), then qsig's epilogue
+// y = float(acc) * scale + add, so the output formula is the kernels' own.
+class OnednnGemm {
+ public:
+  explicit OnednnGemm(const Fixture& f, const Shape& s)
+      : engine_(dnnl::engine::kind::cpu, 0), stream_(engine_), n_(s.n), rows_(s.rows) {
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    const dnnl::memory::dim M = s.n, K = s.cols, N = s.rows;
+    const dnnl::memory::desc src_md({M, K}, dt::u8,
+                                    dnnl::memory::dims{static_cast<long>(f.ldx), 1});
+    const dnnl::memory::desc wei_md({K, N}, dt::s8, tag::any);
+    const dnnl::memory::desc dst_md({M, N}, dt::s32, tag::ab);
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_md, wei_md, dst_md), engine_);
+    impl_ = pd.impl_info_str();
+    prim_ = dnnl::matmul(pd);
+    // W is rows x cols row-major: the K x N matrix in "ba" order; reordered once.
+    dnnl::memory user_w({{K, N}, dt::s8, tag::ba}, engine_, const_cast<int8_t*>(f.rowmajor.data()));
+    weights_ = dnnl::memory(pd.weights_desc(), engine_);
+    dnnl::reorder(user_w, weights_).execute(stream_, user_w, weights_);
+    stream_.wait();
+    acc_.resize(static_cast<size_t>(s.n) * s.rows);
+    src_ = dnnl::memory(src_md, engine_, DNNL_MEMORY_NONE);
+    dst_ = dnnl::memory(dst_md, engine_, acc_.data());
   }
-  const GemmBackendChoice& c = a->choice();
-  state.SetLabel(std::string(GemmBackendName(c.backend)) + (c.forced ? " (forced)" : "") +
-                 " qsig_ns=" + std::to_string(c.qsig_ns) +
-                 " onednn_ns=" + std::to_string(c.onednn_ns));
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(f.x.data());
-    if (!a->Run(f.x.data(), f.yf.data())) state.SkipWithError("oneDNN execute failed");
-    benchmark::DoNotOptimize(f.yf.data());
-    benchmark::ClobberMemory();
+
+  void Run(const Fixture& f, float* y) {
+    src_.set_data_handle(const_cast<uint8_t*>(f.x.data()));
+    prim_.execute(stream_,
+                  {{DNNL_ARG_SRC, src_}, {DNNL_ARG_WEIGHTS, weights_}, {DNNL_ARG_DST, dst_}});
+    stream_.wait();
+    for (int i = 0; i < n_; ++i) {
+      const int32_t* a = acc_.data() + static_cast<size_t>(i) * rows_;
+      const float* ad = f.add.data() + i * f.ldy;
+      float* yi = y + i * f.ldy;
+      for (int r = 0; r < rows_; ++r) {
+        yi[r] = static_cast<float>(a[r]) * Bf16ToFloat(f.w.scales[static_cast<size_t>(r)]) + ad[r];
+      }
+    }
   }
-  state.SetItemsProcessed(state.iterations() * s.rows * s.cols * s.m);
+  const std::string& impl() const { return impl_; }
+
+ private:
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  dnnl::matmul prim_;
+  dnnl::memory weights_, src_, dst_;
+  std::vector<int32_t> acc_;
+  std::string impl_;
+  int n_, rows_;
+};
+
+// Does oneDNN equal the reference bit for bit on this shape (real rows only)?
+bool OnednnBitExact(const Shape& s, int wmax, bool extreme_x) {
+  Fixture f = MakeFixture(s, wmax, extreme_x);
+  OnednnGemm g(f, s);
+  std::vector<float> want(f.y.size()), got(f.y.size());
+  RefKernels().gemm_u8s8f32(f.w, s.n, f.x.data(), f.ldx, f.add.data(), f.ldy, want.data(), f.ldy);
+  g.Run(f, got.data());
+  for (int i = 0; i < s.n; ++i) {
+    for (int r = 0; r < s.rows; ++r) {
+      if (want[i * f.ldy + r] != got[i * f.ldy + r]) return false;
+    }
+  }
+  return true;
 }
 
-void RunVMath(benchmark::State& state, VMathFn fn) {
-  const size_t n = static_cast<size_t>(state.range(0));
-  std::vector<float> x(n), y(n);
-  for (size_t i = 0; i < n; ++i) x[i] = -6.0f + 12.0f * static_cast<float>(i) / n;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(x.data());
-    fn(x.data(), y.data(), n);
-    benchmark::DoNotOptimize(y.data());
-    benchmark::ClobberMemory();
+void RunOnednn(benchmark::State& state, Shape s) {
+  try {
+    Fixture f = MakeFixture(s, 127);
+    OnednnGemm g(f, s);
+    const bool exact8 = OnednnBitExact(s, 127, true) && OnednnBitExact(s, 127, false);
+    const bool exact7 = OnednnBitExact(s, 63, true);
+    state.SetLabel(Cat({g.impl(), exact8 ? " bit_exact_8bit=yes" : " bit_exact_8bit=no",
+                        exact7 ? " bit_exact_7bit=yes" : " bit_exact_7bit=no"}));
+    for (auto _ : state) {
+      benchmark::DoNotOptimize(f.x.data());
+      g.Run(f, f.y.data());
+      benchmark::DoNotOptimize(f.y.data());
+      benchmark::ClobberMemory();
+    }
+    Finish(state, s);
+  } catch (const std::exception& e) {
+    state.SkipWithError(e.what());
   }
-  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(n));
 }
 
 void RunCalibrate(benchmark::State& state, CalibrationMethod method) {
@@ -161,57 +247,37 @@ void RunCalibrate(benchmark::State& state, CalibrationMethod method) {
   state.SetItemsProcessed(state.iterations() * 16 * static_cast<int64_t>(v.size()));
 }
 
-std::string ShapeName(const Shape& s) {
-  std::string n = std::to_string(s.rows) + "x" + std::to_string(s.cols);
-  if (s.m > 1) n += "/M" + std::to_string(s.m);
-  return n;
-}
-
 void RegisterAll() {
-  for (int i = 0; i < kNumIsas; ++i) {
+  for (int i = kNumIsas - 1; i >= 0; --i) {
     const Isa isa = static_cast<Isa>(i);
-    if (!IsaSupported(isa)) continue;
-    const GemmKernels& k = KernelsFor(isa);
+    const Kernels* k = KernelsFor(isa);
+    if (k == nullptr) continue;
+    const std::string tag = IsaTag(isa);
     for (const Shape& s : kShapes) {
-      benchmark::RegisterBenchmark(
-          (std::string("BM_GemvU8S8S32_") + IsaTag(isa) + "/" + ShapeName(s)).c_str(), RunS32,
-          k.u8s8s32, s, 127);
+      benchmark::RegisterBenchmark(Cat({"BM_GemmU8S8F32_", tag, "/", ShapeName(s)}).c_str(),
+                                   RunGemmU8, k, s, 127);
     }
     if (isa == Isa::kAvx2) {
       for (const Shape& s : kShapes) {
-        benchmark::RegisterBenchmark(("BM_GemvU8S8S32_Avx2_7bit/" + ShapeName(s)).c_str(), RunS32,
-                                     k.u8s8s32, s, 63);
+        benchmark::RegisterBenchmark(Cat({"BM_GemmU8S8F32_Avx2_7bit/", ShapeName(s)}).c_str(),
+                                     RunGemmU8, k, s, 63);
       }
     }
     for (const Shape& s : kShapes) {
-      benchmark::RegisterBenchmark(
-          (std::string("BM_GemvU8S8F32_") + IsaTag(isa) + "/" + ShapeName(s)).c_str(), RunF32,
-          k.u8s8f32, s);
+      benchmark::RegisterBenchmark(Cat({"BM_GemmS16S8F32_", tag, "/", ShapeName(s)}).c_str(),
+                                   RunGemmS16, k, s);
     }
+    benchmark::RegisterBenchmark(Cat({"BM_LstmCell_", tag}).c_str(), RunLstmCell, k)
+        ->Arg(64)
+        ->Arg(256);
   }
   for (const Shape& s : kShapes) {
-    benchmark::RegisterBenchmark(("BM_GemvU8S8F32_Dnnl/" + ShapeName(s)).c_str(), RunF32Dnnl, s);
-  }
-  for (const Shape& s : kShapes) {
-    benchmark::RegisterBenchmark(("BM_GemvU8S8F32_Auto/" + ShapeName(s)).c_str(), RunF32Auto, s);
-  }
-  struct VM {
-    const char* tag;
-    Isa needs;
-    VMathFn sigmoid, tanh;
-  };
-  for (const VM& v : {VM{"Ref", Isa::kScalar, SigmoidF32Ref, TanhF32Ref},
-                      VM{"Avx2", Isa::kAvx2, SigmoidF32Avx2, TanhF32Avx2},
-                      VM{"Avx512", Isa::kAvx512Vnni, SigmoidF32Avx512, TanhF32Avx512}}) {
-    if (!IsaSupported(v.needs)) continue;
-    benchmark::RegisterBenchmark((std::string("BM_Sigmoid_") + v.tag).c_str(), RunVMath, v.sigmoid)
-        ->Arg(256);
-    benchmark::RegisterBenchmark((std::string("BM_Tanh_") + v.tag).c_str(), RunVMath, v.tanh)
-        ->Arg(256);
+    benchmark::RegisterBenchmark(Cat({"BM_GemmU8S8F32_Onednn/", ShapeName(s)}).c_str(), RunOnednn,
+                                 s);
   }
   for (CalibrationMethod m : {CalibrationMethod::kMinMax, CalibrationMethod::kPercentile,
                               CalibrationMethod::kEntropy, CalibrationMethod::kMse}) {
-    benchmark::RegisterBenchmark((std::string("BM_Calibrate_") + CalibrationMethodName(m)).c_str(),
+    benchmark::RegisterBenchmark(Cat({"BM_Calibrate_", CalibrationMethodName(m)}).c_str(),
                                  RunCalibrate, m)
         ->Unit(benchmark::kMillisecond);
   }
@@ -227,7 +293,7 @@ int main(int argc, char** argv) {
   std::string supported;
   for (int i = 0; i < kNumIsas; ++i) {
     if (IsaSupported(static_cast<Isa>(i))) {
-      supported += (supported.empty() ? "" : ",") + std::string(IsaName(static_cast<Isa>(i)));
+      supported = Cat({supported, supported.empty() ? "" : ",", IsaName(static_cast<Isa>(i))});
     }
   }
   benchmark::AddCustomContext("qsig_isas_supported", supported);

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -136,6 +137,34 @@ class MapReader {
   std::set<std::string> seen_;
 };
 
+// yaml-cpp keeps both entries of a repeated key and `node[key]` reads the first: a silent
+// override waiting to happen. Every mapping in the tree is checked for a key set twice.
+absl::Status CheckDuplicateKeys(const YAML::Node& node, const std::string& path,
+                                const std::string& origin) {
+  if (node.IsMap()) {
+    std::map<std::string, int> lines;
+    for (const auto& kv : node) {
+      if (!kv.first.IsScalar()) continue;
+      const std::string& key = kv.first.Scalar();
+      const std::string sub = path.empty() ? key : absl::StrCat(path, ".", key);
+      const int line = kv.first.Mark().line + 1;
+      const auto [it, inserted] = lines.emplace(key, line);
+      if (!inserted) {
+        return absl::InvalidArgumentError(absl::StrCat(origin, ":", line, ": ", sub,
+                                                       ": duplicate key (first set at line ",
+                                                       it->second, "); keep one"));
+      }
+      if (auto s = CheckDuplicateKeys(kv.second, sub, origin); !s.ok()) return s;
+    }
+  } else if (node.IsSequence()) {
+    for (size_t i = 0; i < node.size(); ++i) {
+      const std::string sub = absl::StrCat(path, "[", i, "]");
+      if (auto s = CheckDuplicateKeys(node[i], sub, origin); !s.ok()) return s;
+    }
+  }
+  return absl::OkStatus();
+}
+
 // Applies `a.b.c=value` to the tree; `value` is parsed as YAML so lists work (`[0, 1]`).
 absl::Status ApplyOverride(YAML::Node& root, const std::string& text) {
   const size_t eq = text.find('=');
@@ -202,6 +231,7 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   feed.Get("interface", &c.feed.interface_address);
   feed.Get("receive_buffer_bytes", &c.feed.receive_buffer_bytes);
   feed.Get("busy_poll", &c.feed.busy_poll);
+  feed.Get("kernel_timestamps", &c.feed.kernel_timestamps);
   feed.Get("max_instruments", &c.feed.max_instruments);
   feed.Get("max_orders", &c.feed.max_orders);
   feed.Get("core", &c.feed.core);
@@ -224,7 +254,13 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
     rp.Get("path", &c.feed.replay.path);
     rp.Get("speed", &c.feed.replay.speed);
     rp.Finish();
+    MapReader co = feed.Child("corroboration");
+    co.Get("confirm_packets", &c.feed.corroboration.confirm_packets);
+    co.Get("window_us", &c.feed.corroboration.window_us);
+    co.Finish();
   }
+  feed.Get("max_sequence_jump", &c.feed.max_sequence_jump);
+  feed.Get("max_price", &c.feed.max_price);
   feed.Finish();
 
   MapReader sim = top.Child("sim");
@@ -295,6 +331,14 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   workers.Get("idle_spin_us", &c.workers.idle_spin_us);
   workers.Finish();
 
+  MapReader pipeline = top.Child("pipeline");
+  pipeline.Get("mode", &c.pipeline.mode);
+  pipeline.Get("shards", &c.pipeline.shards);
+  pipeline.Get("cores", &c.pipeline.cores);
+  pipeline.Get("busy_poll", &c.pipeline.busy_poll);
+  pipeline.Get("idle_spin_us", &c.pipeline.idle_spin_us);
+  pipeline.Finish();
+
   MapReader shadow = top.Child("shadow");
   shadow.Get("sample_every", &c.shadow.sample_every);
   shadow.Get("divergence_threshold", &c.shadow.divergence_threshold);
@@ -322,6 +366,9 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   MapReader grpc = top.Child("grpc");
   grpc.Get("listen", &c.grpc.listen);
   grpc.Get("subscriber_queue", &c.grpc.subscriber_queue);
+  grpc.Get("max_streams", &c.grpc.max_streams);
+  grpc.Get("max_instruments_per_subscription", &c.grpc.max_instruments_per_subscription);
+  grpc.Get("publisher_spin_us", &c.grpc.publisher_spin_us);
   grpc.Finish();
 
   MapReader metrics = top.Child("metrics");
@@ -359,6 +406,18 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   }
   if (c.feed.recovery.gap_timeout_us <= 0)
     return bad("feed.recovery.gap_timeout_us", "must be > 0");
+  if (c.feed.corroboration.confirm_packets < 1 || c.feed.corroboration.confirm_packets > 64) {
+    return bad("feed.corroboration.confirm_packets", "must be in 1..64");
+  }
+  if (c.feed.corroboration.window_us < 1 || c.feed.corroboration.window_us > 60'000'000) {
+    return bad("feed.corroboration.window_us", "must be in 1..60000000");
+  }
+  if (c.feed.max_sequence_jump < 1 || c.feed.max_sequence_jump > (uint64_t{1} << 40)) {
+    return bad("feed.max_sequence_jump", "must be in 1..1099511627776");
+  }
+  if (!(c.feed.max_price > 0) || c.feed.max_price > 429496.7295) {
+    return bad("feed.max_price", "must be in (0, 429496.7295] dollars (ITCH Price(4))");
+  }
   for (const auto& [key, value, allow_empty] :
        std::vector<std::tuple<std::string, std::string, bool>>{
            {"feed.listen", c.feed.listen, false},
@@ -404,6 +463,24 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
     return bad("workers.queue_capacity", "must be in 16..16777216");
   }
   if (c.workers.idle_spin_us < 0) return bad("workers.idle_spin_us", "must be >= 0");
+  if (c.pipeline.mode != "workers" && c.pipeline.mode != "run_to_completion") {
+    return bad("pipeline.mode",
+               absl::StrCat("expected workers or run_to_completion, got '", c.pipeline.mode, "'"));
+  }
+  if (c.pipeline.shards < 1 || c.pipeline.shards > 64) {
+    return bad("pipeline.shards", "must be in 1..64");
+  }
+  if (!c.pipeline.cores.empty() &&
+      c.pipeline.cores.size() != static_cast<size_t>(c.pipeline.shards)) {
+    return bad("pipeline.cores", absl::StrCat("lists ", c.pipeline.cores.size(),
+                                              " cores for pipeline.shards = ", c.pipeline.shards));
+  }
+  for (size_t i = 0; i < c.pipeline.cores.size(); ++i) {
+    if (c.pipeline.cores[i] < 0) {
+      return bad(absl::StrCat("pipeline.cores[", i, "]"), "must be >= 0");
+    }
+  }
+  if (c.pipeline.idle_spin_us < 0) return bad("pipeline.idle_spin_us", "must be >= 0");
   if (c.shadow.sample_every < 0) return bad("shadow.sample_every", "must be >= 0");
   if (!(c.shadow.divergence_threshold > 0))
     return bad("shadow.divergence_threshold", "must be > 0");
@@ -448,7 +525,19 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   if (!(c.drift.shadow_relative_rmse > 0)) return bad("drift.shadow_relative_rmse", "must be > 0");
   if (c.drift.window < 16) return bad("drift.window", "must be >= 16");
   if (!(c.drift.interval_s > 0)) return bad("drift.interval_s", "must be > 0");
-  if (c.grpc.subscriber_queue < 16) return bad("grpc.subscriber_queue", "must be >= 16");
+  if (c.grpc.subscriber_queue < 16 || c.grpc.subscriber_queue > (1 << 24)) {
+    return bad("grpc.subscriber_queue", "must be in 16..16777216");
+  }
+  if (c.grpc.max_streams < 1 || c.grpc.max_streams > 1'000'000) {
+    return bad("grpc.max_streams", "must be in 1..1000000");
+  }
+  if (c.grpc.max_instruments_per_subscription < 1 ||
+      c.grpc.max_instruments_per_subscription > 65536) {
+    return bad("grpc.max_instruments_per_subscription", "must be in 1..65536");
+  }
+  if (c.grpc.publisher_spin_us < 0 || c.grpc.publisher_spin_us > 1'000'000) {
+    return bad("grpc.publisher_spin_us", "must be in 0..1000000");
+  }
   if (c.console.status_interval_s < 0) return bad("console.status_interval_s", "must be >= 0");
 
   // Model paths are relative to the config file's directory.
@@ -489,6 +578,7 @@ absl::StatusOr<Config> ParseConfig(const std::string& yaml_text, const std::stri
   if (!root.IsMap()) {
     return absl::InvalidArgumentError(absl::StrCat(origin, ": the top level must be a mapping"));
   }
+  if (auto s = CheckDuplicateKeys(root, "", origin); !s.ok()) return s;
   for (const auto& o : overrides) {
     if (auto s = ApplyOverride(root, o); !s.ok()) return s;
   }

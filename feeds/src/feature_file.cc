@@ -1,8 +1,9 @@
-// WriteFeatureFile: simulator or capture -> FeedProcessor in-process -> labelled feature rows
-// as CSV and/or the compact binary format; ReadFeatureFile reads the binary format back.
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
+// WriteFeatureFile: simulator or capture -> FeedProcessor in-process -> labelled feature rows,
+// written in the feature file format (qsig/base/feature_file.h: the one writer and reader);
+// ReadFeatureFile reads the binary format back as feature vectors.
+#include "qsig/base/feature_file.h"
+
+#include <algorithm>
 #include <deque>
 #include <memory>
 #include <string>
@@ -15,27 +16,14 @@
 namespace qsig::feeds {
 namespace {
 
-constexpr char kMagic[8] = {'Q', 'S', 'I', 'G', 'F', 'E', 'A', 'T'};
-constexpr uint32_t kVersion = 1;
-constexpr size_t kRecordFixed = 8 + 8 + 8 + 2 + 2 + 4;  // Before values.
-constexpr long kRecordCountOffset = 8 + 4 * 4;
-
-using File = std::unique_ptr<std::FILE, int (*)(std::FILE*)>;
-
-template <typename T>
-void Put(std::FILE* f, T v) {
-  std::fwrite(&v, sizeof v, 1, f);  // Little-endian host (static_assert in endian.h).
-}
-
 // Buffers rows until their label (the mid `horizon` updates later, same instrument) is known,
 // and writes them in arrival order so the file is a time series.
 class LabellingSink : public FeatureSink {
  public:
-  LabellingSink(const FeedProcessor& feed, int horizon, std::FILE* csv, std::FILE* bin)
+  LabellingSink(const FeedProcessor& feed, int horizon, base::FeatureFileWriter& out)
       : feed_(feed),
         horizon_(static_cast<size_t>(horizon)),
-        csv_(csv),
-        bin_(bin),
+        out_(out),
         pending_by_locate_(static_cast<size_t>(feed.max_instruments()) + 1) {}
 
   void OnFeatures(const FeatureVector& fv) noexcept override {
@@ -54,7 +42,6 @@ class LabellingSink : public FeatureSink {
       ++first_row_;
     }
   }
-  uint64_t written() const { return written_; }
 
  private:
   struct Row {
@@ -65,59 +52,25 @@ class LabellingSink : public FeatureSink {
 
   void Write(const Row& r) {
     const FeatureVector& fv = r.fv;
-    ++written_;
-    if (csv_ != nullptr) {
-      const std::string_view sym = feed_.symbol(fv.locate);
-      std::fprintf(csv_, "%u,%.*s,%llu,%lld,%.4f", static_cast<unsigned>(fv.locate),
-                   static_cast<int>(sym.size()), sym.data(),
-                   static_cast<unsigned long long>(fv.msg_seq),
-                   static_cast<long long>(fv.exchange_ts_ns), fv.mid_price);
-      for (int i = 0; i < fv.n_features; ++i) std::fprintf(csv_, ",%.7g", fv.values[i]);
-      std::fprintf(csv_, ",%.6g\n", r.label);
-    }
-    if (bin_ != nullptr) {
-      Put(bin_, fv.msg_seq);
-      Put(bin_, fv.exchange_ts_ns);
-      Put(bin_, fv.mid_price);
-      Put(bin_, fv.locate);
-      Put(bin_, fv.n_features);
-      Put(bin_, fv.flags);
-      std::fwrite(fv.values, sizeof(float), static_cast<size_t>(fv.n_features), bin_);
-      Put(bin_, static_cast<float>(r.label));
-    }
+    base::FeatureRecord rec;
+    rec.locate = fv.locate;
+    rec.symbol = feed_.symbol(fv.locate);
+    rec.msg_seq = fv.msg_seq;
+    rec.exchange_ts_ns = fv.exchange_ts_ns;
+    rec.mid = fv.mid_price;
+    rec.flags = fv.flags;
+    rec.values = std::span<const float>(fv.values, static_cast<size_t>(fv.n_features));
+    rec.label = r.label;
+    out_.Write(rec);
   }
 
   const FeedProcessor& feed_;
   size_t horizon_;
-  std::FILE* csv_;
-  std::FILE* bin_;
+  base::FeatureFileWriter& out_;
   std::vector<std::deque<uint64_t>> pending_by_locate_;  // Global row ids awaiting a label.
   std::deque<Row> rows_;
   uint64_t first_row_ = 0;  // Global id of rows_.front().
-  uint64_t written_ = 0;
 };
-
-absl::StatusOr<File> OpenForWrite(const std::string& path, std::vector<char>& buffer) {
-  File f(std::fopen(path.c_str(), "wb"), &std::fclose);
-  if (!f) {
-    return absl::NotFoundError(
-        internal::Cat("cannot open '", path, "' for writing: ", std::strerror(errno)));
-  }
-  buffer.resize(1 << 16);
-  std::setvbuf(f.get(), buffer.data(), _IOFBF, buffer.size());
-  return f;
-}
-
-absl::Status Finish(File f, const std::string& path) {
-  std::FILE* raw = f.release();
-  if (raw == nullptr) return absl::OkStatus();
-  const bool bad = std::ferror(raw) != 0;
-  if (std::fclose(raw) != 0 || bad) {
-    return absl::DataLossError(
-        internal::Cat("writing '", path, "' failed: ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -139,35 +92,12 @@ absl::Status WriteFeatureFile(const FeatureFileOptions& options) {
     replay = std::move(*r);
   }
 
-  // Buffers outlive the FILEs that use them.
-  std::vector<char> csv_buffer, bin_buffer;
-  File csv(nullptr, &std::fclose), bin(nullptr, &std::fclose);
-  if (!options.output_csv.empty()) {
-    auto f = OpenForWrite(options.output_csv, csv_buffer);
-    if (!f.ok()) return f.status();
-    csv = std::move(*f);
-    std::fputs("locate,symbol,msg_seq,exchange_ts_ns,mid", csv.get());
-    for (const std::string& name : *names) std::fprintf(csv.get(), ",%s", name.c_str());
-    std::fputs(",label\n", csv.get());
-  }
-  if (!options.output_binary.empty()) {
-    auto f = OpenForWrite(options.output_binary, bin_buffer);
-    if (!f.ok()) return f.status();
-    bin = std::move(*f);
-    std::fwrite(kMagic, 1, sizeof kMagic, bin.get());
-    Put(bin.get(), kVersion);
-    Put(bin.get(), static_cast<uint32_t>(names->size()));
-    Put(bin.get(), static_cast<uint32_t>(options.horizon));
-    Put(bin.get(), static_cast<uint32_t>(kRecordFixed + 4 * names->size() + 4));
-    Put(bin.get(), uint64_t{0});  // Record count, patched at the end.
-    for (const std::string& name : *names) {
-      Put(bin.get(), static_cast<uint16_t>(name.size()));
-      std::fwrite(name.data(), 1, name.size(), bin.get());
-    }
-  }
+  auto out = base::FeatureFileWriter::Open(options.output_csv, options.output_binary, *names,
+                                           options.horizon);
+  if (!out.ok()) return out.status();
 
   FeedProcessor feed(options.feed);
-  LabellingSink sink(feed, options.horizon, csv.get(), bin.get());
+  LabellingSink sink(feed, options.horizon, **out);
   if (replay) {
     while (replay->Poll(100, feed, sink, 1024) >= 0) {
     }
@@ -181,84 +111,37 @@ absl::Status WriteFeatureFile(const FeatureFileOptions& options) {
     }
   }
 
-  if (bin) {
-    std::FILE* f = bin.get();
-    std::fwrite("SYMS", 1, 4, f);
-    std::vector<std::pair<uint16_t, std::string_view>> syms;
-    for (int l = 1; l <= feed.max_instruments(); ++l) {
-      const std::string_view s = feed.symbol(static_cast<uint16_t>(l));
-      if (!s.empty()) syms.emplace_back(static_cast<uint16_t>(l), s);
-    }
-    Put(f, static_cast<uint32_t>(syms.size()));
-    for (const auto& [locate, s] : syms) {
-      char padded[8];
-      std::memset(padded, ' ', sizeof padded);
-      std::memcpy(padded, s.data(), std::min<size_t>(s.size(), 8));
-      Put(f, locate);
-      std::fwrite(padded, 1, sizeof padded, f);
-    }
-    std::fflush(f);
-    std::fseek(f, kRecordCountOffset, SEEK_SET);
-    Put(f, sink.written());
+  std::vector<std::pair<uint16_t, std::string>> symbols;
+  for (int l = 1; l <= feed.max_instruments(); ++l) {
+    const std::string_view s = feed.symbol(static_cast<uint16_t>(l));
+    if (!s.empty()) symbols.emplace_back(static_cast<uint16_t>(l), std::string(s));
   }
-  absl::Status st = Finish(std::move(csv), options.output_csv);
-  absl::Status st2 = Finish(std::move(bin), options.output_binary);
-  return st.ok() ? st2 : st;
+  return (*out)->Close(symbols);
 }
 
 absl::StatusOr<FeatureFileContents> ReadFeatureFile(const std::string& path) {
-  File f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) {
-    return absl::NotFoundError(internal::Cat("cannot open '", path, "': ", std::strerror(errno)));
-  }
-  auto bad = [&](std::string_view what) {
-    return absl::DataLossError(internal::Cat("feature file '", path, "': ", what));
-  };
-  auto get = [&](void* p, size_t n) { return std::fread(p, 1, n, f.get()) == n; };
-  char magic[8];
-  uint32_t version = 0, n_features = 0, horizon = 0, record_size = 0;
-  uint64_t count = 0;
-  if (!get(magic, 8) || std::memcmp(magic, kMagic, 8) != 0) return bad("not a QSIGFEAT file");
-  if (!get(&version, 4) || version != kVersion) return bad("unsupported version");
-  if (!get(&n_features, 4) || !get(&horizon, 4) || !get(&record_size, 4) || !get(&count, 8)) {
-    return bad("truncated header");
-  }
-  if (n_features > static_cast<uint32_t>(kMaxFeatures) ||
-      record_size != kRecordFixed + 4 * n_features + 4) {
-    return bad("inconsistent header");
+  auto t = base::ReadFeatureBinary(path);
+  if (!t.ok()) return t.status();
+  if (t->feature_names.size() > static_cast<size_t>(kMaxFeatures)) {
+    return absl::DataLossError(internal::Cat("feature file '", path, "': inconsistent header"));
   }
   FeatureFileContents out;
-  out.horizon = static_cast<int>(horizon);
-  for (uint32_t i = 0; i < n_features; ++i) {
-    uint16_t len = 0;
-    if (!get(&len, 2)) return bad("truncated names");
-    std::string name(len, '\0');
-    if (!get(name.data(), len)) return bad("truncated names");
-    out.names.push_back(std::move(name));
-  }
-  out.rows.reserve(count);
-  for (uint64_t r = 0; r < count; ++r) {
-    FeatureFileRow row;
+  out.names = std::move(t->feature_names);
+  out.horizon = t->horizon;
+  out.symbols = std::move(t->symbols);
+  const size_t nf = out.names.size();
+  out.rows.resize(t->rows());
+  for (size_t r = 0; r < t->rows(); ++r) {
+    FeatureFileRow& row = out.rows[r];
     FeatureVector& fv = row.fv;
-    if (!get(&fv.msg_seq, 8) || !get(&fv.exchange_ts_ns, 8) || !get(&fv.mid_price, 8) ||
-        !get(&fv.locate, 2) || !get(&fv.n_features, 2) || !get(&fv.flags, 4) ||
-        fv.n_features != n_features || !get(fv.values, 4 * n_features) || !get(&row.label, 4)) {
-      return bad(internal::Cat("truncated or inconsistent record ", r));
-    }
-    out.rows.push_back(row);
-  }
-  char syms[4];
-  uint32_t n_syms = 0;
-  if (!get(syms, 4) || std::memcmp(syms, "SYMS", 4) != 0 || !get(&n_syms, 4)) {
-    return bad("missing symbol table");
-  }
-  for (uint32_t i = 0; i < n_syms; ++i) {
-    uint16_t locate = 0;
-    char s[8];
-    if (!get(&locate, 2) || !get(s, 8)) return bad("truncated symbol table");
-    std::string_view sv(s, 8);
-    while (!sv.empty() && sv.back() == ' ') sv.remove_suffix(1);
-    out.symbols.emplace_back(locate, std::string(sv));
+    fv.msg_seq = t->msg_seq[r];
+    fv.exchange_ts_ns = t->exchange_ts_ns[r];
+    fv.mid_price = t->mid[r];
+    fv.locate = static_cast<uint16_t>(t->locate[r]);
+    fv.n_features = static_cast<uint16_t>(nf);
+    fv.flags = t->flags[r];
+    std::copy_n(t->values.begin() + static_cast<std::ptrdiff_t>(r * nf), nf, fv.values);
+    row.label = t->labels[r];
   }
   return out;
 }

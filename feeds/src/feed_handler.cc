@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "internal/net.h"
 #include "internal/str.h"
+#include "qsig/base/counter.h"
 #include "qsig/feeds/clock.h"
 #include "qsig/feeds/feed.h"
 
@@ -23,10 +24,8 @@ namespace asio = boost::asio;
 using asio::ip::udp;
 
 namespace {
-inline void Bump(std::atomic<uint64_t>& counter, uint64_t n = 1) noexcept {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
 constexpr size_t kMaxDatagram = 65536;
+constexpr FeedLine kLines[] = {FeedLine::kA, FeedLine::kB, FeedLine::kRetransmit};
 }  // namespace
 
 struct FeedHandler::Impl {
@@ -55,18 +54,19 @@ struct FeedHandler::Impl {
 int FeedHandler::Impl::Drain(int index, int budget, FeatureSink& sink) noexcept {
   int done = 0;
   while (done < budget) {
-    int64_t recv_ns = 0;
+    ReceiveTime t;
     int n = 0;
     const int which = source[static_cast<size_t>(index)];
     if (which == 0) {
-      n = line_a->TryReceive(buffer, &recv_ns);
+      n = line_a->TryReceive(buffer, &t);
     } else if (which == 1) {
-      n = line_b->TryReceive(buffer, &recv_ns);
+      n = line_b->TryReceive(buffer, &t);
     } else {
       boost::system::error_code ec;
       const size_t got = rerequest_socket.receive(asio::buffer(buffer), 0, ec);
       if (!ec) {
-        recv_ns = MonotonicNanos();
+        t.wall_ns = WallNanos();
+        t.mono_ns = MonotonicNanos();
         n = static_cast<int>(got);
       } else if (ec == asio::error::would_block || ec == asio::error::try_again ||
                  ec == asio::error::interrupted || ec == asio::error::connection_refused) {
@@ -81,8 +81,9 @@ int FeedHandler::Impl::Drain(int index, int budget, FeatureSink& sink) noexcept 
       return -1;
     }
     if (n == 0) break;
-    processor.OnDatagram(std::span<const uint8_t>(buffer.data(), static_cast<size_t>(n)), recv_ns,
-                         sink);
+    Bump(t.kernel ? stats.kernel_timestamps : stats.user_timestamps);
+    processor.OnDatagram(std::span<const uint8_t>(buffer.data(), static_cast<size_t>(n)), t.mono_ns,
+                         t.wall_ns, sink, kLines[which]);
     const bool won = processor.last_datagram_new_messages() > 0;
     if (which == 0) {
       Bump(stats.packets_a);
@@ -100,7 +101,7 @@ int FeedHandler::Impl::Drain(int index, int budget, FeatureSink& sink) noexcept 
 }
 
 void FeedHandler::Impl::Recover(FeatureSink& sink) noexcept {
-  if (!processor.gap_open()) return;
+  if (!processor.gap_open() && !processor.corroboration_pending()) return;
   const int64_t now = MonotonicNanos();
   if (recovery) {
     RetransmitRequest r;
@@ -215,6 +216,11 @@ uint16_t FeedHandler::port_a() const noexcept {
   return impl_->line_a ? impl_->line_a->local_port() : 0;
 }
 const ReplaySource* FeedHandler::replay() const noexcept { return impl_->replay.get(); }
+bool FeedHandler::kernel_timestamps() const noexcept {
+  const Impl& s = *impl_;
+  return s.line_a != nullptr && s.line_a->kernel_timestamps() &&
+         (s.line_b == nullptr || s.line_b->kernel_timestamps());
+}
 uint16_t FeedHandler::port_b() const noexcept {
   return impl_->line_b ? impl_->line_b->local_port() : 0;
 }

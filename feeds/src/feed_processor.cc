@@ -12,9 +12,25 @@
 // sequence order, so that the books equal those built from a clean stream. A hole that cannot
 // be filled (timeout, window full) is given up: its messages count as lost and every book
 // stays stale until a new session.
+//
+// Corroboration (see CorroborationOptions). A datagram that would wipe the books (a new session
+// name) or move the expected sequence far ahead (more than max_sequence_jump) is not acted on:
+// it opens a candidate, a few slots sized at construction that hold the candidate's datagrams.
+// Ordinary processing goes on meanwhile. The candidate is adopted when the other line or the
+// retransmission server delivers a packet of it, or when confirm_packets advancing packets of it
+// arrived, each within window_us of the previous; its datagrams are then applied in order, as
+// if they had just arrived. A candidate that goes quiet for window_us is dropped and its
+// datagrams are counted as uncorroborated. So one forged datagram costs a slot for a while and
+// nothing else.
+//
+// Book sanity: after each book change the instrument's book is checked in O(1) (crossed, a
+// resting price of 0 or above max_price at either end of a side, orders dropped on a full
+// table). While any holds, its vectors carry kFeatureFlagBookSuspect.
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <vector>
 
@@ -23,6 +39,7 @@
 #include "internal/itch.h"
 #include "internal/mold.h"
 #include "internal/order_book.h"
+#include "qsig/base/counter.h"
 #include "qsig/feeds/clock.h"
 #include "qsig/feeds/feed.h"
 
@@ -37,11 +54,6 @@ using internal::LoadBe64;
 namespace itch = internal::itch;
 namespace mold = internal::mold;
 
-// Single writer: a relaxed load + store is a plain add, not a locked RMW, and readers on other
-// threads still see a torn-free value.
-inline void Bump(std::atomic<uint64_t>& counter, uint64_t n = 1) noexcept {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
 inline void Set(std::atomic<uint64_t>& gauge, uint64_t v) noexcept {
   gauge.store(v, std::memory_order_relaxed);
 }
@@ -49,6 +61,17 @@ inline void Set(std::atomic<uint64_t>& gauge, uint64_t v) noexcept {
 // A sequence jump this large is not a gap but a corrupt header: recovery could never fill it.
 constexpr uint64_t kMaxSequenceJump = uint64_t{1} << 40;
 constexpr size_t kMaxHoles = 64;
+// Candidates held at once: a forged datagram takes one slot, so a genuine change still finds
+// one free unless several forgeries arrive within one window.
+constexpr size_t kMaxCandidates = 4;
+// Bytes of datagrams a candidate holds (for confirm_packets packets of up to a jumbo frame);
+// what does not fit is not held and shows up as a gap once the candidate is adopted.
+constexpr size_t kCandidateBytesPerPacket = 9216;
+
+// Book sanity bits (Instrument::suspect).
+constexpr uint8_t kSuspectCrossed = 1;
+constexpr uint8_t kSuspectPrice = 2;
+constexpr uint8_t kSuspectDropped = 4;
 
 struct Instrument {
   char symbol[itch::kStockSize] = {};
@@ -58,7 +81,26 @@ struct Instrument {
   // Feature state saved at the first optimistic change since the books were last exact.
   bool saved = false;
   char trading_state = 'T';
+  uint8_t suspect = 0;  // kSuspect* bits from the last book change.
+  // Orders dropped because a table was full and not yet deleted or replaced away.
+  uint32_t dropped_orders = 0;
   internal::EngineState features;
+};
+
+// A session change or sequence jump waiting for corroboration (see the file comment).
+struct Candidate {
+  enum Kind : uint8_t { kNone = 0, kSession, kJump };
+  Kind kind = kNone;
+  FeedLine line = FeedLine::kUnknown;  // Line of the first datagram.
+  uint8_t session[10] = {};
+  uint64_t probe = 0;  // A sequence number the candidate claims exists (re-requested).
+  uint64_t high = 0;   // One past the highest sequence it announced.
+  int64_t last_ns = 0;
+  int confirmations = 0;  // Advancing datagrams.
+  int requests = 0;
+  uint64_t packets = 0;       // Every datagram attributed to it (counted if it is dropped).
+  size_t used = 0;            // Bytes of `held`.
+  std::vector<uint8_t> held;  // Datagrams: u32 size | i64 recv_ns | bytes, in arrival order.
 };
 
 // A run of missing sequence numbers [first, end).
@@ -103,11 +145,34 @@ struct FeedProcessor::Impl {
       touched.reserve(instruments.size());
     }
     holes.reserve(kMaxHoles);
+    const size_t bytes = kCandidateBytesPerPacket *
+                         static_cast<size_t>(std::max(o.corroboration.confirm_packets, 1));
+    for (Candidate& c : candidates) c.held.resize(bytes);
   }
 
   // --- Sequencing ---
-  void OnDatagram(std::span<const uint8_t> d, int64_t recv_ns, FeatureSink& sink) noexcept;
+  // `trusted`: a held candidate's datagram being applied after corroboration.
+  void OnDatagram(std::span<const uint8_t> d, int64_t recv_ns, FeedLine line, bool trusted,
+                  FeatureSink& sink) noexcept;
   void ResetSession(const uint8_t* session) noexcept;
+
+  // --- Corroboration ---
+  bool corroborating() const noexcept { return options.corroboration.confirm_packets > 1; }
+  // Holds a datagram that changes the session or jumps the sequence; adopts its candidate
+  // once corroborated.
+  void OnUntrusted(Candidate::Kind kind, std::span<const uint8_t> d, uint64_t seq, uint16_t count,
+                   int64_t recv_ns, FeedLine line, FeatureSink& sink) noexcept;
+  Candidate* FindCandidate(Candidate::Kind kind, const uint8_t* session, uint64_t seq,
+                           uint16_t count) noexcept;
+  void Hold(Candidate& c, std::span<const uint8_t> d, int64_t recv_ns) noexcept;
+  void Adopt(Candidate& c, FeatureSink& sink) noexcept;
+  void DropCandidate(Candidate& c) noexcept;
+  void ExpireCandidates(int64_t now_ns) noexcept;
+  void UpdateCandidateState() noexcept;
+
+  // --- Book sanity ---
+  // Re-checks one book after a change; `loud` counts newly suspect reasons.
+  void CheckBook(uint16_t locate, bool loud) noexcept;
   void OnSequenced(uint64_t seq, const uint8_t* m, size_t len, int64_t recv_ns,
                    FeatureSink& sink) noexcept;
   // A heartbeat or end of session announcing that the next message will be `next_seq`.
@@ -139,6 +204,20 @@ struct FeedProcessor::Impl {
                  FeatureSink& sink) noexcept;
   // Counts a failed book operation; true on success.
   bool Check(BookResult r, bool loud) noexcept;
+  // An order of this instrument was dropped on a full table (+1), or an unknown order left
+  // (-1: most likely a dropped one). First sight only: a quiet replay repeats the same outcome.
+  void OrderDropped(uint16_t locate, int delta, bool loud) noexcept {
+    if (!loud || !books.valid_locate(locate)) return;
+    Instrument& in = instruments[locate];
+    if (delta > 0) {
+      ++in.dropped_orders;
+    } else if (in.dropped_orders == 0) {
+      return;
+    } else {
+      --in.dropped_orders;
+    }
+    CheckBook(locate, loud);
+  }
   internal::EngineState& Features(uint16_t locate) noexcept;
   void EmitFeatures(uint16_t locate, const uint8_t* m, uint64_t seq, int64_t recv_ns,
                     FeatureSink& sink) noexcept;
@@ -165,6 +244,10 @@ struct FeedProcessor::Impl {
   uint64_t high = 1;  // One past the highest sequence seen.
   uint64_t messages_in_packet = 0;
   uint32_t new_in_packet = 0;
+  int64_t recv_wall_ns = 0;  // Of the datagram being processed (0 = unknown).
+  // Sharding (FeedProcessorOptions::shard_count): only owned instruments' books are kept.
+  int shard_count = options.shard_count < 1 ? 1 : options.shard_count;
+  int shard_index = options.shard_index;
 
   // Gap state, all sized at construction.
   std::vector<Slot> window;
@@ -177,6 +260,12 @@ struct FeedProcessor::Impl {
   std::vector<internal::EngineState> saved_features;
   char market_state = 0;
   std::vector<uint16_t> touched;  // Locates whose feature state is saved.
+
+  // Corroboration state.
+  std::array<Candidate, kMaxCandidates> candidates;
+  size_t n_candidates = 0;
+  int64_t candidates_expire_ns = 0;  // Earliest last_ns + window among candidates.
+  uint64_t suspect_count = 0;        // Instruments with suspect != 0.
 };
 
 static bool PrintableSession(const uint8_t* p) noexcept {
@@ -201,6 +290,8 @@ void FeedProcessor::Impl::ResetSession(const uint8_t* new_session) noexcept {
       engine.Reset(in.features);
     }
     market_state = 0;
+    suspect_count = 0;
+    Set(stats.suspect_books, 0);
     Bump(stats.session_resets);
     UpdateGauges();
   }
@@ -209,9 +300,8 @@ void FeedProcessor::Impl::ResetSession(const uint8_t* new_session) noexcept {
   next = high = 1;  // MoldUDP64 numbers each session's messages from 1.
 }
 
-void FeedProcessor::Impl::OnDatagram(std::span<const uint8_t> d, int64_t recv_ns,
-                                     FeatureSink& sink) noexcept {
-  Bump(stats.packets);
+void FeedProcessor::Impl::OnDatagram(std::span<const uint8_t> d, int64_t recv_ns, FeedLine line,
+                                     bool trusted, FeatureSink& sink) noexcept {
   new_in_packet = 0;
   const uint8_t* p = d.data();
   const size_t size = d.size();
@@ -220,11 +310,25 @@ void FeedProcessor::Impl::OnDatagram(std::span<const uint8_t> d, int64_t recv_ns
     Bump(stats.short_packets);
     return;
   }
+  if (n_candidates != 0 && !trusted && recv_ns >= candidates_expire_ns) {
+    ExpireCandidates(recv_ns);
+  }
   const uint64_t seq = LoadBe64(p + mold::kSequenceOffset);
+  const uint16_t raw_count = LoadBe16(p + mold::kCountOffset);
   if (!have_session || std::memcmp(session, p, mold::kSessionSize) != 0) {
     // A session name is printable ASCII. Mid-stream, only a packet that starts a session
-    // (sequence 1) may switch to a new one: a stray or corrupt datagram must not wipe the books.
-    if (!PrintableSession(p) || (have_session && seq != 1)) {
+    // (sequence 1) may switch to a new one, and only once corroborated: a stray or forged
+    // datagram must not wipe the books.
+    if (!PrintableSession(p)) {
+      Bump(stats.malformed_packets);
+      Bump(stats.foreign_session);
+      return;
+    }
+    if (have_session && !trusted && corroborating()) {
+      OnUntrusted(Candidate::kSession, d, seq, raw_count, recv_ns, line, sink);
+      return;
+    }
+    if (have_session && seq != 1) {
       Bump(stats.malformed_packets);
       Bump(stats.foreign_session);
       return;
@@ -235,8 +339,12 @@ void FeedProcessor::Impl::OnDatagram(std::span<const uint8_t> d, int64_t recv_ns
     Bump(stats.malformed_packets);  // Sequence numbers start at 1 and never leap by 2^40.
     return;
   }
+  if (!trusted && seq > high && seq - high > options.corroboration.max_sequence_jump &&
+      corroborating()) {
+    OnUntrusted(Candidate::kJump, d, seq, raw_count, recv_ns, line, sink);
+    return;
+  }
 
-  const uint16_t raw_count = LoadBe16(p + mold::kCountOffset);
   if (raw_count == mold::kHeartbeat || raw_count == mold::kEndOfSession) {
     Bump(raw_count == mold::kHeartbeat ? stats.heartbeats : stats.end_of_session);
     // The header carries the next sequence number: anything before it that we lack is a gap.
@@ -261,6 +369,172 @@ void FeedProcessor::Impl::OnDatagram(std::span<const uint8_t> d, int64_t recv_ns
     // Messages lost in a truncated packet show up as a gap on the next one.
   }
   Bump(stats.messages, messages_in_packet);
+}
+
+Candidate* FeedProcessor::Impl::FindCandidate(Candidate::Kind kind, const uint8_t* name,
+                                              uint64_t seq, uint16_t count) noexcept {
+  const bool data = count != mold::kHeartbeat && count != mold::kEndOfSession;
+  const uint64_t end = data ? seq + count : seq + 1;
+  for (Candidate& c : candidates) {
+    if (c.kind != kind) continue;
+    if (kind == Candidate::kSession) {
+      if (std::memcmp(c.session, name, mold::kSessionSize) == 0) return &c;
+    } else if (end > c.probe && seq <= c.high + options.corroboration.max_sequence_jump) {
+      return &c;  // Reaches into the jumped-to stream.
+    }
+  }
+  return nullptr;
+}
+
+void FeedProcessor::Impl::OnUntrusted(Candidate::Kind kind, std::span<const uint8_t> d,
+                                      uint64_t seq, uint16_t count, int64_t recv_ns, FeedLine line,
+                                      FeatureSink& sink) noexcept {
+  const bool data = count != mold::kHeartbeat && count != mold::kEndOfSession;
+  Candidate* c = FindCandidate(kind, d.data(), seq, count);
+  if (c == nullptr) {
+    if (kind == Candidate::kSession && seq != 1) {
+      // Not the start of a session, and not part of one being corroborated.
+      Bump(stats.malformed_packets);
+      Bump(stats.foreign_session);
+      return;
+    }
+    c = nullptr;
+    for (Candidate& free : candidates) {
+      if (free.kind == Candidate::kNone) {
+        c = &free;
+        break;
+      }
+    }
+    if (c == nullptr) {
+      // All taken: the least confirmed goes (the quietest of those), so one-packet forgeries
+      // evict each other rather than a change that is already advancing.
+      c = &candidates[0];
+      for (Candidate& x : candidates) {
+        if (x.confirmations < c->confirmations ||
+            (x.confirmations == c->confirmations && x.last_ns < c->last_ns)) {
+          c = &x;
+        }
+      }
+      DropCandidate(*c);
+    }
+    c->kind = kind;
+    c->line = line;
+    std::memcpy(c->session, d.data(), mold::kSessionSize);
+    // A message the candidate implies exists: the retransmission server can confirm it.
+    c->probe = kind == Candidate::kSession ? 1 : (data ? seq : seq - 1);
+    c->high = seq;
+    c->confirmations = 0;
+    c->requests = 0;
+    c->packets = 0;
+    c->used = 0;
+    ++n_candidates;
+  }
+  ++c->packets;
+  c->last_ns = recv_ns;
+  // The same stream seen from another source: the other line or the retransmission server.
+  const bool other_source = line != FeedLine::kUnknown && line != c->line;
+  if (seq >= c->high) {  // Moves the candidate's stream on (a repeated copy does not).
+    Hold(*c, d, recv_ns);
+    c->high = std::max(c->high, data ? seq + count : seq);
+    ++c->confirmations;
+  }
+  if (other_source || c->confirmations >= options.corroboration.confirm_packets) {
+    Adopt(*c, sink);
+  } else {
+    UpdateCandidateState();
+  }
+}
+
+void FeedProcessor::Impl::Hold(Candidate& c, std::span<const uint8_t> d, int64_t recv_ns) noexcept {
+  constexpr size_t kHead = sizeof(uint32_t) + sizeof(int64_t);
+  if (c.held.size() - c.used < kHead + d.size()) return;  // Not held: a gap once adopted.
+  uint8_t* out = c.held.data() + c.used;
+  const uint32_t n = static_cast<uint32_t>(d.size());
+  std::memcpy(out, &n, sizeof n);
+  std::memcpy(out + sizeof n, &recv_ns, sizeof recv_ns);
+  std::memcpy(out + kHead, d.data(), d.size());
+  c.used += kHead + d.size();
+}
+
+void FeedProcessor::Impl::Adopt(Candidate& c, FeatureSink& sink) noexcept {
+  // Every other candidate was measured against the state this one replaces.
+  for (Candidate& x : candidates) {
+    if (&x != &c && x.kind != Candidate::kNone) DropCandidate(x);
+  }
+  if (c.kind == Candidate::kSession) {
+    Bump(stats.corroborated_sessions);
+    ResetSession(c.session);
+  } else {
+    Bump(stats.corroborated_jumps);
+  }
+  c.kind = Candidate::kNone;
+  --n_candidates;
+  UpdateCandidateState();
+  // Its datagrams go through the ordinary path now, in arrival order. Trusted replays never
+  // open a candidate, so `c.held` stays as it is meanwhile.
+  constexpr size_t kHead = sizeof(uint32_t) + sizeof(int64_t);
+  for (size_t off = 0; off < c.used;) {
+    uint32_t n;
+    int64_t recv_ns;
+    std::memcpy(&n, c.held.data() + off, sizeof n);
+    std::memcpy(&recv_ns, c.held.data() + off + sizeof n, sizeof recv_ns);
+    OnDatagram(std::span<const uint8_t>(c.held.data() + off + kHead, n), recv_ns,
+               FeedLine::kUnknown, /*trusted=*/true, sink);
+    off += kHead + n;
+  }
+  c.used = 0;
+}
+
+void FeedProcessor::Impl::DropCandidate(Candidate& c) noexcept {
+  Bump(c.kind == Candidate::kSession ? stats.uncorroborated_session : stats.uncorroborated_jump,
+       c.packets);
+  c.kind = Candidate::kNone;
+  c.used = 0;
+  --n_candidates;
+}
+
+void FeedProcessor::Impl::ExpireCandidates(int64_t now_ns) noexcept {
+  const int64_t window = int64_t{options.corroboration.window_us} * 1000;
+  for (Candidate& c : candidates) {
+    if (c.kind != Candidate::kNone && now_ns - c.last_ns >= window) DropCandidate(c);
+  }
+  UpdateCandidateState();
+}
+
+void FeedProcessor::Impl::UpdateCandidateState() noexcept {
+  const int64_t window = int64_t{options.corroboration.window_us} * 1000;
+  int64_t earliest = std::numeric_limits<int64_t>::max();
+  for (const Candidate& c : candidates) {
+    if (c.kind != Candidate::kNone) earliest = std::min(earliest, c.last_ns + window);
+  }
+  candidates_expire_ns = earliest;
+  Set(stats.pending_candidates, n_candidates);
+}
+
+void FeedProcessor::Impl::CheckBook(uint16_t locate, bool loud) noexcept {
+  Instrument& in = instruments[locate];
+  const internal::BookSide& bids = books.bids(locate);
+  const internal::BookSide& asks = books.asks(locate);
+  uint8_t bits = 0;
+  if (!bids.empty() && !asks.empty() && bids.price(0) >= asks.price(0)) bits |= kSuspectCrossed;
+  // Levels are sorted, so a price of 0 or above the bound sits at one end of its side.
+  const uint32_t max = options.max_price;
+  if ((!bids.empty() && (bids.price(bids.depth() - 1) == 0 || bids.price(0) > max)) ||
+      (!asks.empty() && (asks.price(0) == 0 || asks.price(asks.depth() - 1) > max))) {
+    bits |= kSuspectPrice;
+  }
+  if (in.dropped_orders != 0) bits |= kSuspectDropped;
+  const uint8_t added = bits & static_cast<uint8_t>(~in.suspect);
+  if (loud && added != 0) {
+    if (added & kSuspectCrossed) Bump(stats.book_crossed);
+    if (added & kSuspectPrice) Bump(stats.book_bad_price);
+    if (added & kSuspectDropped) Bump(stats.book_dropped_order);
+  }
+  if ((bits != 0) != (in.suspect != 0)) {
+    suspect_count = bits != 0 ? suspect_count + 1 : suspect_count - 1;
+    Set(stats.suspect_books, suspect_count);
+  }
+  in.suspect = bits;
 }
 
 void FeedProcessor::Impl::OnSequenced(uint64_t seq, const uint8_t* m, size_t len, int64_t recv_ns,
@@ -525,7 +799,10 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
   const uint8_t type = m[itch::kTypeOffset];
   const uint16_t locate = LoadBe16(m + itch::kLocateOffset);
   const bool known_locate = books.valid_locate(locate);
-  if (known_locate && loud) Bump(instrument_messages[locate]);
+  // Another shard's instrument: framing and sequencing are done, its book is not ours.
+  const bool owned = shard_count == 1 || locate % shard_count == shard_index;
+  if (known_locate && !owned && type != 'S' && type != 'R') return;
+  if (known_locate && loud && owned) Bump(instrument_messages[locate]);
 
   internal::Side side;
   uint32_t price;
@@ -556,15 +833,15 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
       instruments[locate].trading_state = static_cast<char>(m[itch::kActionState]);
       return;
     case 'A':
-    case 'F':
-      if (!Check(
-              books.Add(locate, LoadBe64(m + itch::kAddRef), static_cast<char>(m[itch::kAddSide]),
-                        LoadBe32(m + itch::kAddShares), LoadBe32(m + itch::kAddPrice)),
-              loud)) {
-        return;
-      }
+    case 'F': {
+      const BookResult r =
+          books.Add(locate, LoadBe64(m + itch::kAddRef), static_cast<char>(m[itch::kAddSide]),
+                    LoadBe32(m + itch::kAddShares), LoadBe32(m + itch::kAddPrice));
+      if (r == BookResult::kFull) OrderDropped(locate, +1, loud);
+      if (!Check(r, loud)) return;
       engine.OnAdd(Features(locate), ts);
       break;
+    }
     case 'E':
     case 'C': {
       const uint32_t shares = LoadBe32(m + itch::kExecShares);
@@ -584,18 +861,22 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
         return;
       }
       break;
-    case 'D':
-      if (!Check(books.Delete(locate, LoadBe64(m + itch::kDeleteRef)), loud)) return;
+    case 'D': {
+      const BookResult r = books.Delete(locate, LoadBe64(m + itch::kDeleteRef));
+      // Most likely an order dropped on a full table leaving: one fewer missing.
+      if (r == BookResult::kUnknownOrder) OrderDropped(locate, -1, loud);
+      if (!Check(r, loud)) return;
       break;
-    case 'U':
-      if (!Check(
-              books.Replace(locate, LoadBe64(m + itch::kReplaceOrigRef),
-                            LoadBe64(m + itch::kReplaceNewRef), LoadBe32(m + itch::kReplaceShares),
-                            LoadBe32(m + itch::kReplacePrice)),
-              loud)) {
-        return;
-      }
+    }
+    case 'U': {
+      const BookResult r = books.Replace(
+          locate, LoadBe64(m + itch::kReplaceOrigRef), LoadBe64(m + itch::kReplaceNewRef),
+          LoadBe32(m + itch::kReplaceShares), LoadBe32(m + itch::kReplacePrice));
+      if (r == BookResult::kUnknownOrder) OrderDropped(locate, -1, loud);
+      if (r == BookResult::kFull) OrderDropped(locate, +1, loud);  // The new order is missing.
+      if (!Check(r, loud)) return;
       break;
+    }
     case 'P':
       // A non-displayed order was hit: trade flow moves, the displayed book does not.
       if (!known_locate) {
@@ -622,6 +903,7 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
       if (loud) Bump(stats.skipped_messages);
       return;  // Well-formed, but carries nothing the books or features use.
   }
+  CheckBook(locate, loud);
   if (loud) {
     EmitFeatures(locate, m, seq, recv_ns, sink);
   } else {
@@ -647,12 +929,14 @@ void FeedProcessor::Impl::EmitFeatures(uint16_t locate, const uint8_t* m, uint64
   fv.msg_seq = seq;
   fv.exchange_ts_ns = static_cast<int64_t>(LoadBe48(m + itch::kTimestampOffset));
   fv.recv_ns = recv_ns;
+  fv.recv_wall_ns = recv_wall_ns;
   fv.decoded_ns = MonotonicNanos();
   const bool non_finite =
       engine.Compute(Features(locate), bids, asks, fv.exchange_ts_ns, fv.values, &fv.mid_price);
   const bool stale = in.stale || window_mode();
   fv.flags = (stale ? kFeatureFlagStale : 0u) | (non_finite ? kFeatureFlagNonFinite : 0u) |
-             (in.trading_state != 'T' ? kFeatureFlagHalted : 0u);
+             (in.trading_state != 'T' ? kFeatureFlagHalted : 0u) |
+             (in.suspect != 0 ? kFeatureFlagBookSuspect : 0u);
   fv.features_ns = MonotonicNanos();
   sink.OnFeatures(fv);
   Bump(stats.feature_vectors);
@@ -664,7 +948,20 @@ FeedProcessor::~FeedProcessor() = default;
 
 void FeedProcessor::OnDatagram(std::span<const uint8_t> datagram, int64_t recv_ns,
                                FeatureSink& sink) noexcept {
-  impl_->OnDatagram(datagram, recv_ns, sink);
+  OnDatagram(datagram, recv_ns, 0, sink, FeedLine::kUnknown);
+}
+
+void FeedProcessor::OnDatagram(std::span<const uint8_t> datagram, int64_t recv_ns,
+                               FeatureSink& sink, FeedLine line) noexcept {
+  OnDatagram(datagram, recv_ns, 0, sink, line);
+}
+
+void FeedProcessor::OnDatagram(std::span<const uint8_t> datagram, int64_t recv_ns,
+                               int64_t recv_wall_ns, FeatureSink& sink, FeedLine line) noexcept {
+  Bump(impl_->stats.packets);
+  impl_->recv_wall_ns = recv_wall_ns;
+  impl_->OnDatagram(datagram, recv_ns, line, /*trusted=*/false, sink);
+  impl_->recv_wall_ns = 0;
 }
 
 const FeedStats& FeedProcessor::stats() const noexcept { return impl_->stats; }
@@ -708,11 +1005,23 @@ bool FeedProcessor::NextRetransmitRequest(int64_t now_ns, RetransmitRequest* req
     h.next_request_ns = now_ns + int64_t{r.rerequest_interval_us} * 1000;
     return true;
   }
+  // One request per corroboration candidate: the retransmission server's answer (a packet
+  // of the new session, or of the jumped-to stream) corroborates it.
+  for (Candidate& c : s.candidates) {
+    if (c.kind == Candidate::kNone || c.requests > 0 || c.probe == 0) continue;
+    std::memcpy(request->session, c.kind == Candidate::kSession ? c.session : s.session,
+                mold::kSessionSize);
+    request->sequence = c.probe;
+    request->count = 1;
+    ++c.requests;
+    return true;
+  }
   return false;
 }
 
 void FeedProcessor::Tick(int64_t now_ns, FeatureSink& sink) noexcept {
   Impl& s = *impl_;
+  if (s.n_candidates != 0 && now_ns >= s.candidates_expire_ns) s.ExpireCandidates(now_ns);
   const int64_t timeout = int64_t{s.options.recovery.gap_timeout_us} * 1000;
   bool lost = false;
   for (size_t i = 0; i < s.holes.size();) {
@@ -760,6 +1069,13 @@ bool FeedProcessor::stale(uint16_t locate) const noexcept {
   if (locate >= impl_->instruments.size()) return false;
   return impl_->instruments[locate].stale || impl_->window_mode();
 }
+
+bool FeedProcessor::book_suspect(uint16_t locate) const noexcept {
+  if (locate >= impl_->instruments.size()) return false;
+  return impl_->instruments[locate].suspect != 0;
+}
+
+bool FeedProcessor::corroboration_pending() const noexcept { return impl_->n_candidates != 0; }
 
 void EncodeRetransmitRequest(const RetransmitRequest& r, uint8_t* out) noexcept {
   std::memcpy(out, r.session, mold::kSessionSize);

@@ -11,6 +11,7 @@
 #include "internal/itch.h"
 #include "internal/mold.h"
 #include "internal/str.h"
+#include "qsig/base/counter.h"
 #include "qsig/feeds/clock.h"
 #include "qsig/feeds/feed.h"
 
@@ -20,9 +21,6 @@ namespace mold = internal::mold;
 namespace itch = internal::itch;
 
 namespace {
-inline void Bump(std::atomic<uint64_t>& counter, uint64_t n = 1) noexcept {
-  counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
-}
 constexpr size_t kBuffer = 65536;
 }  // namespace
 
@@ -161,8 +159,10 @@ int ReplaySource::Poll(int timeout_ms, FeedProcessor& processor, FeatureSink& si
       }
       processor.Tick(now, sink);  // Recorded speed: time runs as it did, gaps time out.
     }
+    // A capture has no kernel receive stamp here: the receive time is the read.
+    const int64_t wall = WallNanos();
     processor.OnDatagram(std::span<const uint8_t>(s.buffer.data(), static_cast<size_t>(s.pending)),
-                         MonotonicNanos(), sink);
+                         MonotonicNanos(), wall, sink);
     Bump(s.stats.datagrams);
     s.pending = 0;
     ++fed;

@@ -54,6 +54,7 @@ internal::UdpAddress ToAddress(const udp::endpoint& ep) {
 // One outgoing line: destination, fault generator, and a packet held back for reordering.
 struct Line {
   udp::endpoint destination;
+  std::vector<udp::endpoint> copies;  // Same bytes, same moment (SimPublisherOptions).
   LineFaults faults;
   internal::Rng rng{0};
   std::vector<uint8_t> held;  // Empty = nothing held.
@@ -68,6 +69,7 @@ struct SimPublisher::Impl {
   void Record(std::span<const uint8_t> packet);
   void SendLine(Line& line, std::span<const uint8_t> packet);
   void SendRaw(std::span<const uint8_t> bytes, const udp::endpoint& to);
+  void SendRaw(std::span<const uint8_t> bytes, const Line& line);
   void ServeRetransmissions();
 
   SimPublisherOptions options;
@@ -106,11 +108,19 @@ void SimPublisher::Impl::SendRaw(std::span<const uint8_t> bytes, const udp::endp
   if (pcap) pcap->Write(WallNanos(), source_address, ToAddress(to), bytes);
 }
 
+void SimPublisher::Impl::SendRaw(std::span<const uint8_t> bytes, const Line& line) {
+  SendRaw(bytes, line.destination);
+  for (const udp::endpoint& to : line.copies) {
+    boost::system::error_code ec;
+    socket.send_to(asio::buffer(bytes.data(), bytes.size()), to, 0, ec);  // Not recorded again.
+  }
+}
+
 void SimPublisher::Impl::SendLine(Line& line, std::span<const uint8_t> packet) {
   const LineFaults& f = line.faults;
   auto flush_held = [&] {
     if (line.held.empty()) return;
-    SendRaw(line.held, line.destination);
+    SendRaw(line.held, line);
     line.held.clear();
   };
   if (f.malformed > 0 && line.rng.Bernoulli(f.malformed)) {
@@ -131,7 +141,7 @@ void SimPublisher::Impl::SendLine(Line& line, std::span<const uint8_t> packet) {
         break;
       }
     }
-    SendRaw(line.scratch, line.destination);
+    SendRaw(line.scratch, line);
   }
   if (f.drop > 0 && line.rng.Bernoulli(f.drop)) {
     faults.fetch_add(1, std::memory_order_relaxed);
@@ -143,10 +153,10 @@ void SimPublisher::Impl::SendLine(Line& line, std::span<const uint8_t> packet) {
     line.held.assign(packet.begin(), packet.end());  // Goes out after the next packet.
     return;
   }
-  SendRaw(packet, line.destination);
+  SendRaw(packet, line);
   if (f.duplicate > 0 && line.rng.Bernoulli(f.duplicate)) {
     faults.fetch_add(1, std::memory_order_relaxed);
-    SendRaw(packet, line.destination);
+    SendRaw(packet, line);
   }
   flush_held();
 }
@@ -222,7 +232,7 @@ void SimPublisher::Impl::Run() {
   while (!stop.load(std::memory_order_relaxed)) {
     if (options.max_messages != 0 && sent >= options.max_messages) {
       for (Line& line : lines) {
-        if (!line.held.empty()) SendRaw(line.held, line.destination);
+        if (!line.held.empty()) SendRaw(line.held, line);
         line.held.clear();
       }
       finished.store(true, std::memory_order_release);
@@ -277,21 +287,35 @@ absl::StatusOr<std::unique_ptr<SimPublisher>> SimPublisher::Start(
   if (!dest.ok()) return dest.status();
 
   auto impl = std::make_unique<Impl>(options);
-  auto add_line = [&](const udp::endpoint& ep, const LineFaults& faults, uint64_t salt) {
+  auto add_line = [&](const udp::endpoint& ep, const LineFaults& faults, uint64_t salt,
+                      const std::vector<std::string>& copies) -> absl::Status {
     Line line;
     line.destination = ep;
+    for (const std::string& c : copies) {
+      absl::StatusOr<udp::endpoint> copy =
+          internal::ParseUdpEndpoint(c, "SimPublisherOptions.destination_copies");
+      if (!copy.ok()) return copy.status();
+      line.copies.push_back(*copy);
+    }
     line.faults = faults;
     line.rng = internal::Rng(options.sim.seed * 0x9E3779B97F4A7C15ull + salt);
     line.held.reserve(kMaxDatagram);
     line.scratch.reserve(kMaxDatagram);
     impl->lines.push_back(std::move(line));
+    return absl::OkStatus();
   };
-  add_line(*dest, options.faults_a, 1);
+  if (absl::Status st = add_line(*dest, options.faults_a, 1, options.destination_copies);
+      !st.ok()) {
+    return st;
+  }
   if (!options.destination_b.empty()) {
     absl::StatusOr<udp::endpoint> b =
         internal::ParseUdpEndpoint(options.destination_b, "SimPublisherOptions.destination_b");
     if (!b.ok()) return b.status();
-    add_line(*b, options.faults_b, 2);
+    if (absl::Status st = add_line(*b, options.faults_b, 2, options.destination_b_copies);
+        !st.ok()) {
+      return st;
+    }
   }
   boost::system::error_code ec;
   auto fail = [&](std::string_view step) {

@@ -1,10 +1,17 @@
 // UdpReceiver: one feed line on a Boost.Asio UDP socket, blocking (poll) or busy-polling.
+//
+// Datagrams are read with recvmsg() so that the kernel's receive stamp (SO_TIMESTAMPNS, taken
+// when the packet entered the network stack) comes back in a control message; a socket that
+// refuses the option is stamped in user space and says so (ReceiveTime::kernel).
 #include <poll.h>
+#include <sys/socket.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/multicast.hpp>
 #include <boost/asio/ip/udp.hpp>
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -23,8 +30,49 @@ struct UdpReceiver::Impl {
   asio::io_context io;  // Owns nothing on the hot path; the socket needs one to exist.
   udp::socket socket{io};
   bool busy_poll = false;
+  bool kernel_timestamps = false;
   uint16_t port = 0;
 };
+
+namespace {
+
+// One recvmsg() with room for the timestamp control message. Returns the size, 0 if nothing is
+// queued, -1 on error.
+int ReadOne(int fd, std::span<uint8_t> buffer, ReceiveTime* time) noexcept {
+  iovec iov{buffer.data(), buffer.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  const ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT);
+  if (n < 0) {
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+  }
+  // Both clocks once: the user-space stamp, or the conversion of the kernel's.
+  const int64_t wall = WallNanos();
+  const int64_t mono = MonotonicNanos();
+  time->mono_ns = mono;
+  time->wall_ns = wall;
+  time->kernel = false;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_TIMESTAMPNS) {
+      timespec ts;
+      std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+      const int64_t kernel = static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+      // Time queued in the socket, on one clock; a stamp from the future (a clock step) is 0.
+      const int64_t queued = std::max<int64_t>(0, wall - kernel);
+      time->wall_ns = wall - queued;
+      time->mono_ns = mono - queued;
+      time->kernel = true;
+      break;
+    }
+  }
+  return static_cast<int>(n);
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<UdpReceiver>> UdpReceiver::Open(const UdpReceiverOptions& options) {
   absl::StatusOr<udp::endpoint> listen =
@@ -42,8 +90,13 @@ absl::StatusOr<std::unique_ptr<UdpReceiver>> UdpReceiver::Open(const UdpReceiver
 
   impl->socket.open(listen->protocol(), ec);
   if (ec) return fail("open");
-  impl->socket.set_option(asio::socket_base::reuse_address(true), ec);
-  if (ec) return fail("SO_REUSEADDR");
+  // Multicast: several sockets (run-to-completion shards, other programs) may join the same
+  // group and port, and each receives a copy. Unicast delivers a datagram to one socket only,
+  // so a second bind to the same port must fail loudly instead of silently splitting the feed.
+  if (!options.group.empty()) {
+    impl->socket.set_option(asio::socket_base::reuse_address(true), ec);
+    if (ec) return fail("SO_REUSEADDR");
+  }
   if (options.receive_buffer_bytes > 0) {
     // The kernel caps the request at net.core.rmem_max; that is not an error.
     impl->socket.set_option(asio::socket_base::receive_buffer_size(options.receive_buffer_bytes),
@@ -79,6 +132,11 @@ absl::StatusOr<std::unique_ptr<UdpReceiver>> UdpReceiver::Open(const UdpReceiver
   const udp::endpoint local = impl->socket.local_endpoint(ec);
   if (ec) return fail("local_endpoint");
   impl->port = local.port();
+  if (options.kernel_timestamps) {
+    const int on = 1;
+    impl->kernel_timestamps =
+        ::setsockopt(impl->socket.native_handle(), SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) == 0;
+  }
   return std::unique_ptr<UdpReceiver>(new UdpReceiver(std::move(impl)));
 }
 
@@ -86,22 +144,22 @@ UdpReceiver::UdpReceiver(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 UdpReceiver::~UdpReceiver() = default;
 
 int UdpReceiver::Receive(std::span<uint8_t> buffer, int timeout_ms, int64_t* recv_ns) noexcept {
+  ReceiveTime t;
+  const int n = Receive(buffer, timeout_ms, &t);
+  if (n > 0) *recv_ns = t.mono_ns;
+  return n;
+}
+
+int UdpReceiver::Receive(std::span<uint8_t> buffer, int timeout_ms, ReceiveTime* time) noexcept {
   const int64_t deadline = MonotonicNanos() + int64_t{timeout_ms} * 1'000'000;
-  boost::system::error_code ec;
+  const int fd = impl_->socket.native_handle();
   for (;;) {
-    const size_t n = impl_->socket.receive(asio::buffer(buffer.data(), buffer.size()), 0, ec);
-    if (!ec) {
-      *recv_ns = MonotonicNanos();
-      return static_cast<int>(n);
-    }
-    if (ec != asio::error::would_block && ec != asio::error::try_again &&
-        ec != asio::error::interrupted) {
-      return -1;
-    }
+    const int n = ReadOne(fd, buffer, time);
+    if (n != 0) return n;
     const int64_t now = MonotonicNanos();
     if (timeout_ms >= 0 && now >= deadline) return 0;
     if (impl_->busy_poll) continue;
-    pollfd pfd{impl_->socket.native_handle(), POLLIN, 0};
+    pollfd pfd{fd, POLLIN, 0};
     const int wait_ms =
         timeout_ms < 0 ? -1 : static_cast<int>((deadline - now + 999'999) / 1'000'000);
     const int r = ::poll(&pfd, 1, wait_ms);
@@ -111,18 +169,17 @@ int UdpReceiver::Receive(std::span<uint8_t> buffer, int timeout_ms, int64_t* rec
 }
 
 int UdpReceiver::TryReceive(std::span<uint8_t> buffer, int64_t* recv_ns) noexcept {
-  boost::system::error_code ec;
-  const size_t n = impl_->socket.receive(asio::buffer(buffer.data(), buffer.size()), 0, ec);
-  if (!ec) {
-    *recv_ns = MonotonicNanos();
-    return static_cast<int>(n);
-  }
-  if (ec == asio::error::would_block || ec == asio::error::try_again ||
-      ec == asio::error::interrupted) {
-    return 0;
-  }
-  return -1;
+  ReceiveTime t;
+  const int n = TryReceive(buffer, &t);
+  if (n > 0) *recv_ns = t.mono_ns;
+  return n;
 }
+
+int UdpReceiver::TryReceive(std::span<uint8_t> buffer, ReceiveTime* time) noexcept {
+  return ReadOne(impl_->socket.native_handle(), buffer, time);
+}
+
+bool UdpReceiver::kernel_timestamps() const noexcept { return impl_->kernel_timestamps; }
 
 uint16_t UdpReceiver::local_port() const noexcept { return impl_->port; }
 

@@ -5,6 +5,7 @@
 
 #include "internal/builder.h"
 #include "qsig/models/model.h"
+#include "qsig/quant/isa.h"
 
 namespace qsig::models {
 namespace internal {
@@ -40,6 +41,8 @@ void AddInto(AlignedVec<float>& bias, const std::vector<float>& fold) {
 
 absl::StatusOr<std::unique_ptr<Runtime>> BuildRuntime(std::shared_ptr<const ModelSpec> spec,
                                                       const QuantPlan& plan) {
+  // An unknown QSIG_MAX_ISA is an error, not a silent choice of kernels.
+  if (absl::StatusOr<quant::Isa> cap = quant::EnvMaxIsa(); !cap.ok()) return cap.status();
   const ModelSpec& s = *spec;
   std::vector<RnnLayer> rnn;
   std::vector<HeadLayer> head;

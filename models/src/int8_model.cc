@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "internal/builder.h"
+#include "qsig/models/evaluation.h"
 #include "qsig/models/model.h"
 #include "qsig/quant/calibration.h"
 #include "qsig/quant/quantize.h"
@@ -463,7 +464,7 @@ absl::StatusOr<std::vector<LayerSensitivity>> AnalyzeSensitivity(
     for (size_t i = 0; i < n; ++i) {
       const double y = (*rt)->Run(eval_windows.subspan(i * per, per), wq.data());
       se += (y - ref[i]) * (y - ref[i]);
-      agree += (y > 0) == (ref[i] > 0);
+      agree += SignsAgree(y, ref[i]);
     }
     LayerSensitivity ls;
     ls.layer = names[g];

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
+#include "qsig/base/status_macros.h"
 #include "qsig/models/model.h"
 #include "qsig/models/sha256.h"
 
@@ -119,16 +120,6 @@ absl::StatusOr<Activation> ParseActivation(const std::string& s, absl::string_vi
   return FieldError(path,
                     absl::StrCat("is \"", s, "\", expected one of none, relu, tanh, sigmoid"));
 }
-
-#define QSIG_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
-  auto tmp = (expr);                               \
-  if (!tmp.ok()) return tmp.status();              \
-  lhs = std::move(*tmp)
-#define QSIG_CONCAT_INNER(a, b) a##b
-#define QSIG_CONCAT(a, b) QSIG_CONCAT_INNER(a, b)
-// Local helper for this file: assigns the value of a StatusOr or returns its status.
-#define QSIG_ASSIGN_OR_RETURN(lhs, expr) \
-  QSIG_ASSIGN_OR_RETURN_IMPL(QSIG_CONCAT(status_or_, __LINE__), lhs, expr)
 
 absl::StatusOr<ModelSpec> SpecFromJson(const json& doc) {
   if (!doc.is_object()) {
@@ -272,12 +263,6 @@ absl::Status CheckFinite(const std::vector<float>& v, absl::string_view field) {
   return absl::OkStatus();
 }
 
-#define QSIG_RETURN_IF_ERROR_LOCAL(expr) \
-  do {                                   \
-    absl::Status status_ = (expr);       \
-    if (!status_.ok()) return status_;   \
-  } while (false)
-
 }  // namespace
 
 absl::Status ValidateSpec(const ModelSpec& s) {
@@ -295,10 +280,10 @@ absl::Status ValidateSpec(const ModelSpec& s) {
                                                     " names, expected ", in, " (input_size)"));
   }
   if (!s.feature_mean.empty() || !s.feature_std.empty()) {
-    QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(s.feature_mean.size(), in, "feature_mean", "input_size"));
-    QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(s.feature_std.size(), in, "feature_std", "input_size"));
-    QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(s.feature_mean, "feature_mean"));
-    QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(s.feature_std, "feature_std"));
+    QSIG_RETURN_IF_ERROR(CheckSize(s.feature_mean.size(), in, "feature_mean", "input_size"));
+    QSIG_RETURN_IF_ERROR(CheckSize(s.feature_std.size(), in, "feature_std", "input_size"));
+    QSIG_RETURN_IF_ERROR(CheckFinite(s.feature_mean, "feature_mean"));
+    QSIG_RETURN_IF_ERROR(CheckFinite(s.feature_std, "feature_std"));
     for (size_t i = 0; i < in; ++i) {
       if (s.feature_std[i] < 0.0f) {
         return FieldError(absl::StrCat("feature_std[", i, "]"),
@@ -323,20 +308,18 @@ absl::Status ValidateSpec(const ModelSpec& s) {
                           absl::StrCat("is ", ly.hidden_size, ", must be in [1, ", kMaxDim, "]"));
       }
       const size_t hg = gates * static_cast<size_t>(ly.hidden_size);
-      QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.w_ih.size(), hg * static_cast<size_t>(width),
-                                           p + ".w_ih",
-                                           absl::StrCat(g, "*hidden_size*input_size")));
-      QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.w_hh.size(), hg * static_cast<size_t>(ly.hidden_size),
-                                           p + ".w_hh",
-                                           absl::StrCat(g, "*hidden_size*hidden_size")));
-      QSIG_RETURN_IF_ERROR_LOCAL(
+      QSIG_RETURN_IF_ERROR(CheckSize(ly.w_ih.size(), hg * static_cast<size_t>(width), p + ".w_ih",
+                                     absl::StrCat(g, "*hidden_size*input_size")));
+      QSIG_RETURN_IF_ERROR(CheckSize(ly.w_hh.size(), hg * static_cast<size_t>(ly.hidden_size),
+                                     p + ".w_hh", absl::StrCat(g, "*hidden_size*hidden_size")));
+      QSIG_RETURN_IF_ERROR(
           CheckSize(ly.b_ih.size(), hg, p + ".b_ih", absl::StrCat(g, "*hidden_size")));
-      QSIG_RETURN_IF_ERROR_LOCAL(
+      QSIG_RETURN_IF_ERROR(
           CheckSize(ly.b_hh.size(), hg, p + ".b_hh", absl::StrCat(g, "*hidden_size")));
-      QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(ly.w_ih, p + ".w_ih"));
-      QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(ly.w_hh, p + ".w_hh"));
-      QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(ly.b_ih, p + ".b_ih"));
-      QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(ly.b_hh, p + ".b_hh"));
+      QSIG_RETURN_IF_ERROR(CheckFinite(ly.w_ih, p + ".w_ih"));
+      QSIG_RETURN_IF_ERROR(CheckFinite(ly.w_hh, p + ".w_hh"));
+      QSIG_RETURN_IF_ERROR(CheckFinite(ly.b_ih, p + ".b_ih"));
+      QSIG_RETURN_IF_ERROR(CheckFinite(ly.b_hh, p + ".b_hh"));
       width = ly.hidden_size;
     }
     return absl::OkStatus();
@@ -344,11 +327,11 @@ absl::Status ValidateSpec(const ModelSpec& s) {
   if (s.arch == Arch::kLstm) {
     if (s.lstm.empty()) return FieldError("lstm", "is empty; arch \"lstm\" needs >= 1 layer");
     if (!s.gru.empty()) return FieldError("gru", "must be empty for arch \"lstm\"");
-    QSIG_RETURN_IF_ERROR_LOCAL(check_rnn(s.lstm, "lstm", 4));
+    QSIG_RETURN_IF_ERROR(check_rnn(s.lstm, "lstm", 4));
   } else if (s.arch == Arch::kGru) {
     if (s.gru.empty()) return FieldError("gru", "is empty; arch \"gru\" needs >= 1 layer");
     if (!s.lstm.empty()) return FieldError("lstm", "must be empty for arch \"gru\"");
-    QSIG_RETURN_IF_ERROR_LOCAL(check_rnn(s.gru, "gru", 3));
+    QSIG_RETURN_IF_ERROR(check_rnn(s.gru, "gru", 3));
   } else if (!s.lstm.empty()) {
     return FieldError("lstm", "must be empty for arch \"mlp\"");
   } else if (!s.gru.empty()) {
@@ -368,13 +351,13 @@ absl::Status ValidateSpec(const ModelSpec& s) {
     if (ly.out < 1 || ly.out > kMaxDim) {
       return FieldError(p + ".out", absl::StrCat("is ", ly.out, ", must be in [1, ", kMaxDim, "]"));
     }
-    QSIG_RETURN_IF_ERROR_LOCAL(CheckSize(ly.weight.size(),
-                                         static_cast<size_t>(ly.out) * static_cast<size_t>(ly.in),
-                                         p + ".weight", "out*in"));
-    QSIG_RETURN_IF_ERROR_LOCAL(
+    QSIG_RETURN_IF_ERROR(CheckSize(ly.weight.size(),
+                                   static_cast<size_t>(ly.out) * static_cast<size_t>(ly.in),
+                                   p + ".weight", "out*in"));
+    QSIG_RETURN_IF_ERROR(
         CheckSize(ly.bias.size(), static_cast<size_t>(ly.out), p + ".bias", "out"));
-    QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(ly.weight, p + ".weight"));
-    QSIG_RETURN_IF_ERROR_LOCAL(CheckFinite(ly.bias, p + ".bias"));
+    QSIG_RETURN_IF_ERROR(CheckFinite(ly.weight, p + ".weight"));
+    QSIG_RETURN_IF_ERROR(CheckFinite(ly.bias, p + ".bias"));
     width = ly.out;
   }
   if (width != 1) {
@@ -383,7 +366,7 @@ absl::Status ValidateSpec(const ModelSpec& s) {
   }
   if (!s.input_ranges.empty()) {
     const size_t n = s.lstm.size() + s.gru.size() + s.layers.size();
-    QSIG_RETURN_IF_ERROR_LOCAL(
+    QSIG_RETURN_IF_ERROR(
         CheckSize(s.input_ranges.size(), n, "input_ranges", "one per quantizable layer"));
     for (size_t k = 0; k < n; ++k) {
       const SourceRange& r = s.input_ranges[k];

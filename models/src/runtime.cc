@@ -120,7 +120,7 @@ MatmulOp MakeInt8Matmul(const std::vector<float>& w, int rows, int cols, const I
 Runtime::Runtime(std::shared_ptr<const ModelSpec> spec, std::vector<RnnLayer> rnn,
                  std::vector<HeadLayer> head, std::string precision)
     : Model(std::move(spec)),
-      k_(&ActiveKernels()),
+      k_(&quant::ActiveKernels()),
       rnn_(std::move(rnn)),
       head_(std::move(head)),
       precision_(std::move(precision)) {
@@ -510,3 +510,7 @@ void Runtime::StepBatch(int n, const float* ticks, float* const* states, float* 
 }
 
 }  // namespace qsig::models::internal
+
+namespace qsig::models {
+const char* KernelIsa() noexcept { return quant::ActiveIsaName(); }
+}  // namespace qsig::models

@@ -1,4 +1,5 @@
-// CPU feature detection, the ISA caps and the GEMM dispatch table (isa.h, gemm.h).
+// CPU feature detection, the ISA caps and the one ordered kernel dispatch table (isa.h,
+// kernels.h).
 #include "qsig/quant/isa.h"
 
 #include <cpuid.h>
@@ -9,8 +10,10 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "qsig/quant/gemm.h"
+#include "internal/kernel_tables.h"
+#include "qsig/quant/kernels.h"
 
 namespace qsig::quant {
 namespace {
@@ -26,7 +29,7 @@ uint64_t Xgetbv0() {
 }
 
 uint32_t DetectSupportedMask() {
-  uint32_t mask = Bit(Isa::kScalar);
+  uint32_t mask = Bit(Isa::kRef);
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid_max(0, nullptr) < 7 || !__get_cpuid(1, &a, &b, &c, &d)) return mask;
   const bool fma = (c >> 12) & 1u;  // every AVX2 CPU has it; SLEEF's AVX2 code needs it
@@ -56,6 +59,21 @@ uint32_t DetectSupportedMask() {
   return mask;
 }
 
+// The dispatch table, most specific first; the first entry the CPU supports within the caps
+// wins (ChooseIsa).
+struct Entry {
+  Isa isa;
+  const Kernels& (*table)() noexcept;
+};
+constexpr Entry kDispatch[kNumIsas] = {
+    {Isa::kAvx512Vnni, &internal::Avx512VnniKernels},
+    {Isa::kAvxVnni, &internal::AvxVnniKernels},
+    {Isa::kAvx2, &internal::Avx2Kernels},
+    {Isa::kRef, &RefKernels},
+};
+
+constexpr const char* kIsaNames[kNumIsas] = {"ref", "avx2", "avxvnni", "avx512vnni"};
+
 // Probed once; the env cap is read once too (a later setenv has no effect, by design).
 struct Probe {
   uint32_t mask;
@@ -68,7 +86,8 @@ const Probe& GetProbe() {
       absl::StatusOr<Isa> cap = ParseIsa(env);
       p.env_cap = cap.ok() ? cap
                            : absl::InvalidArgumentError(absl::StrCat(
-                                 "QSIG_MAX_ISA: ", cap.status().message(), "; ignored"));
+                                 "environment QSIG_MAX_ISA=\"", env, "\": ", cap.status().message(),
+                                 " (unset it for no cap)"));
     }
     return p;
   }();
@@ -78,65 +97,48 @@ const Probe& GetProbe() {
 std::atomic<int> g_api_cap{static_cast<int>(Isa::kAvx512Vnni)};
 std::atomic<int> g_active{-1};  // -1 until the first selection
 
-Isa Select() {
+Isa Select() noexcept {
   const Probe& probe = GetProbe();
   Isa cap = static_cast<Isa>(g_api_cap.load(std::memory_order_relaxed));
-  if (probe.env_cap.ok() && *probe.env_cap < cap) cap = *probe.env_cap;
+  // An unknown QSIG_MAX_ISA is an error (model builds fail on it); meanwhile the reference runs.
+  const Isa env_cap = probe.env_cap.ok() ? *probe.env_cap : Isa::kRef;
+  if (env_cap < cap) cap = env_cap;
   const Isa isa = ChooseIsa(probe.mask, cap);
   g_active.store(static_cast<int>(isa), std::memory_order_release);
   return isa;
 }
 
-constexpr GemmKernels kTable[kNumIsas] = {
-    {Isa::kScalar, GemmU8S8S32Ref, GemmS8S8S32Ref, GemmU8S8F32Ref, GemmS8S8F32Ref},
-    {Isa::kAvx2, GemmU8S8S32Avx2, GemmS8S8S32Avx2, GemmU8S8F32Avx2, GemmS8S8F32Avx2},
-    {Isa::kAvxVnni, GemmU8S8S32AvxVnni, GemmS8S8S32AvxVnni, GemmU8S8F32AvxVnni, GemmS8S8F32AvxVnni},
-    {Isa::kAvx512Vnni, GemmU8S8S32Avx512Vnni, GemmS8S8S32Avx512Vnni, GemmU8S8F32Avx512Vnni,
-     GemmS8S8F32Avx512Vnni},
-};
-
 }  // namespace
 
-const char* IsaName(Isa isa) {
-  switch (isa) {
-    case Isa::kScalar:
-      return "scalar";
-    case Isa::kAvx2:
-      return "avx2";
-    case Isa::kAvxVnni:
-      return "avx_vnni";
-    case Isa::kAvx512Vnni:
-      return "avx512_vnni";
-  }
-  return "unknown";
+const char* IsaName(Isa isa) noexcept {
+  const int i = static_cast<int>(isa);
+  return i >= 0 && i < kNumIsas ? kIsaNames[i] : "unknown";
 }
 
-absl::StatusOr<Isa> ParseIsa(std::string_view name) {
+absl::StatusOr<Isa> ParseIsa(std::string_view name_std) {
+  const absl::string_view name(name_std.data(), name_std.size());  // absl's is not std's here
   for (int i = 0; i < kNumIsas; ++i) {
-    if (name == IsaName(static_cast<Isa>(i))) return static_cast<Isa>(i);
+    if (absl::EqualsIgnoreCase(name, kIsaNames[i])) return static_cast<Isa>(i);
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown ISA \"", std::string(name),
-                                                 "\"; expected scalar, avx2, avx_vnni or "
-                                                 "avx512_vnni"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown ISA \"", name, "\"; expected ref, avx2, avxvnni or avx512vnni (any case)"));
 }
 
-uint32_t SupportedIsaMask() { return GetProbe().mask; }
+uint32_t SupportedIsaMask() noexcept { return GetProbe().mask; }
 
-Isa ChooseIsa(uint32_t supported_mask, Isa cap) {
-  // The table, most specific first; the first supported entry within the cap wins.
-  for (int i = kNumIsas - 1; i > 0; --i) {
-    const Isa isa = static_cast<Isa>(i);
-    if (isa <= cap && (supported_mask & Bit(isa)) != 0) return isa;
+Isa ChooseIsa(uint32_t supported_mask, Isa cap) noexcept {
+  for (const Entry& e : kDispatch) {
+    if (e.isa <= cap && (supported_mask & Bit(e.isa)) != 0) return e.isa;
   }
-  return Isa::kScalar;
+  return Isa::kRef;
 }
 
-Isa ActiveIsa() {
+Isa ActiveIsa() noexcept {
   const int active = g_active.load(std::memory_order_acquire);
   return active >= 0 ? static_cast<Isa>(active) : Select();
 }
 
-Isa SetMaxIsa(Isa cap) {
+Isa SetMaxIsa(Isa cap) noexcept {
   g_api_cap.store(static_cast<int>(cap), std::memory_order_relaxed);
   return Select();
 }
@@ -160,8 +162,17 @@ const char* CpuBrand() {
   return brand.c_str();
 }
 
-const GemmKernels& KernelsFor(Isa isa) noexcept { return kTable[static_cast<int>(isa)]; }
+const Kernels* KernelsFor(Isa isa) noexcept {
+  if (!IsaSupported(isa)) return nullptr;
+  for (const Entry& e : kDispatch) {
+    if (e.isa == isa) return &e.table();
+  }
+  return nullptr;
+}
 
-const GemmKernels& ActiveKernels() noexcept { return kTable[static_cast<int>(ActiveIsa())]; }
+const Kernels& ActiveKernels() noexcept {
+  const Kernels* k = KernelsFor(ActiveIsa());
+  return k != nullptr ? *k : RefKernels();
+}
 
 }  // namespace qsig::quant

@@ -1,13 +1,17 @@
-// gRPC front end: qsig.v1.SignalService and qsig.v1.AdminService on the synchronous server API,
-// plus the standard health service and server reflection. Streams read from per-subscriber
-// queues filled by the SignalBus, so a slow client only ever loses its own oldest signals.
+// gRPC front end: qsig.v1.SignalService and qsig.v1.AdminService, plus the standard health
+// service and server reflection. Signal streams run on the callback API and are fed by the
+// SignalBus (no thread per stream, a bounded ring per subscriber: a slow client only ever loses
+// its own oldest signals); unary calls run on a bounded pool of synchronous threads.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
+#include <unordered_set>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "qsig/v1/signal.grpc.pb.h"
 #include "server_core.h"
@@ -32,60 +36,165 @@ void ToProto(const Core& core, const SignalRecord& r, v1::Signal* s) {
   s->set_precision((r.flags & kSignalWarmup) ? "fp32" : "int8");
 }
 
-class SignalServiceImpl final : public v1::SignalService::Service {
+// Symbols as the feed writes them: 1..8 printable ASCII characters, no spaces.
+bool WellFormedSymbol(const std::string& s) {
+  if (s.empty() || s.size() > 8) return false;
+  for (unsigned char ch : s) {
+    if (ch < 0x21 || ch > 0x7e) return false;
+  }
+  return true;
+}
+
+// The filter a SubscribeRequest asks for, or the status that refuses it.
+grpc::Status BuildFilter(const Core& core, const v1::SubscribeRequest& req,
+                         SubscriptionFilter* out) {
+  const int cap = core.config.grpc.max_instruments_per_subscription;
+  if (req.instruments_size() > cap) {
+    return grpc::Status(
+        grpc::StatusCode::INVALID_ARGUMENT,
+        absl::StrCat(req.instruments_size(), " instruments requested; at most ", cap,
+                     " per subscription (grpc.max_instruments_per_subscription)"));
+  }
+  // Known symbols: those the feed has published and, with the built-in simulator, its universe.
+  std::unordered_set<uint64_t> known;
+  if (req.instruments_size() > 0) {
+    for (int l = 0; l < core.symbols->size(); ++l) {
+      const uint64_t w = core.symbols->Word(static_cast<uint16_t>(l));
+      if (w != 0) known.insert(w);
+    }
+    if (core.config.feed.source == "sim") {
+      for (const auto& s : core.config.sim.instruments) known.insert(SymbolTable::Pack(s));
+    }
+  }
+  out->symbols.clear();
+  for (const auto& name : req.instruments()) {
+    if (!WellFormedSymbol(name)) {
+      return grpc::Status(
+          grpc::StatusCode::INVALID_ARGUMENT,
+          absl::StrCat("instrument '", absl::CHexEscape(name.substr(0, 16)),
+                       "': symbols are 1..8 printable ASCII characters without spaces"));
+    }
+    const uint64_t w = SymbolTable::Pack(name);
+    if (!known.contains(w)) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat("instrument '", name,
+                                       "' is unknown (not in the feed's instruments seen so far)"));
+    }
+    out->symbols.push_back(w);
+  }
+  out->models.clear();
+  for (const auto& name : req.models()) {
+    const int m = core.ModelIndex(name);
+    if (m < 0) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("unknown model '", name, "'"));
+    }
+    out->models.push_back(static_cast<uint16_t>(m));
+  }
+  out->n_models = static_cast<int>(core.slots.size());
+  return grpc::Status::OK;
+}
+
+// A stream refused before it started.
+template <typename Msg>
+class RejectedStream final : public grpc::ServerWriteReactor<Msg> {
+ public:
+  explicit RejectedStream(grpc::Status status) { this->Finish(std::move(status)); }
+  void OnDone() override { delete this; }
+};
+
+// One Subscribe (Msg = Signal: one signal per message) or SubscribeBatch (Msg = SignalBatch:
+// everything queued per message) stream on the callback API. No thread waits for it: the signal
+// publisher starts a write when it queues into an idle stream, and the completion of a write
+// starts the next one while signals are queued (see Subscriber).
+template <typename Msg>
+class SignalStream final : public grpc::ServerWriteReactor<Msg>, public SubscriberSink {
+ public:
+  static constexpr bool kBatch = std::is_same_v<Msg, v1::SignalBatch>;
+  // Signals per message: bounded so that a message stays far below gRPC's default 4 MB limit.
+  static constexpr size_t kMaxPerMessage = kBatch ? 4096 : 1;
+
+  SignalStream(Core* core, std::atomic<int>* open) : core_(core), open_(open) {
+    records_.resize(kMaxPerMessage);
+  }
+
+  void Start(SubscriptionFilter filter) {
+    sub_ = core_->bus->Subscribe(std::move(filter),
+                                 static_cast<size_t>(core_->config.grpc.subscriber_queue), this);
+  }
+
+  bool StartNextWrite(Subscriber& from) noexcept override {
+    const size_t n = from.Take(records_.data(), kMaxPerMessage);
+    if (n == 0) return false;
+    if constexpr (kBatch) {
+      msg_.clear_signals();  // Keeps the elements' memory for reuse.
+      for (size_t i = 0; i < n; ++i) ToProto(*core_, records_[i], msg_.add_signals());
+    } else {
+      ToProto(*core_, records_[0], &msg_);
+    }
+    DeliveryCounters& c = core_->bus->counters();
+    constexpr int kRpc = kBatch ? DeliveryCounters::kSubscribeBatch : DeliveryCounters::kSubscribe;
+    c.messages[kRpc].fetch_add(1, std::memory_order_relaxed);
+    c.signals[kRpc].fetch_add(n, std::memory_order_relaxed);
+    this->StartWrite(&msg_);
+    return true;
+  }
+
+  void EndStream() noexcept override { this->Finish(grpc::Status::OK); }
+
+  void OnWriteDone(bool ok) override {
+    std::shared_ptr<Subscriber> keep = sub_;  // This reactor may be gone once the write chain ends.
+    keep->WriteDone(ok);
+  }
+  void OnCancel() override {
+    std::shared_ptr<Subscriber> keep = sub_;
+    keep->Close();
+  }
+  void OnDone() override {
+    core_->bus->Unsubscribe(sub_);
+    open_->fetch_sub(1, std::memory_order_relaxed);
+    delete this;
+  }
+
+ private:
+  Core* core_;
+  std::atomic<int>* open_;
+  std::shared_ptr<Subscriber> sub_;
+  std::vector<SignalRecord> records_;
+  Msg msg_;
+};
+
+// Subscribe and SubscribeBatch on the callback API; the unary methods stay on the synchronous
+// API (their handlers may compute, which callback threads must not).
+class SignalServiceImpl final
+    : public v1::SignalService::WithCallbackMethod_Subscribe<
+          v1::SignalService::WithCallbackMethod_SubscribeBatch<v1::SignalService::Service>> {
  public:
   explicit SignalServiceImpl(Core* core) : core_(core) {}
 
-  grpc::Status Subscribe(grpc::ServerContext* ctx, const v1::SubscribeRequest* req,
-                         grpc::ServerWriter<v1::Signal>* writer) override {
-    std::vector<uint64_t> symbols;
-    for (const auto& name : req->instruments()) {
-      if (name.empty() || name.size() > 8) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            absl::StrCat("instrument '", name, "': symbols are 1..8 characters"));
-      }
-      symbols.push_back(SymbolTable::Pack(name));
-    }
-    std::vector<uint16_t> models;
-    for (const auto& name : req->models()) {
-      const int m = core_->ModelIndex(name);
-      if (m < 0) {
-        return grpc::Status(grpc::StatusCode::NOT_FOUND,
-                            absl::StrCat("unknown model '", name, "'"));
-      }
-      models.push_back(static_cast<uint16_t>(m));
-    }
-    auto sub = core_->bus->Subscribe(std::move(symbols), std::move(models),
-                                     static_cast<size_t>(core_->config.grpc.subscriber_queue));
-    std::vector<SignalRecord> batch;
-    v1::Signal msg;
-    grpc::Status result = grpc::Status::OK;
-    while (!ctx->IsCancelled() && core_->running.load(std::memory_order_relaxed)) {
-      if (sub->PopBatch(&batch, 256, 100) == 0) continue;
-      bool ok = true;
-      for (size_t i = 0; i < batch.size() && ok; ++i) {
-        ToProto(*core_, batch[i], &msg);
-        // No buffer hint: a synchronous Write waits for its op to complete, and a corked
-        // (buffer-hinted) write may not complete until a later write, which never comes.
-        ok = writer->Write(msg);
-      }
-      if (!ok) break;  // Client went away.
-    }
-    core_->bus->Unsubscribe(sub);
-    return result;
+  grpc::ServerWriteReactor<v1::Signal>* Subscribe(grpc::CallbackServerContext*,
+                                                  const v1::SubscribeRequest* req) override {
+    return Open<v1::Signal>(*req);
+  }
+
+  grpc::ServerWriteReactor<v1::SignalBatch>* SubscribeBatch(
+      grpc::CallbackServerContext*, const v1::SubscribeRequest* req) override {
+    return Open<v1::SignalBatch>(*req);
   }
 
   grpc::Status GetLatest(grpc::ServerContext*, const v1::GetLatestRequest* req,
                          v1::GetLatestResponse* resp) override {
-    std::vector<uint64_t> wanted;
-    for (const auto& name : req->instruments()) wanted.push_back(SymbolTable::Pack(name));
+    const int cap = core_->config.grpc.max_instruments_per_subscription;
+    if (req->instruments_size() > cap) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          absl::StrCat(req->instruments_size(), " instruments requested; at most ",
+                                       cap, " (grpc.max_instruments_per_subscription)"));
+    }
+    std::unordered_set<uint64_t> wanted;
+    for (const auto& name : req->instruments()) wanted.insert(SymbolTable::Pack(name));
     SignalRecord r;
     for (int loc = 0; loc <= core_->max_locate; ++loc) {
       const uint16_t locate = static_cast<uint16_t>(loc);
-      if (!wanted.empty() &&
-          std::find(wanted.begin(), wanted.end(), core_->symbols->Word(locate)) == wanted.end()) {
-        continue;
-      }
+      if (!wanted.empty() && !wanted.contains(core_->symbols->Word(locate))) continue;
       for (size_t m = 0; m < core_->slots.size(); ++m) {
         if (core_->WorkerFor(locate).latest(locate, m).Load(&r)) {
           ToProto(*core_, r, resp->add_signals());
@@ -140,7 +249,32 @@ class SignalServiceImpl final : public v1::SignalService::Service {
   }
 
  private:
+  template <typename Msg>
+  grpc::ServerWriteReactor<Msg>* Open(const v1::SubscribeRequest& req) {
+    DeliveryCounters& c = core_->bus->counters();
+    const int max = core_->config.grpc.max_streams;
+    if (open_.fetch_add(1, std::memory_order_relaxed) >= max) {
+      open_.fetch_sub(1, std::memory_order_relaxed);
+      c.rejected_max_streams.fetch_add(1, std::memory_order_relaxed);
+      return new RejectedStream<Msg>(
+          grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                       absl::StrCat(max, " signal streams are open (grpc.max_streams)")));
+    }
+    SubscriptionFilter filter;
+    if (grpc::Status st = BuildFilter(*core_, req, &filter); !st.ok()) {
+      open_.fetch_sub(1, std::memory_order_relaxed);
+      (st.error_code() == grpc::StatusCode::NOT_FOUND ? c.rejected_not_found
+                                                      : c.rejected_invalid_argument)
+          .fetch_add(1, std::memory_order_relaxed);
+      return new RejectedStream<Msg>(std::move(st));
+    }
+    auto* stream = new SignalStream<Msg>(core_, &open_);
+    stream->Start(std::move(filter));
+    return stream;
+  }
+
   Core* core_;
+  std::atomic<int> open_{0};  // Subscribe + SubscribeBatch streams.
 };
 
 class AdminServiceImpl final : public v1::AdminService::Service {
@@ -210,18 +344,30 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   Core* core_;
 };
 
+// Credentials for the listening port. Insecure today; TLS/mTLS (issue 11) plugs in here.
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const config::Config&) {
+  return grpc::InsecureServerCredentials();
+}
+
 class GrpcFrontendImpl final : public GrpcFrontend {
  public:
-  explicit GrpcFrontendImpl(Core* core) : signals_(core), admin_(core) {}
+  explicit GrpcFrontendImpl(Core* core) : core_(core), signals_(core), admin_(core) {}
 
-  absl::Status Start(const std::string& listen) {
+  absl::Status Start(const config::Config& config) {
+    const std::string& listen = config.grpc.listen;
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
     grpc::ServerBuilder builder;
     int port = 0;
-    builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
+    builder.AddListeningPort(listen, ServerCredentials(config), &port);
     builder.RegisterService(&signals_);
     builder.RegisterService(&admin_);
+    // Signal streams hold no thread (callback API); unary and admin calls share a small
+    // synchronous pool, so the thread count stays bounded whatever clients open.
+    builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
+    grpc::ResourceQuota quota("qsig-grpc");
+    quota.SetMaxThreads(kMaxSyncThreads);
+    builder.SetResourceQuota(quota);
     server_ = builder.BuildAndStart();
     if (!server_ || port == 0) {
       return absl::UnavailableError(
@@ -236,6 +382,8 @@ class GrpcFrontendImpl final : public GrpcFrontend {
 
   void Shutdown() override {
     if (server_) {
+      // Idle streams end with OK now; a write a client never reads is cancelled at the deadline.
+      core_->bus->CloseAll();
       server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
       server_->Wait();
       server_.reset();
@@ -245,6 +393,9 @@ class GrpcFrontendImpl final : public GrpcFrontend {
   ~GrpcFrontendImpl() override { Shutdown(); }
 
  private:
+  static constexpr int kMaxSyncThreads = 32;
+
+  Core* core_;
   SignalServiceImpl signals_;
   AdminServiceImpl admin_;
   std::unique_ptr<grpc::Server> server_;
@@ -256,7 +407,9 @@ class GrpcFrontendImpl final : public GrpcFrontend {
 
 absl::StatusOr<std::unique_ptr<GrpcFrontend>> StartGrpc(Core* core) {
   auto fe = std::make_unique<GrpcFrontendImpl>(core);
-  if (auto st = fe->Start(core->config.grpc.listen); !st.ok()) return st;
+  // The publisher thread starts after the front end (Server::Start).
+  core->bus->set_publisher_spin_us(core->config.grpc.publisher_spin_us);
+  if (auto st = fe->Start(core->config); !st.ok()) return st;
   return std::unique_ptr<GrpcFrontend>(std::move(fe));
 }
 

@@ -1,7 +1,8 @@
 // Lock-free latency histogram for the tick path.
 //
 // prometheus-cpp's Histogram::Observe takes a mutex, so the tick path records here instead:
-// one relaxed atomic increment per observation, no lock, no allocation. The exporter reads the
+// each histogram has one writer (the thread that owns the stage), which records with a relaxed
+// load and store per word (no read-modify-write, no lock, no allocation). The exporter reads the
 // buckets at scrape time and converts them to a Prometheus histogram. Bucket bounds are in
 // microseconds, chosen fine enough that quantiles interpolated inside a bucket (as
 // histogram_quantile does) are useful for a microsecond-scale pipeline.
@@ -22,11 +23,15 @@ class LatencyHistogram {
       40,  50, 60,  80, 100, 150, 200, 300, 500, 1000, 2000, 5000, 10000, 50000, 100000};
   static constexpr int kBuckets = static_cast<int>(kBoundsUs.size()) + 1;
 
-  // Thread-safety: any number of threads may Record and Snapshot concurrently.
+  // Thread-safety: one thread records; any number of threads may Take() concurrently (a
+  // snapshot may see a bucket before the matching sum, never a torn word). A histogram that
+  // several threads must write needs one per writer, summed at scrape time.
   void Record(int64_t nanos) noexcept {
     if (nanos < 0) nanos = 0;
-    buckets_[BucketFor(nanos)].fetch_add(1, std::memory_order_relaxed);
-    sum_ns_.fetch_add(static_cast<uint64_t>(nanos), std::memory_order_relaxed);
+    std::atomic<uint64_t>& b = buckets_[BucketFor(nanos)];
+    b.store(b.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    sum_ns_.store(sum_ns_.load(std::memory_order_relaxed) + static_cast<uint64_t>(nanos),
+                  std::memory_order_relaxed);
   }
 
   struct Snapshot {

@@ -58,10 +58,10 @@ void AddHistogram(MetricFamily* f, std::vector<ClientMetric::Label> labels,
 
 class QsigCollector final : public prometheus::Collectable {
  public:
-  explicit QsigCollector(Core* core) : core_(core) {}
+  explicit QsigCollector(ServerState* core) : core_(core) {}
 
   std::vector<MetricFamily> Collect() const override {
-    const Core& c = *core_;
+    const ServerState& c = *core_;
     std::vector<MetricFamily> out;
 
     // Latency.
@@ -73,61 +73,86 @@ class QsigCollector final : public prometheus::Collectable {
       publish.Add(w->histograms().publish.Take());
     }
     auto t2s = Family("qsig_tick_to_signal_seconds",
-                      "Datagram receive to signal publish, per signal (microsecond buckets).",
+                      "Datagram receive (the kernel's stamp where the socket has one, see "
+                      "qsig_feed_kernel_timestamps) to signal publish, per signal (microsecond "
+                      "buckets).",
                       MetricType::Histogram);
     AddHistogram(&t2s, {}, tick);
     out.push_back(std::move(t2s));
     auto stage = Family("qsig_stage_latency_seconds",
                         "Latency of each tick-path stage (microsecond buckets): decode (receive to "
-                        "book updated), features, queue (SPSC handoff), inference (INT8 "
-                        "primary), publish (latest table and bus); receive_to_enqueue is the "
-                        "feed handler's whole share (datagram received to vector enqueued).",
+                        "book updated), features, queue (SPSC handoff; worker mode only), "
+                        "inference (INT8 primary), publish (latest table and bus); "
+                        "receive_to_enqueue is the feed handler's whole share (datagram received "
+                        "to vector enqueued; worker mode only).",
                         MetricType::Histogram);
-    AddHistogram(&stage, {{"stage", "decode"}}, c.feed_hist.decode.Take());
-    AddHistogram(&stage, {{"stage", "features"}}, c.feed_hist.features.Take());
-    AddHistogram(&stage, {{"stage", "receive_to_enqueue"}}, c.feed_hist.receive_to_enqueue.Take());
+    LatencyHistogram::Snapshot decode, features, enqueue;
+    for (const auto& f : c.feeds) {
+      decode.Add(f->histograms().decode.Take());
+      features.Add(f->histograms().features.Take());
+      enqueue.Add(f->histograms().receive_to_enqueue.Take());
+    }
+    AddHistogram(&stage, {{"stage", "decode"}}, decode);
+    AddHistogram(&stage, {{"stage", "features"}}, features);
+    AddHistogram(&stage, {{"stage", "receive_to_enqueue"}}, enqueue);
     AddHistogram(&stage, {{"stage", "queue"}}, queue);
     AddHistogram(&stage, {{"stage", "inference"}}, inference);
     AddHistogram(&stage, {{"stage", "publish"}}, publish);
     out.push_back(std::move(stage));
 
-    // Feed.
-    const feeds::FeedProcessor& p = c.feed->processor();
-    const feeds::FeedStats& fs = p.stats();
-    const feeds::FeedHandlerStats& hs = c.feed->handler().stats();
-    struct {
+    // Pipeline.
+    auto pipeline = Family("qsig_pipeline_threads",
+                           "Tick-path threads that run models, by mode (workers: pinned workers "
+                           "behind one feed thread; run_to_completion: feed shards).",
+                           MetricType::Gauge);
+    AddValue(&pipeline, {{"mode", c.config.pipeline.mode}}, static_cast<double>(c.workers.size()));
+    out.push_back(std::move(pipeline));
+
+    // Feed. Stream-level counters: every run-to-completion shard reads the whole stream, so the
+    // largest shard's count is reported; per-instrument counters are summed over the shards
+    // that own the instruments.
+    using FS = feeds::FeedStats;
+    using HS = feeds::FeedHandlerStats;
+    struct Counter {
       const char* name;
       const char* help;
-      const std::atomic<uint64_t>* v;
-    } feed_counters[] = {
-        {"qsig_feed_packets_total", "MoldUDP64 datagrams received.", &fs.packets},
+      uint64_t v;
+    };
+    const Counter feed_counters[] = {
+        {"qsig_feed_packets_total", "MoldUDP64 datagrams received.", c.StreamMax(&FS::packets)},
         {"qsig_feed_malformed_packets_total", "Datagrams with a bad MoldUDP64 header or framing.",
-         &fs.malformed_packets},
+         c.StreamMax(&FS::malformed_packets)},
         {"qsig_feed_malformed_messages_total",
-         "ITCH messages skipped: unknown type, wrong length or truncated.", &fs.malformed_messages},
-        {"qsig_feed_gaps_total", "MoldUDP64 sequence gaps detected.", &fs.gaps},
-        {"qsig_feed_gap_messages_total", "Messages missing in sequence gaps.", &fs.gap_messages},
-        {"qsig_feed_duplicates_total", "Messages skipped as already seen.", &fs.duplicates},
+         "ITCH messages skipped: unknown type, wrong length or truncated.",
+         c.StreamMax(&FS::malformed_messages)},
+        {"qsig_feed_gaps_total", "MoldUDP64 sequence gaps detected.", c.StreamMax(&FS::gaps)},
+        {"qsig_feed_gap_messages_total", "Messages missing in sequence gaps.",
+         c.StreamMax(&FS::gap_messages)},
+        {"qsig_feed_duplicates_total", "Messages skipped as already seen.",
+         c.StreamMax(&FS::duplicates)},
         {"qsig_feed_unknown_instrument_total", "Messages for a locate outside the tracked range.",
-         &fs.unknown_instrument},
+         c.StreamMax(&FS::unknown_instrument)},
         {"qsig_feed_unknown_order_total", "Executions/cancels for an unknown order reference.",
-         &fs.unknown_order},
+         c.ShardSum(&FS::unknown_order)},
         {"qsig_feed_book_full_total", "Orders or levels dropped because a book table was full.",
-         &fs.book_full},
-        {"qsig_feature_vectors_total", "Feature vectors computed.", &fs.feature_vectors},
+         c.ShardSum(&FS::book_full)},
+        {"qsig_feature_vectors_total", "Feature vectors computed.",
+         c.ShardSum(&FS::feature_vectors)},
         {"qsig_feed_gaps_recovered_total", "Gaps whose every message arrived later.",
-         &fs.gaps_recovered},
+         c.StreamMax(&FS::gaps_recovered)},
         {"qsig_feed_gaps_lost_total", "Gaps given up: their instruments stay stale.",
-         &fs.gaps_lost},
+         c.StreamMax(&FS::gaps_lost)},
         {"qsig_feed_recovered_messages_total", "Messages that filled a gap.",
-         &fs.recovered_messages},
-        {"qsig_feed_lost_messages_total", "Messages never received.", &fs.lost_messages},
+         c.StreamMax(&FS::recovered_messages)},
+        {"qsig_feed_lost_messages_total", "Messages never received.",
+         c.StreamMax(&FS::lost_messages)},
         {"qsig_feed_session_resets_total", "New MoldUDP64 sessions (books wiped).",
-         &fs.session_resets},
-        {"qsig_feed_heartbeats_total", "MoldUDP64 heartbeats.", &fs.heartbeats},
-        {"qsig_feed_rerequests_total", "MoldUDP64 re-request packets sent.", &hs.rerequests_sent},
+         c.StreamMax(&FS::session_resets)},
+        {"qsig_feed_heartbeats_total", "MoldUDP64 heartbeats.", c.StreamMax(&FS::heartbeats)},
+        {"qsig_feed_rerequests_total", "MoldUDP64 re-request packets sent.",
+         c.StreamMax(&HS::rerequests_sent)},
         {"qsig_feed_rerequested_messages_total", "Messages asked for in re-requests.",
-         &hs.rerequested_messages},
+         c.StreamMax(&HS::rerequested_messages)},
     };
     auto line_packets =
         Family("qsig_feed_line_packets_total", "Datagrams received per line (a, b, retransmit).",
@@ -137,37 +162,91 @@ class QsigCollector final : public prometheus::Collectable {
                             "(A/B arbitration: first arrival wins).",
                             MetricType::Counter);
     for (auto [line, packets, wins] :
-         {std::tuple{"a", &hs.packets_a, &hs.wins_a},
-          {"b", &hs.packets_b, &hs.wins_b},
-          {"retransmit", &hs.packets_retransmit, &hs.wins_retransmit}}) {
-      AddValue(&line_packets, {{"line", line}}, static_cast<double>(packets->load()));
-      AddValue(&line_wins, {{"line", line}}, static_cast<double>(wins->load()));
+         {std::tuple{"a", &HS::packets_a, &HS::wins_a},
+          {"b", &HS::packets_b, &HS::wins_b},
+          {"retransmit", &HS::packets_retransmit, &HS::wins_retransmit}}) {
+      AddValue(&line_packets, {{"line", line}}, static_cast<double>(c.StreamMax(packets)));
+      AddValue(&line_wins, {{"line", line}}, static_cast<double>(c.StreamMax(wins)));
     }
     out.push_back(std::move(line_packets));
     out.push_back(std::move(line_wins));
     auto malformed = Family("qsig_feed_malformed_total", "Bad input by kind (counted, skipped).",
                             MetricType::Counter);
-    for (auto [kind, v] : {std::pair{"short_packet", &fs.short_packets},
-                           {"truncated_packet", &fs.truncated_packets},
-                           {"foreign_session", &fs.foreign_session},
-                           {"unknown_message_type", &fs.unknown_message_type},
-                           {"bad_message_length", &fs.bad_message_length},
-                           {"invalid_order", &fs.invalid_order}}) {
-      AddValue(&malformed, {{"kind", kind}}, static_cast<double>(v->load()));
+    for (auto [kind, v] : {std::pair{"short_packet", c.StreamMax(&FS::short_packets)},
+                           {"truncated_packet", c.StreamMax(&FS::truncated_packets)},
+                           {"foreign_session", c.StreamMax(&FS::foreign_session)},
+                           {"unknown_message_type", c.StreamMax(&FS::unknown_message_type)},
+                           {"bad_message_length", c.StreamMax(&FS::bad_message_length)},
+                           {"invalid_order", c.ShardSum(&FS::invalid_order)}}) {
+      AddValue(&malformed, {{"kind", kind}}, static_cast<double>(v));
     }
     out.push_back(std::move(malformed));
     auto open_gaps = Family("qsig_feed_open_gaps", "Sequence gaps now open (being recovered).",
                             MetricType::Gauge);
-    AddValue(&open_gaps, {}, static_cast<double>(fs.open_gaps.load()));
+    AddValue(&open_gaps, {}, static_cast<double>(c.StreamMax(&FS::open_gaps)));
     out.push_back(std::move(open_gaps));
     auto held =
         Family("qsig_feed_held_messages",
                "Messages held behind an open gap, to be applied in order.", MetricType::Gauge);
-    AddValue(&held, {}, static_cast<double>(fs.held_messages.load()));
+    AddValue(&held, {}, static_cast<double>(c.StreamMax(&FS::held_messages)));
     out.push_back(std::move(held));
+    // Clock honesty: which datagrams carry the kernel's receive stamp.
+    bool kernel_ts = true;
+    for (const auto& f : c.feeds) kernel_ts = kernel_ts && f->handler().kernel_timestamps();
+    auto kts = Family("qsig_feed_kernel_timestamps",
+                      "1 if every feed socket stamps datagrams with the kernel receive time "
+                      "(SO_TIMESTAMPNS), so latency includes socket queueing; 0 = user time after "
+                      "the read (option off or refused, or a file replay).",
+                      MetricType::Gauge);
+    AddValue(&kts, {}, kernel_ts ? 1 : 0);
+    out.push_back(std::move(kts));
+    auto tss = Family("qsig_feed_timestamps_total",
+                      "Datagrams read, by the clock that stamped their receive time: kernel "
+                      "(SO_TIMESTAMPNS) or user (fallback after the read: no kernel stamp, "
+                      "retransmission socket). Summed over run-to-completion shards' sockets.",
+                      MetricType::Counter);
+    AddValue(&tss, {{"source", "kernel"}}, static_cast<double>(c.ShardSum(&HS::kernel_timestamps)));
+    AddValue(&tss, {{"source", "user"}}, static_cast<double>(c.ShardSum(&HS::user_timestamps)));
+    out.push_back(std::move(tss));
+    auto uncorroborated = Family("qsig_feed_uncorroborated_total",
+                                 "Datagrams dropped with a session change or sequence jump that "
+                                 "nothing corroborated (kind = session, sequence_jump).",
+                                 MetricType::Counter);
+    AddValue(&uncorroborated, {{"kind", "session"}},
+             static_cast<double>(c.StreamMax(&FS::uncorroborated_session)));
+    AddValue(&uncorroborated, {{"kind", "sequence_jump"}},
+             static_cast<double>(c.StreamMax(&FS::uncorroborated_jump)));
+    out.push_back(std::move(uncorroborated));
+    auto corroborated = Family("qsig_feed_corroborated_total",
+                               "Session changes and sequence jumps accepted once corroborated.",
+                               MetricType::Counter);
+    AddValue(&corroborated, {{"kind", "session"}},
+             static_cast<double>(c.StreamMax(&FS::corroborated_sessions)));
+    AddValue(&corroborated, {{"kind", "sequence_jump"}},
+             static_cast<double>(c.StreamMax(&FS::corroborated_jumps)));
+    out.push_back(std::move(corroborated));
+    auto pending =
+        Family("qsig_feed_corroboration_pending",
+               "Session changes or sequence jumps waiting for corroboration.", MetricType::Gauge);
+    AddValue(&pending, {}, static_cast<double>(c.StreamMax(&FS::pending_candidates)));
+    out.push_back(std::move(pending));
+    auto suspect = Family("qsig_feed_book_suspect_total",
+                          "Times an instrument's book became suspect (its signals carry "
+                          "FLAG_BOOK_SUSPECT), by reason: crossed, bad_price, dropped_order.",
+                          MetricType::Counter);
+    for (auto [reason, v] : {std::pair{"crossed", &FS::book_crossed},
+                             {"bad_price", &FS::book_bad_price},
+                             {"dropped_order", &FS::book_dropped_order}}) {
+      AddValue(&suspect, {{"reason", reason}}, static_cast<double>(c.ShardSum(v)));
+    }
+    out.push_back(std::move(suspect));
+    auto suspect_books = Family("qsig_feed_suspect_books", "Instruments whose book is now suspect.",
+                                MetricType::Gauge);
+    AddValue(&suspect_books, {}, static_cast<double>(c.ShardSum(&FS::suspect_books)));
+    out.push_back(std::move(suspect_books));
     for (const auto& fc : feed_counters) {
       auto f = Family(fc.name, fc.help, MetricType::Counter);
-      AddValue(&f, {}, static_cast<double>(fc.v->load(std::memory_order_relaxed)));
+      AddValue(&f, {}, static_cast<double>(fc.v));
       out.push_back(std::move(f));
     }
 
@@ -177,7 +256,7 @@ class QsigCollector final : public prometheus::Collectable {
                        MetricType::Counter);
     for (int loc = 1; loc <= c.max_locate; ++loc) {
       const uint16_t locate = static_cast<uint16_t>(loc);
-      const uint64_t n = p.instrument_messages(locate);
+      const uint64_t n = c.ProcessorFor(locate).instrument_messages(locate);
       if (n == 0 && !c.symbols->Known(locate)) continue;
       const std::string symbol = c.symbols->Get(locate);
       AddValue(&msgs, {{"instrument", symbol}}, static_cast<double>(n));
@@ -197,7 +276,7 @@ class QsigCollector final : public prometheus::Collectable {
     for (size_t i = 0; i < c.workers.size(); ++i) {
       const std::string w = std::to_string(i);
       AddValue(&drops, {{"queue", "features"}, {"worker", w}},
-               static_cast<double>(c.feed->queue_drops(i)));
+               static_cast<double>(c.run_to_completion() ? 0 : c.feeds[0]->queue_drops(i)));
       AddValue(&drops, {{"queue", "signals"}, {"worker", w}},
                static_cast<double>(c.workers[i]->output_drops()));
       AddValue(&drops, {{"queue", "samples"}, {"worker", w}},
@@ -302,7 +381,8 @@ class QsigCollector final : public prometheus::Collectable {
     AddValue(&cal, {{"result", "rejected"}}, static_cast<double>(c.calibration_rejections.load()));
     out.push_back(std::move(cal));
 
-    auto subs = Family("qsig_grpc_subscribers", "Open Subscribe streams.", MetricType::Gauge);
+    auto subs = Family("qsig_grpc_subscribers",
+                       "Open signal streams (Subscribe and SubscribeBatch).", MetricType::Gauge);
     AddValue(&subs, {}, static_cast<double>(c.bus->subscribers()));
     out.push_back(std::move(subs));
     auto sdrops = Family("qsig_grpc_subscriber_drops_total",
@@ -311,14 +391,40 @@ class QsigCollector final : public prometheus::Collectable {
     AddValue(&sdrops, {}, static_cast<double>(c.bus->subscriber_drops()));
     out.push_back(std::move(sdrops));
     auto delivered = Family("qsig_grpc_signals_queued_total",
-                            "Signals queued to Subscribe streams.", MetricType::Counter);
+                            "Signals queued to signal streams (Subscribe and SubscribeBatch).",
+                            MetricType::Counter);
     AddValue(&delivered, {}, static_cast<double>(c.bus->delivered()));
     out.push_back(std::move(delivered));
+    const DeliveryCounters& dc = c.bus->counters();
+    auto sent = Family("qsig_grpc_signals_sent_total", "Signals written to signal streams, by RPC.",
+                       MetricType::Counter);
+    auto messages =
+        Family("qsig_grpc_messages_sent_total",
+               "Stream messages written, by RPC (SubscribeBatch: one per batch of signals).",
+               MetricType::Counter);
+    for (int rpc = 0; rpc < DeliveryCounters::kRpcs; ++rpc) {
+      const std::vector<ClientMetric::Label> l = {
+          {"rpc", rpc == DeliveryCounters::kSubscribe ? "Subscribe" : "SubscribeBatch"}};
+      AddValue(&sent, l, static_cast<double>(dc.signals[rpc].load(std::memory_order_relaxed)));
+      AddValue(&messages, l, static_cast<double>(dc.messages[rpc].load(std::memory_order_relaxed)));
+    }
+    out.push_back(std::move(sent));
+    out.push_back(std::move(messages));
+    auto rejected =
+        Family("qsig_grpc_streams_rejected_total",
+               "Subscribe/SubscribeBatch calls refused, by reason.", MetricType::Counter);
+    AddValue(&rejected, {{"reason", "max_streams"}},
+             static_cast<double>(dc.rejected_max_streams.load(std::memory_order_relaxed)));
+    AddValue(&rejected, {{"reason", "invalid_argument"}},
+             static_cast<double>(dc.rejected_invalid_argument.load(std::memory_order_relaxed)));
+    AddValue(&rejected, {{"reason", "not_found"}},
+             static_cast<double>(dc.rejected_not_found.load(std::memory_order_relaxed)));
+    out.push_back(std::move(rejected));
     return out;
   }
 
  private:
-  Core* core_;
+  ServerState* core_;
 };
 
 class MetricsExporterImpl final : public MetricsExporter {
@@ -341,7 +447,7 @@ class MetricsExporterImpl final : public MetricsExporter {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(Core* core) {
+absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(ServerState* core) {
   const std::string& listen = core->config.metrics.listen;
   std::unique_ptr<prometheus::Exposer> exposer;
   try {

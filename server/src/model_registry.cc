@@ -5,9 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "qsig/models/evaluation.h"
 #include "qsig/models/io/artifact.h"
 #include "qsig/models/io/loader.h"
 #include "qsig/quant/calibration.h"
+#include "qsig/quant/isa.h"
 
 namespace qsig::server {
 
@@ -208,9 +210,10 @@ models::Int8Options Int8OptionsFromConfig(const config::CalibrationConfig& c) {
   o.method = *quant::ParseCalibrationMethod(c.method);  // Validated with the config.
   o.percentile = c.percentile;
   o.max_rmse = c.layer_guard_rmse;
-  // auto: 7-bit weights where the kernels have no VNNI (AVX2 splits u8 activations otherwise).
+  // auto: 7-bit weights where the kernel layer prefers them (AVX2 without VNNI splits u8
+  // activations otherwise).
   o.reduce_range = c.reduce_range == "on" ||
-                   (c.reduce_range == "auto" && std::string(models::KernelIsa()) == "avx2");
+                   (c.reduce_range == "auto" && quant::IsaPrefersReducedRange(quant::ActiveIsa()));
   return o;
 }
 
@@ -266,21 +269,12 @@ CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>&
     return r;
   }
   const models::Model& fp32 = *base->fp32;
-  std::vector<float> ws_f(fp32.workspace_floats()), ws_q((*candidate)->workspace_floats());
-  double se = 0, ss = 0;
-  size_t agree = 0, counted = 0;
-  for (size_t i = n_cal; i < n; ++i) {
-    std::span<const float> win(windows.data() + i * stride, stride);
-    const double f = fp32.Run(win, ws_f.data());
-    const double q = (*candidate)->Run(win, ws_q.data());
-    se += (q - f) * (q - f);
-    ss += f * f;
-    agree += (f >= 0) == (q >= 0);
-    ++counted;
-  }
-  r.validation_rmse = std::sqrt(se / counted);
-  r.fp32_rms = std::sqrt(ss / counted);
-  r.sign_agreement = static_cast<double>(agree) / counted;
+  const std::span<const float> validation(windows.data() + n_cal * stride, (n - n_cal) * stride);
+  const models::OutputError err = models::CompareOutputs(models::RunAll(**candidate, validation),
+                                                         models::RunAll(fp32, validation));
+  r.validation_rmse = err.rmse;
+  r.fp32_rms = err.rms;
+  r.sign_agreement = err.sign_agreement;
   const double rel = r.fp32_rms > 0 ? r.validation_rmse / r.fp32_rms : r.validation_rmse;
   if (!std::isfinite(rel) || rel > max_relative_rmse) {
     r.message = absl::StrCat("rejected by the validation gate: relative RMSE ", rel, " > ",

@@ -40,7 +40,9 @@ bool PinThisThread(int core, std::string* error) {
 Worker::Worker(int id, const config::Config& config,
                const std::vector<std::unique_ptr<ModelSlot>>* slots, int n_features, int max_locate)
     : id_(id),
-      core_(config.workers.cores.empty() ? -1 : config.workers.cores[id]),
+      core_(config.pipeline.mode == "run_to_completion" || config.workers.cores.empty()
+                ? -1
+                : config.workers.cores[static_cast<size_t>(id)]),
       idle_spin_us_(config.workers.idle_spin_us),
       shadow_every_(config.shadow.sample_every),
       divergence_threshold_(config.shadow.divergence_threshold),
@@ -86,6 +88,7 @@ Worker::Worker(int id, const config::Config& config,
   }
   workspace_.assign(max_ws, 0.0f);
   primary_values_.assign(n_models_, 0.0f);
+  installed_.assign(n_models_, nullptr);
 }
 
 Worker::~Worker() { Join(); }
@@ -112,7 +115,9 @@ void Worker::Run(std::atomic<bool>* running) {
   int64_t idle_since = 0;
   while (running->load(std::memory_order_relaxed)) {
     if (input_->pop(fv)) {
-      OnTick(fv);
+      const int64_t t_dequeue = feeds::MonotonicNanos();
+      hist_.queue.Record(t_dequeue - fv.features_ns);
+      OnTick(fv, t_dequeue);
       idle_since = 0;
     } else {
       const int64_t now = feeds::MonotonicNanos();
@@ -125,14 +130,93 @@ void Worker::Run(std::atomic<bool>* running) {
         doorbell_.Wait([this] { return input_->read_available() > 0; }, 1000);
       }
     }
-    // Quiescent point for RCU reclamation of swapped-out models.
-    epoch_.store(epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    Quiesce();
   }
 }
 
-void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
-  const int64_t t_dequeue = feeds::MonotonicNanos();
-  hist_.queue.Record(t_dequeue - fv.features_ns);
+std::span<const float> Worker::Instrument::tick(uint64_t k) const noexcept {
+  const size_t n = static_cast<size_t>(hist_stride);
+  return std::span<const float>(hist + static_cast<size_t>(k % window) * n, n);
+}
+
+void Worker::AssembleWindow(const Instrument& in, int w) noexcept {
+  for (int t = 0; t < w; ++t) {
+    const std::span<const float> row = in.tick(in.count - w + t);
+    std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_, row.data(),
+                sizeof(float) * row.size());
+  }
+}
+
+float Worker::Advance(const Instrument& in, const models::Model& model, models::Mode mode,
+                      float* state, uint64_t* version, uint64_t want, int w) noexcept {
+  if (*version != want) {
+    model.ResetState(mode, state);
+    for (uint64_t k = in.count - w; k + 1 < in.count; ++k) {
+      if (mode == models::Mode::kWindow) {
+        model.PushTick(in.tick(k), state, workspace_.data());
+      } else {
+        model.Step(in.tick(k), state, workspace_.data());
+      }
+    }
+    *version = want;
+  }
+  return mode == models::Mode::kWindow
+             ? model.PushTick(in.tick(in.count - 1), state, workspace_.data())
+             : model.Step(in.tick(in.count - 1), state, workspace_.data());
+}
+
+float Worker::RunPrimary(const Instrument& in, size_t m, const Installed& installed) noexcept {
+  const int w = installed.spec->window;
+  const size_t key = in.loc * n_models_ + m;
+  const models::Model* int8 = installed.model.get();
+  const models::Mode mode = mode_[m];
+  // Window mode: the INT8 primary with cached projections (FP32 warm-up runs stateless).
+  // Streaming mode: whichever model serves, stepping its carried state.
+  const models::Model* stateful_model =
+      mode == models::Mode::kStreaming ? (int8 ? int8 : installed.fp32.get()) : int8;
+  if (stateful_model != nullptr && stateful_model->state_floats(mode) <= state_stride_) {
+    return Advance(in, *stateful_model, mode, state_.data() + key * state_stride_,
+                   &state_version_[key], installed.version, w);
+  }
+  AssembleWindow(in, w);
+  const models::Model& primary = int8 ? *int8 : *installed.fp32;
+  return primary.Run(std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
+                     workspace_.data());
+}
+
+void Worker::RunShadow(const Instrument& in, size_t m, const Installed& installed,
+                       bool sampled) noexcept {
+  const int w = installed.spec->window;
+  const size_t key = in.loc * n_models_ + m;
+  float ref;
+  if (mode_[m] == models::Mode::kStreaming) {
+    if (installed.fp32->state_floats(models::Mode::kStreaming) > state_stride_) return;
+    ref = Advance(in, *installed.fp32, models::Mode::kStreaming,
+                  shadow_state_.data() + key * state_stride_, &shadow_state_version_[key],
+                  installed.version, w);
+    if (!sampled) return;
+  } else {
+    AssembleWindow(in, w);
+    ref = installed.fp32->Run(
+        std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
+        workspace_.data());
+  }
+  if (!std::isfinite(ref)) return;
+  const double err = static_cast<double>(primary_values_[m]) - ref;
+  ShadowStats& s = shadow_[m];
+  s.abs_error_sum.Add(std::fabs(err));
+  s.squared_error_sum.Add(err * err);
+  s.fp32_squared_sum.Add(static_cast<double>(ref) * ref);
+  s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  const bool diverged = std::fabs(err) > divergence_threshold_;
+  if (diverged) {
+    s.divergences.store(s.divergences.load(std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);
+  }
+  diverged_[key] = diverged;
+}
+
+void Worker::OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept {
   if (fv.n_features != n_features_) return;  // Cannot happen: the feed thread checks.
   const size_t loc = fv.locate;
   float* hist = history_.data() + loc * max_window_ * n_features_;
@@ -140,68 +224,19 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
   std::memcpy(hist + static_cast<size_t>(count % max_window_) * n_features_, fv.values,
               sizeof(float) * n_features_);
   ++count;
+  const Instrument in{loc, hist, count, static_cast<uint64_t>(max_window_), n_features_};
+  // One snapshot of every model for this tick (see installed_).
+  for (size_t m = 0; m < n_models_; ++m) installed_[m] = (*slots_)[m]->current();
 
-  // Copies this instrument's last w ticks, oldest first, into window_ (for the stateless Run).
-  const auto AssembleWindow = [&](int w) noexcept {
-    for (int t = 0; t < w; ++t) {
-      const size_t idx = (count - w + t) % max_window_;
-      std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_, hist + idx * n_features_,
-                  sizeof(float) * n_features_);
-    }
-  };
-
-  const auto tick_at = [&](uint64_t k) {  // The k-th tick of this instrument (from 0).
-    return std::span<const float>(hist + static_cast<size_t>(k % max_window_) * n_features_,
-                                  static_cast<size_t>(n_features_));
-  };
-  // One tick of `model` on the per-instrument `state` in `mode`; a state that belongs to another
-  // model version (a swap, or first use) first restarts from the last w - 1 ticks.
-  const auto advance = [&](const models::Model& model, models::Mode mode, float* state,
-                           uint64_t* version, uint64_t want, int w) noexcept {
-    if (*version != want) {
-      model.ResetState(mode, state);
-      for (uint64_t k = count - w; k + 1 < count; ++k) {
-        if (mode == models::Mode::kWindow) {
-          model.PushTick(tick_at(k), state, workspace_.data());
-        } else {
-          model.Step(tick_at(k), state, workspace_.data());
-        }
-      }
-      *version = want;
-    }
-    return mode == models::Mode::kWindow
-               ? model.PushTick(tick_at(count - 1), state, workspace_.data())
-               : model.Step(tick_at(count - 1), state, workspace_.data());
-  };
-
-  const bool run_shadow = shadow_every_ > 0 && (ticks_++ % shadow_every_) == 0;
+  // Clock: one read at the end of each model's inference (its publish instant) and one at the
+  // end of its publish (the next model's inference start).
+  int64_t t0 = t_start;
+  bool queued = false;
   for (size_t m = 0; m < n_models_; ++m) {
-    const ModelSlot& slot = *(*slots_)[m];
-    const int w = slot.spec().window;
-    if (count < static_cast<uint64_t>(w)) continue;  // Window not full yet: no signal.
-    const Installed* installed = slot.current();
+    const Installed& installed = *installed_[m];
+    if (count < static_cast<uint64_t>(installed.spec->window)) continue;  // No full window yet.
     const size_t key = loc * n_models_ + m;
-    const models::Model* int8 = installed->model.get();
-    const models::Mode mode = mode_[m];
-    // Window mode: the INT8 primary with cached projections (FP32 warm-up runs stateless).
-    // Streaming mode: whichever model serves, stepping its carried state.
-    const models::Model* stateful_model =
-        mode == models::Mode::kStreaming ? (int8 ? int8 : installed->fp32.get()) : int8;
-    const bool stateful =
-        stateful_model != nullptr && stateful_model->state_floats(mode) <= state_stride_;
-
-    const int64_t t0 = feeds::MonotonicNanos();
-    float value;
-    if (stateful) {
-      value = advance(*stateful_model, mode, state_.data() + key * state_stride_,
-                      &state_version_[key], installed->version, w);
-    } else {
-      AssembleWindow(w);
-      const models::Model& primary = int8 ? *int8 : *installed->fp32;
-      value =
-          primary.Run(std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
-                      workspace_.data());
-    }
+    float value = RunPrimary(in, m, installed);
     const int64_t t1 = feeds::MonotonicNanos();
 
     SignalRecord rec;
@@ -209,92 +244,76 @@ void Worker::OnTick(const feeds::FeatureVector& fv) noexcept {
     rec.model = static_cast<uint16_t>(m);
     rec.flags = 0;
     if (fv.flags & feeds::kFeatureFlagStale) rec.flags |= kSignalStale;
-    if (!installed->model) rec.flags |= kSignalWarmup;
+    if (!installed.model) rec.flags |= kSignalWarmup;
     if (fv.flags & feeds::kFeatureFlagHalted) rec.flags |= kSignalHalted;
+    if (fv.flags & feeds::kFeatureFlagBookSuspect) rec.flags |= kSignalBookSuspect;
     if (diverged_[key]) rec.flags |= kSignalShadowDiverged;
     if (!std::isfinite(value) || (fv.flags & feeds::kFeatureFlagNonFinite)) {
       // A NaN never reaches a client as a number.
       if (!std::isfinite(value)) value = 0.0f;
       rec.flags |= kSignalInvalid;
-      invalid_.fetch_add(1, std::memory_order_relaxed);
+      invalid_.store(invalid_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
     primary_values_[m] = value;
     rec.sequence = ++sequence_[key];
     rec.value = value;
     rec.mid_price = fv.mid_price;
     rec.exchange_ts_ns = fv.exchange_ts_ns;
-    rec.model_version = installed->version;
+    rec.model_version = installed.version;
     rec.feed_sequence = fv.msg_seq;
-    rec.publish_wall_ns = feeds::WallNanos();
-    const int64_t t_pub = feeds::MonotonicNanos();
-    rec.tick_to_signal_ns = t_pub - fv.recv_ns;
+    rec.tick_to_signal_ns = t1 - fv.recv_ns;
+    // The wall clock without a second read: the receive instant on both clocks is known.
+    rec.publish_wall_ns =
+        fv.recv_wall_ns != 0 ? fv.recv_wall_ns + rec.tick_to_signal_ns : feeds::WallNanos();
     latest_[key].Store(rec);
     if (output_->push(rec)) {
-      bus_doorbell_->Ring();
+      queued = true;
     } else {
-      output_drops_.fetch_add(1, std::memory_order_relaxed);
+      output_drops_.store(output_drops_.load(std::memory_order_relaxed) + 1,
+                          std::memory_order_relaxed);
     }
     signals_[key].store(signals_[key].load(std::memory_order_relaxed) + 1,
                         std::memory_order_relaxed);
+    const int64_t t2 = feeds::MonotonicNanos();
     hist_.inference.Record(t1 - t0);
-    hist_.publish.Record(feeds::MonotonicNanos() - t1);
+    hist_.publish.Record(t2 - t1);
     hist_.tick_to_signal.Record(rec.tick_to_signal_ns);
+    t0 = t2;
   }
+
+  // Wake the publisher once per tick, after every model's signal is queued: a wake-up costs a
+  // futex syscall and, on few cores, lets the woken publisher preempt this thread between two
+  // models of the same tick.
+  if (queued) bus_doorbell_->Ring();
 
   // FP32 shadow, after every signal of this tick is out: it never delays the primary.
   // A streaming model's shadow steps every tick (its state must see every tick); the others
-  // run only on sampled ticks.
+  // run only on sampled ticks. Same model snapshot as the primary.
+  const bool sampled = shadow_every_ > 0 && (ticks_++ % shadow_every_) == 0;
   for (size_t m = 0; m < n_models_; ++m) {
-    const bool streaming = mode_[m] == models::Mode::kStreaming;
-    if (!run_shadow && !streaming) continue;
-    {
-      const ModelSlot& slot = *(*slots_)[m];
-      const int w = slot.spec().window;
-      const Installed* installed = slot.current();
-      if (!installed->model || count < static_cast<uint64_t>(w)) continue;
-      const size_t skey = loc * n_models_ + m;
-      float ref;
-      if (streaming) {
-        if (installed->fp32->state_floats(models::Mode::kStreaming) > state_stride_) continue;
-        ref = advance(*installed->fp32, models::Mode::kStreaming,
-                      shadow_state_.data() + skey * state_stride_, &shadow_state_version_[skey],
-                      installed->version, w);
-        if (!run_shadow) continue;
-      } else {
-        AssembleWindow(w);
-        ref = installed->fp32->Run(
-            std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
-            workspace_.data());
-      }
-      if (!std::isfinite(ref)) continue;
-      const double err = static_cast<double>(primary_values_[m]) - ref;
-      ShadowStats& s = shadow_[m];
-      s.abs_error_sum.Add(std::fabs(err));
-      s.squared_error_sum.Add(err * err);
-      s.fp32_squared_sum.Add(static_cast<double>(ref) * ref);
-      s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-      const bool diverged = std::fabs(err) > divergence_threshold_;
-      const size_t key = loc * n_models_ + m;
-      if (diverged) {
-        s.divergences.store(s.divergences.load(std::memory_order_relaxed) + 1,
-                            std::memory_order_relaxed);
-      }
-      diverged_[key] = diverged;
-    }
+    const Installed& installed = *installed_[m];
+    if (!sampled && mode_[m] != models::Mode::kStreaming) continue;
+    if (!installed.model || count < static_cast<uint64_t>(installed.spec->window)) continue;
+    RunShadow(in, m, installed, sampled);
   }
-  if (!samples_->push(fv)) sample_drops_.fetch_add(1, std::memory_order_relaxed);
+  if (!samples_->push(fv)) {
+    sample_drops_.store(sample_drops_.load(std::memory_order_relaxed) + 1,
+                        std::memory_order_relaxed);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // FeedThread
 
 FeedThread::FeedThread(const config::Config& config, std::vector<feeds::FeatureSpec> feature_specs,
-                       std::vector<Worker*> workers, SymbolTable* symbols, StageHistograms* hist)
+                       std::vector<Worker*> workers, SymbolTable* symbols, int shard, int shards)
     : config_(config),
       feature_specs_(std::move(feature_specs)),
       workers_(std::move(workers)),
       symbols_(symbols),
-      hist_(hist),
+      shard_(shard),
+      shards_(shards),
+      inline_(config.pipeline.mode == "run_to_completion"),
       queue_drops_(new std::atomic<uint64_t>[workers_.size()]),
       ring_pending_(workers_.size(), 0) {
   for (size_t i = 0; i < workers_.size(); ++i) queue_drops_[i].store(0);
@@ -302,24 +321,27 @@ FeedThread::FeedThread(const config::Config& config, std::vector<feeds::FeatureS
 
 FeedThread::~FeedThread() { Join(); }
 
-absl::Status FeedThread::Open(const std::string& retransmit_endpoint) {
+absl::Status FeedThread::Open(const std::string& retransmit_endpoint, const std::string& listen_a,
+                              const std::string& listen_b) {
   const config::FeedConfig& f = config_.feed;
   feeds::FeedHandlerOptions o;
-  o.line_a.listen = f.listen;
+  o.line_a.listen = listen_a.empty() ? f.listen : listen_a;
   o.line_a.group = f.group;
   o.line_a.interface_address = f.interface_address;
   o.line_a.receive_buffer_bytes = f.receive_buffer_bytes;
-  o.line_a.busy_poll = f.busy_poll;
+  o.line_a.busy_poll = f.busy_poll || (inline_ && config_.pipeline.busy_poll);
+  o.line_a.kernel_timestamps = f.kernel_timestamps;
   if (!f.line_b.listen.empty()) {
     feeds::UdpReceiverOptions b = o.line_a;
-    b.listen = f.line_b.listen;
+    b.listen = listen_b.empty() ? f.line_b.listen : listen_b;
     b.group = f.line_b.group;
     b.interface_address = f.line_b.interface_address;
     o.line_b = b;
   }
   o.retransmit_endpoint = retransmit_endpoint;
-  // One datagram per Poll(): the workers' doorbells are rung after each datagram (see Run()).
-  o.max_datagrams_per_poll = 1;
+  // Worker mode: one datagram per Poll(), the workers' doorbells are rung after each datagram
+  // (see Run()). Run to completion: a few per Poll() between RCU quiescent points.
+  o.max_datagrams_per_poll = inline_ ? 16 : 1;
   o.processor.max_instruments = f.max_instruments;
   o.processor.max_orders = f.max_orders;
   o.processor.recovery.max_held_messages = f.recovery.max_held_messages;
@@ -327,7 +349,13 @@ absl::Status FeedThread::Open(const std::string& retransmit_endpoint) {
   o.processor.recovery.rerequest_interval_us = f.recovery.rerequest_interval_us;
   o.processor.recovery.max_rerequests = f.recovery.max_rerequests;
   o.processor.recovery.gap_timeout_us = f.recovery.gap_timeout_us;
+  o.processor.corroboration.confirm_packets = f.corroboration.confirm_packets;
+  o.processor.corroboration.window_us = f.corroboration.window_us;
+  o.processor.corroboration.max_sequence_jump = f.max_sequence_jump;
+  o.processor.max_price = static_cast<uint32_t>(std::llround(f.max_price * 1e4));
   o.processor.features = feature_specs_;
+  o.processor.shard_count = shards_;
+  o.processor.shard_index = shard_;
   if (f.source == "pcap" || f.source == "itch") {
     feeds::ReplayOptions r;
     r.format = f.source == "pcap" ? feeds::ReplayFormat::kPcap : feeds::ReplayFormat::kItch;
@@ -338,46 +366,75 @@ absl::Status FeedThread::Open(const std::string& retransmit_endpoint) {
   auto handler = feeds::FeedHandler::Open(o);
   if (!handler.ok()) return handler.status();
   handler_ = std::move(*handler);
+  if (!handler_->replay() && f.kernel_timestamps && !handler_->kernel_timestamps()) {
+    spdlog::warn(
+        "feed shard {}: no kernel receive timestamps on this socket; latency is measured "
+        "from user time after the read (qsig_feed_kernel_timestamps 0)",
+        shard_);
+  }
   return absl::OkStatus();
 }
 
 uint16_t FeedThread::port() const noexcept { return handler_ ? handler_->port_a() : 0; }
 uint16_t FeedThread::port_b() const noexcept { return handler_ ? handler_->port_b() : 0; }
 
-void FeedThread::Start(std::atomic<bool>* running) {
-  thread_ = std::thread([this, running] { Run(running); });
+void FeedThread::Start(std::atomic<bool>* running, Doorbell* bus_doorbell) {
+  thread_ = std::thread([this, running, bus_doorbell] { Run(running, bus_doorbell); });
 }
 
 void FeedThread::Join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void FeedThread::Run(std::atomic<bool>* running) {
+void FeedThread::Run(std::atomic<bool>* running, Doorbell* bus_doorbell) {
   std::string err;
-  if (config_.feed.core >= 0 && !PinThisThread(config_.feed.core, &err)) {
-    spdlog::warn("feed thread: {} (continuing unpinned)", err);
+  const int core = inline_ ? (config_.pipeline.cores.empty()
+                                  ? -1
+                                  : config_.pipeline.cores[static_cast<size_t>(shard_)])
+                           : config_.feed.core;
+  bool pinned = false;
+  if (core >= 0) {
+    pinned = PinThisThread(core, &err);
+    if (!pinned) spdlog::warn("feed shard {}: {} (continuing unpinned)", shard_, err);
   }
+  Worker* own = inline_ ? workers_[0] : nullptr;
+  if (own) own->Attach(bus_doorbell, pinned);
   const bool replay = handler_->replay() != nullptr;
+  const int64_t spin_ns = static_cast<int64_t>(config_.pipeline.idle_spin_us) * 1000;
+  int64_t last_datagram = 0;
   while (running->load(std::memory_order_relaxed)) {
     if (replay_done_.load(std::memory_order_relaxed)) {
       // The capture is exhausted: keep serving what was computed until shutdown.
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (own) own->Quiesce();
+      std::this_thread::sleep_for(std::chrono::milliseconds(own ? 1 : 50));
       continue;
     }
-    const int polled = handler_->Poll(100, *this);
-    // Wake sleeping workers once per datagram, after all of its messages are decoded: waking
-    // one per vector costs a futex syscall each and lets the woken worker preempt this thread
-    // in the middle of a datagram (2 vCPUs), delaying the datagram's later messages.
-    for (size_t w = 0; w < workers_.size(); ++w) {
-      if (ring_pending_[w]) {
-        ring_pending_[w] = 0;
-        workers_[w]->doorbell().Ring();
+    int timeout_ms = 100;
+    if (own) {
+      // Run to completion: this thread is also the RCU reader, so it wakes at least every
+      // millisecond; with idle_spin_us it looks without sleeping for a while after a datagram.
+      timeout_ms = 1;
+      if (spin_ns > 0 && feeds::MonotonicNanos() - last_datagram < spin_ns) timeout_ms = 0;
+    }
+    const int polled = handler_->Poll(timeout_ms, *this);
+    if (own) {
+      own->Quiesce();
+      if (polled > 0 && spin_ns > 0) last_datagram = feeds::MonotonicNanos();
+    } else {
+      // Wake sleeping workers once per datagram, after all of its messages are decoded: waking
+      // one per vector costs a futex syscall each and lets the woken worker preempt this thread
+      // in the middle of a datagram (2 vCPUs), delaying the datagram's later messages.
+      for (size_t w = 0; w < workers_.size(); ++w) {
+        if (ring_pending_[w]) {
+          ring_pending_[w] = 0;
+          workers_[w]->doorbell().Ring();
+        }
       }
     }
     if (polled < 0) {
       if (replay) {
         replay_done_.store(true);
-        spdlog::info("feed: replay of {} finished", config_.feed.replay.path);
+        spdlog::info("feed shard {}: replay of {} finished", shard_, config_.feed.replay.path);
       } else {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));  // Socket error: counted.
       }
@@ -386,17 +443,23 @@ void FeedThread::Run(std::atomic<bool>* running) {
 }
 
 void FeedThread::OnFeatures(const feeds::FeatureVector& fv) noexcept {
-  hist_->decode.Record(fv.decoded_ns - fv.recv_ns);
-  hist_->features.Record(fv.features_ns - fv.decoded_ns);
+  hist_.decode.Record(fv.decoded_ns - fv.recv_ns);
+  hist_.features.Record(fv.features_ns - fv.decoded_ns);
   if (!symbols_->Known(fv.locate)) {
     symbols_->Set(fv.locate, handler_->processor().symbol(fv.locate));
   }
+  if (inline_) {
+    // Run to completion: the processor only emits this shard's instruments.
+    workers_[0]->OnTick(fv, fv.features_ns);
+    return;
+  }
   const size_t w = fv.locate % workers_.size();
   if (workers_[w]->input().push(fv)) {
-    hist_->receive_to_enqueue.Record(feeds::MonotonicNanos() - fv.recv_ns);
+    hist_.receive_to_enqueue.Record(feeds::MonotonicNanos() - fv.recv_ns);
     ring_pending_[w] = 1;
   } else {
-    queue_drops_[w].fetch_add(1, std::memory_order_relaxed);
+    queue_drops_[w].store(queue_drops_[w].load(std::memory_order_relaxed) + 1,
+                          std::memory_order_relaxed);
   }
 }
 

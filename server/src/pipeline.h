@@ -1,12 +1,20 @@
-// The tick path: the feed thread (receive, decode, book, features, route) and the pinned
-// workers (INT8 primary, publish, FP32 shadow). Nothing here allocates, locks or throws once
-// Start() has returned; every stage is timed into lock-free histograms.
+// The tick path, in one of two shapes (config pipeline.mode):
+//  - workers: one feed thread (receive, decode, book, features, route) hands feature vectors to
+//    pinned workers (INT8 primary, publish, FP32 shadow) over SPSC queues and doorbells;
+//  - run_to_completion: N shard threads each receive the whole feed on a socket of their own,
+//    keep the books of the instruments they own (locate % N) and run those instruments' models
+//    on the same thread, right after the book update: no hand-off before publish.
+// Either way a Worker holds the model state of its instruments and publishes into its own
+// SignalQueue (drained by the SignalBus). Nothing here allocates, locks or throws once Start()
+// has returned; every stage is timed into single-writer lock-free histograms, from the
+// kernel's receive timestamp where the socket has one.
 #pragma once
 
 #include <atomic>
 #include <boost/lockfree/spsc_queue.hpp>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -27,7 +35,8 @@ namespace qsig::server {
 using FeatureQueue = boost::lockfree::spsc_queue<feeds::FeatureVector>;
 
 // Stage timings: datagram → decode+book → features → queue → inference → publish, plus the
-// feed handler's whole share (datagram received → feature vector enqueued for a worker).
+// feed handler's whole share (datagram received → feature vector enqueued for a worker). Each
+// instance has one writer thread. Run to completion has no queue stage and no enqueue.
 struct StageHistograms {
   LatencyHistogram decode, features, queue, inference, publish, tick_to_signal;
   LatencyHistogram receive_to_enqueue;
@@ -51,14 +60,30 @@ struct ShadowStats {
   std::atomic<uint64_t> count{0}, divergences{0};
 };
 
+// The model stage for a subset of instruments: history, recurrent state, primary, publish,
+// shadow. In worker mode it runs its own thread fed by input(); in run-to-completion mode a
+// FeedThread (shard) calls OnTick() inline and marks quiescent points with Quiesce().
 class Worker {
  public:
   Worker(int id, const config::Config& config, const std::vector<std::unique_ptr<ModelSlot>>* slots,
          int n_features, int max_locate);
   ~Worker();
-  // `bus_doorbell` is rung after each signal is queued for the publisher.
+  // Worker mode: starts the thread that pops input(). `bus_doorbell` is rung once per tick,
+  // after the tick's signals are queued for the publisher.
   void Start(std::atomic<bool>* running, Doorbell* bus_doorbell);
   void Join();
+  // Run-to-completion mode: the calling (shard) thread owns this worker from now on.
+  void Attach(Doorbell* bus_doorbell, bool pinned) noexcept {
+    bus_doorbell_ = bus_doorbell;
+    pinned_.store(pinned);
+  }
+  // One feature vector, on the owning thread. `t_start` is when it reached this stage (the
+  // dequeue in worker mode, fv.features_ns inline): the first model's inference starts there.
+  void OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept;
+  // RCU quiescent point: no Installed* from before this call is used after it.
+  void Quiesce() noexcept {
+    epoch_.store(epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
 
   FeatureQueue& input() noexcept { return *input_; }
   Doorbell& doorbell() noexcept { return doorbell_; }
@@ -82,8 +107,26 @@ class Worker {
   bool pinned() const noexcept { return pinned_.load(); }
 
  private:
+  // One instrument's history ring during a tick.
+  struct Instrument {
+    size_t loc;
+    const float* hist;  // A ring of `window` rows of `hist_stride` floats.
+    uint64_t count;     // Ticks seen, this one included.
+    uint64_t window;    // max_window_.
+    int hist_stride;    // n_features_.
+    std::span<const float> tick(uint64_t k) const noexcept;  // The k-th tick (from 0).
+  };
   void Run(std::atomic<bool>* running);
-  void OnTick(const feeds::FeatureVector& fv) noexcept;
+  // Copies the instrument's last w ticks, oldest first, into window_ (for the stateless Run).
+  void AssembleWindow(const Instrument& in, int w) noexcept;
+  // One tick of `model` on the per-instrument `state` in `mode`; a state that belongs to
+  // another model version (a swap, or first use) first restarts from the last w - 1 ticks.
+  float Advance(const Instrument& in, const models::Model& model, models::Mode mode, float* state,
+                uint64_t* version, uint64_t want, int w) noexcept;
+  // The serving model's value for model m on this tick.
+  float RunPrimary(const Instrument& in, size_t m, const Installed& installed) noexcept;
+  // The FP32 shadow of model m on this tick, compared with primary_values_[m].
+  void RunShadow(const Instrument& in, size_t m, const Installed& installed, bool sampled) noexcept;
 
   int id_;
   int core_;
@@ -125,6 +168,9 @@ class Worker {
   std::vector<float> window_;
   std::vector<float> workspace_;
   std::vector<float> primary_values_;
+  // The model bundle of each model for the tick in progress: one load per tick, so the primary
+  // and its shadow always come from the same version even if a swap lands mid-tick.
+  std::vector<const Installed*> installed_;
   uint64_t ticks_ = 0;
   StageHistograms hist_;
   std::atomic<uint64_t> epoch_{0};
@@ -133,22 +179,32 @@ class Worker {
   std::thread thread_;
 };
 
-// Receives datagrams, runs the FeedProcessor and routes vectors to workers by locate.
+// Receives datagrams and runs a FeedProcessor. Worker mode (shards == 1, several workers):
+// routes vectors to workers by locate over their queues. Run to completion: shard `shard` of
+// `shards`, whose processor keeps only the books of locate % shards == shard, runs its one
+// Worker inline on each vector.
 class FeedThread : public feeds::FeatureSink {
  public:
   FeedThread(const config::Config& config, std::vector<feeds::FeatureSpec> feature_specs,
-             std::vector<Worker*> workers, SymbolTable* symbols, StageHistograms* hist);
+             std::vector<Worker*> workers, SymbolTable* symbols, int shard = 0, int shards = 1);
   ~FeedThread() override;
   // Binds the line sockets (ports known after this) or opens the replay file; re-requests for
-  // gaps go to `retransmit_endpoint` ("" = none).
-  absl::Status Open(const std::string& retransmit_endpoint);
-  void Start(std::atomic<bool>* running);
+  // gaps go to `retransmit_endpoint` ("" = none). `listen_a` / `listen_b` override feed.listen
+  // and feed.line_b.listen ("" = as configured): each shard has a socket of its own.
+  absl::Status Open(const std::string& retransmit_endpoint, const std::string& listen_a = "",
+                    const std::string& listen_b = "");
+  // `bus_doorbell`: run to completion rings it after each signal (worker mode: the workers do).
+  void Start(std::atomic<bool>* running, Doorbell* bus_doorbell = nullptr);
   void Join();
   uint16_t port() const noexcept;    // Line A.
   uint16_t port_b() const noexcept;  // Line B (0 = none).
   const feeds::FeedProcessor& processor() const noexcept { return handler_->processor(); }
   const feeds::FeedHandler& handler() const noexcept { return *handler_; }
   bool replay_done() const noexcept { return replay_done_.load(std::memory_order_relaxed); }
+  bool run_to_completion() const noexcept { return inline_; }
+  int shard() const noexcept { return shard_; }
+  StageHistograms& histograms() noexcept { return hist_; }
+  const StageHistograms& histograms() const noexcept { return hist_; }
   uint64_t queue_drops(size_t worker) const noexcept {
     return queue_drops_[worker].load(std::memory_order_relaxed);
   }
@@ -156,13 +212,15 @@ class FeedThread : public feeds::FeatureSink {
   void OnFeatures(const feeds::FeatureVector& fv) noexcept override;
 
  private:
-  void Run(std::atomic<bool>* running);
+  void Run(std::atomic<bool>* running, Doorbell* bus_doorbell);
 
   const config::Config& config_;
   std::vector<feeds::FeatureSpec> feature_specs_;
   std::vector<Worker*> workers_;
   SymbolTable* symbols_;
-  StageHistograms* hist_;
+  int shard_, shards_;
+  bool inline_;           // Run to completion: workers_[0] runs on this thread.
+  StageHistograms hist_;  // decode, features, receive_to_enqueue (this thread only).
   std::unique_ptr<feeds::FeedHandler> handler_;
   std::atomic<bool> replay_done_{false};
   std::unique_ptr<std::atomic<uint64_t>[]> queue_drops_;

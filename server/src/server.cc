@@ -1,11 +1,5 @@
 #include "qsig/server/server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <chrono>
 #include <cmath>
 #include <thread>
@@ -19,55 +13,6 @@
 #include "spdlog/spdlog.h"
 
 namespace qsig::server {
-
-absl::StatusOr<std::vector<feeds::FeatureSpec>> ParseFeatureConfig(const config::Config& config) {
-  if (config.feed.features.empty()) return feeds::DefaultFeatureSpecs();
-  std::vector<feeds::FeatureSpec> specs;
-  for (size_t i = 0; i < config.feed.features.size(); ++i) {
-    auto one = feeds::ParseFeatureSpecs(config.feed.features[i]);
-    if (!one.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(config.path, ": feed.features[", i, "]: ", one.status().message()));
-    }
-    specs.insert(specs.end(), one->begin(), one->end());
-  }
-  if (auto names = feeds::FeatureNames(specs); !names.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(config.path, ": feed.features: ", names.status().message()));
-  }
-  return specs;
-}
-
-absl::StatusOr<uint16_t> FreeUdpPort() {
-  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    if (fd >= 0) close(fd);
-    return absl::UnavailableError("cannot pick a free UDP port on 127.0.0.1");
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-void ApplySimFaults(const config::SimConfig& sim, feeds::SimPublisherOptions* o) {
-  auto faults = [](const config::FaultsConfig& f) {
-    feeds::LineFaults l;
-    l.drop = f.drop;
-    l.reorder = f.reorder;
-    l.duplicate = f.duplicate;
-    l.malformed = f.malformed;
-    return l;
-  };
-  o->faults_a = faults(sim.faults_a);
-  o->faults_b = faults(sim.faults_b);
-  o->session_restart_rate = sim.session_restart_rate;
-  o->pcap_path = sim.record_pcap;
-  o->itch_path = sim.record_itch;
-}
 
 CalibrationReport Core::Recalibrate(size_t model, size_t max_samples) {
   std::lock_guard<std::mutex> lock(calibration_mu);
@@ -175,13 +120,24 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
   const int n_features = static_cast<int>(c.feature_names.size());
   std::vector<Worker*> raw;
   std::vector<SignalQueue*> outputs;
-  for (int i = 0; i < config.workers.count; ++i) {
+  const bool rtc = c.run_to_completion();
+  const int n_workers = rtc ? config.pipeline.shards : config.workers.count;
+  for (int i = 0; i < n_workers; ++i) {
     c.workers.push_back(std::make_unique<Worker>(i, c.config, &c.slots, n_features, c.max_locate));
     raw.push_back(c.workers.back().get());
     outputs.push_back(&c.workers.back()->output());
   }
-  c.feed =
-      std::make_unique<FeedThread>(c.config, c.feature_specs, raw, c.symbols.get(), &c.feed_hist);
+  if (rtc) {
+    // Shard i receives the whole feed and runs workers[i] inline: WorkerFor(locate) stays the
+    // owner of the instrument's latest signal and counters.
+    for (int i = 0; i < n_workers; ++i) {
+      c.feeds.push_back(std::make_unique<FeedThread>(
+          c.config, c.feature_specs, std::vector<Worker*>{raw[i]}, c.symbols.get(), i, n_workers));
+    }
+  } else {
+    c.feeds.push_back(
+        std::make_unique<FeedThread>(c.config, c.feature_specs, raw, c.symbols.get(), 0, 1));
+  }
   c.bus = std::make_unique<SignalBus>(c.symbols.get(), outputs);
   c.store = std::make_unique<CalibrationStore>(c.slots, c.max_locate, n_features,
                                                config.calibration.samples);
@@ -209,7 +165,28 @@ absl::Status Server::Start() {
     sim_retransmit_port = *port;
     retransmit = absl::StrCat("127.0.0.1:", sim_retransmit_port);
   }
-  if (auto st = c.feed->Open(retransmit); !st.ok()) return st;
+  if (auto st = c.feeds[0]->Open(retransmit); !st.ok()) return st;
+  // More shards (run to completion): each needs the whole stream on a socket of its own. A
+  // multicast group delivers a copy to every socket joined on its port, so they share shard 0's
+  // port; unicast goes to one socket per port, so shard i listens on the configured port + i
+  // (an ephemeral port for port 0) and the sender (the embedded simulator does) sends a copy to
+  // each.
+  for (size_t i = 1; i < c.feeds.size(); ++i) {
+    const auto shard_listen = [&](const std::string& listen, const std::string& group,
+                                  uint16_t shard0_port) -> std::string {
+      if (listen.empty()) return "";
+      const auto hp = config::ParseHostPort(listen);
+      if (!group.empty()) return absl::StrCat(hp->first, ":", shard0_port);
+      return absl::StrCat(hp->first, ":", hp->second == 0 ? 0 : hp->second + i);
+    };
+    const config::FeedConfig& f = c.config.feed;
+    if (auto st =
+            c.feeds[i]->Open(retransmit, shard_listen(f.listen, f.group, c.feeds[0]->port()),
+                             shard_listen(f.line_b.listen, f.line_b.group, c.feeds[0]->port_b()));
+        !st.ok()) {
+      return absl::Status(st.code(), absl::StrCat("pipeline shard ", i, ": ", st.message()));
+    }
+  }
   auto metrics = StartMetrics(&c);
   if (!metrics.ok()) return metrics.status();
   s.metrics = std::move(*metrics);
@@ -218,36 +195,44 @@ absl::Status Server::Start() {
   s.grpc = std::move(*grpc);
 
   c.running.store(true);
-  for (auto& w : c.workers) w->Start(&c.running, &c.bus->doorbell());
+  if (!c.run_to_completion()) {
+    for (auto& w : c.workers) w->Start(&c.running, &c.bus->doorbell());
+  }
   c.bus->Start();
-  c.feed->Start(&c.running);
+  for (auto& f : c.feeds) f->Start(&c.running, &c.bus->doorbell());
   s.calibration_running.store(true);
   s.calibration_thread = std::thread([&s] { s.CalibrationLoop(); });
 
   if (c.config.feed.source == "sim") {
-    feeds::SimPublisherOptions o;
-    o.sim.instruments = c.config.sim.instruments;
-    o.sim.seed = c.config.sim.seed;
-    o.sim.max_messages_per_packet = c.config.sim.messages_per_packet;
-    o.messages_per_second = c.config.sim.rate;
-    o.max_messages = c.config.sim.max_messages;
+    feeds::SimPublisherOptions o = SimPublisherOptionsFromConfig(c.config);
+    o.destination_b.clear();  // Sent to this server's own feed sockets instead.
+    o.retransmit_listen.clear();
     auto hp = config::ParseHostPort(c.config.feed.listen);
     std::string host = hp->first;
     if (host == "0.0.0.0" || host == "*") host = "127.0.0.1";
     o.destination = c.config.feed.group.empty()
-                        ? absl::StrCat(host, ":", c.feed->port())
-                        : absl::StrCat(c.config.feed.group, ":", c.feed->port());
+                        ? absl::StrCat(host, ":", c.feeds[0]->port())
+                        : absl::StrCat(c.config.feed.group, ":", c.feeds[0]->port());
+    if (c.config.feed.group.empty()) {
+      for (size_t i = 1; i < c.feeds.size(); ++i) {
+        o.destination_copies.push_back(absl::StrCat(host, ":", c.feeds[i]->port()));
+      }
+    }
     o.interface_address = c.config.feed.interface_address;
     if (c.config.sim.line_b) {
       const config::LineConfig& b = c.config.feed.line_b;
       std::string b_host = config::ParseHostPort(b.listen)->first;
       if (b_host == "0.0.0.0" || b_host == "*") b_host = "127.0.0.1";
-      o.destination_b = absl::StrCat(b.group.empty() ? b_host : b.group, ":", c.feed->port_b());
+      o.destination_b = absl::StrCat(b.group.empty() ? b_host : b.group, ":", c.feeds[0]->port_b());
+      if (b.group.empty()) {
+        for (size_t i = 1; i < c.feeds.size(); ++i) {
+          o.destination_b_copies.push_back(absl::StrCat(b_host, ":", c.feeds[i]->port_b()));
+        }
+      }
     }
     if (sim_retransmit_port) {
       o.retransmit_listen = absl::StrCat("127.0.0.1:", sim_retransmit_port);
     }
-    ApplySimFaults(c.config.sim, &o);
     auto sim = feeds::SimPublisher::Start(o);
     if (!sim.ok()) return sim.status();
     s.sim = std::move(*sim);
@@ -263,7 +248,7 @@ void Server::Stop() {
   if (s.sim) s.sim->Stop();
   if (s.grpc) s.grpc->Shutdown();
   s.core.running.store(false);
-  s.core.feed->Join();
+  for (auto& f : s.core.feeds) f->Join();
   for (auto& w : s.core.workers) w->Join();
   s.core.bus->Stop();
   s.calibration_running.store(false);
@@ -359,7 +344,7 @@ std::string Server::grpc_address() const { return impl_->grpc ? impl_->grpc->add
 std::string Server::metrics_address() const {
   return impl_->metrics ? impl_->metrics->address() : "";
 }
-uint16_t Server::feed_port() const { return impl_->core.feed->port(); }
+uint16_t Server::feed_port() const { return impl_->core.feeds[0]->port(); }
 
 bool Server::calibrated() const {
   for (const auto& s : impl_->core.slots) {
@@ -385,8 +370,7 @@ StatusSnapshot Server::Status() {
       sq_ref += w->shadow(m).fp32_squared_sum.Get();
     }
   }
-  const auto& fs = c.feed->processor().stats();
-  const uint64_t messages = fs.messages.load();
+  const uint64_t messages = c.StreamMax(&feeds::FeedStats::messages);
   const LatencyHistogram::Snapshot d = tick.Minus(s.last_tick);
   if (st.seconds > 0) {
     st.messages_per_s = static_cast<double>(messages - s.last_messages) / st.seconds;
@@ -395,7 +379,8 @@ StatusSnapshot Server::Status() {
   st.p50_us = d.QuantileUs(0.5);
   st.p99_us = d.QuantileUs(0.99);
   st.p999_us = d.QuantileUs(0.999);
-  const LatencyHistogram::Snapshot feed = c.feed_hist.receive_to_enqueue.Take();
+  LatencyHistogram::Snapshot feed;
+  for (const auto& f : c.feeds) feed.Add(f->histograms().receive_to_enqueue.Take());
   const LatencyHistogram::Snapshot fd = feed.Minus(s.last_feed);
   s.last_feed = feed;
   st.feed_p50_us = fd.QuantileUs(0.5);
@@ -407,9 +392,12 @@ StatusSnapshot Server::Status() {
   s.last_messages = messages;
   s.last_sq_err = sq_err;
   s.last_sq_ref = sq_ref;
-  st.malformed = fs.malformed_packets.load() + fs.malformed_messages.load();
-  st.gaps = fs.gaps.load();
-  for (size_t i = 0; i < c.workers.size(); ++i) st.drops += c.feed->queue_drops(i);
+  st.malformed = c.StreamMax(&feeds::FeedStats::malformed_packets) +
+                 c.StreamMax(&feeds::FeedStats::malformed_messages);
+  st.gaps = c.StreamMax(&feeds::FeedStats::gaps);
+  if (!c.run_to_completion()) {
+    for (size_t i = 0; i < c.workers.size(); ++i) st.drops += c.feeds[0]->queue_drops(i);
+  }
   st.subscribers = c.bus->subscribers();
   for (const auto& slot : c.slots) {
     const auto cur = slot->Acquire();
@@ -417,65 +405,6 @@ StatusSnapshot Server::Status() {
                     " ", cur->model ? cur->model->precision() : "fp32 (warm-up)");
   }
   return st;
-}
-
-namespace {
-std::atomic<bool> g_stop{false};
-void OnSignal(int) { g_stop.store(true); }
-}  // namespace
-
-int RunServe(const config::Config& config) {
-  // Handlers first: a SIGTERM that arrives while the server starts still shuts it down cleanly.
-  struct sigaction sa = {};
-  sa.sa_handler = OnSignal;
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  auto server = Server::Create(config);
-  if (!server.ok()) {
-    spdlog::error("{}", std::string(server.status().message()));
-    return 1;
-  }
-  if (auto st = (*server)->Start(); !st.ok()) {
-    spdlog::error("{}", std::string(st.message()));
-    return 1;
-  }
-  Server& srv = **server;
-  std::string feed;
-  if (config.feed.source == "pcap" || config.feed.source == "itch") {
-    feed = absl::StrCat("replay ", config.feed.source, " ", config.feed.replay.path);
-  } else {
-    feed =
-        absl::StrCat("udp ", config::ParseHostPort(config.feed.listen)->first, ":", srv.feed_port(),
-                     config.feed.source == "sim" ? " (built-in simulator)" : " (external)");
-  }
-  std::printf(
-      "qsig serving\n  gRPC     %s  (qsig.v1.SignalService, qsig.v1.AdminService, health, "
-      "reflection)\n  metrics  http://%s/metrics\n  feed     %s\n",
-      srv.grpc_address().c_str(), srv.metrics_address().c_str(), feed.c_str());
-  std::fflush(stdout);
-  const double interval = config.console.status_interval_s;
-  auto next = std::chrono::steady_clock::now() + std::chrono::duration<double>(interval);
-  srv.Status();  // Start the first interval now.
-  while (!g_stop.load()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    if (interval > 0 && std::chrono::steady_clock::now() >= next) {
-      next += std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-          std::chrono::duration<double>(interval));
-      const StatusSnapshot st = srv.Status();
-      std::printf(
-          "[status] %.0f msg/s  %.0f signals/s  tick-to-signal p50 %.1f us  p99 %.1f us  "
-          "shadow rel-RMSE %.4f  malformed %lu  gaps %lu  drops %lu  subscribers %lu  "
-          "[%s]\n",
-          st.messages_per_s, st.signals_per_s, st.p50_us, st.p99_us, st.shadow_relative_rmse,
-          static_cast<unsigned long>(st.malformed), static_cast<unsigned long>(st.gaps),
-          static_cast<unsigned long>(st.drops), static_cast<unsigned long>(st.subscribers),
-          st.models.c_str());
-      std::fflush(stdout);
-    }
-  }
-  std::printf("qsig: shutting down\n");
-  srv.Stop();
-  return 0;
 }
 
 }  // namespace qsig::server

@@ -2,6 +2,7 @@
 // Internal to server/: gRPC and prometheus-cpp types stay in their own translation units.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -13,22 +14,26 @@
 #include "pipeline.h"
 #include "qsig/config/config.h"
 #include "qsig/feeds/feed.h"
+#include "qsig/server/feed_options.h"
 #include "signal_bus.h"
-#include "sim_options.h"
 #include "symbol_table.h"
 
 namespace qsig::server {
 
-struct Core {
+// The running server's state: its config, model slots, threads, signal bus and calibration
+// store, shared by the pipeline, the calibration loop, the gRPC services and the metrics
+// exporter. ("Core" was its old name; "core" means a CPU in feed.core and workers.cores.)
+struct ServerState {
   config::Config config;
   std::vector<feeds::FeatureSpec> feature_specs;
   std::vector<std::string> feature_names;
   int max_locate = 0;
   std::vector<std::unique_ptr<ModelSlot>> slots;
   std::unique_ptr<SymbolTable> symbols;
-  StageHistograms feed_hist;  // decode and features stages (feed thread).
+  // Worker mode: workers.count workers fed by one feed thread. Run to completion:
+  // pipeline.shards feed threads, shard i running workers[i] inline (locate % shards == i).
   std::vector<std::unique_ptr<Worker>> workers;
-  std::unique_ptr<FeedThread> feed;
+  std::vector<std::unique_ptr<FeedThread>> feeds;
   std::unique_ptr<SignalBus> bus;
   std::unique_ptr<CalibrationStore> store;
   std::vector<std::unique_ptr<DriftMonitor>> drift;  // One per model.
@@ -43,6 +48,34 @@ struct Core {
     return -1;
   }
   const Worker& WorkerFor(uint16_t locate) const { return *workers[locate % workers.size()]; }
+  bool run_to_completion() const { return config.pipeline.mode == "run_to_completion"; }
+  // The processor that keeps `locate`'s book (its per-instrument counters).
+  const feeds::FeedProcessor& ProcessorFor(uint16_t locate) const {
+    return feeds[locate % feeds.size()]->processor();
+  }
+  // A counter of the stream as received: every shard reads the whole stream, so the largest
+  // shard's count (equal on all of them unless one socket lost or got more) is the stream's.
+  uint64_t StreamMax(std::atomic<uint64_t> feeds::FeedStats::*field) const {
+    uint64_t v = 0;
+    for (const auto& f : feeds) v = std::max(v, (f->processor().stats().*field).load());
+    return v;
+  }
+  uint64_t StreamMax(std::atomic<uint64_t> feeds::FeedHandlerStats::*field) const {
+    uint64_t v = 0;
+    for (const auto& f : feeds) v = std::max(v, (f->handler().stats().*field).load());
+    return v;
+  }
+  // A counter of owned instruments (or of each socket's own reads), summed over shards.
+  uint64_t ShardSum(std::atomic<uint64_t> feeds::FeedStats::*field) const {
+    uint64_t v = 0;
+    for (const auto& f : feeds) v += (f->processor().stats().*field).load();
+    return v;
+  }
+  uint64_t ShardSum(std::atomic<uint64_t> feeds::FeedHandlerStats::*field) const {
+    uint64_t v = 0;
+    for (const auto& f : feeds) v += (f->handler().stats().*field).load();
+    return v;
+  }
   // Calibrates one model from the most recent `max_samples` windows (0 = config default).
   CalibrationReport Recalibrate(size_t model, size_t max_samples);
   // Loads `path` ("" = the configured one) and swaps it in; on any error the running model
@@ -54,6 +87,9 @@ struct Core {
   absl::StatusOr<ReloadResult> Reload(size_t model, const std::string& path);
 };
 
+// Transitional alias for the files not yet renamed (grpc_services.cc, server.cc).
+using Core = ServerState;
+
 // gRPC front end (grpc_services.cc).
 class GrpcFrontend {
  public:
@@ -61,7 +97,7 @@ class GrpcFrontend {
   virtual std::string address() const = 0;
   virtual void Shutdown() = 0;
 };
-absl::StatusOr<std::unique_ptr<GrpcFrontend>> StartGrpc(Core* core);
+absl::StatusOr<std::unique_ptr<GrpcFrontend>> StartGrpc(ServerState* core);
 
 // Prometheus exposition (metrics_exporter.cc).
 class MetricsExporter {
@@ -69,6 +105,6 @@ class MetricsExporter {
   virtual ~MetricsExporter() = default;
   virtual std::string address() const = 0;
 };
-absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(Core* core);
+absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(ServerState* core);
 
 }  // namespace qsig::server

@@ -16,7 +16,8 @@ enum SignalFlags : uint32_t {
   kSignalShadowDiverged = 2,
   kSignalWarmup = 4,
   kSignalInvalid = 8,
-  kSignalHalted = 32,  // The instrument's last trading action halted or paused trading.
+  kSignalHalted = 32,       // The instrument's last trading action halted or paused trading.
+  kSignalBookSuspect = 64,  // The instrument's book failed a sanity check (feeds).
 };
 
 struct SignalRecord {

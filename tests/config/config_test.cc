@@ -42,6 +42,24 @@ TEST(Config, WrongTypeNamesKeyAndValue) {
   EXPECT_THAT(std::string(c.status().message()), HasSubstr("workers.cores[1]"));
 }
 
+TEST(Config, PipelineModeKeys) {
+  auto c = ParseConfig(
+      "pipeline: {mode: run_to_completion, shards: 3, cores: [1, 2, 3], "
+      "busy_poll: true, idle_spin_us: 20}\nfeed: {kernel_timestamps: false}\n",
+      "t.yaml", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->pipeline.mode, "run_to_completion");
+  EXPECT_EQ(c->pipeline.shards, 3);
+  EXPECT_EQ(c->pipeline.cores, (std::vector<int>{1, 2, 3}));
+  EXPECT_TRUE(c->pipeline.busy_poll);
+  EXPECT_EQ(c->pipeline.idle_spin_us, 20);
+  EXPECT_FALSE(c->feed.kernel_timestamps);
+  auto d = ParseConfig("console: {status_interval_s: 1}\n", "t.yaml", {});
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->pipeline.mode, "workers");
+  EXPECT_TRUE(d->feed.kernel_timestamps);
+}
+
 TEST(Config, BadValuesNameTheirKey) {
   struct Case {
     const char* yaml;
@@ -65,6 +83,19 @@ TEST(Config, BadValuesNameTheirKey) {
       {"calibration: {schedule: '25:00'}", "calibration.schedule"},
       {"drift: {saturation_ratio: 2}", "drift.saturation_ratio"},
       {"drift: {windw: 5}", "drift.windw"},
+      {"pipeline: {mode: inline}", "pipeline.mode"},
+      {"pipeline: {shards: 0}", "pipeline.shards"},
+      {"pipeline: {shards: 2, cores: [0]}", "pipeline.cores"},
+      {"pipeline: {shards: 1, cores: [-1]}", "pipeline.cores[0]"},
+      {"pipeline: {idle_spin_us: -1}", "pipeline.idle_spin_us"},
+      {"pipeline: {busy_poll: sometimes}", "pipeline.busy_poll"},
+      {"pipeline: {shard: 2}", "pipeline.shard"},
+      {"feed: {kernel_timestamps: 2}", "feed.kernel_timestamps"},
+      {"feed: {corroboration: {confirm_packets: 0}}", "feed.corroboration.confirm_packets"},
+      {"feed: {corroboration: {window_us: 0}}", "feed.corroboration.window_us"},
+      {"feed: {max_sequence_jump: 0}", "feed.max_sequence_jump"},
+      {"feed: {max_price: 0}", "feed.max_price"},
+      {"feed: {max_price: 500000}", "feed.max_price"},
   };
   for (const auto& tc : cases) {
     SCOPED_TRACE(tc.yaml);
@@ -72,6 +103,56 @@ TEST(Config, BadValuesNameTheirKey) {
     ASSERT_FALSE(c.ok());
     EXPECT_THAT(std::string(c.status().message()), HasSubstr(std::string(tc.key) + ":"));
   }
+}
+
+TEST(Config, FeedHardeningKeys) {
+  auto c = ParseConfig("{}", "t.yaml", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->feed.corroboration.confirm_packets, 3);
+  EXPECT_EQ(c->feed.corroboration.window_us, 2'000'000);
+  EXPECT_EQ(c->feed.max_sequence_jump, 65536u);
+  EXPECT_DOUBLE_EQ(c->feed.max_price, 200000);
+  c = ParseConfig(
+      "feed:\n  corroboration: {confirm_packets: 5, window_us: 500}\n"
+      "  max_sequence_jump: 1000\n  max_price: 5000.5\n",
+      "t.yaml", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->feed.corroboration.confirm_packets, 5);
+  EXPECT_EQ(c->feed.corroboration.window_us, 500);
+  EXPECT_EQ(c->feed.max_sequence_jump, 1000u);
+  EXPECT_DOUBLE_EQ(c->feed.max_price, 5000.5);
+}
+
+TEST(Config, DuplicateKeyIsAnErrorNamingItsPathAndLine) {
+  struct Case {
+    const char* yaml;
+    const char* message;
+  } cases[] = {
+      // Top level: the second `grpc` section would silently be ignored.
+      {"grpc:\n  listen: 127.0.0.1:1\nworkers: {count: 1}\ngrpc:\n  listen: 0.0.0.0:2\n",
+       "t.yaml:4: grpc: duplicate key (first set at line 1)"},
+      // Nested.
+      {"feed:\n  recovery:\n    gap_timeout_us: 100\n    max_rerequests: 2\n"
+       "    gap_timeout_us: 200\n",
+       "t.yaml:5: feed.recovery.gap_timeout_us: duplicate key (first set at line 3)"},
+      // In a list item's map, flow style.
+      {"models:\n  - {name: a, path: x.json}\n  - {name: b, path: y.json, path: z.json}\n",
+       "t.yaml:3: models[1].path: duplicate key (first set at line 3)"},
+      // In a list item's map, block style.
+      {"models:\n  - name: a\n    path: x.json\n    name: b\n",
+       "t.yaml:4: models[0].name: duplicate key (first set at line 2)"},
+  };
+  for (const auto& tc : cases) {
+    SCOPED_TRACE(tc.yaml);
+    auto c = ParseConfig(tc.yaml, "t.yaml", {});
+    ASSERT_FALSE(c.ok());
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(c.status().message()), HasSubstr(tc.message));
+  }
+  // Same key names in different maps are fine.
+  auto ok =
+      ParseConfig("feed: {listen: '127.0.0.1:0'}\ngrpc: {listen: '127.0.0.1:1'}\n", "t.yaml", {});
+  EXPECT_TRUE(ok.ok()) << ok.status();
 }
 
 TEST(Config, OverridesApplyBeforeValidation) {
@@ -84,6 +165,34 @@ TEST(Config, OverridesApplyBeforeValidation) {
   EXPECT_EQ(c->workers.cores, (std::vector<int>{3, 4}));
   EXPECT_EQ(c->models[0].path, "/y");
   EXPECT_DOUBLE_EQ(c->sim.rate, 1000);
+}
+
+TEST(Config, GrpcDeliveryKeys) {
+  auto c = ParseConfig("{}", "t.yaml", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->grpc.max_streams, 1024);
+  EXPECT_EQ(c->grpc.max_instruments_per_subscription, 1024);
+  EXPECT_EQ(c->grpc.publisher_spin_us, 0);
+  c = ParseConfig(
+      "grpc: {max_streams: 5, max_instruments_per_subscription: 3, publisher_spin_us: 50}",
+      "t.yaml", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->grpc.max_streams, 5);
+  EXPECT_EQ(c->grpc.max_instruments_per_subscription, 3);
+  EXPECT_EQ(c->grpc.publisher_spin_us, 50);
+  for (const auto& [yaml, key] : std::vector<std::pair<std::string, std::string>>{
+           {"grpc: {max_streams: 0}", "grpc.max_streams"},
+           {"grpc: {max_instruments_per_subscription: 0}", "grpc.max_instruments_per_subscription"},
+           {"grpc: {max_instruments_per_subscription: 70000}",
+            "grpc.max_instruments_per_subscription"},
+           {"grpc: {publisher_spin_us: -1}", "grpc.publisher_spin_us"},
+           {"grpc: {subscriber_queue: 8}", "grpc.subscriber_queue"},
+           {"grpc: {subscriber_queue: 100000000}", "grpc.subscriber_queue"}}) {
+    SCOPED_TRACE(yaml);
+    auto bad = ParseConfig(yaml, "t.yaml", {});
+    ASSERT_FALSE(bad.ok());
+    EXPECT_THAT(std::string(bad.status().message()), HasSubstr(key + ":"));
+  }
 }
 
 TEST(Config, BadOverrideIsRejected) {

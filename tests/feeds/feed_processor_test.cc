@@ -311,7 +311,11 @@ TEST(FeedMoldTest, DuplicatesAreSkippedAndCounted) {
 }
 
 TEST(FeedMoldTest, NewSessionResetsBooksSequenceAndStaleness) {
-  FeedProcessor feed(SmallOptions());
+  // The reset itself, on the first packet of the new session (corroboration_test.cc covers
+  // the default, where it waits for more packets).
+  FeedProcessorOptions o = SmallOptions();
+  o.corroboration.confirm_packets = 1;
+  FeedProcessor feed(o);
   CollectingSink sink;
   feed.OnDatagram(Packet("SESSION001", 5, {Add(1, 'B', 100, 10.0), Add(2, 'S', 100, 10.1)}), 0,
                   sink);

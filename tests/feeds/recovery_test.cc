@@ -131,6 +131,7 @@ TEST(FeedRecoveryTest, RetransmitRequestsFollowDelayIntervalAndLimit) {
 TEST(FeedRecoveryTest, TimedOutGapIsLostAndBooksStayStaleUntilNewSession) {
   FeedProcessorOptions o = Options();
   o.recovery.gap_timeout_us = 1000;
+  o.corroboration.confirm_packets = 1;  // The new session is trusted on its first packet here.
   FeedProcessor feed(o);
   CollectingSink sink;
   const std::string_view s = testing::kSession;

@@ -1,6 +1,7 @@
 // Simulator: determinism for a seed, and a stream the FeedProcessor accepts without complaint.
 #include <cmath>
 #include <map>
+#include <memory>
 #include <set>
 #include <vector>
 
@@ -130,6 +131,70 @@ TEST(FeedSimulatorTest, TwoHundredThousandMessagesDecodeCleanly) {
   for (char t : std::string("AFEXDUPC")) EXPECT_GT(types[t], 0u) << t;
   EXPECT_GE(types['R'], 5u * 20);
   EXPECT_EQ(types['S'], 1u);
+}
+
+// Run-to-completion shards: each processor reads the whole stream and keeps only the books of
+// locate % shards == shard. Every instrument's vectors come from exactly one shard and equal
+// the unsharded processor's, value for value.
+TEST(FeedShardTest, ShardsOwnDisjointInstrumentsAndReproduceTheUnshardedVectors) {
+  struct Recording : FeatureSink {
+    void OnFeatures(const FeatureVector& fv) noexcept override { seen.push_back(fv); }
+    std::vector<FeatureVector> seen;
+  };
+  SimulatorOptions o;
+  o.instruments = {"AAPL", "MSFT", "NVDA", "AMZN", "TSLA"};
+  o.seed = 7;
+  FeedProcessorOptions fo;
+  fo.max_instruments = 8;
+  fo.max_orders = 1 << 16;
+  FeedProcessor whole(fo);
+  Recording whole_sink;
+  constexpr int kShards = 3;
+  std::vector<std::unique_ptr<FeedProcessor>> shards;
+  std::vector<Recording> shard_sinks(kShards);
+  for (int i = 0; i < kShards; ++i) {
+    FeedProcessorOptions so = fo;
+    so.shard_count = kShards;
+    so.shard_index = i;
+    shards.push_back(std::make_unique<FeedProcessor>(so));
+  }
+  Simulator sim(o);
+  std::vector<uint8_t> buf(2048);
+  while (sim.next_sequence() <= 30'000) {
+    const std::span<const uint8_t> p(buf.data(), sim.NextPacket(buf));
+    whole.OnDatagram(p, 0, whole_sink);
+    for (int i = 0; i < kShards; ++i) shards[i]->OnDatagram(p, 0, shard_sinks[i]);
+  }
+  std::map<uint16_t, std::vector<FeatureVector>> by_locate;
+  for (const FeatureVector& fv : whole_sink.seen) by_locate[fv.locate].push_back(fv);
+  ASSERT_EQ(by_locate.size(), 5u);
+  uint64_t total = 0;
+  for (int i = 0; i < kShards; ++i) {
+    SCOPED_TRACE(i);
+    std::map<uint16_t, size_t> next;
+    for (const FeatureVector& fv : shard_sinks[i].seen) {
+      ASSERT_EQ(fv.locate % kShards, i) << "shard emitted an instrument it does not own";
+      const auto& want = by_locate[fv.locate];
+      const size_t k = next[fv.locate]++;
+      ASSERT_LT(k, want.size());
+      EXPECT_EQ(fv.msg_seq, want[k].msg_seq);
+      for (int f = 0; f < fv.n_features; ++f) EXPECT_EQ(fv.values[f], want[k].values[f]);
+    }
+    for (const auto& [locate, n] : next) EXPECT_EQ(n, by_locate[locate].size()) << locate;
+    total += shard_sinks[i].seen.size();
+    const FeedStats& st = shards[i]->stats();
+    EXPECT_EQ(st.packets.load(), whole.stats().packets.load());  // The whole stream.
+    EXPECT_EQ(st.gaps.load(), 0u);
+    EXPECT_EQ(st.unknown_order.load(), 0u);
+    EXPECT_EQ(shards[i]->symbol(1), "AAPL");  // Directory messages reach every shard.
+    for (uint16_t locate = 1; locate <= 5; ++locate) {
+      EXPECT_EQ(shards[i]->instrument_messages(locate) > 0, locate % kShards == i) << locate;
+      if (locate % kShards != i) {
+        EXPECT_EQ(shards[i]->BookDepth(locate, true), 0) << locate;
+      }
+    }
+  }
+  EXPECT_EQ(total, whole_sink.seen.size());  // Exactly once across shards.
 }
 
 }  // namespace

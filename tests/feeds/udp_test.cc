@@ -1,5 +1,6 @@
 // Real sockets over loopback: SimPublisher -> UdpReceiver -> FeedProcessor.
 #include <chrono>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -142,6 +143,124 @@ TEST(FeedUdpTest, MulticastLoopbackWhenAvailable) {
   if (packets == 0) GTEST_SKIP() << "no multicast route over loopback here";
   EXPECT_EQ(feed.stats().malformed_packets.load(), 0u);
   EXPECT_GT(sink.n, 0u);
+}
+
+// Kernel receive timestamps: every loopback datagram carries one (SO_TIMESTAMPNS), on both
+// clocks and in the past; with the option off the receiver says the time is its own.
+TEST(FeedUdpTest, DatagramsCarryKernelReceiveTimestamps) {
+  for (bool kernel : {true, false}) {
+    SCOPED_TRACE(kernel);
+    UdpReceiverOptions ro;
+    ro.listen = "127.0.0.1:0";
+    ro.kernel_timestamps = kernel;
+    auto rx = UdpReceiver::Open(ro);
+    ASSERT_TRUE(rx.ok()) << rx.status();
+    EXPECT_EQ((*rx)->kernel_timestamps(), kernel);
+    SimPublisherOptions po;
+    po.destination = "127.0.0.1:" + std::to_string((*rx)->local_port());
+    po.messages_per_second = 50'000;
+    po.max_messages = 500;
+    auto pub = SimPublisher::Start(po);
+    ASSERT_TRUE(pub.ok()) << pub.status();
+    std::vector<uint8_t> buf(65536);
+    int got = 0;
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (got < 20 && std::chrono::steady_clock::now() < give_up) {
+      ReceiveTime t;
+      const int n = (*rx)->Receive(buf, 200, &t);
+      ASSERT_GE(n, 0);
+      if (n == 0) continue;
+      ++got;
+      const int64_t mono = MonotonicNanos(), wall = WallNanos();
+      EXPECT_EQ(t.kernel, kernel);
+      EXPECT_GT(t.mono_ns, 0);
+      EXPECT_LE(t.mono_ns, mono);
+      EXPECT_LE(t.wall_ns, wall);
+      EXPECT_LT(wall - t.wall_ns, 5'000'000'000);  // Really the receive time, not some epoch.
+      // The two stamps name the same instant (up to the clock reads between them).
+      EXPECT_NEAR(static_cast<double>((wall - t.wall_ns) - (mono - t.mono_ns)), 0.0, 1e6);
+    }
+    EXPECT_EQ(got, 20);
+  }
+}
+
+// A run-to-completion server's shards on unicast: the publisher sends each packet to every
+// copy destination too, byte for byte.
+TEST(FeedUdpTest, SimPublisherCopiesEveryPacketToEachDestination) {
+  std::vector<std::unique_ptr<UdpReceiver>> rx;
+  for (int i = 0; i < 3; ++i) {
+    UdpReceiverOptions ro;
+    ro.listen = "127.0.0.1:0";
+    auto r = UdpReceiver::Open(ro);
+    ASSERT_TRUE(r.ok()) << r.status();
+    rx.push_back(std::move(*r));
+  }
+  SimPublisherOptions po;
+  po.destination = "127.0.0.1:" + std::to_string(rx[0]->local_port());
+  for (int i = 1; i < 3; ++i) {
+    po.destination_copies.push_back("127.0.0.1:" + std::to_string(rx[i]->local_port()));
+  }
+  po.messages_per_second = 20'000;
+  po.max_messages = 400;
+  auto pub = SimPublisher::Start(po);
+  ASSERT_TRUE(pub.ok()) << pub.status();
+  std::vector<std::vector<std::vector<uint8_t>>> got(3);
+  std::vector<uint8_t> buf(65536);
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < give_up) {
+    bool any = false;
+    for (int i = 0; i < 3; ++i) {
+      int64_t ns = 0;
+      const int n = rx[static_cast<size_t>(i)]->Receive(buf, 20, &ns);
+      ASSERT_GE(n, 0);
+      if (n > 0) {
+        any = true;
+        got[static_cast<size_t>(i)].emplace_back(buf.begin(), buf.begin() + n);
+      }
+    }
+    if (!any && (*pub)->finished()) break;
+  }
+  ASSERT_GT(got[0].size(), 10u);
+  EXPECT_EQ(got[0].size(), (*pub)->packets_sent());
+  EXPECT_EQ(got[1], got[0]);
+  EXPECT_EQ(got[2], got[0]);
+}
+
+// Run-to-completion shards on multicast: every socket joined to the group on the same port
+// receives its own copy of each datagram; a second unicast bind to a taken port fails.
+TEST(FeedUdpTest, SocketsSharingAMulticastPortEachGetEveryDatagram) {
+  UdpReceiverOptions ro;
+  ro.listen = "0.0.0.0:0";
+  ro.group = "239.255.42.98";
+  ro.interface_address = "127.0.0.1";
+  auto first = UdpReceiver::Open(ro);
+  if (!first.ok()) GTEST_SKIP() << "multicast join not available here: " << first.status();
+  ro.listen = "0.0.0.0:" + std::to_string((*first)->local_port());
+  auto second = UdpReceiver::Open(ro);
+  ASSERT_TRUE(second.ok()) << second.status();
+
+  SimPublisherOptions po;
+  po.destination = "239.255.42.98:" + std::to_string((*first)->local_port());
+  po.interface_address = "127.0.0.1";
+  po.messages_per_second = 20'000;
+  po.max_messages = 400;
+  auto pub = SimPublisher::Start(po);
+  ASSERT_TRUE(pub.ok()) << pub.status();
+  FeedProcessor a(FeedProcessorOptions{8, 1 << 16, 256}), b(FeedProcessorOptions{8, 1 << 16, 256});
+  CountingSink sa, sb;
+  const uint64_t na = Drain(**first, **pub, a, sa);
+  if (na == 0) GTEST_SKIP() << "no multicast route over loopback here";
+  const uint64_t nb = Drain(**second, **pub, b, sb);
+  EXPECT_EQ(na, (*pub)->packets_sent());
+  EXPECT_EQ(nb, na);
+  EXPECT_EQ(sb.n, sa.n);
+
+  UdpReceiverOptions uo;
+  uo.listen = "127.0.0.1:0";
+  auto taken = UdpReceiver::Open(uo);
+  ASSERT_TRUE(taken.ok()) << taken.status();
+  uo.listen = "127.0.0.1:" + std::to_string((*taken)->local_port());
+  EXPECT_FALSE(UdpReceiver::Open(uo).ok()) << "two unicast sockets would split the feed";
 }
 
 }  // namespace

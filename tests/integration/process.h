@@ -57,6 +57,7 @@ class Child {
     }
   }
   bool started() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
   // Sends SIGTERM and waits; returns the exit code (or 128+signal, -1 on timeout).
   int Terminate(int timeout_ms = 10000) {
     kill(pid_, SIGTERM);

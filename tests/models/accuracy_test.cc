@@ -10,9 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "internal/kernels.h"
 #include "internal/runtime.h"
 #include "qsig/models/model.h"
+#include "qsig/quant/kernels.h"
 #include "qsig/quant/quantize.h"
 #include "reference_models.h"
 
@@ -219,12 +219,13 @@ TEST_P(ReferenceInt8, ReduceRangeWeightsAre7BitOnEveryIsa) {
   const std::vector<float> windows(
       d.eval.begin(),
       d.eval.begin() + std::min<size_t>(d.eval.size(), 200 * d.spec->window * d.spec->input_size));
-  rt->set_kernels(&internal::RefKernels());
+  rt->set_kernels(&quant::RefKernels());
   const std::vector<float> want = reference::RunAll(*rt, windows);
-  for (const internal::Kernels* k :
-       {internal::Avx512VnniKernels(), internal::AvxVnniKernels(), internal::Avx2Kernels()}) {
+  for (const quant::Kernels* k :
+       {quant::KernelsFor(quant::Isa::kAvx512Vnni), quant::KernelsFor(quant::Isa::kAvxVnni),
+        quant::KernelsFor(quant::Isa::kAvx2)}) {
     if (k == nullptr) continue;
-    SCOPED_TRACE(k->isa);
+    SCOPED_TRACE(quant::IsaName(k->isa));
     rt->set_kernels(k);
     const std::vector<float> got = reference::RunAll(*rt, windows);
     ASSERT_EQ(got.size(), want.size());

@@ -4,10 +4,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <memory>
+#include <string>
 #include <vector>
 
-#include "internal/kernels.h"
 #include "qsig/models/model.h"
+#include "qsig/quant/kernels.h"
 #include "reference_models.h"
 
 namespace qsig::models {
@@ -100,8 +101,8 @@ TEST(ModesStreaming, FirstWindowOfStepsEqualsRun) {
 
 // Every ISA present is bit-exact to the reference on integer results, over awkward sizes.
 TEST(KernelParity, IntegerResultsEqualReference) {
-  using namespace internal;
-  const Kernels* fast = Avx512VnniKernels();
+  using namespace quant;
+  const Kernels* fast = KernelsFor(Isa::kAvx512Vnni);
   if (fast == nullptr) GTEST_SKIP() << "no AVX-512 VNNI on this host";
   const Kernels& ref = RefKernels();
   uint64_t seed = 1;
@@ -137,17 +138,17 @@ TEST(KernelParity, IntegerResultsEqualReference) {
       ASSERT_EQ(q1, q2);
       ASSERT_EQ(s1, s2);
       std::vector<int32_t> a1(static_cast<size_t>(p.rows_pad)), a2(a1.size());
-      ref.gemv_s8_s32(p, q1.data(), a1.data());
-      fast->gemv_s8_s32(p, q1.data(), a2.data());
+      ref.gemv_u8s8s32(p, q1.data(), a1.data());
+      fast->gemv_u8s8s32(p, q1.data(), a2.data());
       ASSERT_EQ(a1, a2);
       // Dequantized outputs are exact too (scale 0.5, no FMA): compare as floats, 1..3 vectors.
       for (int n : {1, 2, 3}) {
         std::vector<float> y1(static_cast<size_t>(p.rows_pad) * n), y2(y1.size());
-        ref.gemm_s8(p, n, q1.data(), p.cols_pad, nullptr, 0, y1.data(), p.rows_pad);
-        fast->gemm_s8(p, n, q1.data(), p.cols_pad, nullptr, 0, y2.data(), p.rows_pad);
+        ref.gemm_u8s8f32(p, n, q1.data(), p.cols_pad, nullptr, 0, y1.data(), p.rows_pad);
+        fast->gemm_u8s8f32(p, n, q1.data(), p.cols_pad, nullptr, 0, y2.data(), p.rows_pad);
         ASSERT_EQ(y1, y2);
-        ref.gemm_s16s8(p, n, s1.data(), p.cols_pad, nullptr, 0, y1.data(), p.rows_pad);
-        fast->gemm_s16s8(p, n, s1.data(), p.cols_pad, nullptr, 0, y2.data(), p.rows_pad);
+        ref.gemm_s16s8f32(p, n, s1.data(), p.cols_pad, nullptr, 0, y1.data(), p.rows_pad);
+        fast->gemm_s16s8f32(p, n, s1.data(), p.cols_pad, nullptr, 0, y2.data(), p.rows_pad);
         ASSERT_EQ(y1, y2);
       }
     }
@@ -155,13 +156,39 @@ TEST(KernelParity, IntegerResultsEqualReference) {
 }
 
 TEST(KernelParity, QsigMaxIsaCapSelectsReference) {
-  // ActiveKernels() is chosen once per process; the cap is checked in a child process.
+  // The kernel choice is made once per process; the cap is checked in child processes
+  // (tests/models/CMakeLists.txt).
   const char* isa = KernelIsa();
-  if (std::getenv("QSIG_MAX_ISA") != nullptr && std::string(std::getenv("QSIG_MAX_ISA")) == "ref") {
+  const char* env = std::getenv("QSIG_MAX_ISA");
+  if (env != nullptr && std::string(env) == "ref") {
     EXPECT_STREQ(isa, "ref");
   } else {
-    EXPECT_STREQ(isa, internal::ChooseKernels(std::getenv("QSIG_MAX_ISA")).isa);
+    const absl::StatusOr<quant::Isa> cap = quant::EnvMaxIsa();
+    EXPECT_STREQ(isa, quant::IsaName(quant::ChooseIsa(quant::SupportedIsaMask(),
+                                                      cap.ok() ? *cap : quant::Isa::kRef)));
   }
+}
+
+// An unknown QSIG_MAX_ISA is an error for every model build (run with QSIG_MAX_ISA=no-such-isa
+// by tests/models/CMakeLists.txt; without it, or with a good value, the builds succeed).
+TEST(KernelParity, UnknownQsigMaxIsaFailsModelBuilds) {
+  const char* env = std::getenv("QSIG_MAX_ISA");
+  const bool bad = env != nullptr && *env != '\0' && !quant::ParseIsa(env).ok();
+  auto spec = std::make_shared<const ModelSpec>(reference::TrainedSpec(Ref::kLstmA));
+  const std::vector<float> calib = reference::Windows(reference::Features(3, 600, spec->input_size),
+                                                      spec->window, spec->input_size, 5);
+  const absl::StatusOr<std::unique_ptr<Model>> int8 = CalibrateInt8Model(spec, calib, {});
+  const std::unique_ptr<Model> fp32 = MakeFp32Model(spec);
+  if (!bad) {
+    EXPECT_TRUE(int8.ok()) << int8.status();
+    EXPECT_NE(fp32, nullptr);
+    return;
+  }
+  ASSERT_FALSE(int8.ok());
+  EXPECT_EQ(int8.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(int8.status().message().find("QSIG_MAX_ISA"), std::string::npos) << int8.status();
+  EXPECT_NE(int8.status().message().find(env), std::string::npos) << int8.status();
+  EXPECT_EQ(fp32, nullptr);
 }
 
 }  // namespace

@@ -1,6 +1,4 @@
 // LoadAnyModel, RunPredict and RunQuantize on a small generated `qsig features` CSV.
-#include "qsig/models/io/commands.h"
-
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -15,12 +13,14 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "qsig/commands/model_commands.h"
 #include "qsig/models/io/artifact.h"
 #include "qsig/models/io/loader.h"
 #include "qsig/models/io/model_json.h"
 #include "test_util.h"
 
 namespace qsig::models::io {
+using namespace ::qsig::commands;  // NOLINT: the commands under test.
 namespace {
 
 using ::testing::HasSubstr;
@@ -401,6 +401,7 @@ TEST_F(CommandsTest, RefusesBadMethodAndMissingFeatures) {
 }  // namespace qsig::models::io
 
 namespace qsig::models::io {
+using namespace ::qsig::commands;  // NOLINT: the commands under test.
 namespace {
 
 // Opt-in: the committed demo LSTM on a real `qsig features` CSV (QSIG_DEMO_FEATURES_CSV=path).

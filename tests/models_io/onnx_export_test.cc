@@ -28,12 +28,13 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "qsig/commands/model_commands.h"
 #include "qsig/models/io/artifact.h"
-#include "qsig/models/io/commands.h"
 #include "qsig/models/io/import.h"
 #include "test_util.h"
 
 namespace qsig::models::io {
+using namespace ::qsig::commands;  // NOLINT: the commands under test.
 namespace {
 
 using ::testing::HasSubstr;

@@ -24,13 +24,14 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "onnx/onnx_pb.h"
+#include "qsig/commands/model_commands.h"
 #include "qsig/models/io/artifact.h"
-#include "qsig/models/io/commands.h"
 #include "qsig/models/io/import.h"
 #include "qsig/quant/quantize.h"
 #include "test_util.h"
 
 namespace qsig::models::io {
+using namespace ::qsig::commands;  // NOLINT: the commands under test.
 namespace {
 
 using ::testing::HasSubstr;

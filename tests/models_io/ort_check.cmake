@@ -1,7 +1,7 @@
 # ctest models_io_onnx_export_ort (label integration): ONNX Runtime, from the npm package
 # onnxruntime-node (an independent runtime), runs the QDQ models `qsig export --onnx-qdq` writes
 # and OnnxExportOrt.* compares its outputs with qsig's INT8 runtime.
-#   cmake -DORT_DIR=<dir> -DTEST_BIN=<models_io_test> -P ort_check.cmake
+#   cmake -DORT_DIR=<dir> -DTEST_BIN=<model_commands_test> -P ort_check.cmake
 # Installs onnxruntime-node@1.30.0 into ORT_DIR if missing, with --ignore-scripts: its install
 # script would download GPU binaries; the CPU binding ships in the package. If node, npm or the
 # package is unavailable, the gtest skips and says why (ctest reports the test as skipped).

@@ -1,4 +1,4 @@
-// RunReplay on a small generated `qsig features` CSV: every metric is recomputed here from the
+// RunBacktest on a small generated `qsig features` CSV: every metric is recomputed here from the
 // FP32 and INT8 runtimes' outputs with independent (brute-force) code.
 #include <algorithm>
 #include <cmath>
@@ -14,11 +14,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
-#include "qsig/models/io/commands.h"
+#include "qsig/commands/model_commands.h"
 #include "qsig/models/io/import.h"
 #include "test_util.h"
 
 namespace qsig::models::io {
+using namespace ::qsig::commands;  // NOLINT: the commands under test.
 namespace {
 
 using ::testing::HasSubstr;
@@ -125,7 +126,7 @@ class ReplayTest : public ::testing::Test {
 };
 
 TEST_F(ReplayTest, MetricsMatchAnIndependentComputation) {
-  ReplayCommandOptions o;
+  BacktestOptions o;
   o.model_path = onnx_;
   o.input_csv = csv_;
   o.report_json = dir_ + "/replay.json";
@@ -134,7 +135,7 @@ TEST_F(ReplayTest, MetricsMatchAnIndependentComputation) {
   o.import = import_;
   std::ostringstream log;
   o.log = &log;
-  auto rep = RunReplay(o);
+  auto rep = RunBacktest(o);
   ASSERT_TRUE(rep.ok()) << rep.status();
 
   // The same INT8 runtime, calibrated here on the same rows (window 1: one row per window).
@@ -176,7 +177,7 @@ TEST_F(ReplayTest, MetricsMatchAnIndependentComputation) {
   for (const bool is_int8 : {false, true}) {
     SCOPED_TRACE(is_int8 ? "int8" : "fp32");
     const std::vector<double>& y = is_int8 ? yq : yf;
-    const ReplayMetrics& m = is_int8 ? rep->int8 : rep->fp32;
+    const TradingMetrics& m = is_int8 ? rep->int8 : rep->fp32;
     EXPECT_NEAR(m.ic_pearson, Corr(y, lab), 1e-9);
     EXPECT_NEAR(m.ic_spearman, Corr(CountRanks(y), CountRanks(lab)), 1e-9);
     EXPECT_GT(m.ic_spearman, 0.3);  // The label follows the model.
@@ -221,14 +222,14 @@ TEST_F(ReplayTest, MetricsMatchAnIndependentComputation) {
 }
 
 TEST_F(ReplayTest, RefusesWhenCalibrationLeavesNothingToScore) {
-  ReplayCommandOptions o;
+  BacktestOptions o;
   o.model_path = onnx_;
   o.input_csv = csv_;
   o.calib_rows = kRows;
   o.import = import_;
   std::ostringstream log;
   o.log = &log;
-  auto rep = RunReplay(o);
+  auto rep = RunBacktest(o);
   ASSERT_FALSE(rep.ok());
   EXPECT_THAT(rep.status().message(), HasSubstr("lower --calib-rows"));
 }

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <random>
 #include <thread>
 
@@ -95,14 +96,45 @@ TEST(Doorbell, NoWakeupIsLost) {
   EXPECT_EQ(long_waits.load(), 0);
 }
 
+// A sink that keeps what it is given. With `hold_first`, its first write stays in flight until
+// the test completes it (Subscriber::WriteDone): a subscriber that is not reading.
+class KeepingSink : public SubscriberSink {
+ public:
+  explicit KeepingSink(bool hold_first = false) : hold_(hold_first) {}
+  bool StartNextWrite(Subscriber& from) noexcept override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (hold_) {
+      hold_ = false;
+      return true;
+    }
+    SignalRecord buf[64];
+    const size_t n = from.Take(buf, 64);
+    for (size_t i = 0; i < n; ++i) got_.push_back(buf[i].sequence);
+    return false;  // Delivered synchronously: nothing in flight.
+  }
+  void EndStream() noexcept override { ended_.store(true); }
+  std::vector<uint64_t> got() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return got_;
+  }
+  bool ended() const { return ended_.load(); }
+
+ private:
+  std::mutex mu_;
+  bool hold_;
+  std::vector<uint64_t> got_;
+  std::atomic<bool> ended_{false};
+};
+
 TEST(SignalBus, FiltersAndSlowSubscribersLoseOnlyTheirOldest) {
   SymbolTable symbols(8);
   symbols.Set(1, "AAPL");
   symbols.Set(2, "MSFT");
   SignalQueue source(1024);
   SignalBus bus(&symbols, {&source});
-  auto all = bus.Subscribe({}, {}, 4);  // Tiny queue: will overflow.
-  auto msft_m1 = bus.Subscribe({SymbolTable::Pack("MSFT")}, {1}, 100);
+  KeepingSink all_sink(/*hold_first=*/true), msft_sink;
+  auto all = bus.Subscribe({{}, {}, 2}, 4, &all_sink);  // Tiny queue: will overflow.
+  auto msft_m1 = bus.Subscribe({{SymbolTable::Pack("MSFT")}, {1}, 2}, 100, &msft_sink);
   bus.Start();
   for (uint64_t i = 1; i <= 10; ++i) {
     SignalRecord r;
@@ -112,26 +144,27 @@ TEST(SignalBus, FiltersAndSlowSubscribersLoseOnlyTheirOldest) {
     ASSERT_TRUE(source.push(r));
     bus.doorbell().Ring();
   }
-  std::vector<SignalRecord> got;
-  std::vector<uint64_t> msft;
-  for (int tries = 0; tries < 50 && msft.empty(); ++tries) {
-    if (msft_m1->PopBatch(&got, 100, 100) > 0) {
-      for (const auto& r : got) msft.push_back(r.sequence);
-    }
+  // 10 records queued for `all`, 1 for `msft_m1`.
+  for (int tries = 0; tries < 500 && bus.delivered() < 11; ++tries) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
+  ASSERT_EQ(bus.delivered(), 11u);
   // MSFT is locate 2 (even i) and model 1 is i % 3 == 0: only i = 6 matches both.
-  EXPECT_EQ(msft_m1->PopBatch(&got, 100, 50), 0u);
-  EXPECT_EQ(msft, (std::vector<uint64_t>{6}));
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_EQ(all->PopBatch(&got, 100, 100), 4u);
-  EXPECT_EQ(got.front().sequence, 7u);  // 1..6 were dropped, oldest first.
-  EXPECT_EQ(got.back().sequence, 10u);
+  EXPECT_EQ(msft_sink.got(), (std::vector<uint64_t>{6}));
+  EXPECT_TRUE(all_sink.got().empty());  // Its write is still in flight.
+  EXPECT_EQ(all->dropped(), 6u);
+  all->WriteDone(true);
+  const std::vector<uint64_t> got = all_sink.got();
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_EQ(got.front(), 7u);  // 1..6 were dropped, oldest first.
+  EXPECT_EQ(got.back(), 10u);
   EXPECT_EQ(all->dropped(), 6u);
   EXPECT_EQ(bus.subscriber_drops(), 6u);
   bus.Unsubscribe(all);
   EXPECT_EQ(bus.subscribers(), 1u);
   EXPECT_EQ(bus.subscriber_drops(), 6u);  // Departed subscribers' drops still count.
   bus.Stop();
+  EXPECT_TRUE(msft_sink.ended());  // Stop closes the streams.
 }
 
 std::vector<float> Windows(int n, int features, double mean, double stddev, uint32_t seed) {

@@ -14,7 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "artifact.pb.h"
 #include "internal/import_common.h"
-#include "internal/status.h"
+#include "qsig/base/status_macros.h"
 #include "qsig/models/sha256.h"
 #include "qsig/quant/calibration.h"
 

@@ -74,3 +74,9 @@ absl::Status FinishSpec(const std::string& path, const std::string& file_bytes,
 }
 
 }  // namespace qsig::models::io::internal
+
+namespace qsig::models::io {
+
+std::string DefaultModelName(const std::string& path) { return internal::FileStem(path); }
+
+}  // namespace qsig::models::io

@@ -7,7 +7,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "internal/status.h"
+#include "qsig/base/status_macros.h"
+#include "qsig/quant/isa.h"
 
 namespace qsig::models::io {
 namespace {
@@ -40,6 +41,9 @@ Format Sniff(const std::string& path) {
 }  // namespace
 
 absl::StatusOr<LoadedModel> LoadAnyModel(const std::string& path, const ImportOptions& options) {
+  // An unknown QSIG_MAX_ISA fails every command that loads a model, with the kernel layer's
+  // message.
+  if (absl::StatusOr<quant::Isa> cap = quant::EnvMaxIsa(); !cap.ok()) return cap.status();
   {
     std::ifstream probe(path, std::ios::binary);
     if (!probe) return absl::NotFoundError(absl::StrCat(path, ": cannot open model file"));

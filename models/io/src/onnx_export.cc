@@ -1,10 +1,11 @@
-// RunExportOnnxQdq (commands.h): a .qsig artifact as a QDQ ONNX model.
+// ExportOnnxQdq (qsig/models/io/onnx_export.h): a .qsig artifact as a QDQ ONNX model.
+#include "qsig/models/io/onnx_export.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
-#include <iostream>
 #include <memory>
 #include <string>
 #include <utility>
@@ -12,10 +13,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "internal/status.h"
 #include "onnx/onnx_pb.h"  // Defines ONNX_API, then includes onnx-ml.pb.h (ONNX_ML).
+#include "qsig/base/status_macros.h"
 #include "qsig/models/io/artifact.h"
-#include "qsig/models/io/commands.h"
 #include "qsig/quant/quantize.h"
 
 namespace qsig::models::io {
@@ -182,7 +182,7 @@ const char* ModeName(const QuantizedInput& q) { return q.int8 ? (q.s16 ? "s16" :
 // inputs QDQ'd as the runtime quantizes them (d.inputs[first_op + j]).
 void AddLinearStack(const ModelSpec& s, const Int8Description& d, size_t first_op, bool fold_mean,
                     const std::vector<float>& mean, const std::vector<float>& sd, int w_max,
-                    GraphBuilder& b, std::string* x, ExportSummary* sum) {
+                    GraphBuilder& b, std::string* x, OnnxExportSummary* sum) {
   for (size_t j = 0; j < s.layers.size(); ++j) {
     const LinearLayer& ly = s.layers[j];
     const QuantizedInput& qi = d.inputs[first_op + j];
@@ -215,7 +215,7 @@ void AddLinearStack(const ModelSpec& s, const Int8Description& d, size_t first_o
 // normalized [batch, window, input] sequence; on return, the last layer's last hidden state.
 void AddRecurrent(const ModelSpec& s, const Int8Description& d, bool fold_mean,
                   const std::vector<float>& mean, const std::vector<float>& sd, int w_max,
-                  GraphBuilder& b, std::string* x, ExportSummary* sum) {
+                  GraphBuilder& b, std::string* x, OnnxExportSummary* sum) {
   const bool gru = s.arch == Arch::kGru;
   const size_t n_rnn = gru ? s.gru.size() : s.lstm.size();
   const int gates = gru ? 3 : 4;
@@ -376,36 +376,33 @@ onnx::GraphProto* StartModel(onnx::ModelProto& model, int opset, const Artifact&
   return g;
 }
 
-// Serializes `model` to o.output_path and logs the summary.
-absl::Status FinishModel(const onnx::ModelProto& model, const ExportOptions& o,
-                         const ExportSummary& sum, std::ostream& log) {
+// Serializes `model` to `output_path`; the size goes into `sum`.
+absl::Status FinishModel(const onnx::ModelProto& model, const std::string& output_path,
+                         OnnxExportSummary* sum) {
   std::string bytes;
   if (!model.SerializeToString(&bytes)) {
-    return absl::InternalError(absl::StrCat(o.output_path, ": ONNX serialization failed"));
+    return absl::InternalError(absl::StrCat(output_path, ": ONNX serialization failed"));
   }
   {
-    std::ofstream out(o.output_path, std::ios::binary);
+    std::ofstream out(output_path, std::ios::binary);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    if (!out) return absl::DataLossError(absl::StrCat(o.output_path, ": write failed"));
+    if (!out) return absl::DataLossError(absl::StrCat(output_path, ": write failed"));
   }
-  log << "export: " << sum.model_name << " (" << sum.int8_precision << ") -> " << o.output_path
-      << ": QDQ ONNX, opset " << sum.opset << ", " << sum.nodes << " nodes, " << bytes.size()
-      << " bytes\n";
-  for (const std::string& l : sum.layers) log << "  " << l << "\n";
+  sum->bytes = bytes.size();
   return absl::OkStatus();
 }
 
 }  // namespace
 
-absl::StatusOr<ExportSummary> RunExportOnnxQdq(const ExportOptions& o) {
-  std::ostream& log = o.log != nullptr ? *o.log : std::cout;
-  if (o.output_path.empty()) return absl::InvalidArgumentError("-o OUT.onnx is required");
-  QSIG_ASSIGN_OR_RETURN(Artifact a, ReadArtifact(o.artifact_path));
+absl::StatusOr<OnnxExportSummary> ExportOnnxQdq(const std::string& artifact_path,
+                                                const std::string& output_path) {
+  if (output_path.empty()) return absl::InvalidArgumentError("-o OUT.onnx is required");
+  QSIG_ASSIGN_OR_RETURN(Artifact a, ReadArtifact(artifact_path));
   const ModelSpec& s = a.spec;
   const Int8Options& opt = a.calibration.options;
   if (opt.per_feature_input) {
     return absl::UnimplementedError(absl::StrCat(
-        o.artifact_path,
+        artifact_path,
         ": the artifact quantizes the model's input per feature (quantize --per-channel); "
         "qsig export --onnx-qdq supports per-tensor activations only: re-quantize without "
         "--per-channel"));
@@ -415,7 +412,7 @@ absl::StatusOr<ExportSummary> RunExportOnnxQdq(const ExportOptions& o) {
   Int8Description d;
   QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> int8, BuildInt8Model(a, &d));
 
-  ExportSummary sum;
+  OnnxExportSummary sum;
   sum.model_name = s.name;
   sum.int8_precision = int8->precision();
   const bool s16 =
@@ -424,7 +421,7 @@ absl::StatusOr<ExportSummary> RunExportOnnxQdq(const ExportOptions& o) {
       std::any_of(d.cell_step.begin(), d.cell_step.end(), [](float c) { return c > 0.0f; });
   sum.opset = s16 ? 21 : 13;  // QuantizeLinear / DequantizeLinear with int16 from opset 21.
   onnx::ModelProto model;
-  onnx::GraphProto* g = StartModel(model, sum.opset, a, o.artifact_path);
+  onnx::GraphProto* g = StartModel(model, sum.opset, a, artifact_path);
   onnx::ValueInfoProto* in = g->add_input();
   in->set_name("features");
   onnx::TypeProto_Tensor* tt = in->mutable_type()->mutable_tensor_type();
@@ -448,7 +445,7 @@ absl::StatusOr<ExportSummary> RunExportOnnxQdq(const ExportOptions& o) {
   b.Node("Identity", {x}, {"signal"});
   SetValueInfo(g->add_output(), "signal", s.layers.back().out);
   sum.nodes = static_cast<size_t>(g->node_size());
-  QSIG_RETURN_IF_ERROR(FinishModel(model, o, sum, log));
+  QSIG_RETURN_IF_ERROR(FinishModel(model, output_path, &sum));
   return sum;
 }
 

@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "internal/import_common.h"
-#include "internal/status.h"
+#include "qsig/base/status_macros.h"
 #include "qsig/models/io/import.h"
 
 namespace qsig::models::io {

@@ -20,11 +20,23 @@
 #include <string>
 #include <vector>
 
-#include "internal/kernels.h"
 #include "internal/ops.h"
 #include "qsig/models/model.h"
+#include "qsig/quant/kernels.h"
 
 namespace qsig::models::internal {
+
+// The kernel layer's types, by their short names here.
+using quant::AlignedVec;
+using quant::FloatToBf16Truncate;
+using quant::Kernels;
+using quant::kMaxS16Cols;
+using quant::PackedF32;
+using quant::PackedS8;
+using quant::PackF32;
+using quant::PackS8;
+using quant::Pad16;
+using quant::RoundUpToBf16;
 
 struct MatmulOp {
   int rows = 0, cols = 0;
@@ -39,7 +51,8 @@ struct MatmulOp {
   int cols_pad() const noexcept { return int8 ? wq.cols_pad : cols; }
   // Bytes of what is stored (weights, scales, input quantization parameters).
   size_t bytes() const noexcept;
-  // y_i = W x_i + add_i for n vectors (see Kernels::gemm_*); q: scratch of n * qstride bytes.
+  // y_i = W x_i + add_i for n vectors (see quant::Kernels::gemm_*); q: scratch of n * qstride
+  // bytes.
   void Apply(const Kernels& k, int n, const float* x, size_t ldx, const float* add, size_t ldadd,
              float* y, size_t ldy, uint8_t* q, size_t qstride) const noexcept {
     if (!int8) {
@@ -54,13 +67,13 @@ struct MatmulOp {
       for (int i = 0; i < n; ++i) {
         k.quantize_s16(x + i * ldx, cols, a, b, qa0, qb0, q16 + i * stride16, wq.cols_pad);
       }
-      k.gemm_s16s8(wq, n, q16, stride16, add, ldadd, y, ldy);
+      k.gemm_s16s8f32(wq, n, q16, stride16, add, ldadd, y, ldy);
       return;
     }
     for (int i = 0; i < n; ++i) {
       k.quantize_u8(x + i * ldx, cols, a, b, qa0, qb0, q + i * qstride, wq.cols_pad);
     }
-    k.gemm_s8(wq, n, q, qstride, add, ldadd, y, ldy);
+    k.gemm_u8s8f32(wq, n, q, qstride, add, ldadd, y, ldy);
   }
 };
 

@@ -19,11 +19,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "internal/eval.h"
-#include "internal/feature_csv.h"
-#include "internal/import_common.h"
-#include "internal/status.h"
 #include "nlohmann/json.hpp"
+#include "qsig/base/status_macros.h"
+#include "qsig/models/evaluation.h"
+#include "qsig/models/io/feature_table.h"
+#include "qsig/models/io/import.h"
 #include "qsig/models/io/loader.h"
 #include "qsig/models/io/model_json.h"
 #include "qsig/models/model.h"
@@ -32,7 +32,7 @@
 namespace qsig::models::train {
 namespace {
 
-using io::internal::FeatureTable;
+using io::FeatureTable;
 using nlohmann::json;
 
 // ---------------------------------------------------------------------------------------------
@@ -58,7 +58,7 @@ struct Data {
 Samples Gather(const FeatureTable& t, const std::vector<int>& cols, int window,
                const std::vector<size_t>& rows) {
   const size_t per = static_cast<size_t>(window) * cols.size();
-  const std::vector<float> all = io::internal::Windows(t, cols, window, rows);
+  const std::vector<float> all = io::Windows(t, cols, window, rows);
   Samples s;
   s.x.reserve(all.size());
   s.y.reserve(rows.size());
@@ -111,14 +111,14 @@ absl::StatusOr<Data> LoadData(const DataOptions& o, FeatureTable table, std::vec
   d.cols = std::move(cols);
   const size_t rows = d.table.rows();
   d.split_row = static_cast<size_t>(static_cast<double>(rows) * (1.0 - o.val_fraction));
-  std::vector<size_t> tr = io::internal::FullWindowRows(d.table, window, 0, d.split_row);
-  std::vector<size_t> va = io::internal::FullWindowRows(d.table, window, d.split_row, rows);
+  std::vector<size_t> tr = io::FullWindowRows(d.table, window, 0, d.split_row);
+  std::vector<size_t> va = io::FullWindowRows(d.table, window, d.split_row, rows);
   if (tr.size() > o.max_train) {
     std::shuffle(tr.begin(), tr.end(), rng);
     tr.resize(o.max_train);
     std::sort(tr.begin(), tr.end());
   }
-  va = io::internal::Spread(va, o.max_val);
+  va = io::Spread(va, o.max_val);
   d.train = Gather(d.table, d.cols, window, tr);
   d.val = Gather(d.table, d.cols, window, va);
   if (d.train.size() < 100 || d.val.size() < 10) {
@@ -158,8 +158,8 @@ torch::Tensor ClippedLabels(const Samples& s, const Data& d) {
 EvalMetrics Metrics(const std::vector<float>& out, const std::vector<float>& label) {
   EvalMetrics m;
   std::vector<double> a(out.begin(), out.end()), b(label.begin(), label.end());
-  m.ic_pearson = io::internal::Pearson(a, b);
-  m.ic_spearman = io::internal::Spearman(a, b);
+  m.ic_pearson = Pearson(a, b);
+  m.ic_spearman = Spearman(a, b);
   double se = 0;
   size_t hits = 0, n = 0;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -627,12 +627,12 @@ absl::StatusOr<TrainReport> RunTrain(const TrainOptions& o) {
   }
   SetUpTorch(o.data);
   std::mt19937_64 rng(o.data.seed);
-  QSIG_ASSIGN_OR_RETURN(FeatureTable table, io::internal::ReadFeatureCsv(o.data.input_csv));
+  QSIG_ASSIGN_OR_RETURN(FeatureTable table, io::ReadFeatureTable(o.data.input_csv));
   QSIG_ASSIGN_OR_RETURN(Data d, LoadData(o.data, std::move(table), {}, window, rng));
 
   ModelSpec spec = InitialSpec(o, d, hidden, layers, rng);
   spec.name =
-      o.name.empty() ? absl::StrCat(o.arch, "_", io::internal::FileStem(o.data.input_csv)) : o.name;
+      o.name.empty() ? absl::StrCat(o.arch, "_", io::DefaultModelName(o.data.input_csv)) : o.name;
   Normalization(d, spec);
   log << absl::StrFormat(
              "train %s: %zu features, window %d, hidden %d x %d; %zu training / %zu validation "
@@ -654,7 +654,7 @@ absl::StatusOr<TrainReport> RunTrain(const TrainOptions& o) {
 
   // What will be served: the written model on qsig's FP32 runtime, against LibTorch.
   auto shared = std::make_shared<const ModelSpec>(out);
-  const std::vector<float> qsig_out = io::internal::RunAll(*MakeFp32Model(shared), d.val.x);
+  const std::vector<float> qsig_out = RunAll(*MakeFp32Model(shared), d.val.x);
   double rms = 0;
   for (size_t i = 0; i < qsig_out.size(); ++i) {
     rep.max_abs_diff_torch = std::max(rep.max_abs_diff_torch,
@@ -729,14 +729,14 @@ absl::StatusOr<QatReport> RunQat(const QatOptions& o) {
   const ModelSpec& spec = *loaded.spec;
   SetUpTorch(o.data);
   std::mt19937_64 rng(o.data.seed);
-  QSIG_ASSIGN_OR_RETURN(FeatureTable table, io::internal::ReadFeatureCsv(o.data.input_csv));
+  QSIG_ASSIGN_OR_RETURN(FeatureTable table, io::ReadFeatureTable(o.data.input_csv));
   std::string note;
-  QSIG_ASSIGN_OR_RETURN(std::vector<int> cols, io::internal::MapColumns(spec, table, &note));
+  QSIG_ASSIGN_OR_RETURN(std::vector<int> cols, io::MapColumns(spec, table, &note));
   QSIG_ASSIGN_OR_RETURN(Data d, LoadData(o.data, std::move(table), cols, spec.window, rng));
 
   std::vector<size_t> idx(d.train.size());
   std::iota(idx.begin(), idx.end(), 0);
-  idx = io::internal::Spread(idx, o.calib_windows);
+  idx = io::Spread(idx, o.calib_windows);
   const size_t per = static_cast<size_t>(spec.window) * spec.input_size;
   std::vector<float> calib;
   calib.reserve(idx.size() * per);
@@ -754,13 +754,13 @@ absl::StatusOr<QatReport> RunQat(const QatOptions& o) {
   // FP32 and PTQ INT8 of a spec on the validation split, on qsig's runtimes.
   auto evaluate = [&](const ModelSpec& s, QatColumn& f, QatColumn& q) -> absl::Status {
     auto shared = std::make_shared<const ModelSpec>(s);
-    const std::vector<float> yf = io::internal::RunAll(*MakeFp32Model(shared), d.val.x);
+    const std::vector<float> yf = RunAll(*MakeFp32Model(shared), d.val.x);
     QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> m, CalibrateInt8Model(shared, calib, int8));
-    const std::vector<float> yq = io::internal::RunAll(*m, d.val.x);
+    const std::vector<float> yq = RunAll(*m, d.val.x);
     f.val = Metrics(yf, d.val.y);
     f.rmse_over_rms = f.sign_agreement = NAN;
     q.val = Metrics(yq, d.val.y);
-    const io::internal::OutputError err = io::internal::CompareOutputs(yq, yf);
+    const OutputError err = CompareOutputs(std::span<const float>(yq), yf);
     q.rmse_over_rms = err.rmse_over_rms;
     q.sign_agreement = err.sign_agreement;
     return absl::OkStatus();

@@ -30,6 +30,12 @@ struct RecoveryConfig {
   int gap_timeout_us = 20000;  // Then the gap is lost: its instruments stay stale.
 };
 
+// When one datagram may change the session or jump the sequence (see README, configuration).
+struct CorroborationConfig {
+  int confirm_packets = 3;    // Packets of a new session / jumped stream needed (1 = trust one).
+  int window_us = 2'000'000;  // Each within this of the previous; a quiet candidate is dropped.
+};
+
 struct ReplayConfig {
   std::string path;  // Capture file for feed.source pcap or itch.
   double speed = 0;  // 0 = as fast as possible, 1 = recorded speed, 2 = twice as fast...
@@ -43,6 +49,9 @@ struct FeedConfig {
   std::string interface_address;       // Interface for the multicast join.
   int receive_buffer_bytes = 8 << 20;
   bool busy_poll = false;
+  // Kernel receive timestamps (SO_TIMESTAMPNS) on the line sockets; off or unavailable = user
+  // time after the read (counted in qsig_feed_timestamps_total{source="user"}).
+  bool kernel_timestamps = true;
   int max_instruments = 256;
   int max_orders = 1 << 20;
   int core = -1;  // CPU to pin the feed thread to (-1 = none).
@@ -53,6 +62,9 @@ struct FeedConfig {
   std::string retransmit;  // MoldUDP64 re-request server host:port ("" = none).
   RecoveryConfig recovery;
   ReplayConfig replay;
+  CorroborationConfig corroboration;
+  uint64_t max_sequence_jump = 65536;  // Larger sequence jumps need corroboration.
+  double max_price = 200000;           // Dollars: a resting order above this (or at 0) is suspect.
 };
 
 // Faults the simulator injects on one line, each a probability per packet.
@@ -95,6 +107,19 @@ struct WorkersConfig {
   int idle_spin_us = 0;  // Busy-wait this long before sleeping on the doorbell (futex).
 };
 
+// How the tick path is threaded (README "Pipeline modes").
+struct PipelineConfig {
+  // "workers": one feed thread decodes and hands feature vectors to workers.count pinned
+  // workers over SPSC queues. "run_to_completion": `shards` threads each receive the whole feed
+  // on a socket of their own, decode it, and run the models of the instruments they own
+  // (locate % shards) on the same thread, with no hand-off before publish.
+  std::string mode = "workers";
+  int shards = 2;
+  std::vector<int> cores;  // One CPU per shard; empty = no pinning.
+  bool busy_poll = false;  // Shards spin on their sockets instead of blocking in poll().
+  int idle_spin_us = 0;    // Shards spin this long after a datagram before blocking.
+};
+
 struct ShadowConfig {
   int sample_every = 1;                // Run the FP32 shadow on every Nth tick (0 = off).
   double divergence_threshold = 0.05;  // |INT8 - FP32| above this flags the instrument.
@@ -126,7 +151,11 @@ struct DriftConfig {
 
 struct GrpcConfig {
   std::string listen = "127.0.0.1:50051";
-  int subscriber_queue = 65536;  // Signals buffered per subscriber before the oldest drop.
+  // Signals buffered per subscriber before the oldest drop (rounded up to a power of two).
+  int subscriber_queue = 65536;
+  int max_streams = 1024;  // Open Subscribe + SubscribeBatch streams; more: RESOURCE_EXHAUSTED.
+  int max_instruments_per_subscription = 1024;  // Longer lists: INVALID_ARGUMENT.
+  int publisher_spin_us = 0;  // Signal publisher polls this long before sleeping (0 = sleep).
 };
 
 struct MetricsConfig {
@@ -143,6 +172,7 @@ struct Config {
   SimConfig sim;
   std::vector<ModelConfig> models;
   WorkersConfig workers;
+  PipelineConfig pipeline;
   ShadowConfig shadow;
   CalibrationConfig calibration;
   DriftConfig drift;

@@ -50,14 +50,40 @@ struct GapRecoveryOptions {
   int gap_timeout_us = 20'000;
 };
 
+// When a session change or a large sequence jump is trusted (see feeds/README.md, "Corroborated
+// session changes"). One datagram with a new session name (sequence 1), or one whose sequence
+// lies more than `max_sequence_jump` beyond the highest seen, is held as a candidate and
+// nothing moves until it is corroborated: a copy from the other line or from the
+// retransmission server (FeedLine), or `confirm_packets` packets of it in all, each arriving
+// within `window_us` of the previous one. Then its held packets are applied in order (books
+// reset for a new session, the sequence moves for a jump). A candidate left without a packet
+// for `window_us` is dropped and its packets are counted (FeedStats::uncorroborated_*).
+struct CorroborationOptions {
+  int confirm_packets = 3;  // 1 = trust a single packet (no corroboration).
+  int window_us = 2'000'000;
+  uint64_t max_sequence_jump = uint64_t{1} << 16;  // Larger jumps need corroboration.
+};
+
 struct FeedProcessorOptions {
   int max_instruments = 256;  // Locates 1..max_instruments are tracked; others are counted.
   int max_orders = 1 << 20;   // Capacity of the live-order table.
   int max_levels = 256;       // Price levels per side per book.
   GapRecoveryOptions recovery = {};
+  CorroborationOptions corroboration = {};
+  // Book sanity: a live order priced 0 or above this (Price(4), 4 implied decimals; default
+  // $200,000) marks its instrument's vectors kFeatureFlagBookSuspect while it rests.
+  uint32_t max_price = 2'000'000'000;
   // Feature set (see qsig/feeds/features.h); empty = DefaultFeatureSpecs(). Validate it with
   // FeatureNames() first: the constructor turns an invalid entry into a constant 0.
   std::vector<FeatureSpec> features = {};
+  // Sharding for run-to-completion servers, where each of `shard_count` processors reads the
+  // whole stream: this one owns the instruments with locate % shard_count == shard_index.
+  // Messages of other instruments are framed and sequenced (gaps, duplicates, sessions work as
+  // usual) but touch no book and produce no vector; directory and system messages are applied
+  // by every shard. Per-instrument counters (instrument_messages, unknown_order, book_full,
+  // invalid_order, feature_vectors) then count owned instruments only.
+  int shard_count = 1;
+  int shard_index = 0;
 };
 
 // A MoldUDP64 re-request: session(10) sequence(u64) message count(u16), 20 bytes on the wire.
@@ -117,7 +143,25 @@ struct FeedStats {
   std::atomic<uint64_t> cross_trades{0};
   std::atomic<uint64_t> broken_trades{0};
   std::atomic<uint64_t> skipped_messages{0};  // Well-formed types qsig does not use (Y L V ...).
+  // Corroboration (see CorroborationOptions): datagrams dropped with a session change or a
+  // sequence jump that nothing corroborated, changes accepted once corroborated, and
+  // candidates now waiting (gauge).
+  std::atomic<uint64_t> uncorroborated_session{0};
+  std::atomic<uint64_t> uncorroborated_jump{0};
+  std::atomic<uint64_t> corroborated_sessions{0};
+  std::atomic<uint64_t> corroborated_jumps{0};
+  std::atomic<uint64_t> pending_candidates{0};
+  // Book sanity: times an instrument's book became suspect, by reason (a book can have several),
+  // and instruments now suspect (gauge). Their vectors carry kFeatureFlagBookSuspect.
+  std::atomic<uint64_t> book_crossed{0};        // Best bid >= best ask after an update.
+  std::atomic<uint64_t> book_bad_price{0};      // A live order priced 0 or above max_price.
+  std::atomic<uint64_t> book_dropped_order{0};  // An order was dropped: table or levels full.
+  std::atomic<uint64_t> suspect_books{0};
 };
+
+// Where a datagram came from, for corroboration: a session change or sequence jump seen on one
+// line is confirmed by the same packet from the other line or the retransmission server.
+enum class FeedLine : uint8_t { kUnknown = 0, kA, kB, kRetransmit };
 
 class FeedProcessor {
  public:
@@ -129,6 +173,14 @@ class FeedProcessor {
   // Processes one MoldUDP64 datagram received at `recv_ns` (MonotonicNanos()). Malformed input
   // is counted and skipped; nothing is read out of bounds.
   void OnDatagram(std::span<const uint8_t> datagram, int64_t recv_ns, FeatureSink& sink) noexcept;
+  // The same, naming the line it arrived on (FeedHandler does; kUnknown = corroboration by
+  // consecutive packets only).
+  void OnDatagram(std::span<const uint8_t> datagram, int64_t recv_ns, FeatureSink& sink,
+                  FeedLine line) noexcept;
+  // The same, with the receive instant also on CLOCK_REALTIME (FeatureVector::recv_wall_ns; 0 =
+  // unknown).
+  void OnDatagram(std::span<const uint8_t> datagram, int64_t recv_ns, int64_t recv_wall_ns,
+                  FeatureSink& sink, FeedLine line = FeedLine::kUnknown) noexcept;
 
   const FeedStats& stats() const noexcept;
   // Messages processed per locate (index = locate; size max_instruments + 1).
@@ -164,6 +216,10 @@ class FeedProcessor {
   size_t live_orders() const noexcept;
   // True while this instrument's vectors would carry kFeatureFlagStale.
   bool stale(uint16_t locate) const noexcept;
+  // True while this instrument's vectors would carry kFeatureFlagBookSuspect.
+  bool book_suspect(uint16_t locate) const noexcept;
+  // A session change or sequence jump is waiting for corroboration.
+  bool corroboration_pending() const noexcept;
 
  private:
   struct Impl;
@@ -177,6 +233,19 @@ struct UdpReceiverOptions {
   std::string interface_address;           // Local interface address for the join ("" = any).
   int receive_buffer_bytes = 8 << 20;      // SO_RCVBUF request.
   bool busy_poll = false;                  // Spin on a non-blocking socket instead of blocking.
+  // Ask the kernel to stamp each datagram on arrival (SO_TIMESTAMPNS). Where the socket cannot,
+  // datagrams are stamped in user space after recvmsg() returns (ReceiveTime::kernel false).
+  bool kernel_timestamps = true;
+};
+
+// When a datagram was received. With a kernel stamp, `wall_ns` is the kernel's CLOCK_REALTIME
+// stamp and `mono_ns` the same instant on CLOCK_MONOTONIC, converted once at receive
+// (mono_now - (wall_now - kernel_stamp)): the time it waited in the socket is inside every
+// latency measured from it. Without one, both are read right after recvmsg() returned.
+struct ReceiveTime {
+  int64_t mono_ns = 0;
+  int64_t wall_ns = 0;
+  bool kernel = false;
 };
 
 class UdpReceiver {
@@ -186,8 +255,12 @@ class UdpReceiver {
   // Waits up to timeout_ms for one datagram. Returns its size, 0 on timeout, -1 on error.
   // Sets *recv_ns to MonotonicNanos() right after the datagram arrived.
   int Receive(std::span<uint8_t> buffer, int timeout_ms, int64_t* recv_ns) noexcept;
+  int Receive(std::span<uint8_t> buffer, int timeout_ms, ReceiveTime* time) noexcept;
   // One non-blocking attempt: size, 0 if nothing is queued, -1 on error.
   int TryReceive(std::span<uint8_t> buffer, int64_t* recv_ns) noexcept;
+  int TryReceive(std::span<uint8_t> buffer, ReceiveTime* time) noexcept;
+  // True if the kernel agreed to stamp datagrams (SO_TIMESTAMPNS was set).
+  bool kernel_timestamps() const noexcept;
   uint16_t local_port() const noexcept;
   int native_handle() const noexcept;  // For poll() over several lines.
 
@@ -282,6 +355,10 @@ struct FeedHandlerStats {
   std::atomic<uint64_t> rerequested_messages{0};
   std::atomic<uint64_t> rerequest_errors{0};  // send() to the retransmission server failed.
   std::atomic<uint64_t> receive_errors{0};
+  // Datagrams stamped by the kernel on arrival, and datagrams stamped in user space after the
+  // read (no kernel stamp: the socket option failed, a retransmission socket, or a replay).
+  std::atomic<uint64_t> kernel_timestamps{0};
+  std::atomic<uint64_t> user_timestamps{0};
 };
 
 class FeedHandler {
@@ -299,6 +376,8 @@ class FeedHandler {
   uint16_t port_a() const noexcept;
   uint16_t port_b() const noexcept;             // 0 without a B line.
   const ReplaySource* replay() const noexcept;  // nullptr unless replaying.
+  // True if every line socket has kernel receive timestamps (false for a replay).
+  bool kernel_timestamps() const noexcept;
 
  private:
   struct Impl;
@@ -352,6 +431,10 @@ struct SimPublisherOptions {
   double messages_per_second = 20000;  // Target rate (messages, not packets).
   uint64_t max_messages = 0;           // Stop after this many (0 = run until Stop()).
   std::string destination_b = {};      // B line ("" = A only): the same packets, its own faults.
+  // Copies of line A (and of line B) to more receivers, the same bytes at the same moment (a
+  // run-to-completion server's shards on unicast: each shard has a socket of its own).
+  std::vector<std::string> destination_copies = {};
+  std::vector<std::string> destination_b_copies = {};
   LineFaults faults_a = {};
   LineFaults faults_b = {};
   double session_restart_rate = 0.0;  // Per packet: Simulator::RestartSession() (both lines).

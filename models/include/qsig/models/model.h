@@ -15,11 +15,13 @@
 
 #include "absl/status/statusor.h"
 #include "qsig/quant/calibration.h"
+#include "qsig/quant/kernels.h"
 
 namespace qsig::models {
 
 enum class Arch { kMlp, kLstm, kGru };
-enum class Activation { kNone, kRelu, kTanh, kSigmoid };
+// kNone, kRelu, kTanh, kSigmoid: the kernel layer's activations (qsig/quant/kernels.h).
+using Activation = quant::Activation;
 
 // y = act(W x + b); W is out x in, row-major (torch.nn.Linear layout).
 struct LinearLayer {
@@ -281,8 +283,28 @@ absl::StatusOr<std::vector<LayerSensitivity>> AnalyzeSensitivity(
     std::shared_ptr<const ModelSpec> spec, std::span<const float> calib_windows,
     std::span<const float> eval_windows, const Int8Options& options = {});
 
-// The instruction set the runtimes' kernels were dispatched to in this process (chosen once from
-// cpuid and capped by the QSIG_MAX_ISA environment variable), e.g. "avx512vnni" or "ref".
+// One step of ChooseMixedPlan's search: the plan tried and its error.
+struct PlanStep {
+  std::string change;  // "start", "layers[1] -> int8_s16", "lstm[0] -> fp32", ...
+  double rmse_over_rms = 0;
+  double relative_cost = 0;  // Sum over layers of MACs x (1 int8, 2 int8_s16, 4 fp32) / INT8's.
+};
+
+// Mixed-precision plan search (`qsig quantize --mixed auto`): starting from every layer INT8
+// (a small head FP32 when options.fp32_head), upgrades the most sensitive layers first
+// (AnalyzeSensitivity order on `search_windows`), each to s16 activations, then, while still
+// over budget, to FP32, keeping an upgrade only if it lowers the error. The error is the INT8
+// model's RMSE relative to the FP32 output's RMS on `search_windows`; every candidate is
+// calibrated on `calib_windows` with `options`. Returns the plan (Int8Options::layers); `steps`
+// receives every plan tried, `met` whether the last error is within `budget`.
+absl::StatusOr<std::vector<Precision>> ChooseMixedPlan(std::shared_ptr<const ModelSpec> spec,
+                                                       std::span<const float> calib_windows,
+                                                       std::span<const float> search_windows,
+                                                       const Int8Options& options, double budget,
+                                                       std::vector<PlanStep>* steps, bool* met);
+
+// The instruction set the runtimes built now use (quant::ActiveIsaName(): the most specific one
+// the CPU supports within QSIG_MAX_ISA and quant::SetMaxIsa), e.g. "avx512vnni" or "ref".
 const char* KernelIsa() noexcept;
 
 }  // namespace qsig::models

@@ -50,7 +50,4 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
-// `qsig serve`: runs until SIGINT/SIGTERM. Returns the process exit code.
-int RunServe(const config::Config& config);
-
 }  // namespace qsig::server

@@ -58,4 +58,8 @@ absl::StatusOr<ModelSpec> ImportTorchScript(const std::string& path,
 // True if this build can import TorchScript (LibTorch was found and QSIG_WITH_TORCH was ON).
 bool TorchScriptSupported() noexcept;
 
+// The name an importer gives a model read from `path` when ImportOptions::name is empty: the
+// file name without its directory and extension.
+std::string DefaultModelName(const std::string& path);
+
 }  // namespace qsig::models::io
