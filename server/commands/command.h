@@ -42,6 +42,7 @@ Command AddQuantizeCommand(CLI::App& app);  // quantize.cc
 Command AddBacktestCommand(CLI::App& app, std::string_view name);
 Command AddInspectCommand(CLI::App& app);  // inspect.cc
 Command AddExportCommand(CLI::App& app);   // export.cc
+Command AddHealthCommand(CLI::App& app);   // health.cc
 
 // The subcommands of `qsig-torch` (LibTorch), one file each.
 Command AddTrainCommand(CLI::App& app);        // train.cc

@@ -54,6 +54,7 @@ int main(int argc, char** argv) try {
       cmd::AddBacktestCommand(app, "replay"),  // Deprecated alias.
       cmd::AddExportCommand(app),
       cmd::AddInspectCommand(app),
+      cmd::AddHealthCommand(app),
   };
   // Listed for --help only: main() hands these over to qsig-torch before parsing.
   app.add_subcommand("train", "Train an MLP / LSTM / GRU with LibTorch (qsig train --help)");

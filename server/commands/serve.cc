@@ -1,5 +1,7 @@
 // `qsig serve`: runs the signal server until SIGINT / SIGTERM and prints its status every
 // console.status_interval_s seconds.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -9,6 +11,7 @@
 #include "command.h"
 #include "config_flags.h"
 #include "qsig/server/server.h"
+#include "run_file.h"
 #include "spdlog/spdlog.h"
 
 namespace qsig::commands {
@@ -44,6 +47,11 @@ int RunServe(const config::Config& config) {
       "reflection)\n  metrics  http://%s/metrics\n  feed     %s\n",
       srv.grpc_address().c_str(), srv.metrics_address().c_str(), feed.c_str());
   std::fflush(stdout);
+  // Where `qsig health` finds the addresses actually bound (ports may have been 0).
+  const long pid = static_cast<long>(::getpid());
+  if (std::string error; !WriteRunFile({pid, srv.grpc_address(), srv.metrics_address()}, &error)) {
+    spdlog::warn("qsig health will not find this server: {}", error);
+  }
   const double interval = config.console.status_interval_s;
   auto next = std::chrono::steady_clock::now() + std::chrono::duration<double>(interval);
   srv.Status();  // Start the first interval now.
@@ -65,6 +73,7 @@ int RunServe(const config::Config& config) {
     }
   }
   std::printf("qsig: shutting down\n");
+  RemoveRunFile(pid);
   srv.Stop();
   return 0;
 }
