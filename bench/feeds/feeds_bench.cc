@@ -15,7 +15,9 @@
 #include "internal/itch.h"
 #include "internal/mold.h"
 #include "internal/order_book.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feature_sink.h"
+#include "qsig/feeds/feed_processor.h"
+#include "qsig/feeds/simulator.h"
 
 namespace qsig::feeds {
 namespace {

@@ -10,8 +10,7 @@
 #include "absl/status/status.h"
 #include "internal/itch.h"
 #include "internal/str.h"
-#include "qsig/base/status_macros.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feed_processor.h"
 
 namespace qsig::feeds {
 
@@ -99,44 +98,48 @@ absl::StatusOr<Compiled> CompileOne(const FeatureSpec& spec, int index) {
   const std::string& k = spec.name;
   if (k == "ret" || k == "mid_return" || k == "micro_ret") {
     f.kind = k == "micro_ret" ? FeatureKind::kMicroRet : FeatureKind::kRet;
-    QSIG_RETURN_IF_ERROR(p.Int("horizon", 1, 1, kMaxHorizon, &f.n));
+    if (absl::Status st = p.Int("horizon", 1, 1, kMaxHorizon, &f.n); !st.ok()) return st;
     c.name = Cat(k == "micro_ret" ? "micro_ret_" : "ret_", f.n);
   } else if (k == "spread_bps") {
     f.kind = FeatureKind::kSpreadBps;
     c.name = k;
   } else if (k == "imbalance") {
     f.kind = FeatureKind::kImbalance;
-    QSIG_RETURN_IF_ERROR(p.Int("levels", 1, 1, kMaxLevels, &f.n));
+    if (absl::Status st = p.Int("levels", 1, 1, kMaxLevels, &f.n); !st.ok()) return st;
     c.name = Cat("imbalance_l", f.n);
   } else if (k == "book_pressure") {
     f.kind = FeatureKind::kBookPressure;
-    QSIG_RETURN_IF_ERROR(p.Int("levels", 5, 1, kMaxLevels, &f.n));
-    QSIG_RETURN_IF_ERROR(p.Real("decay", 0.5, 0.0, 1.0, true, &f.x));
+    if (absl::Status st = p.Int("levels", 5, 1, kMaxLevels, &f.n); !st.ok()) return st;
+    if (absl::Status st = p.Real("decay", 0.5, 0.0, 1.0, true, &f.x); !st.ok()) return st;
     c.name = Cat("book_pressure_l", f.n, f.x == 0.5 ? "" : "_d", f.x == 0.5 ? "" : Num(f.x));
   } else if (k == "trade_flow") {
     f.kind = FeatureKind::kTradeFlow;
-    QSIG_RETURN_IF_ERROR(p.Real("alpha", internal::kTradeFlowAlpha, 0.0, 1.0, true, &f.x));
+    if (absl::Status st = p.Real("alpha", internal::kTradeFlowAlpha, 0.0, 1.0, true, &f.x);
+        !st.ok())
+      return st;
     c.name = f.x == internal::kTradeFlowAlpha ? "trade_flow" : Cat("trade_flow_a", Num(f.x));
   } else if (k == "microprice_dev_bps") {
     f.kind = FeatureKind::kMicropriceDevBps;
     c.name = k;
   } else if (k == "realized_vol") {
     f.kind = FeatureKind::kRealizedVol;
-    QSIG_RETURN_IF_ERROR(p.Int("horizon", 50, 2, kMaxHorizon, &f.n));
+    if (absl::Status st = p.Int("horizon", 50, 2, kMaxHorizon, &f.n); !st.ok()) return st;
     c.name = Cat("realized_vol_", f.n);
   } else if (k == "time_since_trade_ms") {
     f.kind = FeatureKind::kTimeSinceTradeMs;
-    QSIG_RETURN_IF_ERROR(p.Real("cap_ms", 60'000, 0.0, 86'400'000, true, &f.x));
+    if (absl::Status st = p.Real("cap_ms", 60'000, 0.0, 86'400'000, true, &f.x); !st.ok())
+      return st;
     c.name = k;
   } else if (k == "arrival_rate") {
     f.kind = FeatureKind::kArrivalRate;
     double hl_ms = 0;
-    QSIG_RETURN_IF_ERROR(p.Real("halflife_ms", 100, 0.0, 3'600'000, true, &hl_ms));
+    if (absl::Status st = p.Real("halflife_ms", 100, 0.0, 3'600'000, true, &hl_ms); !st.ok())
+      return st;
     f.x = hl_ms * 1e6;  // ns
     c.name = Cat("arrival_rate_", Num(hl_ms), "ms");
   } else if (k == "log_depth") {
     f.kind = FeatureKind::kLogDepth;
-    QSIG_RETURN_IF_ERROR(p.Int("levels", 5, 1, kMaxLevels, &f.n));
+    if (absl::Status st = p.Int("levels", 5, 1, kMaxLevels, &f.n); !st.ok()) return st;
     c.name = Cat("log_depth_l", f.n);
   } else {
     std::string known;
@@ -144,7 +147,7 @@ absl::StatusOr<Compiled> CompileOne(const FeatureSpec& spec, int index) {
       known += (known.empty() ? "" : ", ") + info.name;
     return p.Error(Cat("unknown feature; known: ", known));
   }
-  QSIG_RETURN_IF_ERROR(p.Done());
+  if (absl::Status st = p.Done(); !st.ok()) return st;
   if (!spec.alias.empty()) c.name = spec.alias;
   return c;
 }
@@ -281,7 +284,9 @@ absl::StatusOr<std::vector<FeatureSpec>> ParseFeatureSpecs(std::string_view text
       if (item.back() != '}') {
         return absl::InvalidArgumentError(Cat("features[", i, "]: '", item, "' lacks '}'"));
       }
-      QSIG_RETURN_IF_ERROR(KeyValues(item.substr(1, item.size() - 2), ':', i, &spec, true));
+      if (absl::Status st = KeyValues(item.substr(1, item.size() - 2), ':', i, &spec, true);
+          !st.ok())
+        return st;
       if (spec.name.empty()) {
         return absl::InvalidArgumentError(Cat("features[", i, "]: '", item, "' has no name:"));
       }
@@ -299,8 +304,11 @@ absl::StatusOr<std::vector<FeatureSpec>> ParseFeatureSpecs(std::string_view text
           return absl::InvalidArgumentError(Cat("features[", i, "]: '", item, "' lacks ')'"));
         }
         spec.name = std::string(Trim(item.substr(0, open)));
-        QSIG_RETURN_IF_ERROR(
-            KeyValues(item.substr(open + 1, item.size() - open - 2), '=', i, &spec, false));
+        if (absl::Status st =
+                KeyValues(item.substr(open + 1, item.size() - open - 2), '=', i, &spec, false);
+            !st.ok()) {
+          return st;
+        }
       }
     }
     out.push_back(std::move(spec));

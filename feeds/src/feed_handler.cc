@@ -3,6 +3,8 @@
 // Arbitration needs no state of its own: both lines feed the same FeedProcessor, which applies
 // the first copy of each sequence number and counts the rest as duplicates. Retransmissions
 // arrive on the socket the requests leave from, and go through the same path.
+#include "qsig/feeds/feed_handler.h"
+
 #include <poll.h>
 
 #include <array>
@@ -12,11 +14,14 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "internal/counter.h"
 #include "internal/net.h"
 #include "internal/str.h"
-#include "qsig/base/counter.h"
 #include "qsig/feeds/clock.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feature_sink.h"
+#include "qsig/feeds/feed_processor.h"
+#include "qsig/feeds/replay.h"
+#include "qsig/feeds/udp_receiver.h"
 
 namespace qsig::feeds {
 

@@ -26,6 +26,8 @@
 // Book sanity: after each book change the instrument's book is checked in O(1) (crossed, a
 // resting price of 0 or above max_price at either end of a side, orders dropped on a full
 // table). While any holds, its vectors carry kFeatureFlagBookSuspect.
+#include "qsig/feeds/feed_processor.h"
+
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -34,14 +36,14 @@
 #include <memory>
 #include <vector>
 
+#include "internal/counter.h"
 #include "internal/endian.h"
 #include "internal/features.h"
 #include "internal/itch.h"
 #include "internal/mold.h"
 #include "internal/order_book.h"
-#include "qsig/base/counter.h"
 #include "qsig/feeds/clock.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feature_sink.h"
 
 namespace qsig::feeds {
 namespace {

@@ -1,4 +1,6 @@
 // ReplaySource: pcap captures and length-prefixed ITCH files into a FeedProcessor.
+#include "qsig/feeds/replay.h"
+
 #include <algorithm>
 #include <chrono>
 #include <memory>
@@ -7,13 +9,14 @@
 
 #include "absl/status/status.h"
 #include "internal/capture.h"
+#include "internal/counter.h"
 #include "internal/endian.h"
 #include "internal/itch.h"
 #include "internal/mold.h"
 #include "internal/str.h"
-#include "qsig/base/counter.h"
 #include "qsig/feeds/clock.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feature_sink.h"
+#include "qsig/feeds/feed_processor.h"
 
 namespace qsig::feeds {
 

@@ -1,6 +1,8 @@
 // SimPublisher: Simulator packets sent over UDP (Boost.Asio) at a steady rate from one thread,
 // on one or two lines with injected faults, with a MoldUDP64 retransmission server and optional
 // pcap / ITCH recording.
+#include "qsig/feeds/sim_publisher.h"
+
 #include <poll.h>
 
 #include <atomic>
@@ -22,7 +24,8 @@
 #include "internal/rng.h"
 #include "internal/str.h"
 #include "qsig/feeds/clock.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feed_processor.h"
+#include "qsig/feeds/simulator.h"
 
 namespace qsig::feeds {
 

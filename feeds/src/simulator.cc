@@ -11,6 +11,8 @@
 //    never more than rests and never the last order of a side; arbitrage flow lifts/hits
 //    quotes the fair value has moved through; occasional 'P' non-displayed trades.
 // The simulator keeps its own book so that every message it emits is valid.
+#include "qsig/feeds/simulator.h"
+
 #include <algorithm>
 #include <cmath>
 #include <deque>
@@ -22,7 +24,6 @@
 #include "internal/itch.h"
 #include "internal/mold.h"
 #include "internal/rng.h"
-#include "qsig/feeds/feed.h"
 
 namespace qsig::feeds {
 namespace {

@@ -3,6 +3,8 @@
 // Datagrams are read with recvmsg() so that the kernel's receive stamp (SO_TIMESTAMPNS, taken
 // when the packet entered the network stack) comes back in a control message; a socket that
 // refuses the option is stamped in user space and says so (ReceiveTime::kernel).
+#include "qsig/feeds/udp_receiver.h"
+
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -19,7 +21,6 @@
 #include "internal/net.h"
 #include "internal/str.h"
 #include "qsig/feeds/clock.h"
-#include "qsig/feeds/feed.h"
 
 namespace qsig::feeds {
 

@@ -13,9 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
-#include "qsig/base/status_macros.h"
 #include "qsig/models/model.h"
 #include "qsig/models/sha256.h"
+#include "qsig/models/status_macros.h"
 
 namespace qsig::models {
 namespace {

@@ -3,9 +3,9 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "qsig/base/status_macros.h"
 #include "qsig/models/evaluation.h"
 #include "qsig/models/model.h"
+#include "qsig/models/status_macros.h"
 
 namespace qsig::models {
 namespace {

@@ -1,12 +1,14 @@
 // `qsig features`: simulator (or capture) feature vectors with forward-return labels, the
-// training data, computed by the same code the server runs (feeds::WriteFeatureFile).
+// training data, computed by the same code the server runs (feeds::GenerateLabelledFeatures),
+// written in the feature file format (models/io) by server::WriteFeatureFile.
 #include <cstdio>
 #include <memory>
 #include <string>
 
 #include "command.h"
 #include "config_flags.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/replay.h"
+#include "qsig/server/feature_file.h"
 #include "qsig/server/feed_options.h"
 
 namespace qsig::commands {
@@ -14,23 +16,23 @@ namespace {
 
 struct FeaturesFlags {
   ConfigFlags config;
-  feeds::FeatureFileOptions file;
+  server::FeatureFileOptions file;
   std::string replay_pcap, replay_itch;
 };
 
 int RunFeatures(FeaturesFlags& f) {
   auto cfg = LoadConfigOrReport(f.config);
   if (!cfg) return kExitConfig;
-  feeds::FeatureFileOptions& fo = f.file;
-  fo.sim = server::SimulatorOptionsFromConfig(cfg->config.sim);
-  fo.feed = server::FeedProcessorOptionsFromConfig(cfg->config.feed, cfg->features);
+  server::FeatureFileOptions& fo = f.file;
+  fo.source.sim = server::SimulatorOptionsFromConfig(cfg->config.sim);
+  fo.source.feed = server::FeedProcessorOptionsFromConfig(cfg->config.feed, cfg->features);
   if (!f.replay_pcap.empty() || !f.replay_itch.empty()) {
     feeds::ReplayOptions r;
     r.format = f.replay_pcap.empty() ? feeds::ReplayFormat::kItch : feeds::ReplayFormat::kPcap;
     r.path = f.replay_pcap.empty() ? f.replay_itch : f.replay_pcap;
-    fo.replay = r;
+    fo.source.replay = r;
   }
-  if (auto st = feeds::WriteFeatureFile(fo); !st.ok()) return Fail("qsig", "features", st);
+  if (auto st = server::WriteFeatureFile(fo); !st.ok()) return Fail("qsig", "features", st);
   std::printf("qsig features: wrote %s%s%s\n", fo.output_csv.c_str(),
               fo.output_csv.empty() || fo.output_binary.empty() ? "" : " and ",
               fo.output_binary.c_str());
@@ -45,9 +47,9 @@ Command AddFeaturesCommand(CLI::App& app) {
       "features", "Write simulator feature vectors with forward-return labels (training data)");
   AddConfigFlags(sub, &f->config);
   sub->add_option("-o,--output", f->file.output_csv, "CSV file to write");
-  sub->add_option("--messages", f->file.messages, "ITCH messages to simulate")
+  sub->add_option("--messages", f->file.source.messages, "ITCH messages to simulate")
       ->capture_default_str();
-  sub->add_option("--horizon", f->file.horizon, "Label horizon in book updates")
+  sub->add_option("--horizon", f->file.source.horizon, "Label horizon in book updates")
       ->capture_default_str();
   sub->add_option("--binary", f->file.output_binary, "Also write the compact binary format here");
   sub->add_option("--replay-pcap", f->replay_pcap,

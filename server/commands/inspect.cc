@@ -10,10 +10,10 @@
 #include "absl/strings/str_join.h"
 #include "command.h"
 #include "nlohmann/json.hpp"
-#include "qsig/base/status_macros.h"
 #include "qsig/commands/model_commands.h"
 #include "qsig/models/io/artifact.h"
 #include "qsig/models/io/loader.h"
+#include "qsig/models/status_macros.h"
 #include "qsig/quant/calibration.h"
 
 namespace qsig::commands {

@@ -6,11 +6,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "command.h"
-#include "qsig/base/status_macros.h"
 #include "qsig/commands/model_commands.h"
 #include "qsig/models/io/artifact.h"
 #include "qsig/models/io/feature_table.h"
 #include "qsig/models/io/loader.h"
+#include "qsig/models/status_macros.h"
 #include "qsig/quant/calibration.h"
 #include "report.h"
 

@@ -7,7 +7,7 @@
 
 #include "command.h"
 #include "config_flags.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/sim_publisher.h"
 #include "qsig/server/feed_options.h"
 
 namespace qsig::commands {

@@ -8,7 +8,8 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feed_handler.h"
+#include "qsig/feeds/feed_processor.h"
 #include "server_core.h"
 
 namespace qsig::server {

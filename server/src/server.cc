@@ -6,7 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "qsig/feeds/clock.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feed_processor.h"
+#include "qsig/feeds/sim_publisher.h"
 #include "qsig/models/io/artifact.h"
 #include "qsig/models/io/loader.h"
 #include "server_core.h"

@@ -4,7 +4,8 @@
 
 #include "feed_test_util.h"
 #include "gtest/gtest.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feed_processor.h"
+#include "qsig/feeds/simulator.h"
 
 namespace qsig::feeds {
 namespace {

@@ -7,7 +7,7 @@
 #include "gtest/gtest.h"
 #include "internal/features.h"
 #include "internal/rng.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feed_processor.h"
 
 namespace qsig::feeds {
 namespace {

@@ -1,10 +1,11 @@
 // FeedProcessor: ITCH round trips, malformed input, MoldUDP64 gaps, duplicates and sessions.
+#include "qsig/feeds/feed_processor.h"
+
 #include <cmath>
 #include <random>
 
 #include "feed_test_util.h"
 #include "gtest/gtest.h"
-#include "qsig/feeds/feed.h"
 
 namespace qsig::feeds {
 namespace {

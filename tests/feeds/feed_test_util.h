@@ -8,7 +8,8 @@
 #include "internal/features.h"
 #include "internal/itch.h"
 #include "internal/mold.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feature_sink.h"
+#include "qsig/feeds/feed_processor.h"
 
 namespace qsig::feeds::testing {
 

@@ -11,7 +11,8 @@
 #include <cstring>
 #include <vector>
 
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feature_sink.h"
+#include "qsig/feeds/feed_processor.h"
 
 namespace qsig::feeds::testing {
 

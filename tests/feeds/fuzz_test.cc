@@ -7,7 +7,7 @@
 #include "fuzz_harness.h"
 #include "gtest/gtest.h"
 #include "internal/rng.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/simulator.h"
 
 namespace qsig::feeds {
 namespace {

@@ -6,7 +6,8 @@
 #include "gtest/gtest.h"
 #include "internal/endian.h"
 #include "internal/rng.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feed_processor.h"
+#include "qsig/feeds/simulator.h"
 
 namespace qsig::feeds {
 namespace {

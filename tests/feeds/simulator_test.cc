@@ -1,4 +1,6 @@
 // Simulator: determinism for a seed, and a stream the FeedProcessor accepts without complaint.
+#include "qsig/feeds/simulator.h"
+
 #include <cmath>
 #include <map>
 #include <memory>
@@ -8,7 +10,8 @@
 #include "feed_test_util.h"
 #include "gtest/gtest.h"
 #include "internal/endian.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feature_sink.h"
+#include "qsig/feeds/feed_processor.h"
 
 namespace qsig::feeds {
 namespace {

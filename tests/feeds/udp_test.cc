@@ -7,7 +7,10 @@
 
 #include "gtest/gtest.h"
 #include "qsig/feeds/clock.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feature_sink.h"
+#include "qsig/feeds/feed_processor.h"
+#include "qsig/feeds/sim_publisher.h"
+#include "qsig/feeds/udp_receiver.h"
 
 namespace qsig::feeds {
 namespace {

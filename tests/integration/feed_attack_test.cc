@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "process.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/simulator.h"
 #include "qsig/v1/signal.grpc.pb.h"
 
 namespace qsig::testing {

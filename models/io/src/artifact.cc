@@ -14,8 +14,8 @@
 #include "absl/strings/str_format.h"
 #include "artifact.pb.h"
 #include "internal/import_common.h"
-#include "qsig/base/status_macros.h"
 #include "qsig/models/sha256.h"
+#include "qsig/models/status_macros.h"
 #include "qsig/quant/calibration.h"
 
 #ifndef QSIG_BUILD_DESCRIBE

@@ -7,7 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "qsig/base/status_macros.h"
+#include "qsig/models/status_macros.h"
 #include "qsig/quant/isa.h"
 
 namespace qsig::models::io {

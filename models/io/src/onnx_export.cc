@@ -14,8 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "onnx/onnx_pb.h"  // Defines ONNX_API, then includes onnx-ml.pb.h (ONNX_ML).
-#include "qsig/base/status_macros.h"
 #include "qsig/models/io/artifact.h"
+#include "qsig/models/status_macros.h"
 #include "qsig/quant/quantize.h"
 
 namespace qsig::models::io {

@@ -10,8 +10,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "internal/import_common.h"
-#include "qsig/base/status_macros.h"
 #include "qsig/models/io/import.h"
+#include "qsig/models/status_macros.h"
 
 namespace qsig::models::io {
 namespace {

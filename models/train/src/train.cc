@@ -20,13 +20,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
-#include "qsig/base/status_macros.h"
 #include "qsig/models/evaluation.h"
 #include "qsig/models/io/feature_table.h"
 #include "qsig/models/io/import.h"
 #include "qsig/models/io/loader.h"
 #include "qsig/models/io/model_json.h"
 #include "qsig/models/model.h"
+#include "qsig/models/status_macros.h"
 #include "qsig/quant/calibration.h"
 
 namespace qsig::models::train {

@@ -9,7 +9,9 @@
 #include "absl/status/statusor.h"
 #include "qsig/config/config.h"
 #include "qsig/feeds/features.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/feed_processor.h"
+#include "qsig/feeds/sim_publisher.h"
+#include "qsig/feeds/simulator.h"
 
 namespace qsig::server {
 

@@ -1,4 +1,4 @@
-// Feature tables: the files `qsig features` writes (CSV or binary, qsig/base/feature_file.h),
+// Feature tables: the files `qsig features` writes (CSV or binary, qsig/models/io/feature_file.h),
 // read without feeds/ (models knows nothing of feeds), and the windows a model reads over it: a
 // recurrent model's window for a row is that row and the window()-1 rows before it of the same
 // locate, oldest first. Used by the model commands (server/commands) and by training
@@ -12,15 +12,13 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "qsig/base/feature_file.h"
+#include "qsig/models/io/feature_file.h"
 #include "qsig/models/model.h"
 
 namespace qsig::models::io {
 
-// A feature file read back (qsig/base/feature_file.h: the one reader and writer of the format).
-using FeatureTable = ::qsig::base::FeatureTable;
-// Reads a feature file, CSV or binary (told apart by its first bytes), up to `max_rows` rows.
-using ::qsig::base::ReadFeatureTable;
+// FeatureTable and ReadFeatureTable (CSV or binary, told apart by its first bytes) are in
+// qsig/models/io/feature_file.h, beside the writer.
 
 // For each model feature, its column in the table: by name when every model name is in the
 // header; otherwise by position when the counts match and the model's names are the import

@@ -1,4 +1,7 @@
-// WriteFeatureFile: header, row shape, and labels that match the mids they are defined by.
+// WriteFeatureFile (feeds' labelled rows in models/io's format): header, row shape, and labels
+// that match the mids they are defined by; the binary file read back with models/io's reader.
+#include "qsig/models/io/feature_file.h"
+
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -8,9 +11,10 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "qsig/feeds/feed.h"
+#include "qsig/feeds/simulator.h"
+#include "qsig/server/feature_file.h"
 
-namespace qsig::feeds {
+namespace qsig::server {
 namespace {
 
 std::vector<std::string> Split(const std::string& line) {
@@ -23,9 +27,9 @@ std::vector<std::string> Split(const std::string& line) {
 
 TEST(FeedFileTest, WritesHeaderRowsAndForwardLabels) {
   FeatureFileOptions o;
-  o.messages = 60'000;
-  o.horizon = 20;
-  o.feed.max_orders = 1 << 16;
+  o.source.messages = 60'000;
+  o.source.horizon = 20;
+  o.source.feed.max_orders = 1 << 16;
   o.output_csv = ::testing::TempDir() + "/qsig_feeds_features.csv";
   ASSERT_TRUE(WriteFeatureFile(o).ok());
 
@@ -48,7 +52,7 @@ TEST(FeedFileTest, WritesHeaderRowsAndForwardLabels) {
     const int locate = std::stoi(cells[0]);
     ASSERT_GE(locate, 1);
     ASSERT_LE(locate, 4);
-    EXPECT_EQ(cells[1], SimulatorOptions().instruments[static_cast<size_t>(locate - 1)]);
+    EXPECT_EQ(cells[1], feeds::SimulatorOptions().instruments[static_cast<size_t>(locate - 1)]);
     const uint64_t seq = std::stoull(cells[2]);
     EXPECT_GT(seq, last_seq) << "rows are in feed order";
     last_seq = seq;
@@ -76,7 +80,7 @@ TEST(FeedFileTest, WritesHeaderRowsAndForwardLabels) {
 
 TEST(FeedFileTest, BadPathIsAnErrorNamingThePath) {
   FeatureFileOptions o;
-  o.messages = 1000;
+  o.source.messages = 1000;
   o.output_csv = "/nonexistent-dir/qsig/features.csv";
   const absl::Status s = WriteFeatureFile(o);
   EXPECT_FALSE(s.ok());
@@ -86,25 +90,27 @@ TEST(FeedFileTest, BadPathIsAnErrorNamingThePath) {
 }
 
 }  // namespace
-}  // namespace qsig::feeds
+}  // namespace qsig::server
 
-namespace qsig::feeds {
+namespace qsig::server {
 namespace {
 
 TEST(FeedFileTest, BinaryFileMatchesCsvAndCarriesNamesFlagsAndSymbols) {
   const std::string base = ::testing::TempDir() + "/qsig_features_bin";
   FeatureFileOptions o;
-  o.messages = 20'000;
-  o.horizon = 5;
+  o.source.messages = 20'000;
+  o.source.horizon = 5;
   o.output_csv = base + ".csv";
   o.output_binary = base + ".bin";
-  o.feed.max_instruments = 8;
-  o.feed.max_orders = 1 << 16;
-  o.feed.features = *ParseFeatureSpecs("ret(horizon=10), imbalance(levels=3), realized_vol");
+  o.source.feed.max_instruments = 8;
+  o.source.feed.max_orders = 1 << 16;
+  o.source.feed.features =
+      *feeds::ParseFeatureSpecs("ret(horizon=10), imbalance(levels=3), realized_vol");
   ASSERT_TRUE(WriteFeatureFile(o).ok());
-  auto bin = ReadFeatureFile(o.output_binary);
+  auto bin = models::io::ReadFeatureBinary(o.output_binary);
   ASSERT_TRUE(bin.ok()) << bin.status();
-  EXPECT_EQ(bin->names, (std::vector<std::string>{"ret_10", "imbalance_l3", "realized_vol_50"}));
+  EXPECT_EQ(bin->feature_names,
+            (std::vector<std::string>{"ret_10", "imbalance_l3", "realized_vol_50"}));
   EXPECT_EQ(bin->horizon, 5);
   ASSERT_EQ(bin->symbols.size(), 4u);
   EXPECT_EQ(bin->symbols[0], (std::pair<uint16_t, std::string>{1, "AAPL"}));
@@ -116,19 +122,21 @@ TEST(FeedFileTest, BinaryFileMatchesCsvAndCarriesNamesFlagsAndSymbols) {
             "locate,symbol,msg_seq,exchange_ts_ns,mid,ret_10,imbalance_l3,realized_vol_50,label");
   size_t n = 0;
   while (std::getline(csv, line)) {
-    ASSERT_LT(n, bin->rows.size());
-    const FeatureFileRow& r = bin->rows[n++];
+    ASSERT_LT(n, bin->rows());
+    const size_t r = n++;
+    const float* values = bin->values.data() + r * bin->feature_names.size();
     char expect[512];
     std::snprintf(expect, sizeof expect, "%u,%s,%llu,%lld,%.4f,%.7g,%.7g,%.7g,%.6g",
-                  static_cast<unsigned>(r.fv.locate), bin->symbols[r.fv.locate - 1].second.c_str(),
-                  static_cast<unsigned long long>(r.fv.msg_seq),
-                  static_cast<long long>(r.fv.exchange_ts_ns), r.fv.mid_price, r.fv.values[0],
-                  r.fv.values[1], r.fv.values[2], static_cast<double>(r.label));
+                  static_cast<unsigned>(bin->locate[r]),
+                  bin->symbols[bin->locate[r] - 1].second.c_str(),
+                  static_cast<unsigned long long>(bin->msg_seq[r]),
+                  static_cast<long long>(bin->exchange_ts_ns[r]), bin->mid[r], values[0], values[1],
+                  values[2], static_cast<double>(bin->labels[r]));
     // The CSV label is printed from the double; the binary stores a float: compare the rest.
     const std::string want(expect);
     EXPECT_EQ(line.substr(0, line.rfind(',')), want.substr(0, want.rfind(','))) << n;
   }
-  EXPECT_EQ(n, bin->rows.size());
+  EXPECT_EQ(n, bin->rows());
   EXPECT_GT(n, 10'000u);
   std::remove(o.output_csv.c_str());
   std::remove(o.output_binary.c_str());
@@ -139,12 +147,12 @@ TEST(FeedFileTest, NeedsAnOutputAndAValidFeatureSet) {
   o.output_csv.clear();
   EXPECT_FALSE(WriteFeatureFile(o).ok());
   o.output_csv = ::testing::TempDir() + "/qsig_never.csv";
-  o.feed.features = {{"bogus"}};
+  o.source.feed.features = {{"bogus"}};
   auto st = WriteFeatureFile(o);
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.message().find("bogus"), std::string::npos);
-  EXPECT_FALSE(ReadFeatureFile("/nonexistent.bin").ok());
+  EXPECT_FALSE(models::io::ReadFeatureBinary("/nonexistent.bin").ok());
 }
 
 }  // namespace
-}  // namespace qsig::feeds
+}  // namespace qsig::server

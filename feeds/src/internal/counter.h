@@ -1,4 +1,4 @@
-// The single-writer counter idiom: a statistic one thread writes and any thread reads.
+// The single-writer counter idiom (feeds-internal): one thread writes a statistic, any reads.
 //
 // Bump() is a relaxed load + store rather than fetch_add: with a single writer no update can be
 // lost, and it avoids the locked read-modify-write on the hot path. Readers load() with any
@@ -9,11 +9,11 @@
 #include <atomic>
 #include <cstdint>
 
-namespace qsig {
+namespace qsig::feeds {
 
 // Adds `n` to a counter only the calling thread writes.
 inline void Bump(std::atomic<uint64_t>& counter, uint64_t n = 1) noexcept {
   counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
-}  // namespace qsig
+}  // namespace qsig::feeds

@@ -1,5 +1,5 @@
-// The feature file format (qsig/base/feature_file.h): writer and both readers.
-#include "qsig/base/feature_file.h"
+// The feature file format (qsig/models/io/feature_file.h): writer and both readers.
+#include "qsig/models/io/feature_file.h"
 
 #include <algorithm>
 #include <bit>
@@ -14,7 +14,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 
-namespace qsig::base {
+namespace qsig::models::io {
 namespace {
 
 constexpr char kMagic[8] = {'Q', 'S', 'I', 'G', 'F', 'E', 'A', 'T'};
@@ -308,4 +308,4 @@ absl::StatusOr<FeatureTable> ReadFeatureTable(const std::string& path, size_t ma
   return ReadFeatureCsv(path, max_rows);
 }
 
-}  // namespace qsig::base
+}  // namespace qsig::models::io

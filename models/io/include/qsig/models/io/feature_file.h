@@ -1,7 +1,7 @@
-// The feature file: the one contract between `qsig features` (feeds/ writes it) and everything
-// that reads it (models/io's feature tables, the model commands, training), read and written
-// here so that no two copies of the format can drift. feeds and models know nothing of each
-// other; both use this.
+// The feature file: the one contract between `qsig features` (server/commands writes the rows
+// feeds::GenerateLabelledFeatures produces) and everything that reads it (models/io's feature
+// tables, the model commands, training), read and written here so that no two copies of the
+// format can drift.
 //
 // CSV: header `locate,symbol,msg_seq,exchange_ts_ns,mid,<feature names...>,label`; one row per
 // feature vector; label empty or non-numeric = none (NaN).
@@ -27,7 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-namespace qsig::base {
+namespace qsig::models::io {
 
 // One row as written.
 struct FeatureRecord {
@@ -92,4 +92,4 @@ absl::StatusOr<FeatureTable> ReadFeatureBinary(
 absl::StatusOr<FeatureTable> ReadFeatureTable(const std::string& path,
                                               size_t max_rows = std::numeric_limits<size_t>::max());
 
-}  // namespace qsig::base
+}  // namespace qsig::models::io
