@@ -14,16 +14,16 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "qsig/v1/signal.grpc.pb.h"
-#include "server_core.h"
+#include "server_state.h"
 #include "spdlog/spdlog.h"
 
 namespace qsig::server {
 namespace {
 
-void ToProto(const Core& core, const SignalRecord& r, v1::Signal* s) {
-  s->set_instrument(core.symbols->Get(r.locate));
+void ToProto(const ServerState& state, const SignalRecord& r, v1::Signal* s) {
+  s->set_instrument(state.symbols->Get(r.locate));
   s->set_locate(r.locate);
-  s->set_model(core.slots[r.model]->name());
+  s->set_model(state.slots[r.model]->name());
   s->set_value(std::isfinite(r.value) ? r.value : 0.0);
   s->set_sequence(r.sequence);
   s->set_exchange_ts_ns(r.exchange_ts_ns);
@@ -46,9 +46,9 @@ bool WellFormedSymbol(const std::string& s) {
 }
 
 // The filter a SubscribeRequest asks for, or the status that refuses it.
-grpc::Status BuildFilter(const Core& core, const v1::SubscribeRequest& req,
+grpc::Status BuildFilter(const ServerState& state, const v1::SubscribeRequest& req,
                          SubscriptionFilter* out) {
-  const int cap = core.config.grpc.max_instruments_per_subscription;
+  const int cap = state.config.grpc.max_instruments_per_subscription;
   if (req.instruments_size() > cap) {
     return grpc::Status(
         grpc::StatusCode::INVALID_ARGUMENT,
@@ -58,12 +58,12 @@ grpc::Status BuildFilter(const Core& core, const v1::SubscribeRequest& req,
   // Known symbols: those the feed has published and, with the built-in simulator, its universe.
   std::unordered_set<uint64_t> known;
   if (req.instruments_size() > 0) {
-    for (int l = 0; l < core.symbols->size(); ++l) {
-      const uint64_t w = core.symbols->Word(static_cast<uint16_t>(l));
+    for (int l = 0; l < state.symbols->size(); ++l) {
+      const uint64_t w = state.symbols->Word(static_cast<uint16_t>(l));
       if (w != 0) known.insert(w);
     }
-    if (core.config.feed.source == "sim") {
-      for (const auto& s : core.config.sim.instruments) known.insert(SymbolTable::Pack(s));
+    if (state.config.feed.source == "sim") {
+      for (const auto& s : state.config.sim.instruments) known.insert(SymbolTable::Pack(s));
     }
   }
   out->symbols.clear();
@@ -84,13 +84,13 @@ grpc::Status BuildFilter(const Core& core, const v1::SubscribeRequest& req,
   }
   out->models.clear();
   for (const auto& name : req.models()) {
-    const int m = core.ModelIndex(name);
+    const int m = state.ModelIndex(name);
     if (m < 0) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND, absl::StrCat("unknown model '", name, "'"));
     }
     out->models.push_back(static_cast<uint16_t>(m));
   }
-  out->n_models = static_cast<int>(core.slots.size());
+  out->n_models = static_cast<int>(state.slots.size());
   return grpc::Status::OK;
 }
 
@@ -113,13 +113,13 @@ class SignalStream final : public grpc::ServerWriteReactor<Msg>, public Subscrib
   // Signals per message: bounded so that a message stays far below gRPC's default 4 MB limit.
   static constexpr size_t kMaxPerMessage = kBatch ? 4096 : 1;
 
-  SignalStream(Core* core, std::atomic<int>* open) : core_(core), open_(open) {
+  SignalStream(ServerState* state, std::atomic<int>* open) : state_(state), open_(open) {
     records_.resize(kMaxPerMessage);
   }
 
   void Start(SubscriptionFilter filter) {
-    sub_ = core_->bus->Subscribe(std::move(filter),
-                                 static_cast<size_t>(core_->config.grpc.subscriber_queue), this);
+    sub_ = state_->bus->Subscribe(std::move(filter),
+                                  static_cast<size_t>(state_->config.grpc.subscriber_queue), this);
   }
 
   bool StartNextWrite(Subscriber& from) noexcept override {
@@ -127,11 +127,11 @@ class SignalStream final : public grpc::ServerWriteReactor<Msg>, public Subscrib
     if (n == 0) return false;
     if constexpr (kBatch) {
       msg_.clear_signals();  // Keeps the elements' memory for reuse.
-      for (size_t i = 0; i < n; ++i) ToProto(*core_, records_[i], msg_.add_signals());
+      for (size_t i = 0; i < n; ++i) ToProto(*state_, records_[i], msg_.add_signals());
     } else {
-      ToProto(*core_, records_[0], &msg_);
+      ToProto(*state_, records_[0], &msg_);
     }
-    DeliveryCounters& c = core_->bus->counters();
+    DeliveryCounters& c = state_->bus->counters();
     constexpr int kRpc = kBatch ? DeliveryCounters::kSubscribeBatch : DeliveryCounters::kSubscribe;
     c.messages[kRpc].fetch_add(1, std::memory_order_relaxed);
     c.signals[kRpc].fetch_add(n, std::memory_order_relaxed);
@@ -150,13 +150,13 @@ class SignalStream final : public grpc::ServerWriteReactor<Msg>, public Subscrib
     keep->Close();
   }
   void OnDone() override {
-    core_->bus->Unsubscribe(sub_);
+    state_->bus->Unsubscribe(sub_);
     open_->fetch_sub(1, std::memory_order_relaxed);
     delete this;
   }
 
  private:
-  Core* core_;
+  ServerState* state_;
   std::atomic<int>* open_;
   std::shared_ptr<Subscriber> sub_;
   std::vector<SignalRecord> records_;
@@ -169,7 +169,7 @@ class SignalServiceImpl final
     : public v1::SignalService::WithCallbackMethod_Subscribe<
           v1::SignalService::WithCallbackMethod_SubscribeBatch<v1::SignalService::Service>> {
  public:
-  explicit SignalServiceImpl(Core* core) : core_(core) {}
+  explicit SignalServiceImpl(ServerState* state) : state_(state) {}
 
   grpc::ServerWriteReactor<v1::Signal>* Subscribe(grpc::CallbackServerContext*,
                                                   const v1::SubscribeRequest* req) override {
@@ -183,7 +183,7 @@ class SignalServiceImpl final
 
   grpc::Status GetLatest(grpc::ServerContext*, const v1::GetLatestRequest* req,
                          v1::GetLatestResponse* resp) override {
-    const int cap = core_->config.grpc.max_instruments_per_subscription;
+    const int cap = state_->config.grpc.max_instruments_per_subscription;
     if (req->instruments_size() > cap) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat(req->instruments_size(), " instruments requested; at most ",
@@ -192,12 +192,12 @@ class SignalServiceImpl final
     std::unordered_set<uint64_t> wanted;
     for (const auto& name : req->instruments()) wanted.insert(SymbolTable::Pack(name));
     SignalRecord r;
-    for (int loc = 0; loc <= core_->max_locate; ++loc) {
+    for (int loc = 0; loc <= state_->max_locate; ++loc) {
       const uint16_t locate = static_cast<uint16_t>(loc);
-      if (!wanted.empty() && !wanted.contains(core_->symbols->Word(locate))) continue;
-      for (size_t m = 0; m < core_->slots.size(); ++m) {
-        if (core_->WorkerFor(locate).latest(locate, m).Load(&r)) {
-          ToProto(*core_, r, resp->add_signals());
+      if (!wanted.empty() && !wanted.contains(state_->symbols->Word(locate))) continue;
+      for (size_t m = 0; m < state_->slots.size(); ++m) {
+        if (state_->WorkerFor(locate).latest(locate, m).Load(&r)) {
+          ToProto(*state_, r, resp->add_signals());
         }
       }
     }
@@ -206,12 +206,12 @@ class SignalServiceImpl final
 
   grpc::Status Predict(grpc::ServerContext*, const v1::PredictRequest* req,
                        v1::PredictResponse* resp) override {
-    const int m = req->model().empty() ? 0 : core_->ModelIndex(req->model());
+    const int m = req->model().empty() ? 0 : state_->ModelIndex(req->model());
     if (m < 0) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           absl::StrCat("unknown model '", req->model(), "'"));
     }
-    const ModelSlot& slot = *core_->slots[m];
+    const ModelSlot& slot = *state_->slots[m];
     const std::shared_ptr<const Installed> cur = slot.Acquire();  // One consistent bundle.
     const size_t in = static_cast<size_t>(cur->spec->input_size);
     const size_t w = static_cast<size_t>(cur->spec->window);
@@ -251,8 +251,8 @@ class SignalServiceImpl final
  private:
   template <typename Msg>
   grpc::ServerWriteReactor<Msg>* Open(const v1::SubscribeRequest& req) {
-    DeliveryCounters& c = core_->bus->counters();
-    const int max = core_->config.grpc.max_streams;
+    DeliveryCounters& c = state_->bus->counters();
+    const int max = state_->config.grpc.max_streams;
     if (open_.fetch_add(1, std::memory_order_relaxed) >= max) {
       open_.fetch_sub(1, std::memory_order_relaxed);
       c.rejected_max_streams.fetch_add(1, std::memory_order_relaxed);
@@ -261,33 +261,33 @@ class SignalServiceImpl final
                        absl::StrCat(max, " signal streams are open (grpc.max_streams)")));
     }
     SubscriptionFilter filter;
-    if (grpc::Status st = BuildFilter(*core_, req, &filter); !st.ok()) {
+    if (grpc::Status st = BuildFilter(*state_, req, &filter); !st.ok()) {
       open_.fetch_sub(1, std::memory_order_relaxed);
       (st.error_code() == grpc::StatusCode::NOT_FOUND ? c.rejected_not_found
                                                       : c.rejected_invalid_argument)
           .fetch_add(1, std::memory_order_relaxed);
       return new RejectedStream<Msg>(std::move(st));
     }
-    auto* stream = new SignalStream<Msg>(core_, &open_);
+    auto* stream = new SignalStream<Msg>(state_, &open_);
     stream->Start(std::move(filter));
     return stream;
   }
 
-  Core* core_;
+  ServerState* state_;
   std::atomic<int> open_{0};  // Subscribe + SubscribeBatch streams.
 };
 
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
-  explicit AdminServiceImpl(Core* core) : core_(core) {}
+  explicit AdminServiceImpl(ServerState* state) : state_(state) {}
 
   grpc::Status Recalibrate(grpc::ServerContext*, const v1::RecalibrateRequest* req,
                            v1::RecalibrateResponse* resp) override {
     std::vector<size_t> targets;
     if (req->model().empty()) {
-      for (size_t i = 0; i < core_->slots.size(); ++i) targets.push_back(i);
+      for (size_t i = 0; i < state_->slots.size(); ++i) targets.push_back(i);
     } else {
-      const int m = core_->ModelIndex(req->model());
+      const int m = state_->ModelIndex(req->model());
       if (m < 0) {
         return grpc::Status(grpc::StatusCode::NOT_FOUND,
                             absl::StrCat("unknown model '", req->model(), "'"));
@@ -296,7 +296,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     }
     std::string failures;
     for (size_t m : targets) {
-      const CalibrationReport r = core_->Recalibrate(m, req->max_samples());
+      const CalibrationReport r = state_->Recalibrate(m, req->max_samples());
       spdlog::info("recalibrate {}: {} ({} samples, version {}, rel RMSE {:.4f})", r.model,
                    r.message, r.samples, r.version,
                    r.fp32_rms > 0 ? r.validation_rmse / r.fp32_rms : 0.0);
@@ -319,12 +319,12 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 
   grpc::Status ReloadModel(grpc::ServerContext*, const v1::ReloadModelRequest* req,
                            v1::ReloadModelResponse* resp) override {
-    const int m = core_->ModelIndex(req->model());
+    const int m = state_->ModelIndex(req->model());
     if (m < 0) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           absl::StrCat("unknown model '", req->model(), "'"));
     }
-    auto r = core_->Reload(static_cast<size_t>(m), req->path());
+    auto r = state_->Reload(static_cast<size_t>(m), req->path());
     if (!r.ok()) {
       spdlog::error("{}", std::string(r.status().message()));
       const auto code = r.status().code() == absl::StatusCode::kNotFound
@@ -341,7 +341,7 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   }
 
  private:
-  Core* core_;
+  ServerState* state_;
 };
 
 // Credentials for the listening port. Insecure today; TLS/mTLS (issue 11) plugs in here.
@@ -351,7 +351,7 @@ std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const config::Config&
 
 class GrpcFrontendImpl final : public GrpcFrontend {
  public:
-  explicit GrpcFrontendImpl(Core* core) : core_(core), signals_(core), admin_(core) {}
+  explicit GrpcFrontendImpl(ServerState* state) : state_(state), signals_(state), admin_(state) {}
 
   absl::Status Start(const config::Config& config) {
     const std::string& listen = config.grpc.listen;
@@ -383,7 +383,7 @@ class GrpcFrontendImpl final : public GrpcFrontend {
   void Shutdown() override {
     if (server_) {
       // Idle streams end with OK now; a write a client never reads is cancelled at the deadline.
-      core_->bus->CloseAll();
+      state_->bus->CloseAll();
       server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
       server_->Wait();
       server_.reset();
@@ -395,7 +395,7 @@ class GrpcFrontendImpl final : public GrpcFrontend {
  private:
   static constexpr int kMaxSyncThreads = 32;
 
-  Core* core_;
+  ServerState* state_;
   SignalServiceImpl signals_;
   AdminServiceImpl admin_;
   std::unique_ptr<grpc::Server> server_;
@@ -405,11 +405,11 @@ class GrpcFrontendImpl final : public GrpcFrontend {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<GrpcFrontend>> StartGrpc(Core* core) {
-  auto fe = std::make_unique<GrpcFrontendImpl>(core);
+absl::StatusOr<std::unique_ptr<GrpcFrontend>> StartGrpc(ServerState* state) {
+  auto fe = std::make_unique<GrpcFrontendImpl>(state);
   // The publisher thread starts after the front end (Server::Start).
-  core->bus->set_publisher_spin_us(core->config.grpc.publisher_spin_us);
-  if (auto st = fe->Start(core->config); !st.ok()) return st;
+  state->bus->set_publisher_spin_us(state->config.grpc.publisher_spin_us);
+  if (auto st = fe->Start(state->config); !st.ok()) return st;
   return std::unique_ptr<GrpcFrontend>(std::move(fe));
 }
 

@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "qsig/feeds/feed_handler.h"
 #include "qsig/feeds/feed_processor.h"
-#include "server_core.h"
+#include "server_state.h"
 
 namespace qsig::server {
 namespace {
@@ -59,10 +59,10 @@ void AddHistogram(MetricFamily* f, std::vector<ClientMetric::Label> labels,
 
 class QsigCollector final : public prometheus::Collectable {
  public:
-  explicit QsigCollector(ServerState* core) : core_(core) {}
+  explicit QsigCollector(ServerState* state) : state_(state) {}
 
   std::vector<MetricFamily> Collect() const override {
-    const ServerState& c = *core_;
+    const ServerState& c = *state_;
     std::vector<MetricFamily> out;
 
     // Latency.
@@ -425,7 +425,7 @@ class QsigCollector final : public prometheus::Collectable {
   }
 
  private:
-  ServerState* core_;
+  ServerState* state_;
 };
 
 class MetricsExporterImpl final : public MetricsExporter {
@@ -448,8 +448,8 @@ class MetricsExporterImpl final : public MetricsExporter {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(ServerState* core) {
-  const std::string& listen = core->config.metrics.listen;
+absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(ServerState* state) {
+  const std::string& listen = state->config.metrics.listen;
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
     exposer = std::make_unique<prometheus::Exposer>(listen, 2);
@@ -458,7 +458,7 @@ absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(ServerState* core)
         absl::StrCat("metrics.listen: cannot listen on ", listen, ": ", e.what()));
   }
   return std::unique_ptr<MetricsExporter>(
-      new MetricsExporterImpl(std::move(exposer), std::make_shared<QsigCollector>(core),
+      new MetricsExporterImpl(std::move(exposer), std::make_shared<QsigCollector>(state),
                               listen.substr(0, listen.rfind(':'))));
 }
 

@@ -88,9 +88,6 @@ struct ServerState {
   absl::StatusOr<ReloadResult> Reload(size_t model, const std::string& path);
 };
 
-// Transitional alias for the files not yet renamed (grpc_services.cc, server.cc).
-using Core = ServerState;
-
 // gRPC front end (grpc_services.cc).
 class GrpcFrontend {
  public:
@@ -98,7 +95,7 @@ class GrpcFrontend {
   virtual std::string address() const = 0;
   virtual void Shutdown() = 0;
 };
-absl::StatusOr<std::unique_ptr<GrpcFrontend>> StartGrpc(ServerState* core);
+absl::StatusOr<std::unique_ptr<GrpcFrontend>> StartGrpc(ServerState* state);
 
 // Prometheus exposition (metrics_exporter.cc).
 class MetricsExporter {
@@ -106,6 +103,6 @@ class MetricsExporter {
   virtual ~MetricsExporter() = default;
   virtual std::string address() const = 0;
 };
-absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(ServerState* core);
+absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(ServerState* state);
 
 }  // namespace qsig::server

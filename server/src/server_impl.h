@@ -1,0 +1,42 @@
+// Server::Impl, shared by the server's units: startup and stop (server.cc), model installation
+// and the calibration loop (calibration.cc), drift checks (drift_checks.cc), the recalibration
+// schedule (schedule.cc) and status (status.cc). Internal to server/.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "latency_histogram.h"
+#include "qsig/feeds/sim_publisher.h"
+#include "qsig/server/server.h"
+#include "server_state.h"
+
+namespace qsig::server {
+
+// What a running Server owns: its state, the embedded simulator, the gRPC front end, the metrics
+// exporter and the calibration thread (which also runs the drift checks and the schedule).
+struct Server::Impl {
+  ServerState state;
+  std::unique_ptr<feeds::SimPublisher> sim;
+  std::unique_ptr<GrpcFrontend> grpc;
+  std::unique_ptr<MetricsExporter> metrics;
+  std::thread calibration_thread;
+  std::atomic<bool> calibration_running{false};
+  // Status deltas.
+  std::chrono::steady_clock::time_point last_status = std::chrono::steady_clock::now();
+  LatencyHistogram::Snapshot last_tick, last_feed;
+  uint64_t last_messages = 0;
+  double last_sq_err = 0, last_sq_ref = 0;
+  bool started = false;
+
+  void CalibrationLoop();
+  void EvaluateDrift(std::vector<std::pair<double, double>>* last_sums);
+  void RunSchedule(int64_t* last_day);
+};
+
+}  // namespace qsig::server
