@@ -13,7 +13,10 @@ namespace qsig::models::internal {
 namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-constexpr size_t kHeader = 16;  // floats: one cache line holding the tick counter
+// Floats: one cache line holding the tick counter and (window mode) the prefix tag: the tick
+// count the next PushTick will reach if the precomputed prefix is valid for it, 0 for none.
+constexpr size_t kHeader = 16;
+constexpr size_t kTagOffset = 2;  // floats: after the 64-bit counter
 
 uint64_t LoadCount(const float* state) noexcept {
   uint64_t c;
@@ -21,6 +24,12 @@ uint64_t LoadCount(const float* state) noexcept {
   return c;
 }
 void StoreCount(float* state, uint64_t c) noexcept { std::memcpy(state, &c, sizeof c); }
+uint64_t LoadTag(const float* state) noexcept {
+  uint64_t t;
+  std::memcpy(&t, state + kTagOffset, sizeof t);
+  return t;
+}
+void StoreTag(float* state, uint64_t t) noexcept { std::memcpy(state + kTagOffset, &t, sizeof t); }
 
 }  // namespace
 
@@ -131,6 +140,7 @@ Runtime::Runtime(std::shared_ptr<const ModelSpec> spec, std::vector<RnnLayer> rn
   l1_ = lb_[0];
   ws_floats_ = l1_.total;
   g0_pad_ = rnn_.empty() ? 0 : rnn_[0].gates_pad;
+  prefix_off_ = kHeader + static_cast<size_t>(s.window) * static_cast<size_t>(g0_pad_);
   size_t b = 0;
   for (const RnnLayer& r : rnn_) {
     b += r.ih.bytes() + r.hh.bytes() + static_cast<size_t>(r.gates) * sizeof(float);
@@ -362,10 +372,7 @@ float Runtime::Run(std::span<const float> window, float* ws) const noexcept {
 
 size_t Runtime::state_floats(Mode mode) const noexcept {
   if (rnn_.empty()) return kHeader;
-  if (mode == Mode::kWindow) {
-    return kHeader + static_cast<size_t>(spec_->window) * static_cast<size_t>(g0_pad_);
-  }
-  size_t n = kHeader;
+  size_t n = mode == Mode::kWindow ? prefix_off_ : kHeader;
   for (const RnnLayer& r : rnn_) n += 2 * Pad16(static_cast<size_t>(r.hidden));
   return n;
 }
@@ -395,6 +402,19 @@ float Runtime::PushTick(std::span<const float> tick, float* state, float* ws) co
   const size_t gp = static_cast<size_t>(g0_pad_);
   Project0(tick.data(), ws, l, ring + ((count - 1) % window) * gp, hooks);
   if (count < window) return kNaN;
+  if (LoadTag(state) == count) {
+    // Precomputed: h and c after the window's first window() - 1 steps; one step remains.
+    const float* pre = state + prefix_off_;
+    for (size_t i = 0; i < rnn_.size(); ++i) {
+      const size_t hp = Pad16(static_cast<size_t>(rnn_[i].hidden));
+      std::memcpy(ws + l.h[i], pre, hp * sizeof(float));
+      std::memcpy(ws + l.c[i], pre + hp, hp * sizeof(float));
+      pre += 2 * hp;
+    }
+    StepLayers(ring + ((count - 1) % window) * gp, window == 1, ws, l, hooks);
+    Head(1, ws + l.h.back(), 0, ws, l, &out, hooks);
+    return out;
+  }
   for (size_t i = 0; i < rnn_.size(); ++i) {
     const size_t hp = Pad16(static_cast<size_t>(rnn_[i].hidden));
     std::memset(ws + l.h[i], 0, hp * sizeof(float));
@@ -415,6 +435,54 @@ float Runtime::PushTick(std::span<const float> tick, float* state, float* ws) co
   }
   Head(1, ws + l.h.back(), 0, ws, l, &out, hooks);
   return out;
+}
+
+bool Runtime::WindowPrecomputed(const float* state) const noexcept {
+  return state != nullptr && !rnn_.empty() && LoadTag(state) == LoadCount(state) + 1;
+}
+
+bool Runtime::PrecomputeWindow(float* state, float* ws) const noexcept {
+  if (state == nullptr || ws == nullptr || rnn_.empty()) return false;
+  const uint64_t count = LoadCount(state);
+  const uint64_t window = static_cast<uint64_t>(spec_->window);
+  // The next window is ticks count - window + 1 .. count (from 0); its first window - 1 ticks
+  // (all but the one to come) are in the ring.
+  if (count + 1 < window || LoadTag(state) == count + 1) return false;
+  const Layout& l = l1_;
+  NoHooks hooks;
+  const float* ring = state + kHeader;
+  const size_t gp = static_cast<size_t>(g0_pad_);
+  const uint64_t first = count + 1 - window;
+  const int steps = static_cast<int>(window) - 1;
+  for (size_t i = 0; i < rnn_.size(); ++i) {
+    const size_t hp = Pad16(static_cast<size_t>(rnn_[i].hidden));
+    std::memset(ws + l.h[i], 0, hp * sizeof(float));
+    std::memset(ws + l.c[i], 0, hp * sizeof(float));
+  }
+  // The same schedule as PushTick's full window, stopped one step early: layer-major blocks
+  // for stacked layers (bit-identical to time-major for INT8), time-major for one layer.
+  if (rnn_.size() > 1) {
+    WindowLayerMajor(
+        steps,
+        [&](int t) {
+          return static_cast<const float*>(ring +
+                                           ((first + static_cast<uint64_t>(t)) % window) * gp);
+        },
+        ws, l);
+  } else {
+    for (int t = 0; t < steps; ++t) {
+      StepLayers(ring + ((first + static_cast<uint64_t>(t)) % window) * gp, t == 0, ws, l, hooks);
+    }
+  }
+  float* pre = state + prefix_off_;
+  for (size_t i = 0; i < rnn_.size(); ++i) {
+    const size_t hp = Pad16(static_cast<size_t>(rnn_[i].hidden));
+    std::memcpy(pre, ws + l.h[i], hp * sizeof(float));
+    std::memcpy(pre + hp, ws + l.c[i], hp * sizeof(float));
+    pre += 2 * hp;
+  }
+  StoreTag(state, count + 1);
+  return true;
 }
 
 float Runtime::Step(std::span<const float> tick, float* state, float* ws) const noexcept {

@@ -136,6 +136,8 @@ class Runtime final : public Model {
   size_t state_floats(Mode mode) const noexcept override;
   void ResetState(Mode mode, float* state) const noexcept override;
   float PushTick(std::span<const float> tick, float* state, float* ws) const noexcept override;
+  bool PrecomputeWindow(float* state, float* ws) const noexcept override;
+  bool WindowPrecomputed(const float* state) const noexcept override;
   float Step(std::span<const float> tick, float* state, float* ws) const noexcept override;
   void StepBatch(int n, const float* ticks, float* const* states, float* ws,
                  float* out) const noexcept override;
@@ -204,6 +206,10 @@ class Runtime final : public Model {
   size_t ws_floats_ = 0;
   size_t weight_bytes_ = 0;
   int g0_pad_ = 0;  // layer 0's gates_pad (window ring stride)
+  // Window-mode state: header (tick count, prefix tag), the ring of window() first-layer
+  // projections, then the precomputed prefix (per layer h then c, Pad16(hidden) each) at
+  // prefix_off_.
+  size_t prefix_off_ = 0;
 };
 
 }  // namespace qsig::models::internal
