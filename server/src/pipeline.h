@@ -175,7 +175,7 @@ class Worker {
   std::vector<float> state_;
   size_t state_stride_ = 0;
   std::vector<uint64_t> state_version_;
-  std::vector<models::Mode> mode_;  // Per model.
+  std::vector<models::Mode> mode_;   // Per model.
   std::vector<uint8_t> precompute_;  // Per model: models[i].precompute (window mode only).
   // Keys (instrument * n_models + model) whose prefix is still to precompute, FIFO; each key at
   // most once (pending_flag_), so a ring of one slot per key never overflows.

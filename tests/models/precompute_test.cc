@@ -1,13 +1,18 @@
 // Precomputed sliding windows (Model::PrecomputeWindow): after a tick, the next window's first
 // window() - 1 steps are run ahead of time; the next PushTick then runs one step per layer and
 // the head. Its output must equal the full window bit for bit (INT8 and FP32: the prefix runs
-// the same schedule as the full window, stopped one step early, and the last step is the same
-// n = 1 kernel call), for LSTM and GRU with 1-3 layers; a missing prefix (a burst) falls back to
-// the full window; a reset (what the server does on a model swap) invalidates the prefix.
+// the same schedule as the full window, stopped one step early), for LSTM and GRU with 1-3
+// layers; a missing prefix (a burst) falls back to the full window; a reset (what the server
+// does on a model swap) invalidates the prefix. One exception: the last step of a stacked FP32
+// window projects layer l > 0's input as one vector of a time-block GEMM, the precomputed path
+// as a single vector; the ref and 256-bit kernels sum each vector alike for any batch, the
+// AVX-512 FP32 kernel does not (n = 1 has its own kernel), so there FP32 with >= 2 layers is
+// compared within float rounding (the server's FP32 shadow runs the stateless Run() anyway).
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <memory>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -77,6 +82,7 @@ TEST_P(Precompute, OneStepFromThePrefixEqualsTheFullWindowBitForBit) {
   Session plain(m, Mode::kWindow), pre(m, Mode::kWindow);
   std::vector<float> ws(m->workspace_floats());
   int hits = 0, misses = 0;
+  const bool exact = int8 || layers == 1 || std::string(KernelIsa()) != "avx512vnni";
   for (int t = 0; t < n; ++t) {
     SCOPED_TRACE(t);
     const std::span<const float> tick(ticks.data() + static_cast<size_t>(t) * kIn, kIn);
@@ -88,7 +94,11 @@ TEST_P(Precompute, OneStepFromThePrefixEqualsTheFullWindowBitForBit) {
       EXPECT_FALSE(ready);
     } else {
       ASSERT_TRUE(std::isfinite(y_plain));
-      EXPECT_EQ(y_pre, y_plain) << (ready ? "hit" : "miss");
+      if (exact) {
+        EXPECT_EQ(y_pre, y_plain) << (ready ? "hit" : "miss");
+      } else {
+        EXPECT_NEAR(y_pre, y_plain, 1e-5f * (1 + std::fabs(y_plain)));
+      }
       const float* w0 = ticks.data() + static_cast<size_t>(t + 1 - window) * kIn;
       EXPECT_EQ(y_plain, m->Run({w0, static_cast<size_t>(window) * kIn}, ws.data()));
       (ready ? hits : misses)++;
@@ -138,7 +148,12 @@ TEST_P(Precompute, ResetForASwapDropsThePrefix) {
   ASSERT_TRUE(std::isfinite(want));
   std::vector<float> copy = state;  // the same state without a prefix: a burst
   EXPECT_EQ(b->PrecomputeWindow(state.data(), ws.data()), true);
-  EXPECT_EQ(b->PushTick(next, state.data(), ws.data()), want);
+  const float got = b->PushTick(next, state.data(), ws.data());
+  if (int8 || layers == 1 || std::string(KernelIsa()) != "avx512vnni") {
+    EXPECT_EQ(got, want);
+  } else {
+    EXPECT_NEAR(got, want, 1e-5f * (1 + std::fabs(want)));
+  }
   EXPECT_EQ(b->PushTick(next, copy.data(), ws.data()), want);
 }
 

@@ -78,9 +78,9 @@ feeds::FeatureVector Vector(uint16_t locate, const float* values, uint64_t seq) 
 // What the model serves for this instrument's last window, from the history the test kept.
 float Expected(const models::Model& m, const std::vector<float>& history) {
   std::vector<float> ws(m.workspace_floats());
-  return m.Run({history.data() + history.size() - kWindow * kIn,
-                static_cast<size_t>(kWindow) * kIn},
-               ws.data());
+  return m.Run(
+      {history.data() + history.size() - kWindow * kIn, static_cast<size_t>(kWindow) * kIn},
+      ws.data());
 }
 
 class WorkerPrecompute : public ::testing::TestWithParam<std::tuple<models::Arch, int>> {};
@@ -129,7 +129,9 @@ TEST_P(WorkerPrecompute, HitsMissesAndSwapsAreBitIdenticalToTheFullWindow) {
       ++outputs;
       EXPECT_EQ(rec.locate, loc);
       EXPECT_EQ(rec.value, Expected(*serving, history[loc]));
-      if (t == 41) EXPECT_EQ(worker.precompute_misses(), misses + 1) << "swap";
+      if (t == 41) {
+        EXPECT_EQ(worker.precompute_misses(), misses + 1) << "swap";
+      }
       if (t >= kWindow && t % 5 != 0 && t != 41) {
         EXPECT_EQ(worker.precompute_misses(), misses) << "prefix was ready";
       }
