@@ -373,7 +373,11 @@ float Runtime::Run(std::span<const float> window, float* ws) const noexcept {
 size_t Runtime::state_floats(Mode mode) const noexcept {
   if (rnn_.empty()) return kHeader;
   size_t n = mode == Mode::kWindow ? prefix_off_ : kHeader;
-  for (const RnnLayer& r : rnn_) n += 2 * Pad16(static_cast<size_t>(r.hidden));
+  for (const RnnLayer& r : rnn_) {
+    n += 2 * Pad16(static_cast<size_t>(r.hidden));
+    // Window mode's prefix also keeps the recurrent matmul of the last step (W_hh h).
+    if (mode == Mode::kWindow) n += static_cast<size_t>(r.gates_pad);
+  }
   return n;
 }
 
@@ -403,15 +407,9 @@ float Runtime::PushTick(std::span<const float> tick, float* state, float* ws) co
   Project0(tick.data(), ws, l, ring + ((count - 1) % window) * gp, hooks);
   if (count < window) return kNaN;
   if (LoadTag(state) == count) {
-    // Precomputed: h and c after the window's first window() - 1 steps; one step remains.
-    const float* pre = state + prefix_off_;
-    for (size_t i = 0; i < rnn_.size(); ++i) {
-      const size_t hp = Pad16(static_cast<size_t>(rnn_[i].hidden));
-      std::memcpy(ws + l.h[i], pre, hp * sizeof(float));
-      std::memcpy(ws + l.c[i], pre + hp, hp * sizeof(float));
-      pre += 2 * hp;
-    }
-    StepLayers(ring + ((count - 1) % window) * gp, window == 1, ws, l, hooks);
+    // Precomputed: h, c and W_hh h after the window's first window() - 1 steps; what remains
+    // of the last step is each layer's input projection and cell.
+    LastStepFromPrefix(ring + ((count - 1) % window) * gp, state + prefix_off_, ws, l);
     Head(1, ws + l.h.back(), 0, ws, l, &out, hooks);
     return out;
   }
@@ -474,15 +472,60 @@ bool Runtime::PrecomputeWindow(float* state, float* ws) const noexcept {
       StepLayers(ring + ((first + static_cast<uint64_t>(t)) % window) * gp, t == 0, ws, l, hooks);
     }
   }
+  // Per layer: h, c, and the last step's recurrent matmul on that h, exactly the call CellStep
+  // makes (LSTM: W_hh h with the input projection added later, which is the kernel's own
+  // order: round(W_hh h) + add; GRU: W_hh h + b_hh). At a window's first step (window() == 1)
+  // h is 0 and CellStep may skip an FP32 W_hh: the last step then runs in full.
   float* pre = state + prefix_off_;
+  auto* q = reinterpret_cast<uint8_t*>(ws + l.q);
   for (size_t i = 0; i < rnn_.size(); ++i) {
-    const size_t hp = Pad16(static_cast<size_t>(rnn_[i].hidden));
+    const RnnLayer& r = rnn_[i];
+    const size_t hp = Pad16(static_cast<size_t>(r.hidden));
     std::memcpy(pre, ws + l.h[i], hp * sizeof(float));
     std::memcpy(pre + hp, ws + l.c[i], hp * sizeof(float));
-    pre += 2 * hp;
+    if (steps > 0) {
+      r.hh.Apply(*k_, 1, ws + l.h[i], 0, r.gru ? r.bias_h.data() : nullptr, 0, pre + 2 * hp, 0, q,
+                 l.qstride);
+    }
+    pre += 2 * hp + static_cast<size_t>(r.gates_pad);
   }
   StoreTag(state, count + 1);
   return true;
+}
+
+void Runtime::LastStepFromPrefix(const float* proj0, const float* prefix, float* ws,
+                                 const Layout& l) const noexcept {
+  auto* q = reinterpret_cast<uint8_t*>(ws + l.q);
+  const bool first = spec_->window == 1;
+  NoHooks hooks;
+  const float* x = nullptr;
+  for (size_t i = 0; i < rnn_.size(); ++i) {
+    const RnnLayer& r = rnn_[i];
+    const size_t hp = Pad16(static_cast<size_t>(r.hidden));
+    float* h = ws + l.h[i];
+    float* c = ws + l.c[i];
+    std::memcpy(h, prefix, hp * sizeof(float));
+    std::memcpy(c, prefix + hp, hp * sizeof(float));
+    const float* hh = prefix + 2 * hp;
+    prefix += 2 * hp + static_cast<size_t>(r.gates_pad);
+    const float* pre = proj0;
+    if (i > 0) {
+      float* proj = ws + l.proj[i];
+      r.ih.Apply(*k_, 1, x, 0, r.bias_x.data(), 0, proj, 0, q, l.qstride);
+      pre = proj;
+    }
+    if (first) {
+      CellStep(i, pre, true, ws, l, hooks);
+    } else if (!r.gru) {
+      float* g = ws + l.gates[i];
+      const int n = r.gates;
+      for (int k = 0; k < n; ++k) g[k] = hh[k] + pre[k];
+      k_->lstm_cell(r.hidden, g, h, c, r.c_step);
+    } else {
+      k_->gru_cell(r.hidden, pre, hh, h);
+    }
+    x = h;
+  }
 }
 
 float Runtime::Step(std::span<const float> tick, float* state, float* ws) const noexcept {

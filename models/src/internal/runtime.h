@@ -189,6 +189,11 @@ class Runtime final : public Model {
   template <class Hooks>
   void Head(int n, const float* x, size_t ldx, float* ws, const Layout& l, float* out,
             Hooks& hooks) const noexcept;
+  // PushTick's last step of a window from a precomputed prefix (per layer h, c, W_hh h; see
+  // PrecomputeWindow): layer 0's projection `proj0`, then per layer the input projection and
+  // the cell; h in the workspace.
+  void LastStepFromPrefix(const float* proj0, const float* prefix, float* ws,
+                          const Layout& l) const noexcept;
   template <class Hooks>
   float RunHooked(const float* window, float* ws, Hooks& hooks) const noexcept;
   // Pointer to the normalized (or raw, if the first op folds normalization) tick.
@@ -207,8 +212,8 @@ class Runtime final : public Model {
   size_t weight_bytes_ = 0;
   int g0_pad_ = 0;  // layer 0's gates_pad (window ring stride)
   // Window-mode state: header (tick count, prefix tag), the ring of window() first-layer
-  // projections, then the precomputed prefix (per layer h then c, Pad16(hidden) each) at
-  // prefix_off_.
+  // projections, then the precomputed prefix at prefix_off_: per layer h and c (Pad16(hidden)
+  // each) and the last step's W_hh h (gates_pad).
   size_t prefix_off_ = 0;
 };
 
