@@ -17,6 +17,10 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 // count the next PushTick will reach if the precomputed prefix is valid for it, 0 for none.
 constexpr size_t kHeader = 16;
 constexpr size_t kTagOffset = 2;  // floats: after the 64-bit counter
+// A prefix in progress (PrecomputeWindow runs at most kTimeBlock steps per call): the tag it
+// will get once complete, and the steps done so far (h and c in the prefix area).
+constexpr size_t kPartialOffset = 4;
+constexpr size_t kProgressOffset = 6;
 
 uint64_t LoadCount(const float* state) noexcept {
   uint64_t c;
@@ -30,6 +34,14 @@ uint64_t LoadTag(const float* state) noexcept {
   return t;
 }
 void StoreTag(float* state, uint64_t t) noexcept { std::memcpy(state + kTagOffset, &t, sizeof t); }
+uint64_t LoadAt(const float* state, size_t off) noexcept {
+  uint64_t v;
+  std::memcpy(&v, state + off, sizeof v);
+  return v;
+}
+void StoreAt(float* state, size_t off, uint64_t v) noexcept {
+  std::memcpy(state + off, &v, sizeof v);
+}
 
 }  // namespace
 
@@ -271,11 +283,12 @@ void Runtime::StepLayers(const float* proj0, bool first, float* ws, const Layout
 }
 
 template <class Proj0>
-void Runtime::WindowLayerMajor(int T, Proj0&& proj0_at, float* ws, const Layout& l) const noexcept {
+void Runtime::WindowLayerMajor(int t_begin, int T, Proj0&& proj0_at, float* ws,
+                               const Layout& l) const noexcept {
   auto* q = reinterpret_cast<uint8_t*>(ws + l.q);
   NoHooks hooks;
   const size_t nl = rnn_.size();
-  for (int t0 = 0; t0 < T; t0 += kTimeBlock) {
+  for (int t0 = t_begin; t0 < T; t0 += kTimeBlock) {
     const int nb = std::min(kTimeBlock, T - t0);
     for (size_t i = 0; i < nl; ++i) {
       const RnnLayer& r = rnn_[i];
@@ -340,7 +353,7 @@ float Runtime::RunHooked(const float* window, float* ws, Hooks& hooks) const noe
   if constexpr (std::is_same_v<Hooks, NoHooks>) {
     if (rnn_.size() > 1) {
       WindowLayerMajor(
-          s.window,
+          0, s.window,
           [&](int t) {
             Project0(window + static_cast<size_t>(t) * in, ws, l, proj0, hooks);
             return static_cast<const float*>(proj0);
@@ -420,7 +433,7 @@ float Runtime::PushTick(std::span<const float> tick, float* state, float* ws) co
   }
   if (rnn_.size() > 1) {
     WindowLayerMajor(
-        s.window,
+        0, s.window,
         [&](int t) {
           return static_cast<const float*>(
               ring + ((count - window + static_cast<uint64_t>(t)) % window) * gp);
@@ -445,51 +458,74 @@ bool Runtime::PrecomputeWindow(float* state, float* ws) const noexcept {
   const uint64_t window = static_cast<uint64_t>(spec_->window);
   // The next window is ticks count - window + 1 .. count (from 0); its first window - 1 ticks
   // (all but the one to come) are in the ring.
-  if (count + 1 < window || LoadTag(state) == count + 1) return false;
+  const uint64_t target = count + 1;
+  if (target < window || LoadTag(state) == target) return false;
   const Layout& l = l1_;
   NoHooks hooks;
   const float* ring = state + kHeader;
   const size_t gp = static_cast<size_t>(g0_pad_);
-  const uint64_t first = count + 1 - window;
+  const uint64_t first = target - window;
   const int steps = static_cast<int>(window) - 1;
+  // Resume a prefix in progress for this window, or start one (h = c = 0).
+  const int done = LoadAt(state, kPartialOffset) == target
+                       ? static_cast<int>(LoadAt(state, kProgressOffset))
+                       : 0;
+  float* pre = state + prefix_off_;
   for (size_t i = 0; i < rnn_.size(); ++i) {
     const size_t hp = Pad16(static_cast<size_t>(rnn_[i].hidden));
-    std::memset(ws + l.h[i], 0, hp * sizeof(float));
-    std::memset(ws + l.c[i], 0, hp * sizeof(float));
+    if (done == 0) {
+      std::memset(ws + l.h[i], 0, hp * sizeof(float));
+      std::memset(ws + l.c[i], 0, hp * sizeof(float));
+    } else {
+      std::memcpy(ws + l.h[i], pre, hp * sizeof(float));
+      std::memcpy(ws + l.c[i], pre + hp, hp * sizeof(float));
+    }
+    pre += 2 * hp + static_cast<size_t>(rnn_[i].gates_pad);
   }
-  // The same schedule as PushTick's full window, stopped one step early: layer-major blocks
-  // for stacked layers (bit-identical to time-major for INT8), time-major for one layer.
+  // One time block per call (a caller that looks for input between calls waits at most that
+  // long), on the same schedule as PushTick's full window stopped one step early: layer-major
+  // blocks for stacked layers (starting at multiples of kTimeBlock, as there), time-major for
+  // one layer.
+  const int end = std::min(steps, done + kTimeBlock);
   if (rnn_.size() > 1) {
     WindowLayerMajor(
-        steps,
+        done, end,
         [&](int t) {
           return static_cast<const float*>(ring +
                                            ((first + static_cast<uint64_t>(t)) % window) * gp);
         },
         ws, l);
   } else {
-    for (int t = 0; t < steps; ++t) {
+    for (int t = done; t < end; ++t) {
       StepLayers(ring + ((first + static_cast<uint64_t>(t)) % window) * gp, t == 0, ws, l, hooks);
     }
   }
-  // Per layer: h, c, and the last step's recurrent matmul on that h, exactly the call CellStep
-  // makes (LSTM: W_hh h with the input projection added later, which is the kernel's own
-  // order: round(W_hh h) + add; GRU: W_hh h + b_hh). At a window's first step (window() == 1)
-  // h is 0 and CellStep may skip an FP32 W_hh: the last step then runs in full.
-  float* pre = state + prefix_off_;
+  // Per layer: h, c, and once the prefix is complete the last step's recurrent matmul on that
+  // h, exactly the call CellStep makes (LSTM: W_hh h with the input projection added later,
+  // which is the kernel's own order: round(W_hh h) + add; GRU: W_hh h + b_hh). At a window's
+  // first step (window() == 1) h is 0 and CellStep may skip an FP32 W_hh: the last step then
+  // runs in full.
+  const bool complete = end == steps;
+  pre = state + prefix_off_;
   auto* q = reinterpret_cast<uint8_t*>(ws + l.q);
   for (size_t i = 0; i < rnn_.size(); ++i) {
     const RnnLayer& r = rnn_[i];
     const size_t hp = Pad16(static_cast<size_t>(r.hidden));
     std::memcpy(pre, ws + l.h[i], hp * sizeof(float));
     std::memcpy(pre + hp, ws + l.c[i], hp * sizeof(float));
-    if (steps > 0) {
+    if (complete && steps > 0) {
       r.hh.Apply(*k_, 1, ws + l.h[i], 0, r.gru ? r.bias_h.data() : nullptr, 0, pre + 2 * hp, 0, q,
                  l.qstride);
     }
     pre += 2 * hp + static_cast<size_t>(r.gates_pad);
   }
-  StoreTag(state, count + 1);
+  if (complete) {
+    StoreAt(state, kPartialOffset, 0);
+    StoreTag(state, target);
+  } else {
+    StoreAt(state, kPartialOffset, target);
+    StoreAt(state, kProgressOffset, static_cast<uint64_t>(end));
+  }
   return true;
 }
 

@@ -221,7 +221,13 @@ void Worker::PrecomputeNext() noexcept {
       model->state_floats(models::Mode::kWindow) > state_stride_) {
     return;
   }
-  model->PrecomputeWindow(state_.data() + key * state_stride_, workspace_.data());
+  float* state = state_.data() + key * state_stride_;
+  if (model->PrecomputeWindow(state, workspace_.data()) && !model->WindowPrecomputed(state)) {
+    // One time block done: the rest after whatever is waiting (back of the queue).
+    pending_flag_[key] = 1;
+    pending_[pending_tail_] = static_cast<uint32_t>(key);
+    pending_tail_ = pending_tail_ + 1 == pending_.size() ? 0 : pending_tail_ + 1;
+  }
 }
 
 void Worker::RunShadow(const Instrument& in, size_t m, const Installed& installed,

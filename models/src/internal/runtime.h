@@ -184,7 +184,10 @@ class Runtime final : public Model {
   // layer 0's input projection for step t. Equal to T StepLayers calls for INT8 layers bit for
   // bit (FP32 GEMMs may sum in another order). No hooks: calibration observes time-major.
   template <class Proj0>
-  void WindowLayerMajor(int T, Proj0&& proj0_at, float* ws, const Layout& l) const noexcept;
+  // Steps [t_begin, T) (t_begin a multiple of kTimeBlock, h and c of step t_begin - 1 in the
+  // workspace).
+  void WindowLayerMajor(int t_begin, int T, Proj0&& proj0_at, float* ws,
+                        const Layout& l) const noexcept;
   // The head on x (n vectors of `width` floats, stride ldx); writes out[n].
   template <class Hooks>
   void Head(int n, const float* x, size_t ldx, float* ws, const Layout& l, float* out,

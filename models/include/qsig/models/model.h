@@ -132,9 +132,11 @@ class Model {
   // recurrent layer in `state`, valid for the next PushTick only; that PushTick then runs one
   // step per layer plus the head, bit-identical to the full window (the same kernels on the
   // same inputs in the same order). A PushTick without a ready prefix (a burst: the next tick
-  // came first) runs the full window as before. Returns true if it computed a prefix, false if
-  // there is nothing to do (no recurrent layers, fewer than window() - 1 ticks since the
-  // reset, the prefix already ready, a null pointer). ResetState() invalidates the prefix.
+  // came first) runs the full window as before. Each call runs at most 8 timesteps (one time
+  // block), so a caller that looks for new input between calls never waits longer than that;
+  // call it until WindowPrecomputed(). Returns true if it did work, false if there is nothing to
+  // do (no recurrent layers, fewer than window() - 1 ticks since the reset, the prefix already
+  // ready, a null pointer). ResetState() invalidates the prefix, and so does the next PushTick.
   virtual bool PrecomputeWindow(float* state, float* workspace) const noexcept;
   // True if `state` (kWindow) holds a prefix that the next PushTick will use.
   virtual bool WindowPrecomputed(const float* state) const noexcept;
