@@ -185,7 +185,10 @@ int ServeProcess(const std::vector<std::string>& overrides, const std::string& c
 // Reads one server stream of `stub` for `seconds` (at most `max` signals), calling `on_signal`
 // with each signal and its receive wall time. The one place that knows how signals arrive:
 // switching the bench to SubscribeBatch changes only this function.
-uint64_t ReadSignals(qsig::v1::SignalService::Stub& stub, double seconds, uint64_t max,
+// Reads signals for `seconds` (or `max` of them). `batch`: SubscribeBatch (qsig's coalesced
+// delivery, what a latency-sensitive client uses); otherwise Subscribe (one Signal per message,
+// what the floor server implements).
+uint64_t ReadSignals(qsig::v1::SignalService::Stub& stub, bool batch, double seconds, uint64_t max,
                      const std::multimap<std::string, std::string>& metadata,
                      const std::function<void(const qsig::v1::Signal&, int64_t)>& on_signal) {
   grpc::ClientContext ctx;
@@ -193,14 +196,29 @@ uint64_t ReadSignals(qsig::v1::SignalService::Stub& stub, double seconds, uint64
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::duration_cast<std::chrono::system_clock::duration>(
                        std::chrono::duration<double>(seconds + 10)));
-  auto stream = stub.Subscribe(&ctx, qsig::v1::SubscribeRequest());
   const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   std::thread stopper([&] {
     std::this_thread::sleep_until(end);
     ctx.TryCancel();
   });
-  qsig::v1::Signal s;
   uint64_t n = 0;
+  if (batch) {
+    auto stream = stub.SubscribeBatch(&ctx, qsig::v1::SubscribeRequest());
+    qsig::v1::SignalBatch b;
+    while (n < max && stream->Read(&b)) {
+      const int64_t now = WallNanos();  // One receive instant for the whole message.
+      for (const qsig::v1::Signal& s : b.signals()) {
+        if (n++ >= max) break;
+        on_signal(s, now);
+      }
+    }
+    ctx.TryCancel();
+    stopper.join();
+    stream->Finish();
+    return n;
+  }
+  auto stream = stub.Subscribe(&ctx, qsig::v1::SubscribeRequest());
+  qsig::v1::Signal s;
   while (n < max && stream->Read(&s)) {
     on_signal(s, WallNanos());
     ++n;
@@ -275,7 +293,7 @@ bool Measure(const std::vector<std::string>& overrides, const std::string& confi
     (void)std::fgets(line, sizeof line, from);
     const auto t0 = std::chrono::steady_clock::now();
     r->received =
-        ReadSignals(*stub, seconds, kMaxSamples, {}, [&](const qsig::v1::Signal& s, int64_t now) {
+        ReadSignals(*stub, /*batch=*/true, seconds, kMaxSamples, {}, [&](const qsig::v1::Signal& s, int64_t now) {
           const int64_t d = now - s.publish_ts_ns();
           t2s.push_back(s.tick_to_signal_ns());
           delivery.push_back(d);
@@ -311,7 +329,7 @@ bool Measure(const std::vector<std::string>& overrides, const std::string& confi
     auto floor_stub = qsig::v1::SignalService::NewStub(floor_channel);
     const double floor_rate = std::max(100.0, r->signals_per_s);
     r->floor_received = ReadSignals(
-        *floor_stub, seconds, kMaxSamples,
+        *floor_stub, /*batch=*/false, seconds, kMaxSamples,
         {{"x-rate", std::to_string(floor_rate)}, {"x-seconds", std::to_string(seconds)}},
         [&](const qsig::v1::Signal& s, int64_t now) { floor.push_back(now - s.publish_ts_ns()); });
     r->floor[0] = QuantileUs(floor, 0.5);

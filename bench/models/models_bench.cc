@@ -16,6 +16,10 @@
 //   BM_LstmA_Int8WindowReduceRange / BM_MlpC_Int8ReduceRange  the same INT8 plans with 7-bit
 //       weights (Int8Options::reduce_range): on AVX2 (QSIG_MAX_ISA=avx2) the u8 x s8 kernels skip
 //       the activation split; elsewhere they run as the 8-bit ones.
+//   BM_LstmA_Int8WindowPrecomputed  window mode's critical path with a precomputed sliding
+//       window (Model::PrecomputeWindow, run untimed before each tick as the server does in idle
+//       time): PushTick's input projection, one step per LSTM layer from the ready prefix, and
+//       the head. Same output as BM_LstmA_Int8Window, bit for bit.
 //   BM_LstmA_Int8RunFullWindow  stateless Run() over a whole window (every projection redone).
 //   BM_LstmA_Int8StepBatch/N  Model::StepBatch of N instruments (GEMM), time per call.
 // Every benchmark reports p50_us / p99_us over its iterations (each timed with steady_clock,
@@ -130,6 +134,53 @@ void WindowBench(benchmark::State& state, Ref r, Prec p) {
   });
 }
 
+// WindowBench with the next window's prefix precomputed (untimed) before each timed tick.
+void WindowPrecomputedBench(benchmark::State& state, Ref r, Prec p) {
+  RefModel& m = Get(r);
+  const std::shared_ptr<const Model>& model = ModelOf(m, p);
+  if (!model) {
+    state.SkipWithError("model unavailable (calibration failed)");
+    return;
+  }
+  Session session(model, Mode::kWindow);
+  std::vector<float> ws(model->workspace_floats());
+  const size_t in = static_cast<size_t>(model->input_size());
+  size_t t = 0;
+  for (int k = 0; k < model->window(); ++k, ++t) session.Push({m.stream.data() + t * in, in});
+  using Clock = std::chrono::steady_clock;
+  std::vector<float> ns;
+  ns.reserve(1 << 20);
+  int64_t misses = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    while (model->PrecomputeWindow(session.state(), ws.data())) {
+    }
+    if (!model->WindowPrecomputed(session.state())) ++misses;
+    const float* tick = m.stream.data() + (t % kStreamTicks) * in;
+    benchmark::DoNotOptimize(tick);
+    state.ResumeTiming();
+    const auto t0 = Clock::now();
+    float y = session.Push({tick, in});
+    const auto t1 = Clock::now();
+    benchmark::DoNotOptimize(y);
+    ++t;
+    if (ns.size() < ns.capacity()) {
+      ns.push_back(static_cast<float>(std::chrono::duration<double, std::nano>(t1 - t0).count()));
+    }
+  }
+  state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
+  if (misses > 0) state.SkipWithError("prefix not ready");
+  if (ns.empty()) return;
+  auto pct = [&ns](double q) {
+    const size_t k =
+        std::min(ns.size() - 1, static_cast<size_t>(q * static_cast<double>(ns.size())));
+    std::nth_element(ns.begin(), ns.begin() + static_cast<std::ptrdiff_t>(k), ns.end());
+    return ns[k] * 1e-3;
+  };
+  state.counters["p50_us"] = pct(0.50);
+  state.counters["p99_us"] = pct(0.99);
+}
+
 void StepBench(benchmark::State& state, Ref r, Prec p) {
   RefModel& m = Get(r);
   const std::shared_ptr<const Model>& model = ModelOf(m, p);
@@ -222,6 +273,9 @@ void StepBatchBench(benchmark::State& state, Ref r) {
 }
 
 void BM_LstmA_Int8Window(benchmark::State& s) { WindowBench(s, Ref::kLstmA, Prec::kInt8); }
+void BM_LstmA_Int8WindowPrecomputed(benchmark::State& s) {
+  WindowPrecomputedBench(s, Ref::kLstmA, Prec::kInt8);
+}
 void BM_LstmA_Fp32Window(benchmark::State& s) { WindowBench(s, Ref::kLstmA, Prec::kFp32); }
 void BM_LstmA_LibTorchFp32(benchmark::State& s) { TorchBench(s, Ref::kLstmA); }
 void BM_LstmA_Int8Step(benchmark::State& s) { StepBench(s, Ref::kLstmA, Prec::kInt8); }
@@ -242,6 +296,7 @@ void BM_LstmA_Int8RunFullWindow(benchmark::State& s) { RunBench(s, Ref::kLstmA, 
 void BM_LstmA_Int8StepBatch(benchmark::State& s) { StepBatchBench(s, Ref::kLstmA); }
 
 BENCHMARK(BM_LstmA_Int8Window);
+BENCHMARK(BM_LstmA_Int8WindowPrecomputed);
 BENCHMARK(BM_LstmA_Fp32Window);
 BENCHMARK(BM_LstmA_LibTorchFp32);
 BENCHMARK(BM_LstmA_Int8Step);

@@ -306,6 +306,7 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
         mr.Get("path", &m.path);
         mr.Get("window", &m.window);
         mr.Get("mode", &m.mode);
+        mr.Get("precompute", &m.precompute);
         mr.Finish();
         if (st.ok() && m.mode != "window" && m.mode != "streaming")
           mr.Fail(mr.Sub("mode"),

@@ -13,7 +13,14 @@ namespace qsig::models::internal {
 namespace {
 
 constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
-constexpr size_t kHeader = 16;  // floats: one cache line holding the tick counter
+// Floats: one cache line holding the tick counter and (window mode) the prefix tag: the tick
+// count the next PushTick will reach if the precomputed prefix is valid for it, 0 for none.
+constexpr size_t kHeader = 16;
+constexpr size_t kTagOffset = 2;  // floats: after the 64-bit counter
+// A prefix in progress (PrecomputeWindow runs at most kTimeBlock steps per call): the tag it
+// will get once complete, and the steps done so far (h and c in the prefix area).
+constexpr size_t kPartialOffset = 4;
+constexpr size_t kProgressOffset = 6;
 
 uint64_t LoadCount(const float* state) noexcept {
   uint64_t c;
@@ -21,6 +28,20 @@ uint64_t LoadCount(const float* state) noexcept {
   return c;
 }
 void StoreCount(float* state, uint64_t c) noexcept { std::memcpy(state, &c, sizeof c); }
+uint64_t LoadTag(const float* state) noexcept {
+  uint64_t t;
+  std::memcpy(&t, state + kTagOffset, sizeof t);
+  return t;
+}
+void StoreTag(float* state, uint64_t t) noexcept { std::memcpy(state + kTagOffset, &t, sizeof t); }
+uint64_t LoadAt(const float* state, size_t off) noexcept {
+  uint64_t v;
+  std::memcpy(&v, state + off, sizeof v);
+  return v;
+}
+void StoreAt(float* state, size_t off, uint64_t v) noexcept {
+  std::memcpy(state + off, &v, sizeof v);
+}
 
 }  // namespace
 
@@ -131,6 +152,7 @@ Runtime::Runtime(std::shared_ptr<const ModelSpec> spec, std::vector<RnnLayer> rn
   l1_ = lb_[0];
   ws_floats_ = l1_.total;
   g0_pad_ = rnn_.empty() ? 0 : rnn_[0].gates_pad;
+  prefix_off_ = kHeader + static_cast<size_t>(s.window) * static_cast<size_t>(g0_pad_);
   size_t b = 0;
   for (const RnnLayer& r : rnn_) {
     b += r.ih.bytes() + r.hh.bytes() + static_cast<size_t>(r.gates) * sizeof(float);
@@ -261,11 +283,12 @@ void Runtime::StepLayers(const float* proj0, bool first, float* ws, const Layout
 }
 
 template <class Proj0>
-void Runtime::WindowLayerMajor(int T, Proj0&& proj0_at, float* ws, const Layout& l) const noexcept {
+void Runtime::WindowLayerMajor(int t_begin, int T, Proj0&& proj0_at, float* ws,
+                               const Layout& l) const noexcept {
   auto* q = reinterpret_cast<uint8_t*>(ws + l.q);
   NoHooks hooks;
   const size_t nl = rnn_.size();
-  for (int t0 = 0; t0 < T; t0 += kTimeBlock) {
+  for (int t0 = t_begin; t0 < T; t0 += kTimeBlock) {
     const int nb = std::min(kTimeBlock, T - t0);
     for (size_t i = 0; i < nl; ++i) {
       const RnnLayer& r = rnn_[i];
@@ -330,7 +353,7 @@ float Runtime::RunHooked(const float* window, float* ws, Hooks& hooks) const noe
   if constexpr (std::is_same_v<Hooks, NoHooks>) {
     if (rnn_.size() > 1) {
       WindowLayerMajor(
-          s.window,
+          0, s.window,
           [&](int t) {
             Project0(window + static_cast<size_t>(t) * in, ws, l, proj0, hooks);
             return static_cast<const float*>(proj0);
@@ -362,11 +385,12 @@ float Runtime::Run(std::span<const float> window, float* ws) const noexcept {
 
 size_t Runtime::state_floats(Mode mode) const noexcept {
   if (rnn_.empty()) return kHeader;
-  if (mode == Mode::kWindow) {
-    return kHeader + static_cast<size_t>(spec_->window) * static_cast<size_t>(g0_pad_);
+  size_t n = mode == Mode::kWindow ? prefix_off_ : kHeader;
+  for (const RnnLayer& r : rnn_) {
+    n += 2 * Pad16(static_cast<size_t>(r.hidden));
+    // Window mode's prefix also keeps the recurrent matmul of the last step (W_hh h).
+    if (mode == Mode::kWindow) n += static_cast<size_t>(r.gates_pad);
   }
-  size_t n = kHeader;
-  for (const RnnLayer& r : rnn_) n += 2 * Pad16(static_cast<size_t>(r.hidden));
   return n;
 }
 
@@ -395,6 +419,13 @@ float Runtime::PushTick(std::span<const float> tick, float* state, float* ws) co
   const size_t gp = static_cast<size_t>(g0_pad_);
   Project0(tick.data(), ws, l, ring + ((count - 1) % window) * gp, hooks);
   if (count < window) return kNaN;
+  if (LoadTag(state) == count) {
+    // Precomputed: h, c and W_hh h after the window's first window() - 1 steps; what remains
+    // of the last step is each layer's input projection and cell.
+    LastStepFromPrefix(ring + ((count - 1) % window) * gp, state + prefix_off_, ws, l);
+    Head(1, ws + l.h.back(), 0, ws, l, &out, hooks);
+    return out;
+  }
   for (size_t i = 0; i < rnn_.size(); ++i) {
     const size_t hp = Pad16(static_cast<size_t>(rnn_[i].hidden));
     std::memset(ws + l.h[i], 0, hp * sizeof(float));
@@ -402,7 +433,7 @@ float Runtime::PushTick(std::span<const float> tick, float* state, float* ws) co
   }
   if (rnn_.size() > 1) {
     WindowLayerMajor(
-        s.window,
+        0, s.window,
         [&](int t) {
           return static_cast<const float*>(
               ring + ((count - window + static_cast<uint64_t>(t)) % window) * gp);
@@ -415,6 +446,122 @@ float Runtime::PushTick(std::span<const float> tick, float* state, float* ws) co
   }
   Head(1, ws + l.h.back(), 0, ws, l, &out, hooks);
   return out;
+}
+
+bool Runtime::WindowPrecomputed(const float* state) const noexcept {
+  return state != nullptr && !rnn_.empty() && LoadTag(state) == LoadCount(state) + 1;
+}
+
+bool Runtime::PrecomputeWindow(float* state, float* ws) const noexcept {
+  if (state == nullptr || ws == nullptr || rnn_.empty()) return false;
+  const uint64_t count = LoadCount(state);
+  const uint64_t window = static_cast<uint64_t>(spec_->window);
+  // The next window is ticks count - window + 1 .. count (from 0); its first window - 1 ticks
+  // (all but the one to come) are in the ring.
+  const uint64_t target = count + 1;
+  if (target < window || LoadTag(state) == target) return false;
+  const Layout& l = l1_;
+  NoHooks hooks;
+  const float* ring = state + kHeader;
+  const size_t gp = static_cast<size_t>(g0_pad_);
+  const uint64_t first = target - window;
+  const int steps = static_cast<int>(window) - 1;
+  // Resume a prefix in progress for this window, or start one (h = c = 0).
+  const int done = LoadAt(state, kPartialOffset) == target
+                       ? static_cast<int>(LoadAt(state, kProgressOffset))
+                       : 0;
+  float* pre = state + prefix_off_;
+  for (size_t i = 0; i < rnn_.size(); ++i) {
+    const size_t hp = Pad16(static_cast<size_t>(rnn_[i].hidden));
+    if (done == 0) {
+      std::memset(ws + l.h[i], 0, hp * sizeof(float));
+      std::memset(ws + l.c[i], 0, hp * sizeof(float));
+    } else {
+      std::memcpy(ws + l.h[i], pre, hp * sizeof(float));
+      std::memcpy(ws + l.c[i], pre + hp, hp * sizeof(float));
+    }
+    pre += 2 * hp + static_cast<size_t>(rnn_[i].gates_pad);
+  }
+  // One time block per call (a caller that looks for input between calls waits at most that
+  // long), on the same schedule as PushTick's full window stopped one step early: layer-major
+  // blocks for stacked layers (starting at multiples of kTimeBlock, as there), time-major for
+  // one layer.
+  const int end = std::min(steps, done + kTimeBlock);
+  if (rnn_.size() > 1) {
+    WindowLayerMajor(
+        done, end,
+        [&](int t) {
+          return static_cast<const float*>(ring +
+                                           ((first + static_cast<uint64_t>(t)) % window) * gp);
+        },
+        ws, l);
+  } else {
+    for (int t = done; t < end; ++t) {
+      StepLayers(ring + ((first + static_cast<uint64_t>(t)) % window) * gp, t == 0, ws, l, hooks);
+    }
+  }
+  // Per layer: h, c, and once the prefix is complete the last step's recurrent matmul on that
+  // h, exactly the call CellStep makes (LSTM: W_hh h with the input projection added later,
+  // which is the kernel's own order: round(W_hh h) + add; GRU: W_hh h + b_hh). At a window's
+  // first step (window() == 1) h is 0 and CellStep may skip an FP32 W_hh: the last step then
+  // runs in full.
+  const bool complete = end == steps;
+  pre = state + prefix_off_;
+  auto* q = reinterpret_cast<uint8_t*>(ws + l.q);
+  for (size_t i = 0; i < rnn_.size(); ++i) {
+    const RnnLayer& r = rnn_[i];
+    const size_t hp = Pad16(static_cast<size_t>(r.hidden));
+    std::memcpy(pre, ws + l.h[i], hp * sizeof(float));
+    std::memcpy(pre + hp, ws + l.c[i], hp * sizeof(float));
+    if (complete && steps > 0) {
+      r.hh.Apply(*k_, 1, ws + l.h[i], 0, r.gru ? r.bias_h.data() : nullptr, 0, pre + 2 * hp, 0, q,
+                 l.qstride);
+    }
+    pre += 2 * hp + static_cast<size_t>(r.gates_pad);
+  }
+  if (complete) {
+    StoreAt(state, kPartialOffset, 0);
+    StoreTag(state, target);
+  } else {
+    StoreAt(state, kPartialOffset, target);
+    StoreAt(state, kProgressOffset, static_cast<uint64_t>(end));
+  }
+  return true;
+}
+
+void Runtime::LastStepFromPrefix(const float* proj0, const float* prefix, float* ws,
+                                 const Layout& l) const noexcept {
+  auto* q = reinterpret_cast<uint8_t*>(ws + l.q);
+  const bool first = spec_->window == 1;
+  NoHooks hooks;
+  const float* x = nullptr;
+  for (size_t i = 0; i < rnn_.size(); ++i) {
+    const RnnLayer& r = rnn_[i];
+    const size_t hp = Pad16(static_cast<size_t>(r.hidden));
+    float* h = ws + l.h[i];
+    float* c = ws + l.c[i];
+    std::memcpy(h, prefix, hp * sizeof(float));
+    std::memcpy(c, prefix + hp, hp * sizeof(float));
+    const float* hh = prefix + 2 * hp;
+    prefix += 2 * hp + static_cast<size_t>(r.gates_pad);
+    const float* pre = proj0;
+    if (i > 0) {
+      float* proj = ws + l.proj[i];
+      r.ih.Apply(*k_, 1, x, 0, r.bias_x.data(), 0, proj, 0, q, l.qstride);
+      pre = proj;
+    }
+    if (first) {
+      CellStep(i, pre, true, ws, l, hooks);
+    } else if (!r.gru) {
+      float* g = ws + l.gates[i];
+      const int n = r.gates;
+      for (int k = 0; k < n; ++k) g[k] = hh[k] + pre[k];
+      k_->lstm_cell(r.hidden, g, h, c, r.c_step);
+    } else {
+      k_->gru_cell(r.hidden, pre, hh, h);
+    }
+    x = h;
+  }
 }
 
 float Runtime::Step(std::span<const float> tick, float* state, float* ws) const noexcept {

@@ -42,6 +42,9 @@ float Model::PushTick(std::span<const float> tick, float* state, float* ws) cons
   return Run(std::span<const float>(win, n), ws);
 }
 
+bool Model::PrecomputeWindow(float*, float*) const noexcept { return false; }
+bool Model::WindowPrecomputed(const float*) const noexcept { return false; }
+
 float Model::Step(std::span<const float>, float*, float*) const noexcept { return kNaN; }
 
 void Model::StepBatch(int n, const float* ticks, float* const* states, float* ws,

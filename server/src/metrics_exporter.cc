@@ -376,6 +376,19 @@ class QsigCollector final : public prometheus::Collectable {
                       MetricType::Counter);
     AddValue(&inv, {}, static_cast<double>(invalid));
     out.push_back(std::move(inv));
+    uint64_t pre_hits = 0, pre_misses = 0;
+    for (const auto& w : c.workers) {
+      pre_hits += w->precompute_hits();
+      pre_misses += w->precompute_misses();
+    }
+    auto pre = Family("qsig_precompute_total",
+                      "Window-mode ticks of recurrent INT8 models (models[i].precompute): hit = "
+                      "one step per layer from a prefix precomputed in idle time; miss = the "
+                      "full window (a burst left no idle time, a swap, or the first tick).",
+                      MetricType::Counter);
+    AddValue(&pre, {{"result", "hit"}}, static_cast<double>(pre_hits));
+    AddValue(&pre, {{"result", "miss"}}, static_cast<double>(pre_misses));
+    out.push_back(std::move(pre));
     auto cal =
         Family("qsig_calibrations_total", "INT8 calibrations by result.", MetricType::Counter);
     AddValue(&cal, {{"result", "installed"}}, static_cast<double>(c.calibrations.load()));

@@ -77,6 +77,8 @@ Worker::Worker(int id, const config::Config& config,
     mode_.push_back(m < config.models.size() && config.models[m].mode == "streaming"
                         ? models::Mode::kStreaming
                         : models::Mode::kWindow);
+    precompute_.push_back(mode_.back() == models::Mode::kWindow &&
+                          (m >= config.models.size() || config.models[m].precompute));
     state_stride_ = std::max({state_stride_, fp32.state_floats(models::Mode::kWindow),
                               fp32.state_floats(models::Mode::kStreaming)});
   }
@@ -86,6 +88,10 @@ Worker::Worker(int id, const config::Config& config,
   if (std::find(mode_.begin(), mode_.end(), models::Mode::kStreaming) != mode_.end()) {
     shadow_state_.assign(n_loc * n_models_ * state_stride_, 0.0f);
     shadow_state_version_.assign(n_loc * n_models_, UINT64_MAX);
+  }
+  if (std::find(precompute_.begin(), precompute_.end(), 1) != precompute_.end()) {
+    pending_.assign(n_loc * n_models_ + 1, 0);
+    pending_flag_.assign(n_loc * n_models_, 0);
   }
   workspace_.assign(max_ws, 0.0f);
   primary_values_.assign(n_models_, 0.0f);
@@ -120,6 +126,9 @@ void Worker::Run(std::atomic<bool>* running) {
       hist_.queue.Record(t_dequeue - fv.features_ns);
       OnTick(fv, t_dequeue);
       idle_since = 0;
+    } else if (precompute_pending()) {
+      // Idle time: the queue is empty, so precompute one prefix, then look again.
+      PrecomputeNext();
     } else {
       const int64_t now = feeds::MonotonicNanos();
       if (idle_since == 0) idle_since = now;
@@ -176,13 +185,50 @@ float Worker::RunPrimary(const Instrument& in, size_t m, const Installed& instal
   const models::Model* stateful_model =
       mode == models::Mode::kStreaming ? (int8 ? int8 : installed.fp32.get()) : int8;
   if (stateful_model != nullptr && stateful_model->state_floats(mode) <= state_stride_) {
-    return Advance(in, *stateful_model, mode, state_.data() + key * state_stride_,
-                   &state_version_[key], installed.version, w);
+    float* state = state_.data() + key * state_stride_;
+    if (!precompute_[m] || installed.spec->arch == models::Arch::kMlp) {
+      return Advance(in, *stateful_model, mode, state, &state_version_[key], installed.version, w);
+    }
+    // Precomputed sliding window: a hit needs the prefix of this model version.
+    const bool hit =
+        state_version_[key] == installed.version && stateful_model->WindowPrecomputed(state);
+    auto& counter = hit ? precompute_hits_ : precompute_misses_;
+    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    const float value =
+        Advance(in, *stateful_model, mode, state, &state_version_[key], installed.version, w);
+    if (!pending_flag_[key]) {
+      pending_flag_[key] = 1;
+      pending_[pending_tail_] = static_cast<uint32_t>(key);
+      pending_tail_ = pending_tail_ + 1 == pending_.size() ? 0 : pending_tail_ + 1;
+    }
+    return value;
   }
   AssembleWindow(in, w);
   const models::Model& primary = int8 ? *int8 : *installed.fp32;
   return primary.Run(std::span<const float>(window_.data(), static_cast<size_t>(w) * n_features_),
                      workspace_.data());
+}
+
+void Worker::PrecomputeNext() noexcept {
+  if (!precompute_pending()) return;
+  const size_t key = pending_[pending_head_];
+  pending_head_ = pending_head_ + 1 == pending_.size() ? 0 : pending_head_ + 1;
+  pending_flag_[key] = 0;
+  const size_t m = key % n_models_;
+  // The model serving now: a state of another version is rebuilt on the next tick anyway.
+  const Installed* installed = (*slots_)[m]->current();
+  const models::Model* model = installed->model.get();
+  if (model == nullptr || state_version_[key] != installed->version ||
+      model->state_floats(models::Mode::kWindow) > state_stride_) {
+    return;
+  }
+  float* state = state_.data() + key * state_stride_;
+  if (model->PrecomputeWindow(state, workspace_.data()) && !model->WindowPrecomputed(state)) {
+    // One time block done: the rest after whatever is waiting (back of the queue).
+    pending_flag_[key] = 1;
+    pending_[pending_tail_] = static_cast<uint32_t>(key);
+    pending_tail_ = pending_tail_ + 1 == pending_.size() ? 0 : pending_tail_ + 1;
+  }
 }
 
 void Worker::RunShadow(const Instrument& in, size_t m, const Installed& installed,
@@ -405,9 +451,14 @@ void FeedThread::Run(std::atomic<bool>* running, Doorbell* bus_doorbell) {
       // millisecond; with idle_spin_us it looks without sleeping for a while after a datagram.
       timeout_ms = 1;
       if (spin_ns > 0 && feeds::MonotonicNanos() - last_datagram < spin_ns) timeout_ms = 0;
+      // Prefixes to precompute: only look, so a datagram that waits is served first.
+      if (own->precompute_pending()) timeout_ms = 0;
     }
     const int polled = handler_->Poll(timeout_ms, *this);
     if (own) {
+      // An empty read: nothing waits in the socket, so there is idle time for one precomputed
+      // window (then poll again).
+      if (polled == 0 && own->precompute_pending()) own->PrecomputeNext();
       own->Quiesce();
       if (polled > 0 && spin_ns > 0) last_datagram = feeds::MonotonicNanos();
     } else {

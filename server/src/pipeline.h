@@ -80,6 +80,20 @@ class Worker {
   // One feature vector, on the owning thread. `t_start` is when it reached this stage (the
   // dequeue in worker mode, fv.features_ns inline): the first model's inference starts there.
   void OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept;
+  // Precomputed sliding windows (models[i].precompute): true if some (instrument, model) that
+  // ticked has no precomputed prefix yet. PrecomputeNext() computes one (the oldest pending):
+  // call it only when nothing is waiting (idle time), one at a time, re-checking in between, on
+  // the owning thread, before the next Quiesce().
+  bool precompute_pending() const noexcept { return pending_head_ != pending_tail_; }
+  void PrecomputeNext() noexcept;
+  // Window-mode ticks of recurrent INT8 models with precompute on: served from a ready prefix
+  // (hit) or by the full window (miss: a burst left no idle time, a swap, or the first tick).
+  uint64_t precompute_hits() const noexcept {
+    return precompute_hits_.load(std::memory_order_relaxed);
+  }
+  uint64_t precompute_misses() const noexcept {
+    return precompute_misses_.load(std::memory_order_relaxed);
+  }
   // RCU quiescent point: no Installed* from before this call is used after it.
   void Quiesce() noexcept {
     epoch_.store(epoch_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
@@ -161,7 +175,14 @@ class Worker {
   std::vector<float> state_;
   size_t state_stride_ = 0;
   std::vector<uint64_t> state_version_;
-  std::vector<models::Mode> mode_;  // Per model.
+  std::vector<models::Mode> mode_;   // Per model.
+  std::vector<uint8_t> precompute_;  // Per model: models[i].precompute (window mode only).
+  // Keys (instrument * n_models + model) whose prefix is still to precompute, FIFO; each key at
+  // most once (pending_flag_), so a ring of one slot per key never overflows.
+  std::vector<uint32_t> pending_;
+  std::vector<uint8_t> pending_flag_;
+  size_t pending_head_ = 0, pending_tail_ = 0;
+  std::atomic<uint64_t> precompute_hits_{0}, precompute_misses_{0};
   std::vector<float> shadow_state_;
   std::vector<uint64_t> shadow_state_version_;
   // Scratch: one window and one model workspace sized for the largest model.

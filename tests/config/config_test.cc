@@ -195,6 +195,18 @@ TEST(Config, GrpcDeliveryKeys) {
   }
 }
 
+TEST(Config, ModelPrecomputeKey) {
+  auto c = ParseConfig("models: [{name: a, path: /x}, {name: b, path: /y, precompute: false}]\n",
+                       "t.yaml", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->models.size(), 2u);
+  EXPECT_TRUE(c->models[0].precompute);  // default
+  EXPECT_FALSE(c->models[1].precompute);
+  auto bad = ParseConfig("models: [{name: a, path: /x, precompute: sometimes}]\n", "t.yaml", {});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), ::testing::HasSubstr("models[0].precompute"));
+}
+
 TEST(Config, BadOverrideIsRejected) {
   auto c = ParseConfig("{}", "t.yaml", {"grpc.port=5"});
   ASSERT_FALSE(c.ok());

@@ -343,6 +343,11 @@ TEST_P(ServeTest, SignalsFlowThroughGrpcAcrossRecalibrationAndMetricsAreExposed)
   EXPECT_GT(Sum(after, "qsig_shadow_comparisons_total"), 0);
   EXPECT_GT(after.at("qsig_feed_messages_total{instrument=\"AAPL\"}"), 0);
   EXPECT_GT(after.at("qsig_signals_total{instrument=\"MSFT\",model=\"lstm\"}"), 0);
+  // The demo LSTM runs in window mode with models[i].precompute on (the default): at 20k msg/s
+  // the worker / shard has idle time between ticks, so some ticks find their window's prefix
+  // precomputed (hit); the first tick after each swap cannot (miss).
+  EXPECT_GT(after.at("qsig_precompute_total{result=\"hit\"}"), 0);
+  EXPECT_GT(after.at("qsig_precompute_total{result=\"miss\"}"), 0);
 
   // A subscriber that arrives late (the signal queue is already busy) is served too.
   {

@@ -31,6 +31,7 @@
 #include "qsig/commands/model_commands.h"
 #include "qsig/models/io/artifact.h"
 #include "qsig/models/io/import.h"
+#include "qsig/quant/isa.h"
 #include "test_util.h"
 
 namespace qsig::models::io {
@@ -211,8 +212,16 @@ TEST(OnnxExportOrt, OnnxRuntimeMatchesQsigInt8) {
     mlp_u8.s16_input = false;
     mlp_u8.fp32_head = false;
     mlp_u8.max_rmse = 0;
-    cases.push_back(
-        {"mlp (torch fixture), every layer u8/s8 (s16 head)", *mlp, mlp_u8, 1e-3, 5e-3});
+    // Without VNNI, ONNX Runtime's u8 x s8 kernel pairs products in 16-bit saturating adds
+    // (vpmaddubsw), so 8-bit weights against large u8 inputs clip inside ORT (measured 1.5% RMSE
+    // on this fixture on an AVX2-only EPYC): there the case runs with 7-bit weights, as qsig's
+    // own calibration.reduce_range=auto does on such hosts, and the tolerance stays tight.
+    const bool host_vnni = quant::IsaHasVnni(quant::ChooseIsa(quant::SupportedIsaMask(),
+                                                              quant::Isa::kAvx512Vnni));
+    mlp_u8.reduce_range = !host_vnni;
+    cases.push_back({host_vnni ? "mlp (torch fixture), every layer u8/s8 (s16 head)"
+                               : "mlp (torch fixture), every layer u8/s8 (s16 head), 7-bit weights",
+                     *mlp, mlp_u8, 1e-3, 5e-3});
     // A budget the all-INT8 model misses: the guard keeps sensitive layers FP32 ("mixed"),
     // which the artifact does not record; the export finds the plan again.
     Int8Options tight;

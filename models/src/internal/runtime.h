@@ -136,6 +136,8 @@ class Runtime final : public Model {
   size_t state_floats(Mode mode) const noexcept override;
   void ResetState(Mode mode, float* state) const noexcept override;
   float PushTick(std::span<const float> tick, float* state, float* ws) const noexcept override;
+  bool PrecomputeWindow(float* state, float* ws) const noexcept override;
+  bool WindowPrecomputed(const float* state) const noexcept override;
   float Step(std::span<const float> tick, float* state, float* ws) const noexcept override;
   void StepBatch(int n, const float* ticks, float* const* states, float* ws,
                  float* out) const noexcept override;
@@ -182,11 +184,19 @@ class Runtime final : public Model {
   // layer 0's input projection for step t. Equal to T StepLayers calls for INT8 layers bit for
   // bit (FP32 GEMMs may sum in another order). No hooks: calibration observes time-major.
   template <class Proj0>
-  void WindowLayerMajor(int T, Proj0&& proj0_at, float* ws, const Layout& l) const noexcept;
+  // Steps [t_begin, T) (t_begin a multiple of kTimeBlock, h and c of step t_begin - 1 in the
+  // workspace).
+  void WindowLayerMajor(int t_begin, int T, Proj0&& proj0_at, float* ws,
+                        const Layout& l) const noexcept;
   // The head on x (n vectors of `width` floats, stride ldx); writes out[n].
   template <class Hooks>
   void Head(int n, const float* x, size_t ldx, float* ws, const Layout& l, float* out,
             Hooks& hooks) const noexcept;
+  // PushTick's last step of a window from a precomputed prefix (per layer h, c, W_hh h; see
+  // PrecomputeWindow): layer 0's projection `proj0`, then per layer the input projection and
+  // the cell; h in the workspace.
+  void LastStepFromPrefix(const float* proj0, const float* prefix, float* ws,
+                          const Layout& l) const noexcept;
   template <class Hooks>
   float RunHooked(const float* window, float* ws, Hooks& hooks) const noexcept;
   // Pointer to the normalized (or raw, if the first op folds normalization) tick.
@@ -204,6 +214,10 @@ class Runtime final : public Model {
   size_t ws_floats_ = 0;
   size_t weight_bytes_ = 0;
   int g0_pad_ = 0;  // layer 0's gates_pad (window ring stride)
+  // Window-mode state: header (tick count, prefix tag), the ring of window() first-layer
+  // projections, then the precomputed prefix at prefix_off_: per layer h and c (Pad16(hidden)
+  // each) and the last step's W_hh h (gates_pad).
+  size_t prefix_off_ = 0;
 };
 
 }  // namespace qsig::models::internal

@@ -98,6 +98,10 @@ struct ModelConfig {
   // ticks, exactly as trained; cached input projections) or "streaming" (one recurrent step per
   // tick, h and c carried from tick to tick: a stateful model, about 17x cheaper per tick).
   std::string mode = "window";
+  // Window mode, recurrent models: after publishing, in idle time, compute the next window's
+  // first window - 1 steps so the next tick of the instrument runs one step per layer (plus
+  // the head) on its critical path; bit-identical output. false: every tick runs the window.
+  bool precompute = true;
 };
 
 struct WorkersConfig {

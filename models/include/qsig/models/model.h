@@ -126,6 +126,20 @@ class Model {
   // since the reset (and on a wrong tick size or null pointer).
   virtual float PushTick(std::span<const float> tick, float* state,
                          float* workspace) const noexcept;
+  // kWindow, precomputed sliding windows: after a tick is pushed, the next window's first
+  // window() - 1 steps (the last window() - 1 ticks, from h = c = 0) are already known.
+  // PrecomputeWindow() runs them now (in idle time, after publishing) and keeps h and c of every
+  // recurrent layer in `state`, valid for the next PushTick only; that PushTick then runs one
+  // step per layer plus the head, bit-identical to the full window (the same kernels on the
+  // same inputs in the same order). A PushTick without a ready prefix (a burst: the next tick
+  // came first) runs the full window as before. Each call runs at most 8 timesteps (one time
+  // block), so a caller that looks for new input between calls never waits longer than that;
+  // call it until WindowPrecomputed(). Returns true if it did work, false if there is nothing to
+  // do (no recurrent layers, fewer than window() - 1 ticks since the reset, the prefix already
+  // ready, a null pointer). ResetState() invalidates the prefix, and so does the next PushTick.
+  virtual bool PrecomputeWindow(float* state, float* workspace) const noexcept;
+  // True if `state` (kWindow) holds a prefix that the next PushTick will use.
+  virtual bool WindowPrecomputed(const float* state) const noexcept;
   // kStreaming: one step per tick; returns the head's output on the new hidden state.
   virtual float Step(std::span<const float> tick, float* state, float* workspace) const noexcept;
   // kStreaming for n pending instruments at once (micro-batching): ticks is n x input_size(),
