@@ -238,8 +238,8 @@ TEST(OnnxExportOrt, OnnxRuntimeMatchesQsigInt8) {
     ASSERT_TRUE(gru.ok()) << gru.status();
     cases.push_back({"gru_head, default plan", *gru, Int8Options{}, 5e-3, 0.05});
   }
-  const bool host_vnni = quant::IsaHasVnni(
-      quant::ChooseIsa(quant::SupportedIsaMask(), quant::Isa::kAvx512Vnni));
+  const bool host_vnni =
+      quant::IsaHasVnni(quant::ChooseIsa(quant::SupportedIsaMask(), quant::Isa::kAvx512Vnni));
   const std::string dir = testing::TempDir("export_ort");
   for (size_t c = 0; c < cases.size(); ++c) {
     const OrtCase& k = cases[c];
