@@ -30,6 +30,9 @@ function(qsig_cc_test)
   endif()
   gtest_discover_tests(${Q_NAME}
     DISCOVERY_MODE PRE_TEST
+    # Listing a binary that links LibTorch/ONNX reads ~1 GB of shared objects; on a cold page
+    # cache (CI's first run) that alone exceeds CMake's 5 s default.
+    DISCOVERY_TIMEOUT 300
     PROPERTIES ${_props})
 endfunction()
 

@@ -243,7 +243,7 @@ struct Result {
 // Starts this binary again as the server process (a fresh process: gRPC does not survive a
 // fork), talking over fds 3 (commands in) and 4 (answers out); its stdout goes to stderr.
 bool Measure(const std::vector<std::string>& overrides, const std::string& config_path,
-             double warmup_s, double seconds, Result* r) {
+             double warmup_s, double seconds, int idle_subscribers, Result* r) {
   int to_child[2], from_child[2];
   if (pipe(to_child) != 0 || pipe(from_child) != 0) return false;
   std::vector<std::string> args = {"/proc/self/exe", "--server-process", "--config",
@@ -288,20 +288,36 @@ bool Measure(const std::vector<std::string>& overrides, const std::string& confi
     uint64_t gaps = 0;
     auto channel = grpc::CreateChannel(grpc_addr, grpc::InsecureChannelCredentials());
     auto stub = qsig::v1::SignalService::NewStub(channel);
+    // --idle-subscribers: streams that subscribe to everything and never read, each on its own
+    // connection (the hostile case: their rings overflow, which must cost nobody else).
+    std::vector<std::shared_ptr<grpc::Channel>> idle_channels;
+    std::vector<std::unique_ptr<qsig::v1::SignalService::Stub>> idle_stubs;
+    std::vector<std::unique_ptr<grpc::ClientContext>> idle_ctx;
+    std::vector<std::unique_ptr<grpc::ClientReader<qsig::v1::SignalBatch>>> idle_streams;
+    for (int i = 0; i < idle_subscribers; ++i) {
+      grpc::ChannelArguments args;
+      args.SetInt("qsig.bench.idle", i);  // A distinct argument: a connection of its own.
+      idle_channels.push_back(
+          grpc::CreateCustomChannel(grpc_addr, grpc::InsecureChannelCredentials(), args));
+      idle_stubs.push_back(qsig::v1::SignalService::NewStub(idle_channels.back()));
+      idle_ctx.push_back(std::make_unique<grpc::ClientContext>());
+      idle_streams.push_back(
+          idle_stubs.back()->SubscribeBatch(idle_ctx.back().get(), qsig::v1::SubscribeRequest()));
+    }
     std::fprintf(to, "STATUS\n");  // Starts the server-side interval.
     std::fflush(to);
     (void)std::fgets(line, sizeof line, from);
     const auto t0 = std::chrono::steady_clock::now();
-    r->received =
-        ReadSignals(*stub, /*batch=*/true, seconds, kMaxSamples, {}, [&](const qsig::v1::Signal& s, int64_t now) {
-          const int64_t d = now - s.publish_ts_ns();
-          t2s.push_back(s.tick_to_signal_ns());
-          delivery.push_back(d);
-          t2c.push_back(s.tick_to_signal_ns() + d);
-          uint64_t& l = last[{s.locate(), s.model()}];
-          if (l != 0 && s.sequence() > l + 1) gaps += s.sequence() - l - 1;
-          l = s.sequence();
-        });
+    r->received = ReadSignals(*stub, /*batch=*/true, seconds, kMaxSamples, {},
+                              [&](const qsig::v1::Signal& s, int64_t now) {
+                                const int64_t d = now - s.publish_ts_ns();
+                                t2s.push_back(s.tick_to_signal_ns());
+                                delivery.push_back(d);
+                                t2c.push_back(s.tick_to_signal_ns() + d);
+                                uint64_t& l = last[{s.locate(), s.model()}];
+                                if (l != 0 && s.sequence() > l + 1) gaps += s.sequence() - l - 1;
+                                l = s.sequence();
+                              });
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(to, "STATUS\n");
@@ -310,6 +326,8 @@ bool Measure(const std::vector<std::string>& overrides, const std::string& confi
       r->server_status = line;
       if (!r->server_status.empty()) r->server_status.pop_back();
     }
+    for (auto& c : idle_ctx) c->TryCancel();
+    for (auto& st : idle_streams) st->Finish();
     r->seconds = elapsed;
     r->signals_per_s = static_cast<double>(r->received) / elapsed;
     r->drops = gaps;
@@ -369,7 +387,7 @@ int main(int argc, char** argv) {
   std::string config_path = QSIG_SOURCE_DIR "/config/demo.yaml";
   std::string rates = "20000", modes = "workers";
   double seconds = 10, warmup_s = 2;
-  int workers = 2, shards = 2, spin_us = 0;
+  int workers = 2, shards = 2, spin_us = 0, idle_subscribers = 0;
   bool busy_poll = false, json = false, server_process = false;
   std::vector<std::string> extra;
   app.add_option("--config", config_path)->capture_default_str();
@@ -388,6 +406,10 @@ int main(int argc, char** argv) {
   app.add_flag("--busy-poll", busy_poll, "rtc mode: shards spin on their sockets");
   app.add_option("--spin-us", spin_us, "rtc: pipeline.idle_spin_us; workers: workers.idle_spin_us")
       ->capture_default_str();
+  app.add_option("--idle-subscribers", idle_subscribers,
+                 "SubscribeBatch streams that never read, open while qsig is measured")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 256));
   app.add_flag("--json", json, "One JSON object per (rate, mode) on stdout");
   app.add_option("--set", extra, "Extra config overrides (key=value)");
   app.add_flag("--server-process", server_process, "Internal: run as the server process");
@@ -439,7 +461,7 @@ int main(int argc, char** argv) {
       Result r;
       r.rate = rate;
       r.mode = mode;
-      if (!Measure(o, config_path, warmup_s, seconds, &r)) {
+      if (!Measure(o, config_path, warmup_s, seconds, idle_subscribers, &r)) {
         std::fprintf(stderr, "rate %.0f mode %s: no signals received\n", rate, mode.c_str());
         ++failures;
         continue;

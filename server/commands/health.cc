@@ -128,7 +128,8 @@ int RunHealth(const HealthOptions& o) {
     std::fprintf(stderr, "qsig health: unhealthy: %s\n", error.c_str());
     return 1;
   }
-  if (!o.quiet) std::printf("qsig health: ok (gRPC %s, metrics %s)\n", grpc.c_str(), metrics.c_str());
+  if (!o.quiet)
+    std::printf("qsig health: ok (gRPC %s, metrics %s)\n", grpc.c_str(), metrics.c_str());
   return 0;
 }
 

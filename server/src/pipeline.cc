@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "qsig/base/counter.h"
 #include "qsig/feeds/clock.h"
 #include "qsig/server/feed_options.h"
 #include "spdlog/spdlog.h"
@@ -193,7 +194,7 @@ float Worker::RunPrimary(const Instrument& in, size_t m, const Installed& instal
     const bool hit =
         state_version_[key] == installed.version && stateful_model->WindowPrecomputed(state);
     auto& counter = hit ? precompute_hits_ : precompute_misses_;
-    counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    Bump(counter);
     const float value =
         Advance(in, *stateful_model, mode, state, &state_version_[key], installed.version, w);
     if (!pending_flag_[key]) {
@@ -254,11 +255,10 @@ void Worker::RunShadow(const Instrument& in, size_t m, const Installed& installe
   s.abs_error_sum.Add(std::fabs(err));
   s.squared_error_sum.Add(err * err);
   s.fp32_squared_sum.Add(static_cast<double>(ref) * ref);
-  s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  Bump(s.count);
   const bool diverged = std::fabs(err) > divergence_threshold_;
   if (diverged) {
-    s.divergences.store(s.divergences.load(std::memory_order_relaxed) + 1,
-                        std::memory_order_relaxed);
+    Bump(s.divergences);
   }
   diverged_[key] = diverged;
 }
@@ -299,7 +299,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept {
       // A NaN never reaches a client as a number.
       if (!std::isfinite(value)) value = 0.0f;
       rec.flags |= kSignalInvalid;
-      invalid_.store(invalid_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      Bump(invalid_);
     }
     primary_values_[m] = value;
     rec.sequence = ++sequence_[key];
@@ -316,11 +316,9 @@ void Worker::OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept {
     if (output_->push(rec)) {
       queued = true;
     } else {
-      output_drops_.store(output_drops_.load(std::memory_order_relaxed) + 1,
-                          std::memory_order_relaxed);
+      Bump(output_drops_);
     }
-    signals_[key].store(signals_[key].load(std::memory_order_relaxed) + 1,
-                        std::memory_order_relaxed);
+    Bump(signals_[key]);
     const int64_t t2 = feeds::MonotonicNanos();
     hist_.inference.Record(t1 - t0);
     hist_.publish.Record(t2 - t1);
@@ -344,8 +342,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept {
     RunShadow(in, m, installed, sampled);
   }
   if (!samples_->push(fv)) {
-    sample_drops_.store(sample_drops_.load(std::memory_order_relaxed) + 1,
-                        std::memory_order_relaxed);
+    Bump(sample_drops_);
   }
 }
 
@@ -499,8 +496,7 @@ void FeedThread::OnFeatures(const feeds::FeatureVector& fv) noexcept {
     hist_.receive_to_enqueue.Record(feeds::MonotonicNanos() - fv.recv_ns);
     ring_pending_[w] = 1;
   } else {
-    queue_drops_[w].store(queue_drops_[w].load(std::memory_order_relaxed) + 1,
-                          std::memory_order_relaxed);
+    Bump(queue_drops_[w]);
   }
 }
 

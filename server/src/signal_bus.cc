@@ -9,6 +9,8 @@
 #include <cstring>
 #include <new>
 
+#include "qsig/base/counter.h"
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -93,7 +95,7 @@ size_t SignalRing::Pop(SignalRecord* out, size_t max) noexcept {
   seq_.store(s + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
   read_.store(r + n, std::memory_order_relaxed);
-  lost_.store(lost_.load(std::memory_order_relaxed) + lost + skip, std::memory_order_relaxed);
+  Bump(lost_, lost + skip);
   seq_.store(s + 2, std::memory_order_release);
   return n - skip;
 }

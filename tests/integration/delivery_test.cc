@@ -24,19 +24,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::map<std::string, double> ParseMetrics(const std::string& text) {
-  std::map<std::string, double> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t sp = line.rfind(' ');
-    if (sp == std::string::npos) continue;
-    out[line.substr(0, sp)] = std::strtod(line.c_str() + sp + 1, nullptr);
-  }
-  return out;
-}
-
 double Get(const std::map<std::string, double>& m, const std::string& series) {
   auto it = m.find(series);
   return it == m.end() ? -1 : it->second;

@@ -22,17 +22,7 @@
 namespace qsig::testing {
 namespace {
 
-std::map<std::string, double> Scrape(int port) {
-  std::map<std::string, double> out;
-  std::istringstream in(HttpGet(port, "/metrics"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t sp = line.rfind(' ');
-    if (sp != std::string::npos) out[line.substr(0, sp)] = std::strtod(line.c_str() + sp + 1, 0);
-  }
-  return out;
-}
+std::map<std::string, double> Scrape(int port) { return ParseMetrics(HttpGet(port, "/metrics")); }
 
 void PutBe(uint8_t* p, uint64_t v, int bytes) {
   for (int i = bytes - 1; i >= 0; --i, v >>= 8) p[i] = static_cast<uint8_t>(v);

@@ -24,20 +24,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// Parses the Prometheus text format into series -> value ("name{labels}" as written).
-std::map<std::string, double> ParseMetrics(const std::string& text) {
-  std::map<std::string, double> out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t sp = line.rfind(' ');
-    if (sp == std::string::npos) continue;
-    out[line.substr(0, sp)] = std::strtod(line.c_str() + sp + 1, nullptr);
-  }
-  return out;
-}
-
 double Sum(const std::map<std::string, double>& m, const std::string& name) {
   double total = 0;
   for (const auto& [series, v] : m) {
