@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "internal/counter.h"
+#include "qsig/feeds/counter.h"
 #include "internal/net.h"
 #include "internal/str.h"
 #include "qsig/feeds/clock.h"

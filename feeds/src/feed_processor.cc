@@ -36,7 +36,7 @@
 #include <memory>
 #include <vector>
 
-#include "internal/counter.h"
+#include "qsig/feeds/counter.h"
 #include "internal/endian.h"
 #include "internal/features.h"
 #include "internal/itch.h"

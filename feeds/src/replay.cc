@@ -9,7 +9,7 @@
 
 #include "absl/status/status.h"
 #include "internal/capture.h"
-#include "internal/counter.h"
+#include "qsig/feeds/counter.h"
 #include "internal/endian.h"
 #include "internal/itch.h"
 #include "internal/mold.h"

@@ -239,8 +239,8 @@ class SignalServiceImpl final
     resp->set_model(slot.name());
     resp->set_fp32_value(fp32);
     resp->set_model_version(cur->version);
-    if (cur->model) {
-      resp->set_int8_value(cur->model->Run(window, ws.data()));
+    if (cur->int8) {
+      resp->set_int8_value(cur->int8->Run(window, ws.data()));
     } else {
       resp->set_int8_value(fp32);
       resp->set_flags(kSignalWarmup);

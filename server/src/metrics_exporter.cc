@@ -319,14 +319,14 @@ class QsigCollector final : public prometheus::Collectable {
       AddValue(&info,
                {{"model", slot.name()},
                 {"arch", models::ArchName(cur->spec->arch)},
-                {"precision", cur->model ? cur->model->precision() : "fp32"},
+                {"precision", cur->int8 ? cur->int8->precision() : "fp32"},
                 {"sha256", cur->spec->sha256}},
                1);
       AddValue(&bytes, {{"model", slot.name()}, {"precision", "fp32"}},
                static_cast<double>(cur->fp32->weight_bytes()));
-      if (cur->model) {
-        AddValue(&bytes, {{"model", slot.name()}, {"precision", cur->model->precision()}},
-                 static_cast<double>(cur->model->weight_bytes()));
+      if (cur->int8) {
+        AddValue(&bytes, {{"model", slot.name()}, {"precision", cur->int8->precision()}},
+                 static_cast<double>(cur->int8->weight_bytes()));
       }
       double a = 0, e = 0, r = 0, n = 0, d = 0;
       for (const auto& w : c.workers) {

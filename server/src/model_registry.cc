@@ -38,7 +38,7 @@ void ModelSlot::PublishLocked(std::shared_ptr<Installed> next) {
 uint64_t ModelSlot::Install(std::shared_ptr<const models::Model> int8) {
   std::lock_guard<std::mutex> lock(mu_);
   auto next = std::make_shared<Installed>(*owner_);
-  next->model = std::move(int8);
+  next->int8 = std::move(int8);
   PublishLocked(next);
   return next->version;
 }
@@ -64,7 +64,7 @@ absl::StatusOr<uint64_t> ModelSlot::Replace(std::shared_ptr<const models::ModelS
         "model '", name_, "': the new model needs more workspace than the workers reserved (",
         workspace_capacity_, " floats); restart to load it"));
   }
-  next->model = std::move(int8);
+  next->int8 = std::move(int8);
   PublishLocked(next);
   return next->version;
 }

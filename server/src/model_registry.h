@@ -28,7 +28,7 @@ namespace qsig::server {
 struct Installed {
   std::shared_ptr<const models::ModelSpec> spec;
   std::shared_ptr<const models::Model> fp32;
-  std::shared_ptr<const models::Model> model;  // INT8 primary; nullptr during warm-up.
+  std::shared_ptr<const models::Model> int8;  // INT8 (or mixed) primary; nullptr during warm-up.
   uint64_t version = 0;
 };
 
@@ -65,7 +65,7 @@ class ModelSlot {
   // Tick path: what is served now; never nullptr. Valid until the caller's next quiescent
   // point (the worker's epoch), see Reclaim().
   const Installed* current() const noexcept { return current_.load(std::memory_order_acquire); }
-  bool calibrated() const noexcept { return current()->model != nullptr; }
+  bool calibrated() const noexcept { return current()->int8 != nullptr; }
   // Shorthands for the current bundle (tick path or under Acquire()).
   const models::Model& fp32() const noexcept { return *current()->fp32; }
   const models::ModelSpec& spec() const noexcept { return *current()->spec; }

@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "qsig/base/counter.h"
+#include "qsig/feeds/counter.h"
 #include "qsig/feeds/clock.h"
 #include "qsig/server/feed_options.h"
 #include "spdlog/spdlog.h"
@@ -22,6 +22,8 @@
 #endif
 
 namespace qsig::server {
+
+using feeds::Bump;
 
 bool PinThisThread(int core, std::string* error) {
   if (core < 0) return true;
@@ -179,7 +181,7 @@ float Worker::Advance(const Instrument& in, const models::Model& model, models::
 float Worker::RunPrimary(const Instrument& in, size_t m, const Installed& installed) noexcept {
   const int w = installed.spec->window;
   const size_t key = in.loc * n_models_ + m;
-  const models::Model* int8 = installed.model.get();
+  const models::Model* int8 = installed.int8.get();
   const models::Mode mode = mode_[m];
   // Window mode: the INT8 primary with cached projections (FP32 warm-up runs stateless).
   // Streaming mode: whichever model serves, stepping its carried state.
@@ -218,7 +220,7 @@ void Worker::PrecomputeNext() noexcept {
   const size_t m = key % n_models_;
   // The model serving now: a state of another version is rebuilt on the next tick anyway.
   const Installed* installed = (*slots_)[m]->current();
-  const models::Model* model = installed->model.get();
+  const models::Model* model = installed->int8.get();
   if (model == nullptr || state_version_[key] != installed->version ||
       model->state_floats(models::Mode::kWindow) > state_stride_) {
     return;
@@ -291,7 +293,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept {
     rec.model = static_cast<uint16_t>(m);
     rec.flags = 0;
     if (fv.flags & feeds::kFeatureFlagStale) rec.flags |= kSignalStale;
-    if (!installed.model) rec.flags |= kSignalWarmup;
+    if (!installed.int8) rec.flags |= kSignalWarmup;
     if (fv.flags & feeds::kFeatureFlagHalted) rec.flags |= kSignalHalted;
     if (fv.flags & feeds::kFeatureFlagBookSuspect) rec.flags |= kSignalBookSuspect;
     if (diverged_[key]) rec.flags |= kSignalShadowDiverged;
@@ -338,7 +340,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept {
   for (size_t m = 0; m < n_models_; ++m) {
     const Installed& installed = *installed_[m];
     if (!sampled && mode_[m] != models::Mode::kStreaming) continue;
-    if (!installed.model || count < static_cast<uint64_t>(installed.spec->window)) continue;
+    if (!installed.int8 || count < static_cast<uint64_t>(installed.spec->window)) continue;
     RunShadow(in, m, installed, sampled);
   }
   if (!samples_->push(fv)) {

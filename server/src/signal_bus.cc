@@ -9,13 +9,15 @@
 #include <cstring>
 #include <new>
 
-#include "qsig/base/counter.h"
+#include "qsig/feeds/counter.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
 
 namespace qsig::server {
+
+using feeds::Bump;
 namespace {
 
 std::vector<uint64_t> SortedUnique(std::vector<uint64_t> v) {

@@ -61,7 +61,7 @@ StatusSnapshot Server::Status() {
   for (const auto& slot : c.slots) {
     const auto cur = slot->Acquire();
     absl::StrAppend(&st.models, st.models.empty() ? "" : ", ", slot->name(), " v", cur->version,
-                    " ", cur->model ? cur->model->precision() : "fp32 (warm-up)");
+                    " ", cur->int8 ? cur->int8->precision() : "fp32 (warm-up)");
   }
   return st;
 }

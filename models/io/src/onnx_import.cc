@@ -32,7 +32,7 @@
 #include "absl/strings/str_join.h"
 #include "internal/import_common.h"
 #include "onnx/onnx_pb.h"  // Defines ONNX_API, then includes onnx-ml.pb.h (ONNX_ML).
-#include "qsig/base/status_macros.h"
+#include "qsig/models/status_macros.h"
 #include "qsig/models/io/import.h"
 #include "qsig/models/status_macros.h"
 
