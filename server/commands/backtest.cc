@@ -202,7 +202,7 @@ Command AddBacktestCommand(CLI::App& app, std::string_view name) {
   return {sub, [ro, alias, command] {
             if (alias) {
               std::fprintf(stderr,
-                           "qsig %s: deprecated, use `qsig backtest` (same flags and output)\n",
+                           "qsig %s: deprecated, use `qsig backtest` (same flags and report)\n",
                            command.c_str());
             }
             auto r = RunBacktest(*ro);
