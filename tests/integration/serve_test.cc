@@ -90,6 +90,9 @@ class ServeTest : public ::testing::TestWithParam<std::string> {
     metrics_port_ = FreePort();
     feed_port_ = FreePort(SOCK_DGRAM);
     log_ = ::testing::TempDir() + "qsig_serve_test_" + GetParam() + ".log";
+    // Run to completion at a quarter of the rate: on a loaded 2-vCPU machine two shards that each
+    // decode the whole feed fall behind at 20k msg/s and their sockets overflow (gaps); this test
+    // checks behaviour, bench/README.md has the timing.
     // Run to completion binds one socket per shard (port + i for a fixed port): let the kernel
     // pick them all and read shard 0's from the console.
     if (rtc()) feed_port_ = 0;
@@ -99,7 +102,7 @@ class ServeTest : public ::testing::TestWithParam<std::string> {
                   "metrics.listen=127.0.0.1:" + std::to_string(metrics_port_), "--set",
                   "feed.listen=127.0.0.1:" + std::to_string(feed_port_), "--set",
                   "calibration.warmup_samples=500", "--set", "console.status_interval_s=1", "--set",
-                  "sim.rate=20000"},
+                  rtc() ? "sim.rate=5000" : "sim.rate=20000"},
                  GetParam()),
         log_);
     ASSERT_TRUE(server_->started());
