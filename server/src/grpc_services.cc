@@ -112,10 +112,9 @@ class SignalStream final : public grpc::ServerWriteReactor<Msg>, public Subscrib
   static constexpr bool kBatch = std::is_same_v<Msg, v1::SignalBatch>;
   // Signals per message: bounded so that a message stays far below gRPC's default 4 MB limit.
   static constexpr size_t kMaxPerMessage = kBatch ? 4096 : 1;
+  static constexpr size_t kChunk = kBatch ? 128 : 1;  // Records copied out of the ring at once.
 
-  SignalStream(ServerState* state, std::atomic<int>* open) : state_(state), open_(open) {
-    records_.resize(kMaxPerMessage);
-  }
+  SignalStream(ServerState* state, std::atomic<int>* open) : state_(state), open_(open) {}
 
   void Start(SubscriptionFilter filter) {
     sub_ = state_->bus->Subscribe(std::move(filter),
@@ -123,14 +122,20 @@ class SignalStream final : public grpc::ServerWriteReactor<Msg>, public Subscrib
   }
 
   bool StartNextWrite(Subscriber& from) noexcept override {
-    const size_t n = from.Take(records_.data(), kMaxPerMessage);
-    if (n == 0) return false;
+    size_t n = 0;
     if constexpr (kBatch) {
       msg_.clear_signals();  // Keeps the elements' memory for reuse.
-      for (size_t i = 0; i < n; ++i) ToProto(*state_, records_[i], msg_.add_signals());
+      size_t got = 0;
+      while (n < kMaxPerMessage &&
+             (got = from.Take(records_, std::min(kChunk, kMaxPerMessage - n))) > 0) {
+        for (size_t i = 0; i < got; ++i) ToProto(*state_, records_[i], msg_.add_signals());
+        n += got;
+      }
     } else {
-      ToProto(*state_, records_[0], &msg_);
+      n = from.Take(records_, 1);
+      if (n > 0) ToProto(*state_, records_[0], &msg_);
     }
+    if (n == 0) return false;
     DeliveryCounters& c = state_->bus->counters();
     constexpr int kRpc = kBatch ? DeliveryCounters::kSubscribeBatch : DeliveryCounters::kSubscribe;
     c.messages[kRpc].fetch_add(1, std::memory_order_relaxed);
@@ -159,7 +164,7 @@ class SignalStream final : public grpc::ServerWriteReactor<Msg>, public Subscrib
   ServerState* state_;
   std::atomic<int>* open_;
   std::shared_ptr<Subscriber> sub_;
-  std::vector<SignalRecord> records_;
+  SignalRecord records_[kChunk];
   Msg msg_;
 };
 
