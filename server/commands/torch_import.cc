@@ -8,7 +8,7 @@
 
 #include "command.h"
 #include "qsig/models/io/import.h"
-#include "qsig/models/io/model_json.h"
+#include "qsig/models/model_json.h"
 
 namespace qsig::commands {
 namespace {
@@ -26,7 +26,7 @@ int RunImport(const ImportFlags& f) {
     Fail("qsig-torch", "import", spec.status());
     return kImportCodeBase + static_cast<int>(spec.status().code());
   }
-  auto written = models::io::WriteModelJson(*spec, f.output);
+  auto written = models::WriteModelJson(*spec, f.output);
   return written.ok() ? 0 : Fail("qsig-torch", "import", written.status());
 }
 

@@ -122,7 +122,10 @@ void RunLossyScenario(const Scenario& sc) {
 
   SimPublisherOptions po;
   po.sim = Sim();
-  po.messages_per_second = 100'000;
+  // Not faster: the publisher also answers the re-requests, and on a loaded 2-vCPU machine at
+  // 100k msg/s more gaps were open at once than a processor holds (64), so some were lost. This
+  // test checks recovery, not its speed.
+  po.messages_per_second = 25'000;
   po.max_messages = sc.messages;
   po.faults_a = sc.faults;
   po.faults_b = sc.faults;

@@ -16,7 +16,7 @@
 #include "qsig/commands/model_commands.h"
 #include "qsig/models/io/artifact.h"
 #include "qsig/models/io/loader.h"
-#include "qsig/models/io/model_json.h"
+#include "qsig/models/model_json.h"
 #include "test_util.h"
 
 namespace qsig::models::io {

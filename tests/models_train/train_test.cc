@@ -12,7 +12,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "qsig/models/io/model_json.h"
+#include "qsig/models/model_json.h"
 #include "qsig/models/model.h"
 
 namespace qsig::models::train {
@@ -212,7 +212,7 @@ TEST(Qat, RefusesAModelWhoseFeaturesAreNotInTheFile) {
   s.feature_names = {"not_here", "nor_this"};
   s.layers.push_back({2, 1, {0.5f, -0.5f}, {0.0f}, Activation::kNone});
   const std::string model = TempPath("other.json");
-  ASSERT_TRUE(io::WriteModelJson(s, model).ok());
+  ASSERT_TRUE(WriteModelJson(s, model).ok());
   QatOptions q;
   q.data.input_csv = csv;
   q.model_path = model;
@@ -244,7 +244,7 @@ TEST(ModelJson, RoundTripsEveryFloatBitForBit) {
   s.layers.push_back({5, 1, fill(5), fill(1), Activation::kTanh});
   s.input_ranges = {SourceRange{}, SourceRange{true, -0.1234567f, 2.5e-3f}};
   const std::string path = TempPath("rt.json");
-  auto sha = io::WriteModelJson(s, path, R"({"note":"test"})");
+  auto sha = WriteModelJson(s, path, R"({"note":"test"})");
   ASSERT_TRUE(sha.ok()) << sha.status();
   auto back = LoadModelJson(path);
   ASSERT_TRUE(back.ok()) << back.status();
@@ -260,7 +260,7 @@ TEST(ModelJson, RoundTripsEveryFloatBitForBit) {
   EXPECT_EQ(back->input_ranges[1].max, 2.5e-3f);
   // An invalid spec is refused, naming what is wrong.
   s.layers[0].in = 6;
-  auto bad = io::WriteModelJson(s, path);
+  auto bad = WriteModelJson(s, path);
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("layers[0]"));
 }

@@ -24,7 +24,7 @@
 #include "qsig/models/io/feature_table.h"
 #include "qsig/models/io/import.h"
 #include "qsig/models/io/loader.h"
-#include "qsig/models/io/model_json.h"
+#include "qsig/models/model_json.h"
 #include "qsig/models/model.h"
 #include "qsig/models/status_macros.h"
 #include "qsig/quant/calibration.h"
@@ -158,19 +158,14 @@ torch::Tensor ClippedLabels(const Samples& s, const Data& d) {
 EvalMetrics Metrics(const std::vector<float>& out, const std::vector<float>& label) {
   EvalMetrics m;
   std::vector<double> a(out.begin(), out.end()), b(label.begin(), label.end());
-  m.ic_pearson = Pearson(a, b);
-  m.ic_spearman = Spearman(a, b);
+  // One instrument, no horizon: only the correlations and the hit rate are reported here.
+  const TradingMetrics t = ComputeTradingMetrics(a, b, std::vector<uint32_t>(a.size(), 0), 0);
+  m.ic_pearson = t.ic_pearson;
+  m.ic_spearman = t.ic_spearman;
+  m.hit_rate = t.hit_rate;
   double se = 0;
-  size_t hits = 0, n = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    se += (a[i] - b[i]) * (a[i] - b[i]);
-    if (a[i] != 0 && b[i] != 0) {
-      ++n;
-      hits += (a[i] > 0) == (b[i] > 0);
-    }
-  }
+  for (size_t i = 0; i < a.size(); ++i) se += (a[i] - b[i]) * (a[i] - b[i]);
   m.mse = a.empty() ? NAN : se / static_cast<double>(a.size());
-  m.hit_rate = n ? static_cast<double>(hits) / static_cast<double>(n) : NAN;
   return m;
 }
 
@@ -692,7 +687,7 @@ absl::StatusOr<TrainReport> RunTrain(const TrainOptions& o) {
                      {"val_samples", rep.val_samples},
                      {"label_clip_bps", {d.clip_lo, d.clip_hi}},
                      {"val", MetricsJson(rep.val_qsig)}};
-  QSIG_ASSIGN_OR_RETURN(rep.sha256, io::WriteModelJson(out, o.output_path, provenance.dump()));
+  QSIG_ASSIGN_OR_RETURN(rep.sha256, WriteModelJson(out, o.output_path, provenance.dump()));
   json r = provenance;
   r["model"] = rep.model_name;
   r["arch"] = rep.arch;
@@ -810,7 +805,7 @@ absl::StatusOr<QatReport> RunQat(const QatOptions& o) {
                      {"freeze_observers_after", o.freeze_observers_after},
                      {"lr", o.lr},
                      {"seed", o.data.seed}};
-  QSIG_ASSIGN_OR_RETURN(rep.sha256, io::WriteModelJson(tuned, o.output_path, provenance.dump()));
+  QSIG_ASSIGN_OR_RETURN(rep.sha256, WriteModelJson(tuned, o.output_path, provenance.dump()));
   json r = provenance;
   r["model"] = tuned.name;
   r["output"] = o.output_path;

@@ -1,7 +1,7 @@
-// Writing a ModelSpec in qsig's JSON model format (models/README.md), the format
-// models::LoadModelJson reads and scripts/train_demo_model.py writes. Used by `qsig train` /
-// `qsig qat` for the models they produce and by the qsig-torch helper process that imports
-// TorchScript for binaries without LibTorch.
+// Writing a ModelSpec in qsig's JSON model format (models/README.md): the format
+// models::LoadModelJson (model.h, models/src/loader.cc, beside the writer) reads and
+// scripts/train_demo_model.py writes. Used by `qsig train` / `qsig qat` for the models they produce
+// and by the qsig-torch helper process that imports TorchScript for binaries without LibTorch.
 // Thread-safety: reentrant.
 #pragma once
 
@@ -10,7 +10,7 @@
 #include "absl/status/statusor.h"
 #include "qsig/models/model.h"
 
-namespace qsig::models::io {
+namespace qsig::models {
 
 // The JSON text of `spec` (ValidateSpec must accept it), input_ranges included when set. Every
 // float is written with 9 significant digits, so LoadModelJson reads back the same float32 values
@@ -23,4 +23,4 @@ absl::StatusOr<std::string> ModelJson(const ModelSpec& spec, const std::string& 
 absl::StatusOr<std::string> WriteModelJson(const ModelSpec& spec, const std::string& path,
                                            const std::string& training_json = "");
 
-}  // namespace qsig::models::io
+}  // namespace qsig::models

@@ -1,6 +1,5 @@
-// ModelJson / WriteModelJson (see model_json.h).
-#include "qsig/models/io/model_json.h"
-
+// The model JSON writer, ModelJson / WriteModelJson (model_json.h); the reader, LoadModelJson, is
+// beside it in loader.cc.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -10,9 +9,10 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "qsig/models/model_json.h"
 #include "qsig/models/sha256.h"
 
-namespace qsig::models::io {
+namespace qsig::models {
 namespace {
 
 using nlohmann::json;
@@ -114,4 +114,4 @@ absl::StatusOr<std::string> WriteModelJson(const ModelSpec& spec, const std::str
   return Sha256Hex(*text);
 }
 
-}  // namespace qsig::models::io
+}  // namespace qsig::models
