@@ -218,6 +218,104 @@ absl::Status CheckHostPort(const std::string& key, const std::string& value, boo
   return absl::OkStatus();
 }
 
+// Reads feed.shard.map_file (if any) into `sh` and checks the shard keys together.
+absl::Status ResolveShards(ShardConfig* sh) {
+  const auto bad = [](const std::string& key, const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(key, ": ", what));
+  };
+  if (!sh->map_file.empty()) {
+    if (!sh->addresses.empty() || !sh->symbols.empty() || sh->count != 1) {
+      return bad("feed.shard.map_file",
+                 "replaces feed.shard.count, addresses and symbols: set only index with it");
+    }
+    constexpr std::uintmax_t kMaxMapBytes = 4 << 20;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(sh->map_file, ec)) {
+      return bad("feed.shard.map_file", absl::StrCat("'", sh->map_file, "' is not a regular file"));
+    }
+    if (std::filesystem::file_size(sh->map_file, ec) > kMaxMapBytes || ec) {
+      return bad("feed.shard.map_file", absl::StrCat("'", sh->map_file, "' is over 4 MiB"));
+    }
+    YAML::Node doc;
+    try {
+      doc = YAML::LoadFile(sh->map_file);
+    } catch (const YAML::Exception& e) {
+      return bad("feed.shard.map_file",
+                 absl::StrCat(sh->map_file, ":", e.mark.line + 1, ": ", "not valid YAML"));
+    }
+    const YAML::Node shards = doc.IsMap() ? doc["shards"] : YAML::Node();
+    if (!shards || !shards.IsSequence() || shards.size() == 0) {
+      return bad("feed.shard.map_file", absl::StrCat(sh->map_file,
+                                                     ": expected `shards:`, a "
+                                                     "non-empty list of {address, symbols}"));
+    }
+    bool any_symbols = false;
+    for (size_t i = 0; i < shards.size(); ++i) {
+      const YAML::Node e = shards[i];
+      const std::string where = absl::StrCat(sh->map_file, ": shards[", i, "]");
+      if (!e.IsMap() || !e["address"] || !e["address"].IsScalar()) {
+        return bad("feed.shard.map_file", absl::StrCat(where, ": needs an address"));
+      }
+      for (const auto& kv : e) {
+        const std::string k = kv.first.as<std::string>();
+        if (k != "address" && k != "symbols") {
+          return bad("feed.shard.map_file", absl::StrCat(where, ".", k, ": unknown key"));
+        }
+      }
+      sh->addresses.push_back(e["address"].as<std::string>());
+      std::vector<std::string> syms;
+      if (e["symbols"]) {
+        if (!e["symbols"].IsSequence()) {
+          return bad("feed.shard.map_file", absl::StrCat(where, ".symbols: expected a list"));
+        }
+        for (const auto& x : e["symbols"]) syms.push_back(x.as<std::string>());
+        any_symbols = true;
+      }
+      sh->shard_symbols.push_back(std::move(syms));
+    }
+    sh->count = static_cast<int>(shards.size());
+    if (!any_symbols) sh->shard_symbols.clear();
+  }
+  if (sh->count < 1 || sh->count > 4096) return bad("feed.shard.count", "must be in 1..4096");
+  if (sh->index < 0 || sh->index >= sh->count) {
+    return bad("feed.shard.index", absl::StrCat("must be in 0..", sh->count - 1));
+  }
+  if (!sh->addresses.empty() && static_cast<int>(sh->addresses.size()) != sh->count) {
+    return bad("feed.shard.addresses",
+               absl::StrCat(sh->addresses.size(), " addresses for ", sh->count, " shards"));
+  }
+  for (const std::string& a : sh->addresses) {
+    if (auto hp = ParseHostPort(a); !hp.ok()) {
+      return bad("feed.shard.addresses", std::string(hp.status().message()));
+    }
+  }
+  if (!sh->shard_symbols.empty()) {
+    std::set<std::string> seen;
+    for (const auto& list : sh->shard_symbols) {
+      for (const std::string& sym : list) {
+        if (sym.empty() || sym.size() > 8) {
+          return bad("feed.shard.map_file",
+                     absl::StrCat("symbol '", sym, "' is not 1..8 characters"));
+        }
+        if (!seen.insert(sym).second) {
+          return bad("feed.shard.map_file", absl::StrCat("symbol ", sym, " is in two shards"));
+        }
+      }
+    }
+    sh->symbols = sh->shard_symbols[static_cast<size_t>(sh->index)];
+    if (sh->symbols.empty()) {
+      return bad("feed.shard.map_file",
+                 absl::StrCat("shard ", sh->index, " lists no symbols while others do"));
+    }
+  }
+  for (const std::string& sym : sh->symbols) {
+    if (sym.empty() || sym.size() > 8) {
+      return bad("feed.shard.symbols", absl::StrCat("symbol '", sym, "' is not 1..8 characters"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) {
   Config c;
   c.path = origin;
@@ -258,6 +356,13 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
     co.Get("confirm_packets", &c.feed.corroboration.confirm_packets);
     co.Get("window_us", &c.feed.corroboration.window_us);
     co.Finish();
+    MapReader sh = feed.Child("shard");
+    sh.Get("index", &c.feed.shard.index);
+    sh.Get("count", &c.feed.shard.count);
+    sh.Get("symbols", &c.feed.shard.symbols);
+    sh.Get("addresses", &c.feed.shard.addresses);
+    sh.Get("map_file", &c.feed.shard.map_file);
+    sh.Finish();
   }
   feed.Get("max_sequence_jump", &c.feed.max_sequence_jump);
   feed.Get("max_price", &c.feed.max_price);
@@ -544,11 +649,18 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   // Model paths are relative to the config file's directory.
   if (!origin.empty() && origin.front() != '<') {
     const std::filesystem::path base = std::filesystem::path(origin).parent_path();
+    if (!c.feed.shard.map_file.empty() &&
+        std::filesystem::path(c.feed.shard.map_file).is_relative()) {
+      c.feed.shard.map_file = (base / c.feed.shard.map_file).lexically_normal().string();
+    }
     for (auto& m : c.models) {
       if (!m.path.empty() && std::filesystem::path(m.path).is_relative()) {
         m.path = (base / m.path).lexically_normal().string();
       }
     }
+  }
+  if (auto s = ResolveShards(&c.feed.shard); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": ", s.message()));
   }
   return c;
 }

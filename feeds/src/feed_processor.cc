@@ -36,13 +36,13 @@
 #include <memory>
 #include <vector>
 
-#include "qsig/feeds/counter.h"
 #include "internal/endian.h"
 #include "internal/features.h"
 #include "internal/itch.h"
 #include "internal/mold.h"
 #include "internal/order_book.h"
 #include "qsig/feeds/clock.h"
+#include "qsig/feeds/counter.h"
 #include "qsig/feeds/feature_sink.h"
 
 namespace qsig::feeds {
@@ -150,6 +150,13 @@ struct FeedProcessor::Impl {
     const size_t bytes = kCandidateBytesPerPacket *
                          static_cast<size_t>(std::max(o.corroboration.confirm_packets, 1));
     for (Candidate& c : candidates) c.held.resize(bytes);
+    server_symbols = o.server_symbols;
+    for (std::string& sym : server_symbols) {
+      while (!sym.empty() && sym.back() == ' ') sym.pop_back();
+    }
+    std::sort(server_symbols.begin(), server_symbols.end());
+    owned.resize(instruments.size());
+    ResetOwnership();
   }
 
   // --- Sequencing ---
@@ -250,6 +257,27 @@ struct FeedProcessor::Impl {
   // Sharding (FeedProcessorOptions::shard_count): only owned instruments' books are kept.
   int shard_count = options.shard_count < 1 ? 1 : options.shard_count;
   int shard_index = options.shard_index;
+  // Across servers (FeedProcessorOptions::server_shard_count / server_symbols): ownership is
+  // decided by the directory message; sorted for binary search.
+  bool server_sharded = options.server_shard_count > 1 || !options.server_symbols.empty();
+  std::vector<std::string> server_symbols;
+  // Per locate: 1 = this processor keeps its book and emits its vectors.
+  std::vector<uint8_t> owned;
+  std::atomic<uint64_t> directory_version{0};  // Bumped when a directory message changes a symbol.
+
+  bool OwnedByLocate(size_t locate) const noexcept {
+    return shard_count == 1 ||
+           static_cast<int>(locate % static_cast<size_t>(shard_count)) == shard_index;
+  }
+  void ResetOwnership() noexcept {
+    for (size_t l = 0; l < owned.size(); ++l) owned[l] = !server_sharded && OwnedByLocate(l);
+  }
+  bool ServerOwns(std::string_view symbol) const noexcept {
+    if (!server_symbols.empty()) {
+      return std::binary_search(server_symbols.begin(), server_symbols.end(), symbol);
+    }
+    return ShardOfSymbol(symbol, options.server_shard_count) == options.server_shard_index;
+  }
 
   // Gap state, all sized at construction.
   std::vector<Slot> window;
@@ -292,6 +320,7 @@ void FeedProcessor::Impl::ResetSession(const uint8_t* new_session) noexcept {
       engine.Reset(in.features);
     }
     market_state = 0;
+    ResetOwnership();  // A new session has its own directory.
     suspect_count = 0;
     Set(stats.suspect_books, 0);
     Bump(stats.session_resets);
@@ -802,9 +831,9 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
   const uint16_t locate = LoadBe16(m + itch::kLocateOffset);
   const bool known_locate = books.valid_locate(locate);
   // Another shard's instrument: framing and sequencing are done, its book is not ours.
-  const bool owned = shard_count == 1 || locate % shard_count == shard_index;
-  if (known_locate && !owned && type != 'S' && type != 'R') return;
-  if (known_locate && loud && owned) Bump(instrument_messages[locate]);
+  const bool is_owned = known_locate ? owned[locate] != 0 : OwnedByLocate(locate);
+  if (known_locate && !is_owned && type != 'S' && type != 'R') return;
+  if (known_locate && loud && is_owned) Bump(instrument_messages[locate]);
 
   internal::Side side;
   uint32_t price;
@@ -820,10 +849,16 @@ void FeedProcessor::Impl::OnMessage(const uint8_t* m, size_t /*len*/, uint64_t s
         return;
       }
       Instrument& in = instruments[locate];
-      std::memcpy(in.symbol, m + itch::kDirStock, itch::kStockSize);
       uint8_t n = itch::kStockSize;
-      while (n > 0 && in.symbol[n - 1] == ' ') --n;
-      in.symbol_len = n;
+      while (n > 0 && m[itch::kDirStock + n - 1] == ' ') --n;
+      if (n != in.symbol_len || std::memcmp(in.symbol, m + itch::kDirStock, n) != 0) {
+        std::memcpy(in.symbol, m + itch::kDirStock, itch::kStockSize);
+        in.symbol_len = n;
+        Bump(directory_version);
+      }
+      if (server_sharded) {
+        owned[locate] = OwnedByLocate(locate) && ServerOwns(std::string_view(in.symbol, n));
+      }
       return;
     }
     case 'H':
@@ -1048,6 +1083,10 @@ void FeedProcessor::AbandonGaps(FeatureSink& sink) noexcept {
   s.UpdateGauges();
 }
 
+uint64_t FeedProcessor::directory_version() const noexcept {
+  return impl_->directory_version.load(std::memory_order_relaxed);
+}
+
 bool FeedProcessor::gap_open() const noexcept { return impl_->window_mode(); }
 uint64_t FeedProcessor::next_sequence() const noexcept { return impl_->next; }
 uint32_t FeedProcessor::last_datagram_new_messages() const noexcept { return impl_->new_in_packet; }
@@ -1091,6 +1130,16 @@ bool DecodeRetransmitRequest(std::span<const uint8_t> d, RetransmitRequest* r) n
   r->sequence = LoadBe64(d.data() + mold::kSequenceOffset);
   r->count = LoadBe16(d.data() + mold::kCountOffset);
   return true;
+}
+
+int ShardOfSymbol(std::string_view symbol, int count) noexcept {
+  while (!symbol.empty() && symbol.back() == ' ') symbol.remove_suffix(1);
+  uint64_t h = 0xcbf29ce484222325ull;  // FNV-1a, 64-bit.
+  for (const char ch : symbol) {
+    h ^= static_cast<uint8_t>(ch);
+    h *= 0x100000001b3ull;
+  }
+  return count <= 1 ? 0 : static_cast<int>(h % static_cast<uint64_t>(count));
 }
 
 }  // namespace qsig::feeds

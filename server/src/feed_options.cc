@@ -94,6 +94,9 @@ feeds::FeedProcessorOptions FeedProcessorOptionsFromConfig(
   o.corroboration.window_us = feed.corroboration.window_us;
   o.corroboration.max_sequence_jump = feed.max_sequence_jump;
   o.max_price = static_cast<uint32_t>(std::llround(feed.max_price * 1e4));
+  o.server_shard_count = feed.shard.count;
+  o.server_shard_index = feed.shard.index;
+  o.server_symbols = feed.shard.symbols;
   o.features = std::move(features);
   return o;
 }

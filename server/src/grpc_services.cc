@@ -8,11 +8,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
+#include <string>
 #include <type_traits>
 #include <unordered_set>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "qsig/feeds/feed_processor.h"
 #include "qsig/v1/signal.grpc.pb.h"
 #include "server_state.h"
 #include "spdlog/spdlog.h"
@@ -45,6 +48,27 @@ bool WellFormedSymbol(const std::string& s) {
   return true;
 }
 
+// The shard that owns `symbol` under feed.shard, or -1 when no shard is known to own it (an
+// explicit list of this shard's symbols only, without a shard map).
+int OwnerShard(const config::ShardConfig& sh, std::string_view symbol) {
+  if (sh.count <= 1 && sh.symbols.empty()) return 0;
+  if (!sh.shard_symbols.empty()) {
+    for (size_t i = 0; i < sh.shard_symbols.size(); ++i) {
+      for (const std::string& x : sh.shard_symbols[i]) {
+        if (x == symbol) return static_cast<int>(i);
+      }
+    }
+    return -1;
+  }
+  if (!sh.symbols.empty()) {
+    for (const std::string& x : sh.symbols) {
+      if (x == symbol) return sh.index;
+    }
+    return -1;
+  }
+  return feeds::ShardOfSymbol(symbol, sh.count);
+}
+
 // The filter a SubscribeRequest asks for, or the status that refuses it.
 grpc::Status BuildFilter(const ServerState& state, const v1::SubscribeRequest& req,
                          SubscriptionFilter* out) {
@@ -58,9 +82,11 @@ grpc::Status BuildFilter(const ServerState& state, const v1::SubscribeRequest& r
   // Known symbols: those the feed has published and, with the built-in simulator, its universe.
   std::unordered_set<uint64_t> known;
   if (req.instruments_size() > 0) {
-    for (int l = 0; l < state.symbols->size(); ++l) {
-      const uint64_t w = state.symbols->Word(static_cast<uint16_t>(l));
-      if (w != 0) known.insert(w);
+    for (const SymbolTable* t : {state.symbols.get(), state.directory.get()}) {
+      for (int l = 0; l < t->size(); ++l) {
+        const uint64_t w = t->Word(static_cast<uint16_t>(l));
+        if (w != 0) known.insert(w);
+      }
     }
     if (state.config.feed.source == "sim") {
       for (const auto& s : state.config.sim.instruments) known.insert(SymbolTable::Pack(s));
@@ -79,6 +105,19 @@ grpc::Status BuildFilter(const ServerState& state, const v1::SubscribeRequest& r
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           absl::StrCat("instrument '", name,
                                        "' is unknown (not in the feed's instruments seen so far)"));
+    }
+    const config::ShardConfig& sh = state.config.feed.shard;
+    if (const int owner = OwnerShard(sh, name); owner != sh.index) {
+      const std::string where =
+          owner < 0 ? "no shard this server knows of"
+                    : absl::StrCat(
+                          "shard ", owner,
+                          sh.addresses.empty()
+                              ? std::string()
+                              : absl::StrCat(" (", sh.addresses[static_cast<size_t>(owner)], ")"));
+      return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                          absl::StrCat("instrument '", name, "' is published by ", where,
+                                       ", not by shard ", sh.index, " (see GetTopology)"));
     }
     out->symbols.push_back(w);
   }
@@ -205,6 +244,44 @@ class SignalServiceImpl final
           ToProto(*state_, r, resp->add_signals());
         }
       }
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status GetTopology(grpc::ServerContext*, const v1::GetTopologyRequest*,
+                           v1::GetTopologyResponse* resp) override {
+    const config::ShardConfig& sh = state_->config.feed.shard;
+    resp->set_shard_count(static_cast<uint32_t>(sh.count));
+    resp->set_this_shard(static_cast<uint32_t>(sh.index));
+    const bool listed = !sh.shard_symbols.empty() || !sh.symbols.empty();
+    resp->set_scheme(listed ? "list" : "hash");
+    std::vector<std::vector<std::string>> owned(static_cast<size_t>(sh.count));
+    if (!sh.shard_symbols.empty()) {
+      owned = sh.shard_symbols;
+    } else if (!sh.symbols.empty()) {
+      owned[static_cast<size_t>(sh.index)] = sh.symbols;
+    } else {
+      // Hash sharding: every symbol of the feed's directory seen so far (and the simulator's
+      // universe), each under the shard it hashes to.
+      std::set<std::string> all;
+      for (int l = 0; l < state_->directory->size(); ++l) {
+        const auto locate = static_cast<uint16_t>(l);
+        if (state_->directory->Known(locate)) all.insert(state_->directory->Get(locate));
+      }
+      if (state_->config.feed.source == "sim") {
+        all.insert(state_->config.sim.instruments.begin(), state_->config.sim.instruments.end());
+      }
+      for (const std::string& sym : all) {
+        owned[static_cast<size_t>(feeds::ShardOfSymbol(sym, sh.count))].push_back(sym);
+      }
+    }
+    for (int i = 0; i < sh.count; ++i) {
+      v1::Shard* out = resp->add_shards();
+      out->set_index(static_cast<uint32_t>(i));
+      if (!sh.addresses.empty()) out->set_address(sh.addresses[static_cast<size_t>(i)]);
+      std::vector<std::string>& list = owned[static_cast<size_t>(i)];
+      std::sort(list.begin(), list.end());
+      for (const std::string& sym : list) out->add_instruments(sym);
     }
     return grpc::Status::OK;
   }

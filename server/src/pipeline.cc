@@ -9,8 +9,8 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "qsig/feeds/counter.h"
 #include "qsig/feeds/clock.h"
+#include "qsig/feeds/counter.h"
 #include "qsig/server/feed_options.h"
 #include "spdlog/spdlog.h"
 
@@ -454,6 +454,9 @@ void FeedThread::Run(std::atomic<bool>* running, Doorbell* bus_doorbell) {
       if (own->precompute_pending()) timeout_ms = 0;
     }
     const int polled = handler_->Poll(timeout_ms, *this);
+    if (directory_ && handler_->processor().directory_version() != directory_seen_) {
+      CopyDirectory();  // Rare: only when a directory message changed a symbol.
+    }
     if (own) {
       // An empty read: nothing waits in the socket, so there is idle time for one precomputed
       // window (then poll again).
@@ -479,6 +482,15 @@ void FeedThread::Run(std::atomic<bool>* running, Doorbell* bus_doorbell) {
         std::this_thread::sleep_for(std::chrono::milliseconds(1));  // Socket error: counted.
       }
     }
+  }
+}
+
+void FeedThread::CopyDirectory() noexcept {
+  const feeds::FeedProcessor& p = handler_->processor();
+  directory_seen_ = p.directory_version();
+  for (int l = 0; l <= config_.feed.max_instruments; ++l) {
+    const auto locate = static_cast<uint16_t>(l);
+    directory_->Set(locate, p.symbol(locate));
   }
 }
 

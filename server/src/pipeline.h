@@ -232,13 +232,20 @@ class FeedThread : public feeds::FeatureSink {
 
   void OnFeatures(const feeds::FeatureVector& fv) noexcept override;
 
+  // Before Start: this thread also copies the feed's stock directory (every symbol, owned or
+  // not) into `directory` whenever it changes (GetTopology reads it). One thread per server.
+  void SetDirectory(SymbolTable* directory) noexcept { directory_ = directory; }
+
  private:
   void Run(std::atomic<bool>* running, Doorbell* bus_doorbell);
+  void CopyDirectory() noexcept;
 
   const config::Config& config_;
   std::vector<feeds::FeatureSpec> feature_specs_;
   std::vector<Worker*> workers_;
   SymbolTable* symbols_;
+  SymbolTable* directory_ = nullptr;
+  uint64_t directory_seen_ = 0;  // processor().directory_version() last copied.
   int shard_, shards_;
   bool inline_;           // Run to completion: workers_[0] runs on this thread.
   StageHistograms hist_;  // decode, features, receive_to_enqueue (this thread only).

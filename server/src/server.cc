@@ -60,6 +60,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
     c.feeds.push_back(
         std::make_unique<FeedThread>(c.config, c.feature_specs, raw, c.symbols.get(), 0, 1));
   }
+  c.directory = std::make_unique<SymbolTable>(c.max_locate);
+  c.feeds.front()->SetDirectory(c.directory.get());
   c.bus = std::make_unique<SignalBus>(c.symbols.get(), outputs);
   c.store = std::make_unique<CalibrationStore>(c.slots, c.max_locate, n_features,
                                                config.calibration.samples);

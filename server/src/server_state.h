@@ -31,6 +31,8 @@ struct ServerState {
   int max_locate = 0;
   std::vector<std::unique_ptr<ModelSlot>> slots;
   std::unique_ptr<SymbolTable> symbols;
+  // Every symbol of the feed's stock directory, owned by this server or not (GetTopology).
+  std::unique_ptr<SymbolTable> directory;
   // Worker mode: workers.count workers fed by one feed thread. Run to completion:
   // pipeline.shards feed threads, shard i running workers[i] inline (locate % shards == i).
   std::vector<std::unique_ptr<Worker>> workers;

@@ -36,6 +36,23 @@ struct CorroborationConfig {
   int window_us = 2'000'000;  // Each within this of the previous; a quiet candidate is dropped.
 };
 
+// Sharding the feed's instruments over servers (README, "Sharding"): every server reads the
+// whole feed and owns the instruments of its shard.
+struct ShardConfig {
+  int index = 0;  // This server's shard, 0..count-1.
+  int count = 1;  // Shards in all; 1 = this server owns every instrument.
+  // This shard's instruments by symbol; empty = by hash (feeds::ShardOfSymbol).
+  std::vector<std::string> symbols;
+  // Every shard's SignalService address in index order (for GetTopology); empty = unknown.
+  std::vector<std::string> addresses;
+  // A shard-map YAML file (`shards: [{address: host:port, symbols: [...]}, ...]`) instead of
+  // count/addresses/symbols: count = its length; symbols listed for one shard means explicit
+  // lists for all. Read at startup.
+  std::string map_file;
+  // Every shard's explicit symbols (from map_file), index order; empty = hash sharding.
+  std::vector<std::vector<std::string>> shard_symbols;
+};
+
 struct ReplayConfig {
   std::string path;  // Capture file for feed.source pcap or itch.
   double speed = 0;  // 0 = as fast as possible, 1 = recorded speed, 2 = twice as fast...
@@ -63,6 +80,7 @@ struct FeedConfig {
   RecoveryConfig recovery;
   ReplayConfig replay;
   CorroborationConfig corroboration;
+  ShardConfig shard;
   uint64_t max_sequence_jump = 65536;  // Larger sequence jumps need corroboration.
   double max_price = 200000;           // Dollars: a resting order above this (or at 0) is suspect.
 };

@@ -76,7 +76,20 @@ struct FeedProcessorOptions {
   // invalid_order, feature_vectors) then count owned instruments only.
   int shard_count = 1;
   int shard_index = 0;
+  // Sharding across servers (feed.shard), on top of the above: each server reads the whole feed
+  // and owns only the instruments it is given, decided when an instrument's stock directory
+  // message names its symbol: `server_symbols` when not empty, otherwise
+  // ShardOfSymbol(symbol, server_shard_count) == server_shard_index. Until its directory message
+  // (and again after a session change, until the new directory) an instrument is not owned here.
+  int server_shard_count = 1;
+  int server_shard_index = 0;
+  std::vector<std::string> server_symbols = {};
 };
+
+// The server shard (0..count-1) that owns `symbol` under hash sharding: FNV-1a (64-bit) of the
+// symbol with trailing spaces removed, modulo `count`. Stable across processes, machines and
+// releases (clients may compute it too: README, "Sharding").
+int ShardOfSymbol(std::string_view symbol, int count) noexcept;
 
 // A MoldUDP64 re-request: session(10) sequence(u64) message count(u16), 20 bytes on the wire.
 struct RetransmitRequest {
@@ -179,6 +192,9 @@ class FeedProcessor {
   uint64_t instrument_messages(uint16_t locate) const noexcept;
   // Symbol from the Stock Directory message ("" until one was seen), right-trimmed.
   std::string_view symbol(uint16_t locate) const noexcept;
+  // Changes whenever a directory message (or a new session) changes a symbol(): poll it to
+  // copy the directory out (any thread may read it; symbol() is the owner's).
+  uint64_t directory_version() const noexcept;
   int max_instruments() const noexcept;
   int n_features() const noexcept;
   const std::vector<std::string>& feature_names() const noexcept;
