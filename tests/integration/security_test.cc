@@ -204,10 +204,13 @@ grpc::Status Recalibrate(v1::AdminService::Stub& admin, const std::string& token
   return admin.Recalibrate(&ctx, req, out ? out : &resp);
 }
 
-TEST(Security, TlsServesTlsClientsAndRefusesPlaintext) {
+TEST(Security, TlsServesTlsClientsRefusesPlaintextAndRotatesCertificates) {
   const Pki pki = MakePki("tls");
-  Server server("tls",
-                {"grpc.tls.cert_file=" + pki.server_cert, "grpc.tls.key_file=" + pki.server_key});
+  // The server reads copies that the test replaces below.
+  const std::string server_cert = pki.dir + "/served.pem", server_key = pki.dir + "/served.key";
+  std::filesystem::copy_file(pki.server_cert, server_cert);
+  std::filesystem::copy_file(pki.server_key, server_key);
+  Server server("tls", {"grpc.tls.cert_file=" + server_cert, "grpc.tls.key_file=" + server_key});
   ASSERT_TRUE(server.WaitStarted()) << server.Log();
   const grpc::Status tls_ok = GetLatest(Channel(server.grpc_port(), TlsCredentials(pki, "")));
   EXPECT_TRUE(tls_ok.ok()) << tls_ok.error_message() << server.Log();
@@ -218,6 +221,22 @@ TEST(Security, TlsServesTlsClientsAndRefusesPlaintext) {
   EXPECT_EQ(Reload(*admin, "nope", "").error_code(), grpc::StatusCode::NOT_FOUND);
   auto plain_admin = v1::AdminService::NewStub(Channel(server.admin_port()));
   EXPECT_EQ(Reload(*plain_admin, "nope", "").error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  // Rotation: new files (another CA's server certificate) are picked up without a restart.
+  const Pki next = MakePki("tls_next");
+  std::filesystem::copy_file(next.server_cert, server_cert + ".new");
+  std::filesystem::copy_file(next.server_key, server_key + ".new");
+  std::filesystem::rename(server_key + ".new", server_key);
+  std::filesystem::rename(server_cert + ".new", server_cert);
+  bool rotated = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!rotated && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    rotated = GetLatest(Channel(server.grpc_port(), TlsCredentials(next, ""))).ok();
+  }
+  EXPECT_TRUE(rotated) << "the new certificate was not served";
+  EXPECT_FALSE(GetLatest(Channel(server.grpc_port(), TlsCredentials(pki, ""))).ok())
+      << "the old certificate is still served";
   EXPECT_EQ(server.child().Terminate(), 0) << server.Log();
 }
 
