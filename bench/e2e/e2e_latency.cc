@@ -440,6 +440,7 @@ int main(int argc, char** argv) {
   for (const double rate : rate_list) {
     for (const std::string& mode : mode_list) {
       std::vector<std::string> o = {"grpc.listen=127.0.0.1:0",
+                                    "admin.listen=127.0.0.1:0",
                                     "metrics.listen=127.0.0.1:0",
                                     "feed.listen=127.0.0.1:0",
                                     "console.status_interval_s=0",

@@ -459,6 +459,9 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   cal.Get("layer_guard_rmse", &c.calibration.layer_guard_rmse);
   cal.Get("reduce_range", &c.calibration.reduce_range);
   cal.Get("schedule", &c.calibration.schedule);
+  cal.Get("min_samples", &c.calibration.min_samples);
+  cal.Get("cooldown_s", &c.calibration.cooldown_s);
+  cal.Get("max_worsening", &c.calibration.max_worsening);
   cal.Finish();
 
   MapReader drift = top.Child("drift");
@@ -475,11 +478,31 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   grpc.Get("max_streams", &c.grpc.max_streams);
   grpc.Get("max_instruments_per_subscription", &c.grpc.max_instruments_per_subscription);
   grpc.Get("publisher_spin_us", &c.grpc.publisher_spin_us);
+  {
+    MapReader tls = grpc.Child("tls");
+    tls.Get("cert_file", &c.grpc.tls.cert_file);
+    tls.Get("key_file", &c.grpc.tls.key_file);
+    tls.Get("client_ca_file", &c.grpc.tls.client_ca_file);
+    tls.Finish();
+  }
+  grpc.Get("client_token_file", &c.grpc.client_token_file);
+  grpc.Get("max_message_bytes", &c.grpc.max_message_bytes);
+  grpc.Get("max_concurrent_streams", &c.grpc.max_concurrent_streams);
   grpc.Finish();
 
   MapReader metrics = top.Child("metrics");
   metrics.Get("listen", &c.metrics.listen);
+  metrics.Get("threads", &c.metrics.threads);
+  metrics.Get("request_timeout_ms", &c.metrics.request_timeout_ms);
   metrics.Finish();
+
+  MapReader admin = top.Child("admin");
+  admin.Get("listen", &c.admin.listen);
+  admin.Get("token_file", &c.admin.token_file);
+  admin.Get("allowed_identities", &c.admin.allowed_identities);
+  admin.Get("model_dir", &c.admin.model_dir);
+  admin.Get("max_model_bytes", &c.admin.max_model_bytes);
+  admin.Finish();
 
   MapReader console = top.Child("console");
   console.Get("status_interval_s", &c.console.status_interval_s);
@@ -533,6 +556,7 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
            {"sim.retransmit_listen", c.sim.retransmit_listen, true},
            {"sim.destination", c.sim.destination, false},
            {"grpc.listen", c.grpc.listen, false},
+           {"admin.listen", c.admin.listen, false},
            {"metrics.listen", c.metrics.listen, false}}) {
     if (auto s = CheckHostPort(key, value, allow_empty); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(origin, ": ", s.message()));
@@ -645,19 +669,71 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
     return bad("grpc.publisher_spin_us", "must be in 0..1000000");
   }
   if (c.console.status_interval_s < 0) return bad("console.status_interval_s", "must be >= 0");
+  // Network-facing limits and credentials (issue 11).
+  if (c.calibration.min_samples < 16) return bad("calibration.min_samples", "must be >= 16");
+  if (c.calibration.cooldown_s < 0) return bad("calibration.cooldown_s", "must be >= 0");
+  if (!(c.calibration.max_worsening >= 1)) {
+    return bad("calibration.max_worsening", "must be >= 1 (a factor on the incumbent's error)");
+  }
+  if (c.grpc.max_message_bytes < 4096 || c.grpc.max_message_bytes > (64 << 20)) {
+    return bad("grpc.max_message_bytes", "must be in 4096..67108864");
+  }
+  if (c.grpc.max_concurrent_streams < 1 || c.grpc.max_concurrent_streams > 100000) {
+    return bad("grpc.max_concurrent_streams", "must be in 1..100000");
+  }
+  if (c.metrics.threads < 2 || c.metrics.threads > 64) {
+    return bad("metrics.threads", "must be in 2..64");
+  }
+  if (c.metrics.request_timeout_ms < 100 || c.metrics.request_timeout_ms > 60000) {
+    return bad("metrics.request_timeout_ms", "must be in 100..60000");
+  }
+  if (c.grpc.tls.cert_file.empty() != c.grpc.tls.key_file.empty()) {
+    return bad(c.grpc.tls.cert_file.empty() ? "grpc.tls.cert_file" : "grpc.tls.key_file",
+               "grpc.tls.cert_file and grpc.tls.key_file are set together");
+  }
+  if (!c.grpc.tls.client_ca_file.empty() && c.grpc.tls.cert_file.empty()) {
+    return bad("grpc.tls.client_ca_file", "needs grpc.tls.cert_file and grpc.tls.key_file");
+  }
+  if (!c.admin.allowed_identities.empty() && c.grpc.tls.client_ca_file.empty()) {
+    return bad("admin.allowed_identities",
+               "needs grpc.tls.client_ca_file (identities come from verified client certificates)");
+  }
+  for (size_t i = 0; i < c.admin.allowed_identities.size(); ++i) {
+    if (c.admin.allowed_identities[i].empty()) {
+      return bad(absl::StrCat("admin.allowed_identities[", i, "]"), "must not be empty");
+    }
+  }
+  if (c.admin.max_model_bytes < 1024 || c.admin.max_model_bytes > (uint64_t{16} << 30)) {
+    return bad("admin.max_model_bytes", "must be in 1024..17179869184");
+  }
+  if (c.admin.token_file.empty() && c.admin.allowed_identities.empty() &&
+      !IsLoopbackHost(ParseHostPort(c.admin.listen)->first)) {
+    return bad("admin.listen",
+               absl::StrCat(c.admin.listen,
+                            " is not a loopback address; AdminService off loopback needs "
+                            "credentials (admin.token_file or admin.allowed_identities)"));
+  }
 
-  // Model paths are relative to the config file's directory.
+  // Paths (models, credentials, model_dir) are relative to the config file's directory.
   if (!origin.empty() && origin.front() != '<') {
     const std::filesystem::path base = std::filesystem::path(origin).parent_path();
-    if (!c.feed.shard.map_file.empty() &&
-        std::filesystem::path(c.feed.shard.map_file).is_relative()) {
-      c.feed.shard.map_file = (base / c.feed.shard.map_file).lexically_normal().string();
-    }
-    for (auto& m : c.models) {
-      if (!m.path.empty() && std::filesystem::path(m.path).is_relative()) {
-        m.path = (base / m.path).lexically_normal().string();
+    auto resolve = [&](std::string* p) {
+      if (!p->empty() && std::filesystem::path(*p).is_relative()) {
+        *p = (base / *p).lexically_normal().string();
       }
-    }
+    };
+    for (auto& m : c.models) resolve(&m.path);
+    resolve(&c.feed.shard.map_file);
+    resolve(&c.grpc.tls.cert_file);
+    resolve(&c.grpc.tls.key_file);
+    resolve(&c.grpc.tls.client_ca_file);
+    resolve(&c.grpc.client_token_file);
+    resolve(&c.admin.token_file);
+    resolve(&c.admin.model_dir);
+  }
+  if (c.admin.model_dir.empty() && !c.models.empty()) {
+    c.admin.model_dir = std::filesystem::path(c.models[0].path).parent_path().string();
+    if (c.admin.model_dir.empty()) c.admin.model_dir = ".";
   }
   if (auto s = ResolveShards(&c.feed.shard); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(origin, ": ", s.message()));
@@ -666,6 +742,17 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
 }
 
 }  // namespace
+
+bool IsLoopbackHost(const std::string& host) {
+  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+  std::vector<std::string> parts = absl::StrSplit(host, '.');
+  if (parts.size() != 4 || parts[0] != "127") return false;
+  for (const auto& p : parts) {
+    int v = -1;
+    if (!absl::SimpleAtoi(p, &v) || v < 0 || v > 255) return false;
+  }
+  return true;
+}
 
 absl::StatusOr<std::pair<std::string, uint16_t>> ParseHostPort(const std::string& text) {
   const size_t colon = text.rfind(':');

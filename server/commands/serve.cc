@@ -43,9 +43,14 @@ int RunServe(const config::Config& config) {
                     config.pipeline.shards == 1 ? "" : "s");
   }
   std::printf(
-      "qsig serving\n  gRPC     %s  (qsig.v1.SignalService, qsig.v1.AdminService, health, "
-      "reflection)\n  metrics  http://%s/metrics\n  feed     %s\n",
-      srv.grpc_address().c_str(), srv.metrics_address().c_str(), feed.c_str());
+      "qsig serving\n  gRPC     %s  (qsig.v1.SignalService, health, reflection%s)\n"
+      "  admin    %s  (qsig.v1.AdminService%s)\n  metrics  http://%s/metrics\n  feed     %s\n",
+      srv.grpc_address().c_str(), config.grpc.tls.cert_file.empty() ? "" : ", TLS",
+      srv.admin_address().c_str(),
+      config.admin.token_file.empty() && config.admin.allowed_identities.empty()
+          ? ", no credentials: loopback only"
+          : ", credentials required",
+      srv.metrics_address().c_str(), feed.c_str());
   std::fflush(stdout);
   // Where `qsig health` finds the addresses actually bound (ports may have been 0).
   const long pid = static_cast<long>(::getpid());

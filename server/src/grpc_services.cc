@@ -1,18 +1,28 @@
-// gRPC front end: qsig.v1.SignalService and qsig.v1.AdminService, plus the standard health
-// service and server reflection. Signal streams run on the callback API and are fed by the
-// SignalBus (no thread per stream, a bounded ring per subscriber: a slow client only ever loses
-// its own oldest signals); unary calls run on a bounded pool of synchronous threads.
+// gRPC front end: qsig.v1.SignalService (grpc.listen) and qsig.v1.AdminService on its own
+// listener (admin.listen), each with the standard health service and server reflection; TLS or
+// mTLS on both when configured, bearer tokens, message-size and stream limits. Signal streams run
+// on the callback API and are fed by the SignalBus (no thread per stream, a bounded ring per
+// subscriber: a slow client only ever loses its own oldest signals); unary calls run on a bounded
+// pool of synchronous threads.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_credentials_options.h>
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <map>
 #include <set>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <unordered_set>
+#include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "qsig/feeds/feed_processor.h"
@@ -22,6 +32,43 @@
 
 namespace qsig::server {
 namespace {
+
+// A small file (certificate, key, token), read whole; at most 1 MiB.
+absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot read"));
+  std::string text(1 << 20, '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  return text;
+}
+
+// Equal without an early exit: the time taken does not depend on where they differ.
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  const size_t n = std::max(a.size(), b.size());
+  unsigned diff = a.size() == b.size() ? 0u : 1u;
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff |= static_cast<unsigned>(x ^ y);
+  }
+  return diff == 0;
+}
+
+// True when `md` carries "authorization: Bearer <token>".
+bool BearerMatches(const std::multimap<grpc::string_ref, grpc::string_ref>& md,
+                   const std::string& token) {
+  constexpr std::string_view kBearer = "Bearer ";
+  bool ok = false;
+  for (auto [it, end] = md.equal_range("authorization"); it != end; ++it) {
+    const std::string_view v(it->second.data(), it->second.size());
+    if (v.size() > kBearer.size() && v.substr(0, kBearer.size()) == kBearer &&
+        ConstantTimeEquals(v.substr(kBearer.size()), token)) {
+      ok = true;
+    }
+  }
+  return ok;
+}
 
 void ToProto(const ServerState& state, const SignalRecord& r, v1::Signal* s) {
   s->set_instrument(state.symbols->Get(r.locate));
@@ -213,20 +260,26 @@ class SignalServiceImpl final
     : public v1::SignalService::WithCallbackMethod_Subscribe<
           v1::SignalService::WithCallbackMethod_SubscribeBatch<v1::SignalService::Service>> {
  public:
-  explicit SignalServiceImpl(ServerState* state) : state_(state) {}
+  SignalServiceImpl(ServerState* state, std::string token)
+      : state_(state), token_(std::move(token)) {}
 
-  grpc::ServerWriteReactor<v1::Signal>* Subscribe(grpc::CallbackServerContext*,
+  grpc::ServerWriteReactor<v1::Signal>* Subscribe(grpc::CallbackServerContext* ctx,
                                                   const v1::SubscribeRequest* req) override {
+    if (grpc::Status st = Authorize(*ctx); !st.ok()) return new RejectedStream<v1::Signal>(st);
     return Open<v1::Signal>(*req);
   }
 
   grpc::ServerWriteReactor<v1::SignalBatch>* SubscribeBatch(
-      grpc::CallbackServerContext*, const v1::SubscribeRequest* req) override {
+      grpc::CallbackServerContext* ctx, const v1::SubscribeRequest* req) override {
+    if (grpc::Status st = Authorize(*ctx); !st.ok()) {
+      return new RejectedStream<v1::SignalBatch>(st);
+    }
     return Open<v1::SignalBatch>(*req);
   }
 
-  grpc::Status GetLatest(grpc::ServerContext*, const v1::GetLatestRequest* req,
+  grpc::Status GetLatest(grpc::ServerContext* ctx, const v1::GetLatestRequest* req,
                          v1::GetLatestResponse* resp) override {
+    if (grpc::Status st = Authorize(*ctx); !st.ok()) return st;
     const int cap = state_->config.grpc.max_instruments_per_subscription;
     if (req->instruments_size() > cap) {
       return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
@@ -248,8 +301,9 @@ class SignalServiceImpl final
     return grpc::Status::OK;
   }
 
-  grpc::Status GetTopology(grpc::ServerContext*, const v1::GetTopologyRequest*,
+  grpc::Status GetTopology(grpc::ServerContext* ctx, const v1::GetTopologyRequest*,
                            v1::GetTopologyResponse* resp) override {
+    if (grpc::Status st = Authorize(*ctx); !st.ok()) return st;
     const config::ShardConfig& sh = state_->config.feed.shard;
     resp->set_shard_count(static_cast<uint32_t>(sh.count));
     resp->set_this_shard(static_cast<uint32_t>(sh.index));
@@ -286,8 +340,9 @@ class SignalServiceImpl final
     return grpc::Status::OK;
   }
 
-  grpc::Status Predict(grpc::ServerContext*, const v1::PredictRequest* req,
+  grpc::Status Predict(grpc::ServerContext* ctx, const v1::PredictRequest* req,
                        v1::PredictResponse* resp) override {
+    if (grpc::Status st = Authorize(*ctx); !st.ok()) return st;
     const int m = req->model().empty() ? 0 : state_->ModelIndex(req->model());
     if (m < 0) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
@@ -323,6 +378,16 @@ class SignalServiceImpl final
     resp->set_model_version(cur->version);
     if (cur->int8) {
       resp->set_int8_value(cur->int8->Run(window, ws.data()));
+      // Inputs outside what the INT8 input quantization represents are clipped: say so.
+      const auto clip = state_->GetClipRange(static_cast<size_t>(m));
+      if (clip && clip->int8 == cur->int8.get() && clip->lo.size() == in && clip->hi.size() == in) {
+        for (size_t i = 0; i < window.size(); ++i) {
+          if (window[i] < clip->lo[i % in] || window[i] > clip->hi[i % in]) {
+            resp->set_flags(kSignalInputClipped);
+            break;
+          }
+        }
+      }
     } else {
       resp->set_int8_value(fp32);
       resp->set_flags(kSignalWarmup);
@@ -355,16 +420,79 @@ class SignalServiceImpl final
     return stream;
   }
 
+  // grpc.client_token_file: every call carries "authorization: Bearer <token>".
+  template <typename Context>
+  grpc::Status Authorize(const Context& ctx) {
+    if (token_.empty() || BearerMatches(ctx.client_metadata(), token_)) return grpc::Status::OK;
+    state_->signal_denied.fetch_add(1, std::memory_order_relaxed);
+    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                        "SignalService needs \"authorization: Bearer <token>\" metadata "
+                        "(grpc.client_token_file)");
+  }
+
   ServerState* state_;
+  std::string token_;
   std::atomic<int> open_{0};  // Subscribe + SubscribeBatch streams.
+};
+
+// Who may call AdminService: the admin.token_file token, or a verified client certificate whose
+// identity is in admin.allowed_identities; with neither configured (then admin.listen is
+// loopback, checked at config load), anyone who can reach the port.
+class AdminGuard {
+ public:
+  AdminGuard(ServerState* state, std::string token, std::vector<std::string> identities)
+      : state_(state), token_(std::move(token)), identities_(std::move(identities)) {}
+
+  grpc::Status Check(const grpc::ServerContext& ctx) const {
+    if (token_.empty() && identities_.empty()) return grpc::Status::OK;
+    const auto& md = ctx.client_metadata();
+    const bool has_token = md.find("authorization") != md.end();
+    if (!token_.empty() && has_token) {
+      if (BearerMatches(md, token_)) return grpc::Status::OK;
+      return Deny(ServerState::kDeniedBadToken, grpc::StatusCode::UNAUTHENTICATED,
+                  "AdminService: the bearer token is not valid (admin.token_file)");
+    }
+    bool has_identity = false;
+    if (!identities_.empty()) {
+      const std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+      for (const char* prop : {GRPC_X509_CN_PROPERTY_NAME, GRPC_X509_SAN_PROPERTY_NAME}) {
+        for (const grpc::string_ref& v : auth->FindPropertyValues(prop)) {
+          has_identity = true;
+          const std::string id(v.data(), v.size());
+          if (std::find(identities_.begin(), identities_.end(), id) != identities_.end()) {
+            return grpc::Status::OK;
+          }
+        }
+      }
+    }
+    if (has_identity) {
+      return Deny(ServerState::kDeniedIdentity, grpc::StatusCode::PERMISSION_DENIED,
+                  "AdminService: the client certificate's identity is not in "
+                  "admin.allowed_identities");
+    }
+    return Deny(ServerState::kDeniedNoCredentials, grpc::StatusCode::UNAUTHENTICATED,
+                "AdminService needs credentials: \"authorization: Bearer <token>\" metadata "
+                "(admin.token_file) or a client certificate listed in admin.allowed_identities");
+  }
+
+ private:
+  grpc::Status Deny(ServerState::AdminDenied reason, grpc::StatusCode code, const char* msg) const {
+    state_->admin_denied[reason].fetch_add(1, std::memory_order_relaxed);
+    return grpc::Status(code, msg);
+  }
+
+  ServerState* state_;
+  std::string token_;
+  std::vector<std::string> identities_;
 };
 
 class AdminServiceImpl final : public v1::AdminService::Service {
  public:
-  explicit AdminServiceImpl(ServerState* state) : state_(state) {}
+  AdminServiceImpl(ServerState* state, const AdminGuard* guard) : state_(state), guard_(guard) {}
 
-  grpc::Status Recalibrate(grpc::ServerContext*, const v1::RecalibrateRequest* req,
+  grpc::Status Recalibrate(grpc::ServerContext* ctx, const v1::RecalibrateRequest* req,
                            v1::RecalibrateResponse* resp) override {
+    if (grpc::Status st = guard_->Check(*ctx); !st.ok()) return st;
     std::vector<size_t> targets;
     if (req->model().empty()) {
       for (size_t i = 0; i < state_->slots.size(); ++i) targets.push_back(i);
@@ -399,8 +527,9 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status ReloadModel(grpc::ServerContext*, const v1::ReloadModelRequest* req,
+  grpc::Status ReloadModel(grpc::ServerContext* ctx, const v1::ReloadModelRequest* req,
                            v1::ReloadModelResponse* resp) override {
+    if (grpc::Status st = guard_->Check(*ctx); !st.ok()) return st;
     const int m = state_->ModelIndex(req->model());
     if (m < 0) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
@@ -411,6 +540,8 @@ class AdminServiceImpl final : public v1::AdminService::Service {
       spdlog::error("{}", std::string(r.status().message()));
       const auto code = r.status().code() == absl::StatusCode::kNotFound
                             ? grpc::StatusCode::NOT_FOUND
+                        : r.status().code() == absl::StatusCode::kUnavailable
+                            ? grpc::StatusCode::UNAVAILABLE
                             : grpc::StatusCode::FAILED_PRECONDITION;
       return grpc::Status(code, std::string(r.status().message()));
     }
@@ -424,51 +555,104 @@ class AdminServiceImpl final : public v1::AdminService::Service {
 
  private:
   ServerState* state_;
+  const AdminGuard* guard_;
 };
 
-// Credentials for the listening port. Insecure today; TLS/mTLS (issue 11) plugs in here.
-std::shared_ptr<grpc::ServerCredentials> ServerCredentials(const config::Config&) {
-  return grpc::InsecureServerCredentials();
+// Credentials for both listening ports: plaintext when no certificate is configured, else TLS
+// from files that a watcher re-reads when they change (certificate rotation without a
+// restart); with grpc.tls.client_ca_file, a client certificate signed by that CA is required.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const config::Config& config) {
+  const config::TlsConfig& tls = config.grpc.tls;
+  if (tls.cert_file.empty()) return grpc::InsecureServerCredentials();
+  // The watcher only logs unreadable files: check them now, naming the key.
+  for (const auto& [key, file] : {std::pair{"grpc.tls.cert_file", tls.cert_file},
+                                  {"grpc.tls.key_file", tls.key_file},
+                                  {"grpc.tls.client_ca_file", tls.client_ca_file}}) {
+    if (file.empty()) continue;
+    auto text = ReadSmallFile(file);
+    if (!text.ok())
+      return absl::FailedPreconditionError(absl::StrCat(key, ": ", text.status().message()));
+    if (text->find("-----BEGIN ") == std::string::npos) {
+      return absl::FailedPreconditionError(absl::StrCat(key, ": ", file, " is not PEM"));
+    }
+  }
+  constexpr unsigned int kRefreshSeconds = 5;
+  auto provider = std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+      tls.key_file, tls.cert_file, tls.client_ca_file, kRefreshSeconds);
+  grpc::experimental::TlsServerCredentialsOptions options(provider);
+  options.watch_identity_key_cert_pairs();
+  if (!tls.client_ca_file.empty()) {
+    options.watch_root_certs();
+    options.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  } else {
+    options.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  }
+  return grpc::experimental::TlsServerCredentials(options);
+}
+
+// A secret (token) file: its first line, surrounding whitespace removed; never logged.
+absl::StatusOr<std::string> ReadToken(const char* key, const std::string& file) {
+  auto text = ReadSmallFile(file);
+  if (!text.ok())
+    return absl::FailedPreconditionError(absl::StrCat(key, ": ", text.status().message()));
+  std::string token(absl::StripAsciiWhitespace(text->substr(0, text->find('\n'))));
+  if (token.size() < 16) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(key, ": ", file, " must hold a token of at least 16 characters"));
+  }
+  return token;
 }
 
 class GrpcFrontendImpl final : public GrpcFrontend {
  public:
-  explicit GrpcFrontendImpl(ServerState* state) : state_(state), signals_(state), admin_(state) {}
+  GrpcFrontendImpl(ServerState* state, std::string client_token, std::string admin_token)
+      : state_(state),
+        signals_(state, std::move(client_token)),
+        guard_(state, std::move(admin_token), state->config.admin.allowed_identities),
+        admin_(state, &guard_) {}
 
   absl::Status Start(const config::Config& config) {
-    const std::string& listen = config.grpc.listen;
+    auto creds = ServerCredentials(config);
+    if (!creds.ok()) return creds.status();
     grpc::EnableDefaultHealthCheckService(true);
     grpc::reflection::InitProtoReflectionServerBuilderPlugin();
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort(listen, ServerCredentials(config), &port);
-    builder.RegisterService(&signals_);
-    builder.RegisterService(&admin_);
-    // Signal streams hold no thread (callback API); unary and admin calls share a small
+    // SignalService: signal streams hold no thread (callback API); unary calls share a small
     // synchronous pool, so the thread count stays bounded whatever clients open.
-    builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
-    grpc::ResourceQuota quota("qsig-grpc");
-    quota.SetMaxThreads(kMaxSyncThreads);
-    builder.SetResourceQuota(quota);
-    server_ = builder.BuildAndStart();
-    if (!server_ || port == 0) {
-      return absl::UnavailableError(
-          absl::StrCat("grpc.listen: cannot listen on ", listen, " (address in use or invalid)"));
+    auto signal = Build(config, config.grpc.listen, "grpc.listen", *creds, &signals_,
+                        kMaxSyncThreads, &signal_port_);
+    if (!signal.ok()) return signal.status();
+    signal_server_ = std::move(*signal);
+    // AdminService on its own listener (admin.listen), never on the SignalService port.
+    auto admin = Build(config, config.admin.listen, "admin.listen", *creds, &admin_,
+                       kMaxAdminThreads, &admin_port_);
+    if (!admin.ok()) {
+      Shutdown();
+      return admin.status();
     }
-    host_ = listen.substr(0, listen.rfind(':'));
-    port_ = port;
+    admin_server_ = std::move(*admin);
     return absl::OkStatus();
   }
 
-  std::string address() const override { return absl::StrCat(host_, ":", port_); }
+  std::string address() const override {
+    return HostPort(state_->config.grpc.listen, signal_port_);
+  }
+  std::string admin_address() const override {
+    return HostPort(state_->config.admin.listen, admin_port_);
+  }
 
   void Shutdown() override {
-    if (server_) {
+    if (admin_server_) {
+      admin_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+      admin_server_->Wait();
+      admin_server_.reset();
+    }
+    if (signal_server_) {
       // Idle streams end with OK now; a write a client never reads is cancelled at the deadline.
       state_->bus->CloseAll();
-      server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
-      server_->Wait();
-      server_.reset();
+      signal_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+      signal_server_->Wait();
+      signal_server_.reset();
     }
   }
 
@@ -476,19 +660,60 @@ class GrpcFrontendImpl final : public GrpcFrontend {
 
  private:
   static constexpr int kMaxSyncThreads = 32;
+  static constexpr int kMaxAdminThreads = 4;
+
+  static std::string HostPort(const std::string& listen, int port) {
+    return absl::StrCat(listen.substr(0, listen.rfind(':')), ":", port);
+  }
+
+  static absl::StatusOr<std::unique_ptr<grpc::Server>> Build(
+      const config::Config& config, const std::string& listen, const char* key,
+      const std::shared_ptr<grpc::ServerCredentials>& creds, grpc::Service* service,
+      int max_threads, int* port) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(listen, creds, port);
+    builder.RegisterService(service);
+    builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::NUM_CQS, 1);
+    grpc::ResourceQuota quota(absl::StrCat("qsig-", key));
+    quota.SetMaxThreads(max_threads);
+    builder.SetResourceQuota(quota);
+    // Limits: message size both ways, HTTP/2 streams per connection.
+    builder.SetMaxReceiveMessageSize(config.grpc.max_message_bytes);
+    builder.SetMaxSendMessageSize(config.grpc.max_message_bytes);
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, config.grpc.max_concurrent_streams);
+    std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+    if (!server || *port == 0) {
+      return absl::UnavailableError(
+          absl::StrCat(key, ": cannot listen on ", listen, " (address in use or invalid)"));
+    }
+    return server;
+  }
 
   ServerState* state_;
   SignalServiceImpl signals_;
+  AdminGuard guard_;
   AdminServiceImpl admin_;
-  std::unique_ptr<grpc::Server> server_;
-  std::string host_;
-  int port_ = 0;
+  std::unique_ptr<grpc::Server> signal_server_, admin_server_;
+  int signal_port_ = 0, admin_port_ = 0;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GrpcFrontend>> StartGrpc(ServerState* state) {
-  auto fe = std::make_unique<GrpcFrontendImpl>(state);
+  const config::Config& config = state->config;
+  std::string client_token, admin_token;
+  if (!config.grpc.client_token_file.empty()) {
+    auto t = ReadToken("grpc.client_token_file", config.grpc.client_token_file);
+    if (!t.ok()) return t.status();
+    client_token = std::move(*t);
+  }
+  if (!config.admin.token_file.empty()) {
+    auto t = ReadToken("admin.token_file", config.admin.token_file);
+    if (!t.ok()) return t.status();
+    admin_token = std::move(*t);
+  }
+  auto fe =
+      std::make_unique<GrpcFrontendImpl>(state, std::move(client_token), std::move(admin_token));
   // The publisher thread starts after the front end (Server::Start).
   state->bus->set_publisher_spin_us(state->config.grpc.publisher_spin_us);
   if (auto st = fe->Start(state->config); !st.ok()) return st;

@@ -6,6 +6,8 @@
 #include <prometheus/metric_family.h>
 
 #include <map>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "qsig/feeds/feed_handler.h"
@@ -434,6 +436,24 @@ class QsigCollector final : public prometheus::Collectable {
     AddValue(&rejected, {{"reason", "not_found"}},
              static_cast<double>(dc.rejected_not_found.load(std::memory_order_relaxed)));
     out.push_back(std::move(rejected));
+
+    auto denied = Family("qsig_admin_denied_total",
+                         "AdminService calls refused, by reason (no_credentials, bad_token: "
+                         "UNAUTHENTICATED; identity: PERMISSION_DENIED).",
+                         MetricType::Counter);
+    constexpr const char* kReasons[ServerState::kAdminDeniedReasons] = {"no_credentials",
+                                                                        "bad_token", "identity"};
+    for (int i = 0; i < ServerState::kAdminDeniedReasons; ++i) {
+      AddValue(&denied, {{"reason", kReasons[i]}},
+               static_cast<double>(c.admin_denied[i].load(std::memory_order_relaxed)));
+    }
+    out.push_back(std::move(denied));
+    auto sdenied = Family("qsig_grpc_unauthenticated_total",
+                          "SignalService calls refused for a missing or wrong token "
+                          "(grpc.client_token_file).",
+                          MetricType::Counter);
+    AddValue(&sdenied, {}, static_cast<double>(c.signal_denied.load(std::memory_order_relaxed)));
+    out.push_back(std::move(sdenied));
     return out;
   }
 
@@ -462,10 +482,16 @@ class MetricsExporterImpl final : public MetricsExporter {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsExporter>> StartMetrics(ServerState* state) {
-  const std::string& listen = state->config.metrics.listen;
+  const config::MetricsConfig& mc = state->config.metrics;
+  const std::string& listen = mc.listen;
   std::unique_ptr<prometheus::Exposer> exposer;
   try {
-    exposer = std::make_unique<prometheus::Exposer>(listen, 2);
+    // civetweb: each thread serves one connection at a time and waits at most
+    // request_timeout_ms for a request, so a few half-open connections cannot take every
+    // thread (the health check and Prometheus still get through); no keep-alive.
+    exposer = std::make_unique<prometheus::Exposer>(std::vector<std::string>{
+        "listening_ports", listen, "num_threads", std::to_string(mc.threads), "request_timeout_ms",
+        std::to_string(mc.request_timeout_ms), "enable_keep_alive", "no"});
   } catch (const std::exception& e) {
     return absl::UnavailableError(
         absl::StrCat("metrics.listen: cannot listen on ", listen, ": ", e.what()));

@@ -4,6 +4,11 @@
 // own units (server_impl.h lists them).
 #include "qsig/server/server.h"
 
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
@@ -71,8 +76,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
     if (!baselines[m].windows.empty()) {  // INT8 from an artifact: its calibration is the baseline
       c.drift.back()->SetBaseline(baselines[m].windows, slot.spec().window, n_features,
                                   baselines[m].clip_lo, baselines[m].clip_hi);
+      c.SetClipRange(m, slot.Acquire()->int8.get(), baselines[m].clip_lo, baselines[m].clip_hi,
+                     baselines[m].windows);
     }
   }
+  c.last_recalibration.assign(c.slots.size(), std::chrono::steady_clock::time_point::min());
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
@@ -110,6 +118,17 @@ absl::Status Server::Start() {
         !st.ok()) {
       return absl::Status(st.code(), absl::StrCat("pipeline shard ", i, ": ", st.message()));
     }
+  }
+  // ReloadModel's private copies (see ServerState::Reload).
+  {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string templ = absl::StrCat(tmp && *tmp ? tmp : "/tmp", "/qsig-reload-XXXXXX");
+    if (::mkdtemp(templ.data()) == nullptr) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot create a private directory for model reloads (", templ,
+                       "): ", std::strerror(errno), "; set TMPDIR to a writable directory"));
+    }
+    c.staging_dir = templ;
   }
   auto metrics = StartMetrics(&c);
   if (!metrics.ok()) return metrics.status();
@@ -179,9 +198,17 @@ void Server::Stop() {
   if (s.calibration_thread.joinable()) s.calibration_thread.join();
   s.grpc.reset();
   s.metrics.reset();
+  if (!s.state.staging_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(s.state.staging_dir, ec);
+    s.state.staging_dir.clear();
+  }
 }
 
 std::string Server::grpc_address() const { return impl_->grpc ? impl_->grpc->address() : ""; }
+std::string Server::admin_address() const {
+  return impl_->grpc ? impl_->grpc->admin_address() : "";
+}
 std::string Server::metrics_address() const {
   return impl_->metrics ? impl_->metrics->address() : "";
 }

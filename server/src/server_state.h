@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -40,9 +41,35 @@ struct ServerState {
   std::unique_ptr<SignalBus> bus;
   std::unique_ptr<CalibrationStore> store;
   std::vector<std::unique_ptr<DriftMonitor>> drift;  // One per model.
-  std::mutex calibration_mu;                         // One calibration at a time.
+  // One calibration or model swap at a time. Held only for a calibration (bounded compute on
+  // at most calibration.samples windows) or a swap, never across file I/O; waiters give up at
+  // a deadline (admin calls) or skip a round (warm-up), so shutdown never waits on a queue.
+  std::timed_mutex calibration_mu;
+  // Per model, when Recalibrate last installed (calibration.cooldown_s); under calibration_mu.
+  std::vector<std::chrono::steady_clock::time_point> last_recalibration;
   std::atomic<uint64_t> calibrations{0}, calibration_rejections{0};
   std::atomic<bool> running{false};
+
+  // Security (issue 11): refused admin calls by reason, refused SignalService calls.
+  enum AdminDenied { kDeniedNoCredentials = 0, kDeniedBadToken = 1, kDeniedIdentity = 2 };
+  static constexpr int kAdminDeniedReasons = 3;
+  std::atomic<uint64_t> admin_denied[kAdminDeniedReasons] = {};
+  std::atomic<uint64_t> signal_denied{0};
+  // Reads `model` for ReloadModel: model files are copied here (a private directory) after
+  // the confined, bounded read, and the loader reads only the copy.
+  std::string staging_dir;
+  // Per model, the per-feature interval its INT8 runtime's input quantization represents, or,
+  // when the input stays FP32 (mixed precision), the range of the calibration windows
+  // (Predict sets FLAG_INPUT_CLIPPED outside it); `int8` says which runtime it describes.
+  struct ClipRange {
+    const void* int8 = nullptr;
+    std::vector<float> lo, hi;
+  };
+  void SetClipRange(size_t model, const void* int8, std::vector<float> lo, std::vector<float> hi,
+                    const std::vector<float>& windows);
+  std::shared_ptr<const ClipRange> GetClipRange(size_t model) const;
+  mutable std::mutex clip_mu;
+  std::vector<std::shared_ptr<const ClipRange>> clip_ranges;
 
   int ModelIndex(const std::string& name) const {
     for (size_t i = 0; i < slots.size(); ++i) {
@@ -80,9 +107,16 @@ struct ServerState {
     return v;
   }
   // Calibrates one model from the most recent `max_samples` windows (0 = config default).
-  CalibrationReport Recalibrate(size_t model, size_t max_samples);
+  // A request (RPC, schedule) enforces calibration.min_samples, calibration.cooldown_s and
+  // calibration.max_worsening and waits at most a few seconds for another calibration; the
+  // warm-up calibration skips the round if one is running (report.message == kBusy).
+  enum class Cause { kRequest, kWarmup };
+  static constexpr const char* kBusy = "another calibration or model swap is in progress";
+  CalibrationReport Recalibrate(size_t model, size_t max_samples, Cause cause = Cause::kRequest);
   // Loads `path` ("" = the configured one) and swaps it in; on any error the running model
-  // keeps serving and the error says why.
+  // keeps serving and the error says why. `path` is confined to admin.model_dir (relative paths
+  // are taken from there); a path that is missing, unreadable, not a regular file, too large
+  // or outside the directory answers one NOT_FOUND. Messages never quote the file's content.
   struct ReloadResult {
     uint64_t version = 0;
     std::string format, precision, sha256;
@@ -94,7 +128,8 @@ struct ServerState {
 class GrpcFrontend {
  public:
   virtual ~GrpcFrontend() = default;
-  virtual std::string address() const = 0;
+  virtual std::string address() const = 0;        // SignalService (grpc.listen).
+  virtual std::string admin_address() const = 0;  // AdminService (admin.listen).
   virtual void Shutdown() = 0;
 };
 absl::StatusOr<std::unique_ptr<GrpcFrontend>> StartGrpc(ServerState* state);

@@ -16,8 +16,9 @@ enum SignalFlags : uint32_t {
   kSignalShadowDiverged = 2,
   kSignalWarmup = 4,
   kSignalInvalid = 8,
-  kSignalHalted = 32,       // The instrument's last trading action halted or paused trading.
-  kSignalBookSuspect = 64,  // The instrument's book failed a sanity check (feeds).
+  kSignalHalted = 32,         // The instrument's last trading action halted or paused trading.
+  kSignalBookSuspect = 64,    // The instrument's book failed a sanity check (feeds).
+  kSignalInputClipped = 128,  // Predict: INT8 inputs were outside the quantized range.
 };
 
 struct SignalRecord {

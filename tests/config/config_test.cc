@@ -195,6 +195,47 @@ TEST(Config, GrpcDeliveryKeys) {
   }
 }
 
+TEST(Config, SecurityKeysAndTheirChecks) {
+  auto c = ParseConfig("{}", "<t>", {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->admin.listen, "127.0.0.1:50052");
+  EXPECT_EQ(c->admin.max_model_bytes, 256u << 20);
+  EXPECT_EQ(c->calibration.max_worsening, 2);
+  EXPECT_TRUE(c->grpc.tls.cert_file.empty());
+
+  // Off loopback, AdminService needs credentials.
+  auto bad = [](const std::string& yaml) {
+    auto r = ParseConfig(yaml, "t.yaml", {});
+    return r.ok() ? std::string("ok") : std::string(r.status().message());
+  };
+  EXPECT_THAT(bad("admin: {listen: 0.0.0.0:50052}\n"), HasSubstr("t.yaml: admin.listen: 0.0.0.0"));
+  EXPECT_THAT(bad("admin: {listen: '10.1.2.3:1'}\n"), HasSubstr("admin.listen"));
+  EXPECT_EQ(bad("admin: {listen: '127.0.0.2:1'}\n"), "ok");
+  EXPECT_EQ(bad("admin: {listen: 'localhost:1'}\n"), "ok");
+  EXPECT_EQ(bad("admin: {listen: 0.0.0.0:1, token_file: /t}\n"), "ok");
+  EXPECT_THAT(bad("grpc: {tls: {cert_file: a.pem}}\n"), HasSubstr("grpc.tls.key_file"));
+  EXPECT_THAT(bad("grpc: {tls: {client_ca_file: ca.pem}}\n"), HasSubstr("grpc.tls.client_ca_file"));
+  EXPECT_THAT(bad("admin: {allowed_identities: [ops]}\n"), HasSubstr("admin.allowed_identities"));
+  EXPECT_EQ(bad("grpc: {tls: {cert_file: a, key_file: b, client_ca_file: c}}\n"
+                "admin: {listen: 0.0.0.0:1, allowed_identities: [ops]}\n"),
+            "ok");
+  EXPECT_THAT(bad("calibration: {max_worsening: 0.5}\n"), HasSubstr("calibration.max_worsening"));
+  EXPECT_THAT(bad("calibration: {min_samples: 1}\n"), HasSubstr("calibration.min_samples"));
+  EXPECT_THAT(bad("metrics: {threads: 1}\n"), HasSubstr("metrics.threads"));
+  EXPECT_THAT(bad("admin: {tokn_file: x}\n"), HasSubstr("admin.tokn_file: unknown key"));
+
+  // Credential files and model_dir are relative to the config file; model_dir defaults to the
+  // first model's directory.
+  c = LoadConfig(QSIG_SOURCE_DIR "/config/demo.yaml",
+                 {"grpc.tls.cert_file=certs/server.pem", "grpc.tls.key_file=/abs/server.key",
+                  "admin.token_file=admin.token"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->grpc.tls.cert_file, QSIG_SOURCE_DIR "/config/certs/server.pem");
+  EXPECT_EQ(c->grpc.tls.key_file, "/abs/server.key");
+  EXPECT_EQ(c->admin.token_file, QSIG_SOURCE_DIR "/config/admin.token");
+  EXPECT_EQ(c->admin.model_dir, QSIG_SOURCE_DIR "/models");
+}
+
 TEST(Config, ModelPrecomputeKey) {
   auto c = ParseConfig("models: [{name: a, path: /x}, {name: b, path: /y, precompute: false}]\n",
                        "t.yaml", {});

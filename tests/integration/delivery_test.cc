@@ -77,6 +77,7 @@ class DeliveryTest : public ::testing::Test {
         QSIG_BINARY, "serve",
         "--config",  QSIG_SOURCE_DIR "/config/demo.yaml",
         "--set",     "grpc.listen=127.0.0.1:" + std::to_string(grpc_port_),
+        "--set",     "admin.listen=127.0.0.1:0",
         "--set",     "metrics.listen=127.0.0.1:" + std::to_string(metrics_port_),
         "--set",     "feed.listen=127.0.0.1:" + std::to_string(feed_port),
         "--set",     "calibration.warmup_samples=500",

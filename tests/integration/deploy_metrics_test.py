@@ -31,6 +31,7 @@ def main():
     metrics_port = free_port()
     server = subprocess.Popen(
         [args.qsig, "serve", "--config", args.config, "--set", f"grpc.listen=127.0.0.1:{free_port()}",
+         "--set", "admin.listen=127.0.0.1:0",
          "--set", f"metrics.listen=127.0.0.1:{metrics_port}", "--set", "console.status_interval_s=0",
          "--set", "calibration.warmup_samples=200"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

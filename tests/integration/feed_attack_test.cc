@@ -124,12 +124,13 @@ TEST(FeedAttack, ForgedDatagramsDoNotStopSignalsAndAPriceZeroAddMarksItsInstrume
   const int metrics_port = FreePort();
   const int feed_port = FreePort(SOCK_DGRAM);
   const std::string log = ::testing::TempDir() + "qsig_feed_attack.log";
-  Child server({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
-                "feed.source=udp", "--set", "feed.listen=127.0.0.1:" + std::to_string(feed_port),
-                "--set", "grpc.listen=127.0.0.1:" + std::to_string(grpc_port), "--set",
-                "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
-                "calibration.warmup_samples=500", "--set", "console.status_interval_s=0"},
-               log);
+  Child server(
+      {QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+       "feed.source=udp", "--set", "feed.listen=127.0.0.1:" + std::to_string(feed_port), "--set",
+       "grpc.listen=127.0.0.1:" + std::to_string(grpc_port), "--set", "admin.listen=127.0.0.1:0",
+       "--set", "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
+       "calibration.warmup_samples=500", "--set", "console.status_interval_s=0"},
+      log);
   ASSERT_TRUE(server.started());
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port),
                                      grpc::InsecureChannelCredentials());

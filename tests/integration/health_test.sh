@@ -8,6 +8,7 @@ CONFIG=$2
 export QSIG_RUN_DIR=$(mktemp -d)
 LOG=$QSIG_RUN_DIR/serve.log
 "$QSIG" serve --config "$CONFIG" --set grpc.listen=127.0.0.1:0 --set metrics.listen=127.0.0.1:0 \
+  --set admin.listen=127.0.0.1:0 \
   --set workers.cores=[] --set console.status_interval_s=0 >"$LOG" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$QSIG_RUN_DIR"' EXIT

@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -93,7 +94,6 @@ class Child {
   std::string log_;
 };
 
-// Plain HTTP/1.0 GET on 127.0.0.1:port; returns the body ("" on failure).
 // Parses the Prometheus text format into series -> value ("name{labels}" as written).
 inline std::map<std::string, double> ParseMetrics(const std::string& text) {
   std::map<std::string, double> out;
@@ -108,8 +108,16 @@ inline std::map<std::string, double> ParseMetrics(const std::string& text) {
   return out;
 }
 
-inline std::string HttpGet(int port, const std::string& path, int* status_code = nullptr) {
+// Plain HTTP/1.0 GET on 127.0.0.1:port; returns the body ("" on failure).
+// `timeout_ms` > 0 bounds each send and receive (then a stalled server answers "").
+inline std::string HttpGet(int port, const std::string& path, int* status_code = nullptr,
+                           int timeout_ms = 0) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (timeout_ms > 0) {
+    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -31,10 +31,11 @@ def main():
     import grpc
     from qsig.v1 import signal_pb2, signal_pb2_grpc
 
-    grpc_port, metrics_port = free_port(), free_port()
+    grpc_port, metrics_port, admin_port = free_port(), free_port(), free_port()
     server = subprocess.Popen(
         [args.qsig, "serve", "--config", args.config,
          "--set", f"grpc.listen=127.0.0.1:{grpc_port}",
+         "--set", f"admin.listen=127.0.0.1:{admin_port}",
          "--set", f"metrics.listen=127.0.0.1:{metrics_port}",
          "--set", "calibration.warmup_samples=300",
          "--set", "console.status_interval_s=0"],
@@ -54,8 +55,16 @@ def main():
             "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
             request_serializer=lambda b: b, response_deserializer=lambda b: b)
         listing = b"".join(reflect(iter([b"\x3a\x00"]), timeout=5))
-        for name in (b"qsig.v1.SignalService", b"qsig.v1.AdminService", b"grpc.health.v1.Health"):
+        for name in (b"qsig.v1.SignalService", b"grpc.health.v1.Health"):
             assert name in listing, f"reflection does not list {name!r}"
+        # AdminService has its own listener (admin.listen), never the SignalService port.
+        assert b"qsig.v1.AdminService" not in listing, "AdminService on the SignalService port"
+        admin_channel = grpc.insecure_channel(f"127.0.0.1:{admin_port}")
+        admin_listing = b"".join(admin_channel.stream_stream(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+            request_serializer=lambda b: b,
+            response_deserializer=lambda b: b)(iter([b"\x3a\x00"]), timeout=5))
+        assert b"qsig.v1.AdminService" in admin_listing, "reflection on admin.listen"
 
         stub = signal_pb2_grpc.SignalServiceStub(channel)
         stream = stub.Subscribe(signal_pb2.SubscribeRequest(instruments=["NVDA", "TSLA"],

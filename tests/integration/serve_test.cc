@@ -88,6 +88,7 @@ class ServeTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     grpc_port_ = FreePort();
     metrics_port_ = FreePort();
+    admin_port_ = FreePort();
     feed_port_ = FreePort(SOCK_DGRAM);
     log_ = ::testing::TempDir() + "qsig_serve_test_" + GetParam() + ".log";
     // Run to completion at a quarter of the rate: on a loaded 2-vCPU machine two shards that each
@@ -99,6 +100,7 @@ class ServeTest : public ::testing::TestWithParam<std::string> {
     server_ = std::make_unique<Child>(
         WithMode({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
                   "grpc.listen=127.0.0.1:" + std::to_string(grpc_port_), "--set",
+                  "admin.listen=127.0.0.1:" + std::to_string(admin_port_), "--set",
                   "metrics.listen=127.0.0.1:" + std::to_string(metrics_port_), "--set",
                   "feed.listen=127.0.0.1:" + std::to_string(feed_port_), "--set",
                   "calibration.warmup_samples=500", "--set", "console.status_interval_s=1", "--set",
@@ -121,7 +123,9 @@ class ServeTest : public ::testing::TestWithParam<std::string> {
       feed_port_ = std::stoi(m[1]);
     }
     signals_ = v1::SignalService::NewStub(channel_);
-    admin_ = v1::AdminService::NewStub(channel_);
+    // AdminService listens on its own loopback port (admin.listen), not on grpc.listen.
+    admin_ = v1::AdminService::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(admin_port_), grpc::InsecureChannelCredentials()));
   }
 
   void TearDown() override {
@@ -137,7 +141,7 @@ class ServeTest : public ::testing::TestWithParam<std::string> {
     return ParseMetrics(body);
   }
 
-  int grpc_port_ = 0, metrics_port_ = 0, feed_port_ = 0;
+  int grpc_port_ = 0, metrics_port_ = 0, admin_port_ = 0, feed_port_ = 0;
   std::string log_;
   std::unique_ptr<Child> server_;
   std::shared_ptr<grpc::Channel> channel_;
@@ -393,6 +397,7 @@ TEST_P(ServeAbFaults, ABLinesWithLossAreArbitratedAndRecovered) {
       QSIG_BINARY, "serve",
       "--config",  QSIG_SOURCE_DIR "/config/demo.yaml",
       "--set",     "grpc.listen=127.0.0.1:" + std::to_string(FreePort()),
+      "--set",     "admin.listen=127.0.0.1:0",
       "--set",     "metrics.listen=127.0.0.1:" + std::to_string(metrics_port),
       "--set",     "feed.line_b.listen=127.0.0.1:0",
       "--set",     "sim.line_b=true",
@@ -443,11 +448,12 @@ INSTANTIATE_TEST_SUITE_P(Modes, ServeAbFaults, ::testing::ValuesIn(kModes), Mode
 // same) the server says so and counts the datagrams it stamped itself.
 TEST(ServeClock, UserTimeFallbackIsReported) {
   const int metrics_port = FreePort();
-  Child server({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
-                "grpc.listen=127.0.0.1:" + std::to_string(FreePort()), "--set",
-                "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
-                "feed.kernel_timestamps=false", "--set", "console.status_interval_s=0"},
-               ::testing::TempDir() + "qsig_clock.log");
+  Child server(
+      {QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+       "grpc.listen=127.0.0.1:" + std::to_string(FreePort()), "--set", "admin.listen=127.0.0.1:0",
+       "--set", "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
+       "feed.kernel_timestamps=false", "--set", "console.status_interval_s=0"},
+      ::testing::TempDir() + "qsig_clock.log");
   ASSERT_TRUE(server.started());
   std::map<std::string, double> m;
   const std::string user = "qsig_feed_timestamps_total{source=\"user\"}";
@@ -466,11 +472,12 @@ TEST(ServeClock, UserTimeFallbackIsReported) {
 TEST(ServeFaults, LossOnASingleLineIsRecoveredByRerequests) {
   const int metrics_port = FreePort();
   const std::string log = ::testing::TempDir() + "qsig_rerequest.log";
-  Child server({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
-                "grpc.listen=127.0.0.1:" + std::to_string(FreePort()), "--set",
-                "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
-                "sim.faults_a.drop=0.01", "--set", "console.status_interval_s=0"},
-               log);
+  Child server(
+      {QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
+       "grpc.listen=127.0.0.1:" + std::to_string(FreePort()), "--set", "admin.listen=127.0.0.1:0",
+       "--set", "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
+       "sim.faults_a.drop=0.01", "--set", "console.status_interval_s=0"},
+      log);
   ASSERT_TRUE(server.started());
   std::map<std::string, double> m;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
@@ -504,11 +511,20 @@ TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
     ASSERT_EQ(q.Wait(60000), 0) << q.Log();
     EXPECT_THAT(q.Log(), HasSubstr("sign agreement"));
   }
-  const int metrics_port = FreePort(), grpc_port = FreePort();
+  const int metrics_port = FreePort(), grpc_port = FreePort(), admin_port = FreePort();
+  // ReloadModel reads only inside admin.model_dir: the test's files are under the temp dir,
+  // the demo model is copied there.
+  {
+    std::ifstream in(QSIG_SOURCE_DIR "/models/demo_lstm.json", std::ios::binary);
+    std::ofstream out(dir + "qsig_art_demo_lstm.json", std::ios::binary);
+    out << in.rdbuf();
+  }
   Child server(
       {QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
        "models.1.path=" + art, "--set", "grpc.listen=127.0.0.1:" + std::to_string(grpc_port),
-       "--set", "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
+       "--set", "admin.listen=127.0.0.1:" + std::to_string(admin_port), "--set",
+       "admin.model_dir=" + dir, "--set",
+       "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
        "console.status_interval_s=0", "--set", "calibration.warmup_samples=300"},
       dir + "qsig_art_serve.log");
   std::map<std::string, double> m;
@@ -539,7 +555,8 @@ TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
   // swapped in (a .json serves FP32 until the warm-up calibration installs INT8 again).
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port),
                                      grpc::InsecureChannelCredentials());
-  auto admin = v1::AdminService::NewStub(channel);
+  auto admin = v1::AdminService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(admin_port), grpc::InsecureChannelCredentials()));
   auto signals = v1::SignalService::NewStub(channel);
   auto reload = [&](const std::string& model, const std::string& path,
                     v1::ReloadModelResponse* resp) {
@@ -568,7 +585,7 @@ TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_EQ(latest_lstm_version(), 1u) << "the refused file must not replace the model";
 
-  st = reload("lstm", QSIG_SOURCE_DIR "/models/demo_lstm.json", &resp);
+  st = reload("lstm", "qsig_art_demo_lstm.json", &resp);  // Relative to admin.model_dir.
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(resp.model_version(), 2u);
   EXPECT_EQ(resp.format(), "json");
@@ -583,7 +600,7 @@ TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
   std::rename(bad_art.c_str(), art.c_str());
   Child bad({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
              "models.1.path=" + art, "--set", "grpc.listen=127.0.0.1:0", "--set",
-             "metrics.listen=127.0.0.1:0"},
+             "admin.listen=127.0.0.1:0", "--set", "metrics.listen=127.0.0.1:0"},
             dir + "qsig_art_bad.log");
   EXPECT_EQ(bad.Wait(20000), 1);
   EXPECT_THAT(bad.Log(), HasSubstr("checksum mismatch"));
@@ -597,12 +614,17 @@ TEST(ServeModels, QuantizedArtifactServesAndACorruptOneIsRefused) {
 TEST(ServeModels, TorchScriptModelServesThroughTheQsigTorchHelper) {
   const std::string dir = ::testing::TempDir();
   const std::string pt = QSIG_SOURCE_DIR "/tests/integration/data/demo_lstm.pt";
-  const int metrics_port = FreePort(), grpc_port = FreePort();
-  Child server({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
-                "models.1.path=" + pt, "--set", "models.1.window=16", "--set",
-                "grpc.listen=127.0.0.1:" + std::to_string(grpc_port), "--set",
-                "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
-                "console.status_interval_s=0", "--set", "calibration.warmup_samples=300"},
+  const int metrics_port = FreePort(), grpc_port = FreePort(), admin_port = FreePort();
+  Child server({QSIG_BINARY, "serve",
+                "--config",  QSIG_SOURCE_DIR "/config/demo.yaml",
+                "--set",     "models.1.path=" + pt,
+                "--set",     "models.1.window=16",
+                "--set",     "grpc.listen=127.0.0.1:" + std::to_string(grpc_port),
+                "--set",     "admin.listen=127.0.0.1:" + std::to_string(admin_port),
+                "--set",     "admin.model_dir=" QSIG_SOURCE_DIR "/tests",
+                "--set",     "metrics.listen=127.0.0.1:" + std::to_string(metrics_port),
+                "--set",     "console.status_interval_s=0",
+                "--set",     "calibration.warmup_samples=300"},
                dir + "qsig_pt_serve.log");
   std::map<std::string, double> m;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
@@ -618,9 +640,8 @@ TEST(ServeModels, TorchScriptModelServesThroughTheQsigTorchHelper) {
   ASSERT_GE(m["qsig_model_version{model=\"lstm\"}"], 1) << server.Log();
   EXPECT_GT(m["qsig_signals_total{instrument=\"AAPL\",model=\"lstm\"}"], 0) << server.Log();
 
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port),
-                                     grpc::InsecureChannelCredentials());
-  auto admin = v1::AdminService::NewStub(channel);
+  auto admin = v1::AdminService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(admin_port), grpc::InsecureChannelCredentials()));
   auto reload = [&](const std::string& path, v1::ReloadModelResponse* resp) {
     grpc::ClientContext ctx;
     v1::ReloadModelRequest req;
@@ -647,10 +668,11 @@ class ServeStreaming : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(ServeStreaming, StreamingModeCarriesStateAndTracksItsShadow) {
   const std::string dir = ::testing::TempDir();
-  const int metrics_port = FreePort(), grpc_port = FreePort();
+  const int metrics_port = FreePort(), grpc_port = FreePort(), admin_port = FreePort();
   Child server(WithMode({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml",
                          "--set", "models.1.mode=streaming", "--set",
                          "grpc.listen=127.0.0.1:" + std::to_string(grpc_port), "--set",
+                         "admin.listen=127.0.0.1:" + std::to_string(admin_port), "--set",
                          "metrics.listen=127.0.0.1:" + std::to_string(metrics_port), "--set",
                          "console.status_interval_s=0", "--set", "calibration.warmup_samples=500",
                          "--set", "shadow.sample_every=7"},
@@ -675,9 +697,8 @@ TEST_P(ServeStreaming, StreamingModeCarriesStateAndTracksItsShadow) {
   EXPECT_LT(m[shadow], 0.05) << server.Log();  // ... and INT8 tracks FP32 step by step.
   EXPECT_EQ(m["qsig_invalid_signals_total"], 0);
 
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port),
-                                     grpc::InsecureChannelCredentials());
-  auto admin = v1::AdminService::NewStub(channel);
+  auto admin = v1::AdminService::NewStub(grpc::CreateChannel(
+      "127.0.0.1:" + std::to_string(admin_port), grpc::InsecureChannelCredentials()));
   grpc::ClientContext ctx;
   v1::RecalibrateRequest req;
   req.set_model("lstm");
@@ -714,7 +735,7 @@ TEST(ServeConfig, MissingModelFileFailsWithItsPath) {
   const std::string log = ::testing::TempDir() + "qsig_bad_model.log";
   Child c({QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml", "--set",
            "models.0.path=/nonexistent/model.json", "--set", "grpc.listen=127.0.0.1:0", "--set",
-           "metrics.listen=127.0.0.1:0"},
+           "admin.listen=127.0.0.1:0", "--set", "metrics.listen=127.0.0.1:0"},
           log);
   EXPECT_EQ(c.Wait(10000), 1);
   EXPECT_THAT(c.Log(), HasSubstr("/nonexistent/model.json"));

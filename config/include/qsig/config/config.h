@@ -161,6 +161,13 @@ struct CalibrationConfig {
   // without VNNI (AVX2: about 1.7x faster there, twice the weight rounding error), "on", "off".
   std::string reduce_range = "auto";
   std::string schedule;  // Daily recalibration at "HH:MM" UTC ("" = off).
+  // Recalibrate (RPC and schedule) abuse limits (issue 11): fewer windows than this are refused;
+  // an installed recalibration starts a cool-down during which further ones are refused; a
+  // candidate whose validation relative RMSE exceeds the incumbent INT8 model's (on the same
+  // windows) by more than this factor is rejected.
+  int min_samples = 500;
+  double cooldown_s = 5;
+  double max_worsening = 2;
 };
 
 struct DriftConfig {
@@ -171,8 +178,19 @@ struct DriftConfig {
   double interval_s = 1;              // Evaluation period.
 };
 
+// TLS for the gRPC ports (SignalService and AdminService). Files are re-read when they change.
+struct TlsConfig {
+  std::string cert_file;       // PEM certificate chain ("" = plaintext).
+  std::string key_file;        // PEM private key of cert_file.
+  std::string client_ca_file;  // PEM CA bundle: clients must present a certificate it signed.
+};
+
 struct GrpcConfig {
   std::string listen = "127.0.0.1:50051";
+  TlsConfig tls;
+  std::string client_token_file;     // SignalService requires "authorization: Bearer <token>".
+  int max_message_bytes = 4 << 20;   // Largest request or response message.
+  int max_concurrent_streams = 256;  // HTTP/2 streams per connection.
   // Signals buffered per subscriber before the oldest drop (rounded up to a power of two).
   int subscriber_queue = 65536;
   int max_streams = 1024;  // Open Subscribe + SubscribeBatch streams; more: RESOURCE_EXHAUSTED.
@@ -182,6 +200,22 @@ struct GrpcConfig {
 
 struct MetricsConfig {
   std::string listen = "127.0.0.1:9464";
+  int threads = 8;                // HTTP worker threads (each serves one connection at a time).
+  int request_timeout_ms = 2000;  // A connection that sends no complete request is closed.
+};
+
+// AdminService (Recalibrate, ReloadModel): its own listener and its credentials.
+struct AdminConfig {
+  std::string listen = "127.0.0.1:50052";
+  // Callers present "authorization: Bearer <token>" with the token this file holds ...
+  std::string token_file;
+  // ... or, with grpc.tls.client_ca_file, a client certificate whose identity (subject CN or a
+  // SAN) is listed here. With neither, admin.listen must be a loopback address.
+  std::vector<std::string> allowed_identities;
+  // ReloadModel reads only regular files inside this directory (after resolving symlinks).
+  // "" = the directory of the first configured model.
+  std::string model_dir;
+  uint64_t max_model_bytes = 256ull << 20;
 };
 
 struct ConsoleConfig {
@@ -201,7 +235,11 @@ struct Config {
   GrpcConfig grpc;
   MetricsConfig metrics;
   ConsoleConfig console;
+  AdminConfig admin;
 };
+
+// True for 127.0.0.0/8, ::1 and localhost: a host only this machine can reach.
+bool IsLoopbackHost(const std::string& host);
 
 // `key.path=value` strings from the command line, applied in order.
 using Overrides = std::vector<std::string>;

@@ -36,7 +36,8 @@ class Server {
   absl::Status Start();
   void Stop();
 
-  std::string grpc_address() const;     // host:port actually bound.
+  std::string grpc_address() const;     // host:port actually bound (SignalService).
+  std::string admin_address() const;    // host:port actually bound (AdminService).
   std::string metrics_address() const;  // host:port actually bound.
   uint16_t feed_port() const;           // UDP port the feed socket is bound to.
 
