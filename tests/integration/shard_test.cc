@@ -147,7 +147,7 @@ TEST(ShardTest, TwoShardsOneFeedEveryInstrumentExactlyOnce) {
   const auto deadline = Clock::now() + std::chrono::seconds(30);
   for (;;) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(Clock::now() + std::chrono::seconds(2));
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
     topo.Clear();
     const grpc::Status st = stub0->GetTopology(&ctx, v1::GetTopologyRequest(), &topo);
     size_t n = 0;
@@ -178,7 +178,7 @@ TEST(ShardTest, TwoShardsOneFeedEveryInstrumentExactlyOnce) {
   {
     auto stub = v1::SignalService::NewStub(ch0);
     grpc::ClientContext ctx;
-    ctx.set_deadline(Clock::now() + std::chrono::seconds(5));
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     v1::SubscribeRequest req;
     req.add_instruments(*owned[1].begin());
     auto reader = stub->SubscribeBatch(&ctx, req);
@@ -199,7 +199,7 @@ TEST(ShardTest, TwoShardsOneFeedEveryInstrumentExactlyOnce) {
       auto ch = grpc::CreateChannel(topo.shards(i).address(), grpc::InsecureChannelCredentials());
       auto stub = v1::SignalService::NewStub(ch);
       grpc::ClientContext ctx;
-      ctx.set_deadline(Clock::now() + std::chrono::seconds(6));
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(6));
       auto reader = stub->SubscribeBatch(&ctx, v1::SubscribeRequest());
       v1::SignalBatch b;
       while (reader->Read(&b)) {
