@@ -155,10 +155,9 @@ BenchResult Measure(const Model& model, const std::string& precision, const std:
   r.p99_us = Percentile(ns, 0.99) / 1e3;
   r.p999_us = Percentile(ns, 0.999) / 1e3;
   r.macs = Macs(model.spec(), mode);
-  double total = 0;
-  for (double v : ns) total += v;
-  r.gmacs_per_s =
-      total > 0 ? static_cast<double>(r.macs) * static_cast<double>(ns.size()) / total : 0;
+  // At the median latency: the rate a typical inference achieves (a mean would be dominated by
+  // the machine's stalls).
+  r.gmacs_per_s = r.p50_us > 0 ? static_cast<double>(r.macs) / (r.p50_us * 1e3) : 0;
   return r;
 }
 
@@ -194,8 +193,10 @@ absl::StatusOr<BenchReport> RunBench(const BenchOptions& o) {
   rep.arch = ArchName(lm.spec->arch);
   rep.isa = KernelIsa();
   rep.notes.push_back(in.note);
-  rep.notes.push_back(absl::StrCat("window: ", lm.spec->window, " (",
-                                   WindowSource(o.model_path, lm.format, o.import, *lm.spec), ")"));
+  const std::string source = WindowSource(o.model_path, lm.format, o.import, *lm.spec);
+  rep.notes.push_back(source.rfind("none", 0) == 0
+                          ? std::string("window: none (MLP)")
+                          : absl::StrCat("window: ", lm.spec->window, " (", source, ")"));
   std::unique_ptr<Model> fp32 = MakeFp32Model(lm.spec);
   std::unique_ptr<Model> int8;
   if (std::find(precisions.begin(), precisions.end(), "int8") != precisions.end()) {

@@ -172,7 +172,7 @@ struct BenchResult {
   double p50_us = 0, p99_us = 0, p999_us = 0;
   int iterations = 0;
   int64_t macs = 0;        // Multiply-accumulates per inference on the timed path.
-  double gmacs_per_s = 0;  // macs / mean inference time.
+  double gmacs_per_s = 0;  // macs / p50 inference time.
 };
 
 struct BenchReport {

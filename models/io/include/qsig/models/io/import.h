@@ -47,11 +47,16 @@ struct ImportOptions {
 // per-channel activation scales are refused with a message naming the node.
 absl::StatusOr<ModelSpec> ImportOnnx(const std::string& path, const ImportOptions& options = {});
 
-// Imports a TorchScript file through LibTorch: walks the module tree (children in registration
-// order: recurrent modules first, then Linear / activation modules, through nn.Sequential and
-// user modules that only hold children), then runs the module once on a random input and checks
-// that qsig's FP32 runtime gives the same output (within 1e-4), so a forward() that does
-// something the tree does not show is refused rather than imported wrongly.
+// Imports a TorchScript file through LibTorch, traced (torch.jit.trace) or scripted: reads the
+// recurrent hyper-parameters from forward()'s graph (inlined: the aten::lstm / aten::gru call's
+// constant num_layers / has_biases / bidirectional / batch_first, and hidden / input sizes from
+// the weight shapes; tracing drops the module attributes) and refuses, naming the node,
+// bidirectional calls and packed sequences (and, naming the module, projections); walks the
+// module tree (children in registration order: recurrent modules first, then Linear /
+// activation modules, through nn.Sequential and user modules that only hold children); runs the
+// module once on a random input and checks that qsig's FP32 runtime gives the same output
+// (within 1e-4), so a forward() that does something the tree does not show is refused rather
+// than imported wrongly.
 // Fails with kUnimplemented when qsig was built without LibTorch (QSIG_WITH_TORCH=OFF).
 absl::StatusOr<ModelSpec> ImportTorchScript(const std::string& path,
                                             const ImportOptions& options = {});
