@@ -20,6 +20,7 @@
 #include "qsig/models/status_macros.h"
 #include "qsig/quant/calibration.h"
 #include "report.h"
+#include "table_flags.h"
 
 namespace qsig::commands {
 namespace {
@@ -53,7 +54,9 @@ absl::StatusOr<BacktestReport> RunBacktest(const BacktestOptions& o) {
         absl::StrCat("--horizon-label is ", o.horizon_label, "; expected >= 0"));
   }
   QSIG_ASSIGN_OR_RETURN(LoadedModel lm, LoadAnyModel(o.model_path, o.import));
-  QSIG_ASSIGN_OR_RETURN(FeatureTable t, ReadFeatureTable(o.input_csv));
+  TableOptions table_options = o.table;
+  table_options.features = lm.spec->feature_names;
+  QSIG_ASSIGN_OR_RETURN(FeatureTable t, ReadFeatureTable(o.input_csv, table_options));
   std::string note;
   auto cols = MapColumns(*lm.spec, t, &note);
   if (!cols.ok()) {
@@ -155,6 +158,8 @@ absl::StatusOr<BacktestReport> RunBacktest(const BacktestOptions& o) {
 
   log << absl::StrFormat("backtest: %s (%s, window %d) over %s\n", rep.model_name, rep.model_format,
                          window, o.input_csv);
+  log << "  window: " << WindowSource(o.model_path, lm.format, o.import, *lm.spec)
+      << "; features: " << t.format << ", " << note << "\n";
   log << absl::StrFormat("  INT8 (%s): %s\n", rep.int8_precision, rep.int8_source);
   log << absl::StrFormat("  scored rows %zu..%zu: %zu with a full window, %zu labelled\n",
                          rep.first_scored_row, rep.rows - 1, rep.output_rows, rep.labelled_rows);
@@ -189,15 +194,17 @@ Command AddBacktestCommand(CLI::App& app, std::string_view name) {
       alias ? "Deprecated name of `qsig backtest`"
             : "Run a model in FP32 and INT8 side by side over a feature file (desk metrics)");
   sub->add_option("--model", ro->model_path, "Model file (.json, .onnx, .pt, .qsig)")->required();
-  sub->add_option("--input", ro->input_csv, "Feature CSV with labels (`qsig features`)")
-      ->required();
+  sub->add_option("--input", ro->input_csv, kFeatureTableHelp)->required();
+  AddTableFlags(sub, ro->table);
   sub->add_option("-o,--output", ro->report_json, "Report JSON");
   sub->add_option("--calib-rows", ro->calib_rows,
                   "INT8: calibrate on the first N rows (not scored) unless the model is .qsig")
       ->capture_default_str();
   sub->add_option("--horizon-label", ro->horizon_label,
                   "Label horizon H: adds a Sharpe over non-overlapping rows");
-  sub->add_option("--window", ro->import.window, "Timesteps of an imported recurrent model");
+  sub->add_option("--window", ro->import.window,
+                  "Timesteps of an imported recurrent model whose file does not fix it");
+  AddFeatureNamesFlag(sub, ro->import);
   const std::string command(name);
   return {sub, [ro, alias, command] {
             if (alias) {

@@ -43,6 +43,7 @@ Command AddBacktestCommand(CLI::App& app, std::string_view name);
 Command AddInspectCommand(CLI::App& app);  // inspect.cc
 Command AddExportCommand(CLI::App& app);   // export.cc
 Command AddHealthCommand(CLI::App& app);   // health.cc
+Command AddBenchCommand(CLI::App& app);    // bench.cc
 
 // The subcommands of `qsig-torch` (LibTorch), one file each.
 Command AddTrainCommand(CLI::App& app);        // train.cc

@@ -4,11 +4,13 @@
 #include <CLI/CLI.hpp>
 
 #include "qsig/models/train/train.h"
+#include "table_flags.h"
 
 namespace qsig::commands {
 
 inline void AddDataFlags(CLI::App* sub, models::train::DataOptions& d) {
-  sub->add_option("--input", d.input_csv, "Feature CSV with labels (`qsig features`)")->required();
+  sub->add_option("--input", d.input_csv, kFeatureTableHelp)->required();
+  AddTableFlags(sub, d.table);
   sub->add_option("--val-fraction", d.val_fraction, "Last fraction of rows held out")
       ->capture_default_str();
   sub->add_option("--max-train", d.max_train, "Training samples (random subset)")

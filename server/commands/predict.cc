@@ -13,6 +13,7 @@
 #include "qsig/models/status_macros.h"
 #include "qsig/quant/calibration.h"
 #include "report.h"
+#include "table_flags.h"
 
 namespace qsig::commands {
 namespace {
@@ -30,7 +31,9 @@ absl::StatusOr<PredictSummary> RunPredict(const PredictCommandOptions& o) {
   }
   if (o.output_csv.empty()) return absl::InvalidArgumentError("-o OUT.csv is required");
   QSIG_ASSIGN_OR_RETURN(LoadedModel lm, LoadAnyModel(o.model_path, o.import));
-  QSIG_ASSIGN_OR_RETURN(FeatureTable t, ReadFeatureTable(o.input_csv));
+  TableOptions table_options = o.table;
+  table_options.features = lm.spec->feature_names;
+  QSIG_ASSIGN_OR_RETURN(FeatureTable t, ReadFeatureTable(o.input_csv, table_options));
   PredictSummary s;
   s.format = lm.format;
   s.rows = t.rows();
@@ -79,7 +82,8 @@ absl::StatusOr<PredictSummary> RunPredict(const PredictCommandOptions& o) {
       << window << ") over " << s.rows << " rows of " << o.input_csv << ": " << s.outputs
       << " outputs, " << s.rows - s.outputs << " rows without a full window -> " << o.output_csv
       << "\n"
-      << "  " << s.column_note << "\n";
+      << "  window: " << WindowSource(o.model_path, lm.format, o.import, *lm.spec)
+      << "; features: " << t.format << ", " << s.column_note << "\n";
   return s;
 }
 
@@ -88,7 +92,8 @@ Command AddPredictCommand(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "predict", "Run any loadable model (.json, .onnx, .pt, .qsig) over a feature CSV");
   sub->add_option("--model", po->model_path, "Model file")->required();
-  sub->add_option("--input", po->input_csv, "Feature CSV from `qsig features`")->required();
+  sub->add_option("--input", po->input_csv, kFeatureTableHelp)->required();
+  AddTableFlags(sub, po->table);
   sub->add_option("-o,--output", po->output_csv, "Output CSV (one line per row)")->required();
   sub->add_option("--precision", po->precision, "int8 or fp32")
       ->check(CLI::IsMember({"int8", "fp32"}))
@@ -96,7 +101,9 @@ Command AddPredictCommand(CLI::App& app) {
   sub->add_option("--calib-rows", po->calib_rows,
                   "INT8: calibrate on the first N rows (unless the model is a .qsig)")
       ->capture_default_str();
-  sub->add_option("--window", po->import.window, "Timesteps of an imported recurrent model");
+  sub->add_option("--window", po->import.window,
+                  "Timesteps of an imported recurrent model whose file does not fix it");
+  AddFeatureNamesFlag(sub, po->import);
   return {sub, [po] {
             auto r = RunPredict(*po);
             return r.ok() ? 0 : Fail("qsig", "predict", r.status());

@@ -55,6 +55,7 @@ int main(int argc, char** argv) try {
       cmd::AddExportCommand(app),
       cmd::AddInspectCommand(app),
       cmd::AddHealthCommand(app),
+      cmd::AddBenchCommand(app),
   };
   // Listed for --help only: main() hands these over to qsig-torch before parsing.
   app.add_subcommand("train", "Train an MLP / LSTM / GRU with LibTorch (qsig train --help)");

@@ -21,6 +21,7 @@
 #include "qsig/models/status_macros.h"
 #include "qsig/quant/calibration.h"
 #include "report.h"
+#include "table_flags.h"
 
 namespace qsig::commands {
 namespace {
@@ -91,7 +92,9 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
   int8.use_source_ranges = o.source_ranges;
   int8.reduce_range = o.reduce_range;
   QSIG_ASSIGN_OR_RETURN(LoadedModel lm, LoadAnyModel(o.model_path, o.import));
-  QSIG_ASSIGN_OR_RETURN(FeatureTable t, ReadFeatureTable(o.calib_csv));
+  TableOptions table_options = o.table;
+  table_options.features = lm.spec->feature_names;
+  QSIG_ASSIGN_OR_RETURN(FeatureTable t, ReadFeatureTable(o.calib_csv, table_options));
   std::string note;
   auto cols = MapColumns(*lm.spec, t, &note);
   if (!cols.ok()) {
@@ -312,6 +315,8 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& o) {
   log << absl::StrFormat("quantize: %s (%s, %s, window %d) -> %s\n", rep.model_name,
                          rep.model_format, j["model"]["arch"].get<std::string>(), window,
                          o.output_path);
+  log << "  window: " << WindowSource(o.model_path, lm.format, o.import, *lm.spec)
+      << "; features: " << t.format << ", " << note << "\n";
   log << absl::StrFormat(
       "  calibration: %s%s on %zu of %zu windows (rows 0..%zu, ts %d..%d); held out: rows "
       "%zu..%zu, %zu windows (%zu labelled)\n",
@@ -372,8 +377,8 @@ Command AddQuantizeCommand(CLI::App& app) {
   CLI::App* sub = app.add_subcommand(
       "quantize", "Post-training static quantization with a report; writes a .qsig artifact");
   sub->add_option("--model", qo->model_path, "Model file (.json, .onnx, .pt)")->required();
-  sub->add_option("--calib", qo->calib_csv, "Feature CSV with labels (`qsig features`)")
-      ->required();
+  sub->add_option("--calib", qo->calib_csv, kFeatureTableHelp)->required();
+  AddTableFlags(sub, qo->table);
   sub->add_option("-o,--output", qo->output_path, "Artifact to write (.qsig)")->required();
   sub->add_option("--method", qo->method, "Activation-range method")
       ->check(CLI::IsMember({"minmax", "ema", "percentile", "entropy", "mse"}))
@@ -391,7 +396,9 @@ Command AddQuantizeCommand(CLI::App& app) {
       ->capture_default_str();
   sub->add_option("--budget", qo->budget, "--mixed auto: max INT8 RMSE / FP32 RMS")
       ->capture_default_str();
-  sub->add_option("--window", qo->import.window, "Timesteps of an imported recurrent model");
+  sub->add_option("--window", qo->import.window,
+                  "Timesteps of an imported recurrent model whose file does not fix it");
+  AddFeatureNamesFlag(sub, qo->import);
   return {sub, [qo] {
             auto r = RunQuantize(*qo);
             return r.ok() ? 0 : Fail("qsig", "quantize", r.status());

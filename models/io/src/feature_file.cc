@@ -162,6 +162,7 @@ absl::StatusOr<FeatureTable> ReadFeatureCsv(const std::string& path, size_t max_
   }
   const bool has_label = header.back() == "label";
   FeatureTable t;
+  t.format = "features csv";
   t.feature_names.assign(header.begin() + 5, header.end() - (has_label ? 1 : 0));
   const size_t nf = t.feature_names.size();
   if (nf == 0) return absl::InvalidArgumentError(absl::StrCat(path, ":1: no feature columns"));
@@ -245,6 +246,7 @@ absl::StatusOr<FeatureTable> ReadFeatureBinary(const std::string& path, size_t m
     return bad("inconsistent header");
   }
   FeatureTable t;
+  t.format = "features binary";
   t.horizon = static_cast<int>(horizon);
   for (uint32_t i = 0; i < n_features; ++i) {
     uint16_t len = 0;

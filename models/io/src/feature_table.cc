@@ -12,6 +12,18 @@ namespace qsig::models::io {
 
 absl::StatusOr<std::vector<int>> MapColumns(const ModelSpec& spec, const FeatureTable& t,
                                             std::string* note) {
+  if (t.positional) {
+    if (t.feature_names.size() != static_cast<size_t>(spec.input_size)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("wrong width: the ", t.format, " array has ", t.feature_names.size(),
+                       " columns, the model reads ", spec.input_size, " features (",
+                       absl::StrJoin(spec.feature_names, ", "), ") in this order"));
+    }
+    std::vector<int> cols(static_cast<size_t>(spec.input_size));
+    for (int j = 0; j < spec.input_size; ++j) cols[static_cast<size_t>(j)] = j;
+    if (note) *note = absl::StrCat("the ", t.format, " columns are the model's features in order");
+    return cols;
+  }
   std::map<std::string, int> index;
   for (size_t j = 0; j < t.feature_names.size(); ++j) {
     index.emplace(t.feature_names[j], static_cast<int>(j));
@@ -42,10 +54,10 @@ absl::StatusOr<std::vector<int>> MapColumns(const ModelSpec& spec, const Feature
     }
     return cols;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("the feature file lacks the model's features ", absl::StrJoin(missing, ", "),
-                   " (file has ", absl::StrJoin(t.feature_names, ", "),
-                   "); pass feature names when importing ONNX / TorchScript (--feature-names)"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "missing column: the feature file lacks the model's features ", absl::StrJoin(missing, ", "),
+      " (file has ", absl::StrJoin(t.feature_names, ", "),
+      "); pass feature names when importing ONNX / TorchScript (--feature-names)"));
 }
 
 bool WindowAt(const FeatureTable& t, const std::vector<int>& columns, int window, size_t row,

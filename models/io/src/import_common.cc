@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
+#include "qsig/models/io/import.h"
 #include "qsig/models/sha256.h"
 
 namespace qsig::models::io::internal {
@@ -78,5 +79,17 @@ absl::Status FinishSpec(const std::string& path, const std::string& file_bytes,
 namespace qsig::models::io {
 
 std::string DefaultModelName(const std::string& path) { return internal::FileStem(path); }
+
+std::string WindowSource(const std::string& path, const std::string& format,
+                         const ImportOptions& options, const ModelSpec& spec) {
+  if (spec.window <= 1 && spec.lstm.empty() && spec.gru.empty()) return "none (MLP)";
+  if (format == "torchscript") return "--window (TorchScript files do not record it)";
+  if (format != "onnx") return "the model file";
+  if (options.window <= 0) return "fixed in the ONNX file";
+  ImportOptions without = options;
+  without.window = 0;
+  return ImportOnnx(path, without).ok() ? "fixed in the ONNX file (--window agrees)"
+                                        : "--window (the ONNX file's time axis is dynamic)";
+}
 
 }  // namespace qsig::models::io

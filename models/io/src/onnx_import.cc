@@ -32,7 +32,6 @@
 #include "absl/strings/str_join.h"
 #include "internal/import_common.h"
 #include "onnx/onnx_pb.h"  // Defines ONNX_API, then includes onnx-ml.pb.h (ONNX_ML).
-#include "qsig/models/status_macros.h"
 #include "qsig/models/io/import.h"
 #include "qsig/models/status_macros.h"
 
@@ -1085,8 +1084,13 @@ class OnnxImporter {
     const int64_t w = StaticWindow();
     return w > 0 && index == w - 1;
   }
+  // The window: the input's time axis when the file fixes it, otherwise ImportOptions::window.
   int64_t StaticWindow() const {
+    if (const int64_t d = FileWindow(); d > 0) return d;
     if (options_.window > 0) return options_.window;
+    return -1;
+  }
+  int64_t FileWindow() const {
     if (time_input_axis_ >= 0 && time_input_axis_ < static_cast<int>(input_dims_.size())) {
       return input_dims_[static_cast<size_t>(time_input_axis_)];
     }
@@ -1238,6 +1242,11 @@ class OnnxImporter {
           absl::StrCat(path_, ": graph output '", out, "' has more than one batch-like axis"));
     }
     if (recurrent || time_input_axis_ >= 0) {
+      if (const int64_t d = FileWindow(); d > 0 && options_.window > 0 && d != options_.window) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            path_, ": the file fixes the window at ", d, " (the input's time axis); --window ",
+            options_.window, " disagrees (omit it, or re-export with a dynamic time axis)"));
+      }
       const int64_t w = StaticWindow();
       if (w <= 0) {
         return absl::InvalidArgumentError(

@@ -1,5 +1,7 @@
 // ImportTorchScript through LibTorch. The only translation unit of qsig that includes LibTorch's
 // headers for import (about 45 s to compile): keep it small and keep torch types inside it.
+#include <torch/csrc/jit/ir/constants.h>
+#include <torch/csrc/jit/passes/inliner.h>
 #include <torch/script.h>
 
 #include <algorithm>
@@ -17,9 +19,27 @@ namespace qsig::models::io {
 namespace {
 
 constexpr const char* kSupported =
-    "supported: nn.LSTM / nn.GRU (forward, without projections), nn.Linear, nn.ReLU, nn.Tanh, "
-    "nn.Sigmoid, nn.Identity, nn.Dropout, nn.Sequential and modules that only hold these "
-    "(recurrent modules first, then the Linear head)";
+    "supported: nn.LSTM / nn.GRU (forward, without projections, on a padded tensor; traced or "
+    "scripted), nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.Dropout, nn.Sequential "
+    "and modules that only hold these (recurrent modules first, then the Linear head)";
+
+// The hyper-parameters of one aten::lstm / aten::gru call of the inlined forward() graph: what
+// both traced and scripted modules record (tracing drops the module's num_layers / hidden_size
+// attributes, but the call's arguments are graph constants either way).
+struct RecurrentCall {
+  std::string kind;  // "aten::lstm" or "aten::gru".
+  bool has_biases = true;
+  int num_layers = 0;
+  bool batch_first = false;
+};
+
+// Every node of `b` and its sub-blocks (prim::If / prim::Loop bodies), in order.
+void CollectNodes(torch::jit::Block* b, std::vector<torch::jit::Node*>& out) {
+  for (torch::jit::Node* n : b->nodes()) {
+    out.push_back(n);
+    for (torch::jit::Block* sub : n->blocks()) CollectNodes(sub, out);
+  }
+}
 
 // "__torch__.torch.nn.modules.rnn.___torch_mangle_3.LSTM" -> "LSTM"; user classes keep their
 // qualified name in messages.
@@ -32,13 +52,6 @@ std::string ShortName(const std::string& qualified) {
 }
 bool IsTorchNn(const std::string& qualified) {
   return qualified.find("torch.nn.modules.") != std::string::npos;
-}
-
-// A module attribute or class constant (nn.LSTM keeps its hyper-parameters as constants).
-c10::IValue Get(const torch::jit::Module& m, const std::string& name) {
-  if (m.hasattr(name)) return m.attr(name);
-  if (m.type()->hasConstant(name)) return m.type()->getConstant(name);
-  return c10::IValue();
 }
 
 std::vector<float> ToFloats(const at::Tensor& t) {
@@ -66,6 +79,7 @@ class TorchImporter {
     }
     module.eval();
     try {
+      QSIG_RETURN_IF_ERROR(ReadGraph(module));
       QSIG_RETURN_IF_ERROR(Walk(module, ""));
     } catch (const std::exception& e) {
       return absl::InvalidArgumentError(
@@ -103,6 +117,62 @@ class TorchImporter {
   }
 
  private:
+  // Reads the recurrent calls of forward() (inlined through every submodule) and refuses the
+  // nodes qsig cannot run, naming them.
+  absl::Status ReadGraph(torch::jit::Module& module) {
+    if (!module.find_method("forward")) {
+      return absl::InvalidArgumentError(absl::StrCat(path_, ": the module has no forward()"));
+    }
+    std::shared_ptr<torch::jit::Graph> graph = module.get_method("forward").graph()->copy();
+    torch::jit::Inline(*graph);
+    std::vector<torch::jit::Node*> nodes;
+    CollectNodes(graph->block(), nodes);
+    auto node_refusal = [&](torch::jit::Node* n, const std::string& what) {
+      return absl::InvalidArgumentError(absl::StrCat(path_, ": node ", n->kind().toQualString(),
+                                                     " of forward(): ", what, "; ", kSupported));
+    };
+    for (torch::jit::Node* n : nodes) {
+      const std::string kind = n->kind().toQualString();
+      if (kind == "aten::_pack_padded_sequence" || kind == "aten::_pad_packed_sequence" ||
+          kind == "aten::_pack_sequence") {
+        return node_refusal(n,
+                            "packed sequences are not supported (pass a padded [batch, "
+                            "window, features] tensor)");
+      }
+      if (kind != "aten::lstm" && kind != "aten::gru") continue;
+      const c10::FunctionSchema* schema = n->maybeSchema();
+      const std::string overload = schema ? schema->overload_name() : std::string();
+      if (overload != "input") {
+        return node_refusal(n, absl::StrCat("the '", overload.empty() ? "?" : overload,
+                                            "' overload (a packed sequence) is not supported"));
+      }
+      // (input, hx, params, has_biases, num_layers, dropout, train, bidirectional, batch_first)
+      auto constant = [&](size_t i) { return torch::jit::toIValue(n->input(i)); };
+      const auto biases = constant(3), layers = constant(4), bidir = constant(7),
+                 batch_first = constant(8);
+      if (!biases || !biases->isBool() || !layers || !layers->isInt() || !bidir ||
+          !bidir->isBool() || !batch_first || !batch_first->isBool()) {
+        return node_refusal(n,
+                            "has_biases / num_layers / bidirectional / batch_first are not "
+                            "constants of the graph");
+      }
+      if (bidir->toBool()) return node_refusal(n, "bidirectional=True is not supported");
+      if (layers->toInt() < 1 || layers->toInt() > 64) {
+        return node_refusal(n, absl::StrCat("num_layers=", layers->toInt()));
+      }
+      RecurrentCall call;
+      call.kind = kind;
+      call.has_biases = biases->toBool();
+      call.num_layers = static_cast<int>(layers->toInt());
+      call.batch_first = batch_first->toBool();
+      if (!calls_.empty()) {
+        return node_refusal(n, "more than one recurrent call (stack layers with num_layers)");
+      }
+      calls_.push_back(call);
+    }
+    return absl::OkStatus();
+  }
+
   absl::Status Refuse(const std::string& where, const std::string& qualified,
                       const std::string& what) const {
     return absl::InvalidArgumentError(absl::StrCat(path_, ": module '",
@@ -155,29 +225,47 @@ class TorchImporter {
     if (!spec_.lstm.empty() || !spec_.gru.empty()) {
       return Refuse(where, type, "only one recurrent module (use num_layers to stack)");
     }
-    const c10::IValue bidir = Get(m, "bidirectional");
-    if (bidir.isBool() && bidir.toBool()) return Refuse(where, type, "bidirectional=True");
-    const c10::IValue proj = Get(m, "proj_size");
-    if (proj.isInt() && proj.toInt() != 0) return Refuse(where, type, "proj_size != 0");
-    const c10::IValue layers = Get(m, "num_layers");
-    const c10::IValue hidden = Get(m, "hidden_size");
-    const c10::IValue input = Get(m, "input_size");
-    const c10::IValue bf = Get(m, "batch_first");
-    if (!layers.isInt() || !hidden.isInt() || !input.isInt()) {
-      return Refuse(where, type, "num_layers / hidden_size / input_size not found");
+    const std::string call_kind = lstm ? "aten::lstm" : "aten::gru";
+    if (calls_.size() != 1 || calls_[0].kind != call_kind) {
+      return Refuse(where, type,
+                    absl::StrCat("forward() has no ", call_kind,
+                                 " call for it (the module must run on a padded tensor)"));
     }
-    batch_first_ = bf.isBool() && bf.toBool();
+    const RecurrentCall& call = calls_[0];
+    for (const auto& p : m.named_parameters(/*recurse=*/false)) {
+      if (p.name.find("_reverse") != std::string::npos) {
+        return Refuse(where, type, "bidirectional=True is not supported");
+      }
+      if (p.name.rfind("weight_hr", 0) == 0) {
+        return Refuse(where, type, "projections (proj_size != 0) are not supported");
+      }
+    }
+    if (!m.hasattr("weight_ih_l0") || !m.hasattr("weight_hh_l0") ||
+        !m.attr("weight_ih_l0").isTensor() || !m.attr("weight_hh_l0").isTensor()) {
+      return Refuse(where, type, "parameters weight_ih_l0 / weight_hh_l0 not found");
+    }
+    const at::Tensor w_ih0 = m.attr("weight_ih_l0").toTensor();
+    const at::Tensor w_hh0 = m.attr("weight_hh_l0").toTensor();
+    if (w_ih0.dim() != 2 || w_hh0.dim() != 2) {
+      return Refuse(where, type, "weight_ih_l0 / weight_hh_l0 are not matrices");
+    }
+    batch_first_ = call.batch_first;
     const int gates = lstm ? 4 : 3;
-    int width = static_cast<int>(input.toInt());
-    const int h = static_cast<int>(hidden.toInt());
-    for (int l = 0; l < layers.toInt(); ++l) {
+    int width = static_cast<int>(w_ih0.size(1));
+    const int h = static_cast<int>(w_hh0.size(1));
+    if (h <= 0 || w_hh0.size(0) != gates * h || w_ih0.size(0) != gates * h) {
+      return Refuse(where, type,
+                    absl::StrCat("weight_hh_l0 has shape [", w_hh0.size(0), ", ", w_hh0.size(1),
+                                 "], not [", gates, " x hidden, hidden]"));
+    }
+    for (int l = 0; l < call.num_layers; ++l) {
       auto param = [&](const std::string& name, std::vector<int64_t> shape,
                        bool optional) -> absl::StatusOr<std::vector<float>> {
         const std::string full = absl::StrCat(name, "_l", l);
-        if (!m.hasattr(full)) {
-          if (optional) {
-            return std::vector<float>(static_cast<size_t>(shape[0]), 0.0f);  // bias=False.
-          }
+        if (optional && !call.has_biases) {
+          return std::vector<float>(static_cast<size_t>(shape[0]), 0.0f);  // bias=False.
+        }
+        if (!m.hasattr(full) || !m.attr(full).isTensor()) {
           return Refuse(where, type, absl::StrCat("parameter ", full, " not found"));
         }
         const at::Tensor t = m.attr(full).toTensor();
@@ -285,6 +373,7 @@ class TorchImporter {
   ModelSpec spec_;
   bool batch_first_ = false;
   bool last_was_linear_ = false;
+  std::vector<RecurrentCall> calls_;
 };
 
 }  // namespace

@@ -622,7 +622,7 @@ absl::StatusOr<TrainReport> RunTrain(const TrainOptions& o) {
   }
   SetUpTorch(o.data);
   std::mt19937_64 rng(o.data.seed);
-  QSIG_ASSIGN_OR_RETURN(FeatureTable table, io::ReadFeatureTable(o.data.input_csv));
+  QSIG_ASSIGN_OR_RETURN(FeatureTable table, io::ReadFeatureTable(o.data.input_csv, o.data.table));
   QSIG_ASSIGN_OR_RETURN(Data d, LoadData(o.data, std::move(table), {}, window, rng));
 
   ModelSpec spec = InitialSpec(o, d, hidden, layers, rng);
@@ -724,7 +724,9 @@ absl::StatusOr<QatReport> RunQat(const QatOptions& o) {
   const ModelSpec& spec = *loaded.spec;
   SetUpTorch(o.data);
   std::mt19937_64 rng(o.data.seed);
-  QSIG_ASSIGN_OR_RETURN(FeatureTable table, io::ReadFeatureTable(o.data.input_csv));
+  io::TableOptions table_options = o.data.table;
+  table_options.features = spec.feature_names;
+  QSIG_ASSIGN_OR_RETURN(FeatureTable table, io::ReadFeatureTable(o.data.input_csv, table_options));
   std::string note;
   QSIG_ASSIGN_OR_RETURN(std::vector<int> cols, io::MapColumns(spec, table, &note));
   QSIG_ASSIGN_OR_RETURN(Data d, LoadData(o.data, std::move(table), cols, spec.window, rng));

@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "qsig/models/evaluation.h"
+#include "qsig/models/io/feature_file.h"
 #include "qsig/models/io/import.h"
 #include "qsig/models/io/onnx_export.h"
 #include "qsig/models/model.h"
@@ -30,7 +31,8 @@ using models::io::ImportOptions;
 // qsig predict --model FILE --input FEATURES.csv [--precision int8|fp32] -o OUT.csv
 struct PredictCommandOptions {
   std::string model_path;  // --model: .json, .onnx, .pt/.ts or .qsig.
-  std::string input_csv;   // --input.
+  std::string input_csv;   // --input: any table ReadFeatureTable reads (CSV, .npy, .npz, ...).
+  models::io::TableOptions table;  // --instrument-col / --time-col (features: the model's).
   std::string output_csv;  // -o: `locate,msg_seq,exchange_ts_ns,output`, one line per input row;
                            // output is empty for rows without a full window.
   std::string precision = "fp32";  // --precision: "fp32" or "int8".
@@ -56,7 +58,8 @@ absl::StatusOr<PredictSummary> RunPredict(const PredictCommandOptions& options);
 //               [--per-channel] [--mixed auto --budget X] -o MODEL.qsig
 struct QuantizeCommandOptions {
   std::string model_path;             // --model.
-  std::string calib_csv;              // --calib.
+  std::string calib_csv;              // --calib: any table ReadFeatureTable reads.
+  models::io::TableOptions table;     // --instrument-col / --time-col.
   std::string output_path;            // -o: the .qsig artifact.
   std::string report_json;            // --report; "" = output_path + ".report.json".
   std::string method = "percentile";  // --method (quant::ParseCalibrationMethod names).
@@ -129,9 +132,10 @@ absl::StatusOr<QuantizeReport> RunQuantize(const QuantizeCommandOptions& options
 // on this file (the model is not a .qsig artifact), the first `calib_rows` rows (in-sample for
 // the calibration); rows without a label still count for the output-error figures.
 struct BacktestOptions {
-  std::string model_path;   // --model: .json, .onnx, .pt/.ts or .qsig (INT8 from the artifact).
-  std::string input_csv;    // --input: CSV from `qsig features`.
-  std::string report_json;  // -o: the JSON report; "" = none (the table is always printed).
+  std::string model_path;  // --model: .json, .onnx, .pt/.ts or .qsig (INT8 from the artifact).
+  std::string input_csv;   // --input: any table ReadFeatureTable reads, with labels.
+  models::io::TableOptions table;  // --instrument-col / --time-col.
+  std::string report_json;         // -o: the JSON report; "" = none (the table is always printed).
   // --calib-rows: INT8 for a model that is not a .qsig artifact is calibrated on the windows
   // ending in the first calib_rows rows, with `int8` (--method / --per-channel as quantize).
   size_t calib_rows = 5000;
@@ -144,6 +148,43 @@ struct BacktestOptions {
   ImportOptions import;
   std::ostream* log = nullptr;  // The readable table; nullptr = std::cout.
 };
+
+// qsig bench --model FILE [--calib FEATURES] [--mode full|window|step|all]
+//            [--precision int8|fp32|both] [--iterations N] [--json]
+// Latency of one inference on this core with the server's runtimes: `full` runs Run() on the
+// whole window; `window` pushes one tick with the next window's prefix precomputed between ticks
+// (Model::PrecomputeWindow, untimed, as the server does in idle time); `step` one streaming
+// Step(). MACs are those of the timed path (the same for INT8 and FP32).
+struct BenchOptions {
+  std::string model_path;  // --model.
+  std::string calib_path;  // --calib: any feature table; "" = synthetic from the normalization.
+  models::io::TableOptions table;  // --instrument-col / --time-col.
+  std::string mode = "all";        // --mode.
+  std::string precision = "both";  // --precision.
+  int iterations = 10000;          // --iterations, per (mode, precision).
+  bool json = false;               // --json: print BenchReport::json only.
+  ImportOptions import;            // --window.
+  std::ostream* log = nullptr;     // nullptr = std::cout.
+};
+
+struct BenchResult {
+  std::string mode, precision;
+  double p50_us = 0, p99_us = 0, p999_us = 0;
+  int iterations = 0;
+  int64_t macs = 0;        // Multiply-accumulates per inference on the timed path.
+  double gmacs_per_s = 0;  // macs / p50 inference time.
+};
+
+struct BenchReport {
+  std::string model, arch, isa;
+  std::vector<BenchResult> results;
+  std::vector<std::string> notes;  // Calibration source, window source.
+  // {"model","arch","isa","results":[{"mode","precision","p50_us","p99_us","p999_us",
+  //  "iterations","macs","gmacs_per_s"}]}
+  std::string json;
+};
+
+absl::StatusOr<BenchReport> RunBench(const BenchOptions& options);
 
 struct BacktestReport {
   std::string model_name, model_format;

@@ -3,6 +3,16 @@
 // tables, the model commands, training), read and written here so that no two copies of the
 // format can drift.
 //
+// Besides these two, ReadFeatureTable(path, TableOptions) reads the tables researchers keep:
+//   - a plain CSV whose header names the columns: the feature columns are matched by name
+//     (TableOptions::features; other columns are ignored), an optional `label` column, optional
+//     instrument and time columns (TableOptions::instrument_col / time_col; without an instrument
+//     column the rows are one instrument, in time order);
+//   - NumPy .npy (2-D float32 / float64, columns in the model's feature order) and .npz (arrays
+//     `x` and optional `y`, stored or deflated).
+// A missing column, a wrong width or a non-finite feature value is an error naming the column
+// and row. Reads are bounded (TableOptions::max_bytes); hostile files get errors, not crashes.
+//
 // CSV: header `locate,symbol,msg_seq,exchange_ts_ns,mid,<feature names...>,label`; one row per
 // feature vector; label empty or non-numeric = none (NaN).
 // Binary (little-endian, fixed-size records; feeds/README.md "Binary feature file"):
@@ -80,7 +90,25 @@ struct FeatureTable {
   std::vector<float> labels;  // NaN where the file has none.
   std::vector<int64_t> prev;  // Previous row of the same locate, -1 for the first.
   std::vector<std::pair<uint16_t, std::string>> symbols;  // Binary: its symbol table.
+  // "features csv", "features binary", "csv", "npy" or "npz".
+  std::string format;
+  // .npy / .npz: the columns are in the model's feature order, unnamed (feature_names holds
+  // f0, f1, ... and MapColumns maps them by position, checking the width).
+  bool positional = false;
   size_t rows() const { return locate.size(); }
+};
+
+// How to read a table that is not a `qsig features` file.
+struct TableOptions {
+  // Plain CSV: the model's feature names. Non-empty and all in the header: exactly these
+  // columns are read. Otherwise every column other than the label, instrument and time columns
+  // whose first value is a number is read as a feature (MapColumns then names what is missing).
+  std::vector<std::string> features;
+  std::string instrument_col;  // Plain CSV: the instrument column ("" = one instrument).
+  std::string time_col;        // Plain CSV: the time column (rows are stably sorted by it).
+  std::string label_col = "label";
+  size_t max_rows = std::numeric_limits<size_t>::max();
+  uint64_t max_bytes = uint64_t{4} << 30;  // Files (or npz members) larger than this: an error.
 };
 
 // Up to `max_rows` data rows. Errors name the file (and for a CSV the line and column).
@@ -91,5 +119,19 @@ absl::StatusOr<FeatureTable> ReadFeatureBinary(
 // Either format, told apart by the binary magic.
 absl::StatusOr<FeatureTable> ReadFeatureTable(const std::string& path,
                                               size_t max_rows = std::numeric_limits<size_t>::max());
+// Any of the formats: a `qsig features` binary (magic) or CSV (its fixed header), .npy / .npz
+// (magic), otherwise a plain CSV.
+absl::StatusOr<FeatureTable> ReadFeatureTable(const std::string& path, const TableOptions& o);
+absl::StatusOr<FeatureTable> ReadPlainCsv(const std::string& path, const TableOptions& o);
+absl::StatusOr<FeatureTable> ReadNpy(const std::string& path, const TableOptions& o);
+absl::StatusOr<FeatureTable> ReadNpz(const std::string& path, const TableOptions& o);
+// Parses one .npy image (as in a file or an .npz member) into a row-major float matrix; `what`
+// names it in errors. Labels may be 1-D (cols = 1).
+struct NpyArray {
+  size_t rows = 0, cols = 0;
+  bool one_dim = false;
+  std::vector<double> values;
+};
+absl::StatusOr<NpyArray> ParseNpy(std::string_view bytes, const std::string& what);
 
 }  // namespace qsig::models::io

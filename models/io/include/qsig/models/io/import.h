@@ -26,8 +26,9 @@ struct ImportOptions {
   std::vector<std::string> feature_names;  // Default: f0 .. f{N-1}.
   std::vector<float> feature_mean;         // Default: 0 for every feature.
   std::vector<float> feature_std;          // Default: 1 for every feature.
-  // Timesteps a recurrent model reads. 0: from the ONNX input's time axis when it is static;
-  // TorchScript files carry no shapes, so a recurrent TorchScript model needs it.
+  // Timesteps a recurrent model reads. An ONNX input whose time axis is static fixes the window
+  // (a different value here is an error); otherwise this is the window. TorchScript files carry
+  // no shapes, so a recurrent TorchScript model needs it.
   int window = 0;
 };
 
@@ -46,17 +47,28 @@ struct ImportOptions {
 // per-channel activation scales are refused with a message naming the node.
 absl::StatusOr<ModelSpec> ImportOnnx(const std::string& path, const ImportOptions& options = {});
 
-// Imports a TorchScript file through LibTorch: walks the module tree (children in registration
-// order: recurrent modules first, then Linear / activation modules, through nn.Sequential and
-// user modules that only hold children), then runs the module once on a random input and checks
-// that qsig's FP32 runtime gives the same output (within 1e-4), so a forward() that does
-// something the tree does not show is refused rather than imported wrongly.
+// Imports a TorchScript file through LibTorch, traced (torch.jit.trace) or scripted: reads the
+// recurrent hyper-parameters from forward()'s graph (inlined: the aten::lstm / aten::gru call's
+// constant num_layers / has_biases / bidirectional / batch_first, and hidden / input sizes from
+// the weight shapes; tracing drops the module attributes) and refuses, naming the node,
+// bidirectional calls and packed sequences (and, naming the module, projections); walks the
+// module tree (children in registration order: recurrent modules first, then Linear /
+// activation modules, through nn.Sequential and user modules that only hold children); runs the
+// module once on a random input and checks that qsig's FP32 runtime gives the same output
+// (within 1e-4), so a forward() that does something the tree does not show is refused rather
+// than imported wrongly.
 // Fails with kUnimplemented when qsig was built without LibTorch (QSIG_WITH_TORCH=OFF).
 absl::StatusOr<ModelSpec> ImportTorchScript(const std::string& path,
                                             const ImportOptions& options = {});
 
 // True if this build can import TorchScript (LibTorch was found and QSIG_WITH_TORCH was ON).
 bool TorchScriptSupported() noexcept;
+
+// Where the window of the model loaded from `path` (format as LoadedModel::format) comes from,
+// for the commands to say: "none (MLP)", "the model file", "fixed in the ONNX file" or
+// "--window". For an ONNX model imported with a window, it re-reads the file (cold path).
+std::string WindowSource(const std::string& path, const std::string& format,
+                         const ImportOptions& options, const ModelSpec& spec);
 
 // The name an importer gives a model read from `path` when ImportOptions::name is empty: the
 // file name without its directory and extension.

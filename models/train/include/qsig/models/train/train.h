@@ -22,12 +22,14 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "qsig/models/io/feature_file.h"
 
 namespace qsig::models::train {
 
 // What both commands share: the data and the optimizer loop.
 struct DataOptions {
-  std::string input_csv;      // --input: CSV from `qsig features`.
+  std::string input_csv;      // --input: any table io::ReadFeatureTable reads, with labels.
+  io::TableOptions table;     // --instrument-col / --time-col.
   double val_fraction = 0.2;  // --val-fraction: last fraction of rows (time) held out.
   size_t max_train = 100000;  // --max-train: training samples, sub-sampled at random.
   size_t max_val = 50000;     // --max-val: validation samples, sub-sampled evenly.
