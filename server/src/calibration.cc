@@ -19,16 +19,23 @@
 namespace qsig::server {
 
 CalibrationReport ServerState::Recalibrate(size_t model, size_t max_samples) {
+  return Recalibrate(model, max_samples, kReasonAdmin);
+}
+
+CalibrationReport ServerState::Recalibrate(size_t model, size_t max_samples, const char* reason) {
   std::lock_guard<std::mutex> lock(calibration_mu);
   const size_t n = max_samples ? max_samples : static_cast<size_t>(config.calibration.samples);
   const std::vector<float> windows = store->Recent(model, n);
+  models::io::Artifact artifact;
+  const bool persist = state_store && state_store->persistent();
   CalibrationReport r =
       CalibrateAndInstall(*slots[model], windows, Int8OptionsFromConfig(config.calibration),
-                          config.calibration.max_relative_rmse);
+                          config.calibration.max_relative_rmse, persist ? &artifact : nullptr);
   (r.installed ? calibrations : calibration_rejections).fetch_add(1);
   if (r.installed) {
     drift[model]->SetBaseline(windows, slots[model]->spec().window, slots[model]->spec().input_size,
                               r.input_clip_lo, r.input_clip_hi);
+    RecordInstall(model, reason, &r, persist ? &artifact : nullptr, nullptr);
   }
   return r;
 }
@@ -49,9 +56,9 @@ absl::StatusOr<ServerState::ReloadResult> ServerState::Reload(size_t model,
                                      " (the running model keeps serving)"));
   }
   std::shared_ptr<const models::Model> int8;
-  models::Int8Description described;
+  RuntimeRecipe recipe;
   if (loaded->artifact) {
-    auto built = models::io::BuildInt8Model(*loaded->artifact, &described);
+    auto built = BuildVerifiedInt8(*loaded->artifact, nullptr, &recipe);
     if (!built.ok()) {
       return absl::Status(
           built.status().code(),
@@ -60,9 +67,11 @@ absl::StatusOr<ServerState::ReloadResult> ServerState::Reload(size_t model,
     }
     int8 = std::move(*built);
   }
-  auto version = slot.Replace(loaded->spec, int8);
+  auto version =
+      slot.Replace(loaded->spec, int8,
+                   loaded->artifact ? std::make_shared<const RuntimeRecipe>(recipe) : nullptr);
   if (version.ok() && loaded->artifact) {
-    const DriftBaseline b = BaselineFromArtifact(*loaded->artifact, described);
+    const DriftBaseline b = BaselineFromArtifact(*loaded->artifact, recipe.description);
     drift[model]->SetBaseline(b.windows, loaded->spec->window, loaded->spec->input_size, b.clip_lo,
                               b.clip_hi);
   }
@@ -71,6 +80,14 @@ absl::StatusOr<ServerState::ReloadResult> ServerState::Reload(size_t model,
         version.status().code(),
         absl::StrCat(version.status().message(), " (the running model keeps serving)"));
   }
+  std::string bytes;
+  if (loaded->artifact && state_store && state_store->persistent()) {
+    // Keep the artifact as it was verified (a later restart serves it at once).
+    auto read = ReadWholeFile(file, size_t{1} << 30);
+    if (read.ok()) bytes = std::move(*read);
+  }
+  RecordInstall(model, kReasonReload, nullptr, loaded->artifact ? &*loaded->artifact : nullptr,
+                bytes.empty() ? nullptr : &bytes);
   ReloadResult r;
   r.version = *version;
   r.format = loaded->format;
@@ -97,7 +114,7 @@ void Server::Impl::CalibrationLoop() {
     for (size_t m = 0; m < c.slots.size(); ++m) {
       if (c.slots[m]->calibrated()) continue;
       if (c.store->windows(m) < static_cast<size_t>(c.config.calibration.warmup_samples)) continue;
-      CalibrationReport r = c.Recalibrate(m, c.config.calibration.warmup_samples);
+      CalibrationReport r = c.Recalibrate(m, c.config.calibration.warmup_samples, kReasonWarmup);
       if (r.installed) {
         spdlog::info(
             "model {}: {} calibrated on {} warm-up windows ({}{}), version {}, "

@@ -17,6 +17,7 @@
 #include "qsig/feeds/feed_processor.h"
 #include "qsig/server/feed_options.h"
 #include "signal_bus.h"
+#include "state_store.h"
 #include "symbol_table.h"
 
 namespace qsig::server {
@@ -41,6 +42,43 @@ struct ServerState {
   std::mutex calibration_mu;                         // One calibration at a time.
   std::atomic<uint64_t> calibrations{0}, calibration_rejections{0};
   std::atomic<bool> running{false};
+
+  // ---- Model history, state directory and FP32 fallback (model_state.cc) ----
+  uint64_t epoch = 0;  // Random at each start; every Signal carries it.
+  std::unique_ptr<StateStore> state_store;
+  // Per model, written by the calibration thread (fallback checks), read by status/metrics.
+  struct FallbackTrack {
+    std::atomic<double> shadow_relative_rmse{-1};
+    std::atomic<int64_t> diverged_since_ns{0};  // Monotonic; 0 = not diverging.
+    std::atomic<uint64_t> fallbacks{0};         // Times the model fell back to FP32.
+  };
+  std::unique_ptr<FallbackTrack[]> fallback_track;
+  std::atomic<uint64_t> rollbacks{0};
+  // Loads the state directory and restores each model's last installed version (Create).
+  // Before LoadModels: opens state.dir, picks the epoch; *restorable[m] is true when model m's
+  // last version can be restored from its artifact (LoadModels then skips the INT8 build).
+  absl::Status OpenState(std::vector<bool>* restorable);
+  // After LoadModels: restores each model's last version, version counter and baseline.
+  void RestoreState(const std::vector<bool>& restorable);
+  // Records the version just installed in `model`'s history (and its artifact, baseline and
+  // fallback state in state.dir): `calibration` when it came from one; `artifact` is written
+  // (or `artifact_bytes`, the file as it was read, if given); `inherit` is the entry whose
+  // artifact and lineage the new version shares (fallback, clear, rollback).
+  // Call under calibration_mu.
+  void RecordInstall(size_t model, const char* reason, const CalibrationReport* calibration,
+                     models::io::Artifact* artifact, const std::string* artifact_bytes,
+                     const HistoryEntry* inherit = nullptr);
+  // Calibration thread: the fallback decision from the latest shadow relative RMSE (<0 unknown).
+  void CheckFallback(size_t model, double shadow_relative_rmse);
+  // Operator actions (AdminService).
+  struct InstallResult {
+    uint64_t version = 0;
+    std::string precision;
+  };
+  absl::StatusOr<InstallResult> Rollback(size_t model, uint64_t version);
+  absl::StatusOr<InstallResult> ClearFallback(size_t model);
+  absl::StatusOr<InstallResult> InjectMiscalibration(size_t model, double input_scale_factor);
+  CalibrationReport Recalibrate(size_t model, size_t max_samples, const char* reason);
 
   int ModelIndex(const std::string& name) const {
     for (size_t i = 0; i < slots.size(); ++i) {

@@ -18,6 +18,7 @@ enum SignalFlags : uint32_t {
   kSignalInvalid = 8,
   kSignalHalted = 32,       // The instrument's last trading action halted or paused trading.
   kSignalBookSuspect = 64,  // The instrument's book failed a sanity check (feeds).
+  kSignalFallback = 256,    // INT8 diverged: the FP32 model serves (shadow.fallback_*).
 };
 
 struct SignalRecord {

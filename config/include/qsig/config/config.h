@@ -127,6 +127,11 @@ struct PipelineConfig {
 struct ShadowConfig {
   int sample_every = 1;                // Run the FP32 shadow on every Nth tick (0 = off).
   double divergence_threshold = 0.05;  // |INT8 - FP32| above this flags the instrument.
+  // Automatic FP32 fallback: INT8-vs-FP32 relative RMSE above fallback_relative_rmse on every
+  // drift evaluation for fallback_after_s switches the model's primary to FP32 until a
+  // recalibration passes the gate or an operator clears it (0 = never fall back).
+  double fallback_relative_rmse = 0.5;
+  double fallback_after_s = 10;
 };
 
 struct CalibrationConfig {
@@ -151,6 +156,13 @@ struct DriftConfig {
   double shadow_relative_rmse = 0.1;  // Alarm when INT8-vs-FP32 relative RMSE exceeds this.
   int window = 2000;                  // Recent windows each evaluation looks at.
   double interval_s = 1;              // Evaluation period.
+};
+
+// What survives a restart (state.*): installed artifacts, the model history, drift baselines and
+// fallback state, written crash-safely under `dir` ("" = nothing persists).
+struct StateConfig {
+  std::string dir;
+  int history_per_model = 20;  // Versions kept per model (history entries and their artifacts).
 };
 
 struct GrpcConfig {
@@ -180,6 +192,7 @@ struct Config {
   ShadowConfig shadow;
   CalibrationConfig calibration;
   DriftConfig drift;
+  StateConfig state;
   GrpcConfig grpc;
   MetricsConfig metrics;
   ConsoleConfig console;
