@@ -52,6 +52,17 @@ class Server {
     admin = v1::AdminService::NewStub(channel_);
   }
 
+  // Waits until the server answers.
+  bool WaitServing(int seconds = 30) {
+    const auto deadline = Clock::now() + std::chrono::seconds(seconds);
+    v1::ListModelsResponse resp;
+    while (Clock::now() < deadline) {
+      if (ListModels(&resp).ok()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+
   // Waits until ListModels answers and every model serves INT8 (or its fallback).
   bool WaitCalibrated(int seconds = 60) {
     const auto deadline = Clock::now() + std::chrono::seconds(seconds);
@@ -160,6 +171,7 @@ TEST(State, KillNineThenRestartServesTheSameInt8VersionWithItsHistory) {
            {"state.dir=" + dir, "calibration.warmup_samples=20000", "calibration.samples=20000"});
   // A warm-up calibration would take several seconds of feed (and number its version after
   // this one): the first signals' INT8 can only come from the state directory.
+  ASSERT_TRUE(s.WaitServing()) << s.Log();
   const auto sig = s.FirstSignals("lstm", 3);
   ASSERT_EQ(sig.size(), 3u) << s.Log();
   for (const auto& x : sig) {
