@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <random>
@@ -32,7 +33,11 @@ std::shared_ptr<ModelSpec> Lstm2x100() {
   spec->arch = Arch::kLstm;
   spec->input_size = kInput;
   spec->window = kWindow;
-  for (int i = 0; i < kInput; ++i) spec->feature_names.push_back("f" + std::to_string(i));
+  for (int i = 0; i < kInput; ++i) {
+    char name[16];
+    std::snprintf(name, sizeof name, "f%d", i);
+    spec->feature_names.emplace_back(name);
+  }
   std::mt19937 rng(3);
   for (int l = 0; l < 2; ++l) {
     LstmLayer layer;
@@ -87,7 +92,9 @@ struct Fixture {
         io::MakeArtifact(spec, windows, Int8Options{}, io::ArtifactSource{}, &built, &description);
     if (!a.ok()) std::abort();
     precision = built->precision();
-    path = "/tmp/qsig_bench_artifact_" + std::to_string(::getpid()) + ".qsig";
+    char p[64];
+    std::snprintf(p, sizeof p, "/tmp/qsig_bench_artifact_%d.qsig", static_cast<int>(::getpid()));
+    path = p;
     if (!io::WriteArtifact(*a, path).ok()) std::abort();
   }
   ~Fixture() { ::unlink(path.c_str()); }
@@ -107,7 +114,7 @@ void BM_ArtifactLoad_Recalibrate(benchmark::State& s) {
     benchmark::DoNotOptimize(m);
   }
 }
-BENCHMARK(BM_ArtifactLoad_Recalibrate)->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_ArtifactLoad_Recalibrate)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 void BM_ArtifactLoad_FromRecipe(benchmark::State& s) {
   Fixture& f = Get();
@@ -119,6 +126,7 @@ void BM_ArtifactLoad_FromRecipe(benchmark::State& s) {
     benchmark::DoNotOptimize(m);
   }
 }
-BENCHMARK(BM_ArtifactLoad_FromRecipe)->Unit(benchmark::kMillisecond)->Iterations(5);
+BENCHMARK(BM_ArtifactLoad_FromRecipe)->Unit(benchmark::kMillisecond)->Iterations(3);
 
 }  // namespace
+BENCHMARK_MAIN();
