@@ -448,6 +448,8 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   MapReader shadow = top.Child("shadow");
   shadow.Get("sample_every", &c.shadow.sample_every);
   shadow.Get("divergence_threshold", &c.shadow.divergence_threshold);
+  shadow.Get("fallback_relative_rmse", &c.shadow.fallback_relative_rmse);
+  shadow.Get("fallback_after_s", &c.shadow.fallback_after_s);
   shadow.Finish();
 
   MapReader cal = top.Child("calibration");
@@ -471,6 +473,11 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   drift.Get("window", &c.drift.window);
   drift.Get("interval_s", &c.drift.interval_s);
   drift.Finish();
+
+  MapReader state = top.Child("state");
+  state.Get("dir", &c.state.dir);
+  state.Get("history_per_model", &c.state.history_per_model);
+  state.Finish();
 
   MapReader grpc = top.Child("grpc");
   grpc.Get("listen", &c.grpc.listen);
@@ -614,6 +621,11 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   if (c.shadow.sample_every < 0) return bad("shadow.sample_every", "must be >= 0");
   if (!(c.shadow.divergence_threshold > 0))
     return bad("shadow.divergence_threshold", "must be > 0");
+  if (!(c.shadow.fallback_relative_rmse >= 0))
+    return bad("shadow.fallback_relative_rmse", "must be >= 0 (0 = never fall back)");
+  if (!(c.shadow.fallback_after_s >= 0)) return bad("shadow.fallback_after_s", "must be >= 0");
+  if (c.state.history_per_model < 1 || c.state.history_per_model > 1000)
+    return bad("state.history_per_model", "must be in 1..1000");
   if (c.calibration.warmup_samples < 16) return bad("calibration.warmup_samples", "must be >= 16");
   if (c.calibration.samples < c.calibration.warmup_samples) {
     return bad("calibration.samples", "must be >= calibration.warmup_samples");

@@ -416,6 +416,47 @@ absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const 
   return std::unique_ptr<Model>(std::move(c->runtime));
 }
 
+absl::StatusOr<std::unique_ptr<Model>> BuildInt8FromDescription(
+    std::shared_ptr<const ModelSpec> spec, const Int8Description& d, const Int8Options& options,
+    const std::string& precision) {
+  if (absl::Status st = CheckSpec(spec); !st.ok()) return st;
+  const ModelSpec& s = *spec;
+  const size_t n_rnn = NumRnn(s);
+  const size_t n_ops = 2 * n_rnn + s.layers.size();
+  if (d.inputs.size() != n_ops || d.cell_step.size() != n_rnn) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("INT8 description: ", d.inputs.size(), " operations and ", d.cell_step.size(),
+                     " cell steps for a model with ", n_ops, " and ", n_rnn));
+  }
+  QuantPlan plan;
+  plan.ops.resize(n_ops);
+  plan.c_step = d.cell_step;
+  plan.w_max = options.reduce_range ? quant::kS8ReduceRangeMax : quant::kS8Max;
+  for (size_t id = 0; id < n_ops; ++id) {
+    const QuantizedInput& q = d.inputs[id];
+    if (!q.int8) continue;
+    if (q.scale.empty() || q.scale.size() != q.zero_point.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("INT8 description: ", q.tensor, ": scale and zero point sizes differ"));
+    }
+    for (float sc : q.scale) {
+      if (!(sc > 0.0f) || !std::isfinite(sc)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("INT8 description: ", q.tensor, ": scale ", sc, " is not positive"));
+      }
+    }
+    internal::OpPlan& op = plan.ops[id];
+    op.int8 = true;
+    op.in.s16 = q.s16;
+    op.in.scale = q.scale;
+    op.in.zero_point = q.zero_point;
+  }
+  auto rt = internal::BuildRuntime(spec, plan);
+  if (!rt.ok()) return rt.status();
+  (*rt)->set_precision(precision);
+  return std::unique_ptr<Model>(std::move(*rt));
+}
+
 absl::StatusOr<Int8Description> DescribeInt8(std::shared_ptr<const ModelSpec> spec,
                                              std::span<const float> calib_windows,
                                              const Int8Options& options) {

@@ -97,18 +97,19 @@ std::shared_ptr<const ServerState::ClipRange> ServerState::GetClipRange(size_t m
   return model < clip_ranges.size() ? clip_ranges[model] : nullptr;
 }
 
-CalibrationReport ServerState::Recalibrate(size_t model, size_t max_samples, Cause cause) {
+CalibrationReport ServerState::Recalibrate(size_t model, size_t max_samples, const char* reason) {
   const config::CalibrationConfig& cc = config.calibration;
   ModelSlot& slot = *slots[model];
   CalibrationReport r;
   r.model = slot.name();
   r.version = slot.version();
+  const bool warmup = std::string_view(reason) == kReasonWarmup;
   std::unique_lock<std::timed_mutex> lock(calibration_mu, std::defer_lock);
-  if (cause == Cause::kWarmup ? !lock.try_lock() : !lock.try_lock_for(kLockWait)) {
+  if (warmup ? !lock.try_lock() : !lock.try_lock_for(kLockWait)) {
     r.message = kBusy;
     return r;
   }
-  const bool request = cause == Cause::kRequest;
+  const bool request = !warmup;
   const auto now = std::chrono::steady_clock::now();
   if (last_recalibration.size() < slots.size()) {
     last_recalibration.resize(slots.size(), std::chrono::steady_clock::time_point::min());
@@ -142,13 +143,17 @@ CalibrationReport ServerState::Recalibrate(size_t model, size_t max_samples, Cau
   double gate = cc.max_relative_rmse;
   const double incumbent = request ? IncumbentRelativeRmse(slot, windows) : -1;
   if (incumbent >= 0) gate = std::min(gate, incumbent * cc.max_worsening);
-  r = CalibrateAndInstall(slot, windows, Int8OptionsFromConfig(cc), gate);
+  models::io::Artifact artifact;
+  const bool persist = state_store && state_store->persistent();
+  r = CalibrateAndInstall(slot, windows, Int8OptionsFromConfig(cc), gate,
+                          persist ? &artifact : nullptr);
   (r.installed ? calibrations : calibration_rejections).fetch_add(1);
   if (r.installed) {
     if (request) last_recalibration[model] = now;
     SetClipRange(model, slot.Acquire()->int8.get(), r.input_clip_lo, r.input_clip_hi, windows);
     drift[model]->SetBaseline(windows, slot.spec().window, slot.spec().input_size, r.input_clip_lo,
                               r.input_clip_hi);
+    RecordInstall(model, reason, &r, persist ? &artifact : nullptr, nullptr);
   } else if (incumbent >= 0 && gate < cc.max_relative_rmse) {
     absl::StrAppend(&r.message, " (calibration.max_worsening ", cc.max_worsening,
                     " x the incumbent's relative RMSE ", incumbent, " on the same windows)");
@@ -208,9 +213,9 @@ absl::StatusOr<ServerState::ReloadResult> ServerState::Reload(size_t model,
         SanitizeLoadError(std::string(loaded.status().message()), staged, shown)));
   }
   std::shared_ptr<const models::Model> int8;
-  models::Int8Description described;
+  RuntimeRecipe recipe;
   if (loaded->artifact) {
-    auto built = models::io::BuildInt8Model(*loaded->artifact, &described);
+    auto built = BuildVerifiedInt8(*loaded->artifact, nullptr, &recipe);
     if (!built.ok()) {
       return keeps_serving(absl::Status(
           built.status().code(),
@@ -219,17 +224,28 @@ absl::StatusOr<ServerState::ReloadResult> ServerState::Reload(size_t model,
     }
     int8 = std::move(*built);
   }
-  // Only the swap is serialized with calibrations.
+  std::string kept;
+  if (loaded->artifact && state_store && state_store->persistent()) {
+    // Keep the artifact as it was verified (a later restart serves it at once); read before
+    // the lock, from the private staged copy.
+    auto read = ReadWholeFile(staged, size_t{1} << 30);
+    if (read.ok()) kept = std::move(*read);
+  }
+  // Only the swap (and its record) is serialized with calibrations.
   std::unique_lock<std::timed_mutex> lock(calibration_mu, std::defer_lock);
   if (!lock.try_lock_for(kLockWait)) return keeps_serving(absl::UnavailableError(kBusy));
-  auto version = slot.Replace(loaded->spec, int8);
+  auto version =
+      slot.Replace(loaded->spec, int8,
+                   loaded->artifact ? std::make_shared<const RuntimeRecipe>(recipe) : nullptr);
   if (!version.ok()) return keeps_serving(version.status());
   if (loaded->artifact) {
-    const DriftBaseline b = BaselineFromArtifact(*loaded->artifact, described);
+    const DriftBaseline b = BaselineFromArtifact(*loaded->artifact, recipe.description);
     drift[model]->SetBaseline(b.windows, loaded->spec->window, loaded->spec->input_size, b.clip_lo,
                               b.clip_hi);
     SetClipRange(model, int8.get(), b.clip_lo, b.clip_hi, b.windows);
   }
+  RecordInstall(model, kReasonReload, nullptr, loaded->artifact ? &*loaded->artifact : nullptr,
+                kept.empty() ? nullptr : &kept);
   ReloadResult r;
   r.version = *version;
   r.format = loaded->format;
@@ -256,8 +272,7 @@ void Server::Impl::CalibrationLoop() {
     for (size_t m = 0; m < c.slots.size(); ++m) {
       if (c.slots[m]->calibrated()) continue;
       if (c.store->windows(m) < static_cast<size_t>(c.config.calibration.warmup_samples)) continue;
-      CalibrationReport r =
-          c.Recalibrate(m, c.config.calibration.warmup_samples, ServerState::Cause::kWarmup);
+      CalibrationReport r = c.Recalibrate(m, c.config.calibration.warmup_samples, kReasonWarmup);
       if (!r.installed && r.message == ServerState::kBusy) continue;  // Next round.
       if (r.installed) {
         spdlog::info(

@@ -22,6 +22,7 @@ void Server::Impl::EvaluateDrift(std::vector<std::pair<double, double>>* last_su
     (*last_sums)[m] = {err, ref};
     if (!c.slots[m]->calibrated()) continue;
     const double rel = d_ref > 0 ? std::sqrt(d_err / d_ref) : -1;
+    c.CheckFallback(m, rel);
     c.drift[m]->Evaluate(c.store->Recent(m, static_cast<size_t>(c.config.drift.window)),
                          c.slots[m]->spec().window, rel);
   }

@@ -54,6 +54,32 @@ void DriftMonitor::SetBaseline(const std::vector<float>& windows, int window, in
   has_baseline_ = true;
 }
 
+bool DriftMonitor::GetBaseline(std::vector<double>* mean, std::vector<double>* sd,
+                               std::vector<float>* lo, std::vector<float>* hi) const {
+  if (!has_baseline_) return false;
+  *mean = mean_;
+  *sd = std_;
+  const bool clipped = !min_.empty() && std::isfinite(min_[0]);
+  *lo = clipped ? min_ : std::vector<float>{};
+  *hi = clipped ? max_ : std::vector<float>{};
+  return true;
+}
+
+bool DriftMonitor::RestoreBaseline(const std::vector<double>& mean, const std::vector<double>& sd,
+                                   const std::vector<float>& lo, const std::vector<float>& hi) {
+  const size_t n = static_cast<size_t>(n_features_);
+  if (mean.size() != n || sd.size() != n || lo.size() != hi.size() ||
+      (!lo.empty() && lo.size() != n)) {
+    return false;
+  }
+  mean_ = mean;
+  std_ = sd;
+  min_ = lo.empty() ? std::vector<float>(n, -INFINITY) : lo;
+  max_ = hi.empty() ? std::vector<float>(n, INFINITY) : hi;
+  has_baseline_ = true;
+  return true;
+}
+
 void DriftMonitor::Evaluate(const std::vector<float>& recent, int window,
                             double shadow_relative_rmse) {
   if (shadow_relative_rmse >= 0) {

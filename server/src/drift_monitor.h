@@ -33,6 +33,14 @@ class DriftMonitor {
   void SetBaseline(const std::vector<float>& windows, int window, int n_features,
                    const std::vector<float>& clip_lo = {}, const std::vector<float>& clip_hi = {});
   bool has_baseline() const noexcept { return has_baseline_; }
+  // The baseline as numbers (for the state directory): per-feature mean and standard deviation,
+  // and the clip interval (empty when the input is not quantized). False without a baseline.
+  // Same thread as SetBaseline.
+  bool GetBaseline(std::vector<double>* mean, std::vector<double>* sd, std::vector<float>* lo,
+                   std::vector<float>* hi) const;
+  // Restores a baseline GetBaseline returned; false (nothing changed) if the sizes do not fit.
+  bool RestoreBaseline(const std::vector<double>& mean, const std::vector<double>& sd,
+                       const std::vector<float>& lo, const std::vector<float>& hi);
 
   // Scores the recent windows (same layout) and the shadow relative RMSE (<0 = unknown);
   // raises or clears alarms.

@@ -26,6 +26,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "qsig/feeds/feed_processor.h"
+#include "admin_model_rpcs.h"
 #include "qsig/v1/signal.grpc.pb.h"
 #include "server_state.h"
 #include "spdlog/spdlog.h"
@@ -83,7 +84,8 @@ void ToProto(const ServerState& state, const SignalRecord& r, v1::Signal* s) {
   s->set_mid_price(r.mid_price);
   s->set_feed_sequence(r.feed_sequence);
   s->set_tick_to_signal_ns(r.tick_to_signal_ns);
-  s->set_precision((r.flags & kSignalWarmup) ? "fp32" : "int8");
+  s->set_precision((r.flags & (kSignalWarmup | kSignalFallback)) ? "fp32" : "int8");
+  s->set_epoch(state.epoch);
 }
 
 // Symbols as the feed writes them: 1..8 printable ASCII characters, no spaces.
@@ -211,6 +213,7 @@ class SignalStream final : public grpc::ServerWriteReactor<Msg>, public Subscrib
     size_t n = 0;
     if constexpr (kBatch) {
       msg_.clear_signals();  // Keeps the elements' memory for reuse.
+      msg_.set_epoch(state_->epoch);
       size_t got = 0;
       while (n < kMaxPerMessage &&
              (got = from.Take(records_, std::min(kChunk, kMaxPerMessage - n))) > 0) {
@@ -390,7 +393,7 @@ class SignalServiceImpl final
       }
     } else {
       resp->set_int8_value(fp32);
-      resp->set_flags(kSignalWarmup);
+      resp->set_flags(cur->fallback ? kSignalFallback : kSignalWarmup);
     }
     return grpc::Status::OK;
   }
@@ -551,6 +554,29 @@ class AdminServiceImpl final : public v1::AdminService::Service {
     resp->set_precision(r->precision);
     resp->set_sha256(r->sha256);
     return grpc::Status::OK;
+  }
+
+  // ---- Model history, status and rollback (admin_model_rpcs.cc) ----
+  grpc::Status ListModels(grpc::ServerContext*, const v1::ListModelsRequest* req,
+                          v1::ListModelsResponse* resp) override {
+    return ListModelsRpc(*state_, *req, resp);
+  }
+  grpc::Status GetModelStatus(grpc::ServerContext*, const v1::GetModelStatusRequest* req,
+                              v1::GetModelStatusResponse* resp) override {
+    return GetModelStatusRpc(*state_, *req, resp);
+  }
+  grpc::Status Rollback(grpc::ServerContext*, const v1::RollbackRequest* req,
+                        v1::RollbackResponse* resp) override {
+    return RollbackRpc(*state_, *req, resp);
+  }
+  grpc::Status ClearFallback(grpc::ServerContext*, const v1::ClearFallbackRequest* req,
+                             v1::ClearFallbackResponse* resp) override {
+    return ClearFallbackRpc(*state_, *req, resp);
+  }
+  grpc::Status InjectMiscalibration(grpc::ServerContext*,
+                                    const v1::InjectMiscalibrationRequest* req,
+                                    v1::InjectMiscalibrationResponse* resp) override {
+    return InjectMiscalibrationRpc(*state_, *req, resp);
   }
 
  private:

@@ -397,6 +397,35 @@ class QsigCollector final : public prometheus::Collectable {
     AddValue(&cal, {{"result", "rejected"}}, static_cast<double>(c.calibration_rejections.load()));
     out.push_back(std::move(cal));
 
+    // Model history, state directory and FP32 fallback (model_state.cc).
+    auto fb = Family("qsig_model_fallback",
+                     "1 while the model serves FP32 because INT8 diverged from its shadow "
+                     "(shadow.fallback_relative_rmse for shadow.fallback_after_s).",
+                     MetricType::Gauge);
+    auto fbt =
+        Family("qsig_model_fallbacks_total", "Automatic FP32 fallbacks.", MetricType::Counter);
+    auto fbr = Family("qsig_model_fallback_relative_rmse",
+                      "INT8-vs-FP32 relative RMSE at the last fallback check (-1 = no samples).",
+                      MetricType::Gauge);
+    for (size_t m = 0; m < c.slots.size(); ++m) {
+      const std::vector<ClientMetric::Label> l = {{"model", c.slots[m]->name()}};
+      AddValue(&fb, l, c.slots[m]->Acquire()->fallback ? 1 : 0);
+      AddValue(&fbt, l, static_cast<double>(c.fallback_track[m].fallbacks.load()));
+      AddValue(&fbr, l, c.fallback_track[m].shadow_relative_rmse.load());
+    }
+    out.push_back(std::move(fb));
+    out.push_back(std::move(fbt));
+    out.push_back(std::move(fbr));
+    auto rb = Family("qsig_model_rollbacks_total", "Rollbacks to an earlier model version.",
+                     MetricType::Counter);
+    AddValue(&rb, {}, static_cast<double>(c.rollbacks.load()));
+    out.push_back(std::move(rb));
+    auto sw = Family("qsig_state_writes_total", "Files written to state.dir, by result.",
+                     MetricType::Counter);
+    AddValue(&sw, {{"result", "ok"}}, static_cast<double>(c.state_store->writes()));
+    AddValue(&sw, {{"result", "error"}}, static_cast<double>(c.state_store->write_errors()));
+    out.push_back(std::move(sw));
+
     auto subs = Family("qsig_grpc_subscribers",
                        "Open signal streams (Subscribe and SubscribeBatch).", MetricType::Gauge);
     AddValue(&subs, {}, static_cast<double>(c.bus->subscribers()));

@@ -5,11 +5,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "qsig/feeds/clock.h"
 #include "qsig/models/evaluation.h"
 #include "qsig/models/io/artifact.h"
 #include "qsig/models/io/loader.h"
 #include "qsig/quant/calibration.h"
 #include "qsig/quant/isa.h"
+#include "spdlog/spdlog.h"
 
 namespace qsig::server {
 
@@ -35,38 +37,98 @@ void ModelSlot::PublishLocked(std::shared_ptr<Installed> next) {
   current_.store(next.get(), std::memory_order_release);
 }
 
-uint64_t ModelSlot::Install(std::shared_ptr<const models::Model> int8) {
+uint64_t ModelSlot::Install(std::shared_ptr<const models::Model> int8,
+                            std::shared_ptr<const RuntimeRecipe> recipe) {
   std::lock_guard<std::mutex> lock(mu_);
   auto next = std::make_shared<Installed>(*owner_);
   next->int8 = std::move(int8);
+  next->recipe = std::move(recipe);
+  next->fallback = false;
+  next->held_int8 = nullptr;
   PublishLocked(next);
   return next->version;
 }
 
-absl::StatusOr<uint64_t> ModelSlot::Replace(std::shared_ptr<const models::ModelSpec> spec,
-                                            std::shared_ptr<const models::Model> int8) {
+uint64_t ModelSlot::SetFallback(bool on) {
   std::lock_guard<std::mutex> lock(mu_);
+  if (owner_->fallback == on) return 0;
+  auto next = std::make_shared<Installed>(*owner_);
+  if (on) {
+    if (!owner_->int8) return 0;
+    next->held_int8 = std::move(next->int8);
+    next->int8 = nullptr;
+  } else {
+    next->int8 = std::move(next->held_int8);
+    next->held_int8 = nullptr;
+  }
+  next->fallback = on;
+  PublishLocked(next);
+  return next->version;
+}
+
+uint64_t ModelSlot::next_version() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return next_version_;
+}
+
+absl::Status ModelSlot::CheckReplaceLocked(const models::ModelSpec& spec,
+                                           const Installed& next) const {
   const models::ModelSpec& old = *owner_->spec;
-  if (spec->window != old.window || spec->input_size != old.input_size ||
-      spec->feature_names != old.feature_names) {
+  if (spec.window != old.window || spec.input_size != old.input_size ||
+      spec.feature_names != old.feature_names) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "model '", name_, "': the new model reads ", spec->window, " x ", spec->input_size,
-        " features [", absl::StrJoin(spec->feature_names, ","), "], the running one ", old.window,
+        "model '", name_, "': the new model reads ", spec.window, " x ", spec.input_size,
+        " features [", absl::StrJoin(spec.feature_names, ","), "], the running one ", old.window,
         " x ", old.input_size, " [", absl::StrJoin(old.feature_names, ","),
         "]; a different input shape needs a restart"));
   }
-  auto next = std::make_shared<Installed>();
-  next->spec = spec;
-  next->fp32 = models::MakeFp32Model(spec);
-  if (!next->fp32 || next->fp32->workspace_floats() > workspace_capacity_ ||
-      (int8 && int8->workspace_floats() > workspace_capacity_)) {
+  const auto too_big = [&](const std::shared_ptr<const models::Model>& m) {
+    return m && m->workspace_floats() > workspace_capacity_;
+  };
+  if (!next.fp32 || too_big(next.fp32) || too_big(next.int8) || too_big(next.held_int8)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "model '", name_, "': the new model needs more workspace than the workers reserved (",
         workspace_capacity_, " floats); restart to load it"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> ModelSlot::Replace(std::shared_ptr<const models::ModelSpec> spec,
+                                            std::shared_ptr<const models::Model> int8,
+                                            std::shared_ptr<const RuntimeRecipe> recipe) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto next = std::make_shared<Installed>();
+  next->spec = spec;
+  next->fp32 = models::MakeFp32Model(spec);
   next->int8 = std::move(int8);
+  next->recipe = std::move(recipe);
+  if (auto st = CheckReplaceLocked(*spec, *next); !st.ok()) return st;
   PublishLocked(next);
   return next->version;
+}
+
+absl::Status ModelSlot::Restore(std::shared_ptr<const models::ModelSpec> spec,
+                                std::shared_ptr<const models::Model> int8,
+                                std::shared_ptr<const RuntimeRecipe> recipe, uint64_t version,
+                                uint64_t next_version, bool fallback) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (int8 != nullptr) {
+    auto next = std::make_shared<Installed>();
+    next->spec = spec;
+    next->fp32 = models::MakeFp32Model(spec);
+    next->recipe = std::move(recipe);
+    if (fallback) {
+      next->held_int8 = std::move(int8);
+      next->fallback = true;
+    } else {
+      next->int8 = std::move(int8);
+    }
+    if (auto st = CheckReplaceLocked(*spec, *next); !st.ok()) return st;
+    next_version_ = version;
+    PublishLocked(next);
+  }
+  next_version_ = std::max(next_version_, next_version);
+  return absl::OkStatus();
 }
 
 void ModelSlot::Reclaim(const std::vector<const std::atomic<uint64_t>*>& epochs) {
@@ -105,7 +167,7 @@ DriftBaseline BaselineFromArtifact(const models::io::Artifact& a,
 
 absl::StatusOr<std::vector<std::unique_ptr<ModelSlot>>> LoadModels(
     const std::vector<config::ModelConfig>& configs, const std::vector<std::string>& feature_names,
-    std::vector<DriftBaseline>* baselines) {
+    std::vector<DriftBaseline>* baselines, const std::vector<bool>* skip_int8) {
   std::vector<std::unique_ptr<ModelSlot>> slots;
   if (baselines != nullptr) baselines->assign(configs.size(), DriftBaseline{});
   for (const auto& mc : configs) {
@@ -126,7 +188,9 @@ absl::StatusOr<std::vector<std::unique_ptr<ModelSlot>>> LoadModels(
           absl::StrJoin(feature_names, ","), "]; retrain it on `qsig features` output"));
     }
     auto slot = std::make_unique<ModelSlot>(mc.name, loaded->spec);
-    if (loaded->artifact) {
+    const bool skip =
+        skip_int8 != nullptr && slots.size() < skip_int8->size() && (*skip_int8)[slots.size()];
+    if (loaded->artifact && !skip) {
       // A verified artifact carries its calibration: serve its INT8 runtime from the start.
       models::Int8Description described;
       auto int8 = models::io::BuildInt8Model(*loaded->artifact, &described);
@@ -138,13 +202,48 @@ absl::StatusOr<std::vector<std::unique_ptr<ModelSlot>>> LoadModels(
         return absl::InternalError(
             absl::StrCat("model '", mc.name, "': INT8 runtime needs more workspace than reserved"));
       }
-      slot->Install(std::shared_ptr<const models::Model>(std::move(*int8)));
+      auto recipe = std::make_shared<RuntimeRecipe>();
+      recipe->reduce_range = loaded->artifact->calibration.options.reduce_range;
+      recipe->precision = (*int8)->precision();
+      recipe->description = described;
+      slot->Install(std::shared_ptr<const models::Model>(std::move(*int8)), std::move(recipe));
       if (baselines != nullptr)
         (*baselines)[slots.size()] = BaselineFromArtifact(*loaded->artifact, described);
     }
     slots.push_back(std::move(slot));
   }
   return slots;
+}
+
+absl::StatusOr<std::unique_ptr<models::Model>> BuildVerifiedInt8(
+    const models::io::Artifact& artifact, const RuntimeRecipe* recipe, RuntimeRecipe* described) {
+  if (recipe != nullptr && recipe->reduce_range == artifact.calibration.options.reduce_range) {
+    auto spec = std::make_shared<const models::ModelSpec>(artifact.spec);
+    auto fast = models::BuildInt8FromDescription(spec, recipe->description,
+                                                 artifact.calibration.options, recipe->precision);
+    if (fast.ok()) {
+      // The reference outputs were recorded when the artifact was made: the same check a full
+      // rebuild passes, on the runtime that will serve.
+      const absl::Status st = models::io::VerifyInt8Model(artifact, **fast);
+      if (st.ok()) {
+        if (described != nullptr) *described = *recipe;
+        return std::move(*fast);
+      }
+      spdlog::warn(
+          "model {}: the recorded INT8 recipe does not reproduce the artifact ({}); "
+          "rebuilding by calibration",
+          artifact.spec.name, std::string(st.message()));
+    }
+  }
+  models::Int8Description d;
+  auto built = models::io::BuildInt8Model(artifact, &d);
+  if (!built.ok()) return built.status();
+  if (described != nullptr) {
+    described->description = std::move(d);
+    described->reduce_range = artifact.calibration.options.reduce_range;
+    described->precision = (*built)->precision();
+  }
+  return built;
 }
 
 CalibrationStore::CalibrationStore(const std::vector<std::unique_ptr<ModelSlot>>& slots,
@@ -159,6 +258,7 @@ CalibrationStore::CalibrationStore(const std::vector<std::unique_ptr<ModelSlot>>
   history_count_.assign(max_locate + 1, 0);
   for (int w : model_window_) {
     windows_.emplace_back(static_cast<size_t>(capacity_) * w * n_features_);
+    window_ns_.emplace_back(static_cast<size_t>(capacity_), 0);
     written_.push_back(0);
   }
 }
@@ -166,6 +266,7 @@ CalibrationStore::CalibrationStore(const std::vector<std::unique_ptr<ModelSlot>>
 void CalibrationStore::Add(const feeds::FeatureVector& fv) {
   if (fv.locate >= history_.size() || fv.n_features != n_features_) return;
   if (fv.flags & feeds::kFeatureFlagNonFinite) return;  // Never calibrate on repaired inputs.
+  const int64_t now_ns = fv.recv_wall_ns != 0 ? fv.recv_wall_ns : feeds::WallNanos();
   std::lock_guard<std::mutex> lock(mu_);
   auto& hist = history_[fv.locate];
   int& count = history_count_[fv.locate];
@@ -183,6 +284,7 @@ void CalibrationStore::Add(const feeds::FeatureVector& fv) {
       std::copy_n(hist.begin() + static_cast<size_t>(idx) * n_features_, n_features_,
                   dst + static_cast<size_t>(t) * n_features_);
     }
+    window_ns_[m][written_[m] % capacity_] = now_ns;
     ++written_[m];
   }
 }
@@ -203,6 +305,17 @@ std::vector<float> CalibrationStore::Recent(size_t model, size_t max_windows) co
     std::copy_n(windows_[model].begin() + idx * stride, stride, out.begin() + i * stride);
   }
   return out;
+}
+
+void CalibrationStore::TimeRange(size_t model, size_t max_windows, int64_t* first_ns,
+                                 int64_t* last_ns) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t have = std::min<size_t>(written_[model], capacity_);
+  const size_t n = max_windows == 0 ? have : std::min(have, max_windows);
+  *first_ns = *last_ns = 0;
+  if (n == 0) return;
+  *first_ns = window_ns_[model][(written_[model] - n) % capacity_];
+  *last_ns = window_ns_[model][(written_[model] - 1) % capacity_];
 }
 
 models::Int8Options Int8OptionsFromConfig(const config::CalibrationConfig& c) {
@@ -241,8 +354,8 @@ bool InputClipRange(const models::ModelSpec& spec, const models::QuantizedInput&
 }
 
 CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>& windows,
-                                      const models::Int8Options& options,
-                                      double max_relative_rmse) {
+                                      const models::Int8Options& options, double max_relative_rmse,
+                                      models::io::Artifact* artifact) {
   CalibrationReport r;
   r.model = slot.name();
   r.version = slot.version();
@@ -257,8 +370,25 @@ CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>&
   // Calibrate on the older 80%, validate on the newest 20% (what the model will see next).
   const size_t n_cal = n - n / 5;
   models::Int8Description described;
-  auto candidate = models::CalibrateInt8Model(
-      base->spec, std::span<const float>(windows.data(), n_cal * stride), options, &described);
+  const std::span<const float> cal(windows.data(), n_cal * stride);
+  absl::StatusOr<std::unique_ptr<models::Model>> candidate;
+  if (artifact != nullptr) {
+    // One calibration gives the runtime and the artifact that rebuilds it (state.dir).
+    models::io::ArtifactSource source;
+    source.source_path = base->spec->name;
+    source.source_format = "calibration";
+    source.calibration_source = "live feed";
+    std::unique_ptr<models::Model> built;
+    auto made = models::io::MakeArtifact(base->spec, cal, options, source, &built, &described);
+    if (made.ok()) {
+      *artifact = std::move(*made);
+      candidate = std::move(built);
+    } else {
+      candidate = made.status();
+    }
+  } else {
+    candidate = models::CalibrateInt8Model(base->spec, cal, options, &described);
+  }
   if (!candidate.ok()) {
     r.message = std::string(candidate.status().message());
     return r;
@@ -270,8 +400,9 @@ CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>&
   }
   const models::Model& fp32 = *base->fp32;
   const std::span<const float> validation(windows.data() + n_cal * stride, (n - n_cal) * stride);
-  const models::OutputError err = models::CompareOutputs(models::RunAll(**candidate, validation),
-                                                         models::RunAll(fp32, validation));
+  const std::vector<float> candidate_out = models::RunAll(**candidate, validation);
+  const models::OutputError err =
+      models::CompareOutputs(candidate_out, models::RunAll(fp32, validation));
   r.validation_rmse = err.rmse;
   r.fp32_rms = err.rms;
   r.sign_agreement = err.sign_agreement;
@@ -282,11 +413,22 @@ CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>&
     return r;
   }
   r.precision = (*candidate)->precision();
+  const models::Model* incumbent = base->int8 ? base->int8.get() : base->held_int8.get();
+  if (incumbent != nullptr && r.fp32_rms > 0) {
+    r.relative_rmse_vs_incumbent =
+        models::CompareOutputs(candidate_out, models::RunAll(*incumbent, validation)).rmse /
+        r.fp32_rms;
+  }
+  auto recipe = std::make_shared<RuntimeRecipe>();
+  recipe->description = described;
+  recipe->reduce_range = options.reduce_range;
+  recipe->precision = r.precision;
+  r.recipe = recipe;
   // How the installed model clips its input, for the saturation alarm.
   if (!described.inputs.empty()) {
     InputClipRange(*base->spec, described.inputs[0], &r.input_clip_lo, &r.input_clip_hi);
   }
-  r.version = slot.Install(std::shared_ptr<const models::Model>(std::move(*candidate)));
+  r.version = slot.Install(std::shared_ptr<const models::Model>(std::move(*candidate)), recipe);
   r.installed = true;
   r.message = "installed";
   return r;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "model_history.h"
 #include "qsig/config/config.h"
 #include "qsig/feeds/feature_vector.h"
 #include "qsig/models/io/artifact.h"
@@ -30,6 +31,12 @@ struct Installed {
   std::shared_ptr<const models::Model> fp32;
   std::shared_ptr<const models::Model> int8;  // INT8 (or mixed) primary; nullptr during warm-up.
   uint64_t version = 0;
+  // Automatic FP32 fallback: int8 is nullptr (FP32 serves, signals carry FLAG_FALLBACK) and
+  // held_int8 keeps the INT8 runtime that diverged, for status and an operator's way back.
+  bool fallback = false;
+  std::shared_ptr<const models::Model> held_int8;
+  // How int8 (or held_int8) was built, to rebuild it without calibrating (nullptr: unknown).
+  std::shared_ptr<const RuntimeRecipe> recipe;
 };
 
 struct CalibrationReport {
@@ -45,6 +52,9 @@ struct CalibrationReport {
   // Per raw feature, the interval the installed INT8 model's input quantization represents
   // (values outside are clipped); empty when the model reads its input in FP32.
   std::vector<float> input_clip_lo, input_clip_hi;
+  // Lineage for the history (set when installed).
+  std::shared_ptr<const RuntimeRecipe> recipe;
+  double relative_rmse_vs_incumbent = -1;  // Candidate vs the INT8 it replaced, / FP32 RMS.
 };
 
 // The clip interval of each raw feature under the INT8 model's input quantization `q` (see
@@ -65,7 +75,11 @@ class ModelSlot {
   // Tick path: what is served now; never nullptr. Valid until the caller's next quiescent
   // point (the worker's epoch), see Reclaim().
   const Installed* current() const noexcept { return current_.load(std::memory_order_acquire); }
-  bool calibrated() const noexcept { return current()->int8 != nullptr; }
+  // INT8 calibrated (also while in FP32 fallback: warm-up calibration does not run again).
+  bool calibrated() const noexcept {
+    const Installed* c = current();
+    return c->int8 != nullptr || c->fallback;
+  }
   // Shorthands for the current bundle (tick path or under Acquire()).
   const models::Model& fp32() const noexcept { return *current()->fp32; }
   const models::ModelSpec& spec() const noexcept { return *current()->spec; }
@@ -73,19 +87,34 @@ class ModelSlot {
   std::shared_ptr<const Installed> Acquire() const;
   uint64_t version() const noexcept { return current()->version; }
 
-  // Publishes `int8` as the new primary beside the current FP32 model; returns its version.
-  uint64_t Install(std::shared_ptr<const models::Model> int8);
+  // Publishes `int8` as the new primary beside the current FP32 model (ending a fallback);
+  // returns its version.
+  uint64_t Install(std::shared_ptr<const models::Model> int8,
+                   std::shared_ptr<const RuntimeRecipe> recipe = nullptr);
+  // Enters (FP32 primary, the INT8 runtime held aside) or leaves the automatic FP32 fallback
+  // as a new version; returns it, or 0 if there was nothing to change (already in that state,
+  // or no INT8 runtime).
+  uint64_t SetFallback(bool on);
+  // Restart: publishes a restored model under the version it had, and continues numbering at
+  // `next_version`. `int8` nullptr keeps the current bundle and only sets the counter.
+  absl::Status Restore(std::shared_ptr<const models::ModelSpec> spec,
+                       std::shared_ptr<const models::Model> int8,
+                       std::shared_ptr<const RuntimeRecipe> recipe, uint64_t version,
+                       uint64_t next_version, bool fallback);
+  uint64_t next_version() const;
   // Replaces the whole model (hot reload): a new spec and FP32 runtime, with `int8` (from a
   // verified artifact) or nullptr (warm-up calibration follows). The window and input size must
   // match the running model. Returns the new version.
   absl::StatusOr<uint64_t> Replace(std::shared_ptr<const models::ModelSpec> spec,
-                                   std::shared_ptr<const models::Model> int8);
+                                   std::shared_ptr<const models::Model> int8,
+                                   std::shared_ptr<const RuntimeRecipe> recipe = nullptr);
   // Frees retired bundles once every worker epoch in `epochs` has moved past the retirement.
   void Reclaim(const std::vector<const std::atomic<uint64_t>*>& epochs);
   size_t retired() const;
 
  private:
   void PublishLocked(std::shared_ptr<Installed> next);
+  absl::Status CheckReplaceLocked(const models::ModelSpec& spec, const Installed& next) const;
 
   std::string name_;
   size_t workspace_capacity_;
@@ -111,10 +140,19 @@ struct DriftBaseline {
 DriftBaseline BaselineFromArtifact(const models::io::Artifact& artifact,
                                    const models::Int8Description& built);
 
-// Loads every configured model; errors name the model and file.
+// Loads every configured model; errors name the model and file. `skip_int8[i]` (if given and
+// true) leaves model i in FP32 even if its file is an artifact: the caller restores its INT8
+// runtime from the state directory instead.
 absl::StatusOr<std::vector<std::unique_ptr<ModelSlot>>> LoadModels(
     const std::vector<config::ModelConfig>& configs, const std::vector<std::string>& feature_names,
-    std::vector<DriftBaseline>* baselines = nullptr);
+    std::vector<DriftBaseline>* baselines = nullptr, const std::vector<bool>* skip_int8 = nullptr);
+
+// Builds the INT8 runtime of an artifact fast: from `recipe` (no calibration) when given, checked
+// against the artifact's reference outputs (models::io::VerifyInt8Model); without a recipe, or if
+// the check fails, by models::io::BuildInt8Model (calibrates again). `described` receives the
+// recipe actually used.
+absl::StatusOr<std::unique_ptr<models::Model>> BuildVerifiedInt8(
+    const models::io::Artifact& artifact, const RuntimeRecipe* recipe, RuntimeRecipe* described);
 
 // Recent inputs per model, as ready-made windows, kept in bounded rings for calibration.
 // Thread-safety: all methods lock an internal mutex (cold path only).
@@ -126,6 +164,8 @@ class CalibrationStore {
   size_t windows(size_t model) const;
   // The most recent `max_windows` windows of a model (all if 0), oldest first, contiguous.
   std::vector<float> Recent(size_t model, size_t max_windows) const;
+  // Wall-clock arrival (ns since the Unix epoch) of the oldest and newest of those windows.
+  void TimeRange(size_t model, size_t max_windows, int64_t* first_ns, int64_t* last_ns) const;
 
  private:
   mutable std::mutex mu_;
@@ -138,13 +178,18 @@ class CalibrationStore {
   std::vector<int> history_count_;
   // Per model: ring of windows.
   std::vector<std::vector<float>> windows_;
+  std::vector<std::vector<int64_t>> window_ns_;  // Per model: arrival time of each window.
   std::vector<size_t> written_;
 };
 
 // Calibrates a candidate INT8 model from `windows`, validates it against FP32 on the most
 // recent 20% (the gate), and installs it if the relative RMSE is within `max_relative_rmse`.
+// With `artifact` (persistence), the candidate is calibrated by models::io::MakeArtifact (on at
+// most kMaxStoredWindows windows, evenly spread) and *artifact receives the artifact that
+// rebuilds it.
 CalibrationReport CalibrateAndInstall(ModelSlot& slot, const std::vector<float>& windows,
-                                      const models::Int8Options& options, double max_relative_rmse);
+                                      const models::Int8Options& options, double max_relative_rmse,
+                                      models::io::Artifact* artifact = nullptr);
 
 // The INT8 options the calibration.* keys describe.
 models::Int8Options Int8OptionsFromConfig(const config::CalibrationConfig& c);

@@ -293,7 +293,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept {
     rec.model = static_cast<uint16_t>(m);
     rec.flags = 0;
     if (fv.flags & feeds::kFeatureFlagStale) rec.flags |= kSignalStale;
-    if (!installed.int8) rec.flags |= kSignalWarmup;
+    if (!installed.int8) rec.flags |= installed.fallback ? kSignalFallback : kSignalWarmup;
     if (fv.flags & feeds::kFeatureFlagHalted) rec.flags |= kSignalHalted;
     if (fv.flags & feeds::kFeatureFlagBookSuspect) rec.flags |= kSignalBookSuspect;
     if (diverged_[key]) rec.flags |= kSignalShadowDiverged;

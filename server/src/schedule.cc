@@ -20,7 +20,7 @@ void Server::Impl::RunSchedule(int64_t* last_day) {
   if (*last_day == day || minute_of_day != hh * 60 + mm) return;
   *last_day = day;
   for (size_t m = 0; m < c.slots.size(); ++m) {
-    const CalibrationReport r = c.Recalibrate(m, 0);
+    const CalibrationReport r = c.Recalibrate(m, 0, kReasonSchedule);
     if (r.installed) {
       spdlog::info("scheduled recalibration: model {} version {} on {} samples, rel RMSE {:.4f}",
                    r.model, r.version, r.samples,

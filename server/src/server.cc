@@ -39,8 +39,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
     return absl::InvalidArgumentError(
         absl::StrCat(config.path, ": models: at least one model is required"));
   }
+  std::vector<bool> restorable;  // Models whose last version state.dir restores.
+  if (auto st = c.OpenState(&restorable); !st.ok()) return st;
   std::vector<DriftBaseline> baselines;
-  auto slots = LoadModels(config.models, c.feature_names, &baselines);
+  auto slots = LoadModels(config.models, c.feature_names, &baselines, &restorable);
   if (!slots.ok()) return slots.status();
   c.slots = std::move(*slots);
   c.symbols = std::make_unique<SymbolTable>(c.max_locate);
@@ -81,6 +83,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
     }
   }
   c.last_recalibration.assign(c.slots.size(), std::chrono::steady_clock::time_point::min());
+  c.RestoreState(restorable);
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 

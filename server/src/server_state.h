@@ -18,6 +18,7 @@
 #include "qsig/feeds/feed_processor.h"
 #include "qsig/server/feed_options.h"
 #include "signal_bus.h"
+#include "state_store.h"
 #include "symbol_table.h"
 
 namespace qsig::server {
@@ -70,6 +71,41 @@ struct ServerState {
   std::shared_ptr<const ClipRange> GetClipRange(size_t model) const;
   mutable std::mutex clip_mu;
   std::vector<std::shared_ptr<const ClipRange>> clip_ranges;
+  // ---- Model history, state directory and FP32 fallback (model_state.cc) ----
+  uint64_t epoch = 0;  // Random at each start; every Signal carries it.
+  std::unique_ptr<StateStore> state_store;
+  // Per model, written by the calibration thread (fallback checks), read by status/metrics.
+  struct FallbackTrack {
+    std::atomic<double> shadow_relative_rmse{-1};
+    std::atomic<int64_t> diverged_since_ns{0};  // Monotonic; 0 = not diverging.
+    std::atomic<uint64_t> fallbacks{0};         // Times the model fell back to FP32.
+  };
+  std::unique_ptr<FallbackTrack[]> fallback_track;
+  std::atomic<uint64_t> rollbacks{0};
+  // Loads the state directory and restores each model's last installed version (Create).
+  // Before LoadModels: opens state.dir, picks the epoch; *restorable[m] is true when model m's
+  // last version can be restored from its artifact (LoadModels then skips the INT8 build).
+  absl::Status OpenState(std::vector<bool>* restorable);
+  // After LoadModels: restores each model's last version, version counter and baseline.
+  void RestoreState(const std::vector<bool>& restorable);
+  // Records the version just installed in `model`'s history (and its artifact, baseline and
+  // fallback state in state.dir): `calibration` when it came from one; `artifact` is written
+  // (or `artifact_bytes`, the file as it was read, if given); `inherit` is the entry whose
+  // artifact and lineage the new version shares (fallback, clear, rollback).
+  // Call under calibration_mu.
+  void RecordInstall(size_t model, const char* reason, const CalibrationReport* calibration,
+                     models::io::Artifact* artifact, const std::string* artifact_bytes,
+                     const HistoryEntry* inherit = nullptr);
+  // Calibration thread: the fallback decision from the latest shadow relative RMSE (<0 unknown).
+  void CheckFallback(size_t model, double shadow_relative_rmse);
+  // Operator actions (AdminService).
+  struct InstallResult {
+    uint64_t version = 0;
+    std::string precision;
+  };
+  absl::StatusOr<InstallResult> Rollback(size_t model, uint64_t version);
+  absl::StatusOr<InstallResult> ClearFallback(size_t model);
+  absl::StatusOr<InstallResult> InjectMiscalibration(size_t model, double input_scale_factor);
 
   int ModelIndex(const std::string& name) const {
     for (size_t i = 0; i < slots.size(); ++i) {
@@ -106,13 +142,15 @@ struct ServerState {
     for (const auto& f : feeds) v += (f->handler().stats().*field).load();
     return v;
   }
-  // Calibrates one model from the most recent `max_samples` windows (0 = config default).
-  // A request (RPC, schedule) enforces calibration.min_samples, calibration.cooldown_s and
-  // calibration.max_worsening and waits at most a few seconds for another calibration; the
-  // warm-up calibration skips the round if one is running (report.message == kBusy).
-  enum class Cause { kRequest, kWarmup };
+  // Calibrates one model from the most recent `max_samples` windows (0 = config default) and
+  // records an installed version with `reason` (kReason*, model_history.h). Any reason but
+  // warm-up is a request (RPC, schedule, fallback recovery): it enforces calibration.min_samples,
+  // calibration.cooldown_s and calibration.max_worsening and waits at most a few seconds for
+  // another calibration; the warm-up calibration skips the round if one is running
+  // (report.message == kBusy).
   static constexpr const char* kBusy = "another calibration or model swap is in progress";
-  CalibrationReport Recalibrate(size_t model, size_t max_samples, Cause cause = Cause::kRequest);
+  CalibrationReport Recalibrate(size_t model, size_t max_samples,
+                                const char* reason = kReasonAdmin);
   // Loads `path` ("" = the configured one) and swaps it in; on any error the running model
   // keeps serving and the error says why. `path` is confined to admin.model_dir (relative paths
   // are taken from there); a path that is missing, unreadable, not a regular file, too large

@@ -296,8 +296,11 @@ absl::Status ObserveRanges(const ModelSpec& s, std::span<const float> windows, c
                windows.begin() + static_cast<std::ptrdiff_t>((k + 1) * per));
     for (size_t i = 0; i < seq.size(); ++i) {
       const size_t j = i % static_cast<size_t>(f);
-      const float sd = s.feature_std[j] == 0.0f ? 1.0f : s.feature_std[j];
-      seq[i] = (seq[i] - s.feature_mean[j]) / sd;
+      // A model without normalization (empty feature_mean / feature_std) reads raw features.
+      const float sd =
+          j >= s.feature_std.size() || s.feature_std[j] == 0.0f ? 1.0f : s.feature_std[j];
+      const float mean = j < s.feature_mean.size() ? s.feature_mean[j] : 0.0f;
+      seq[i] = (seq[i] - mean) / sd;
     }
     int width = f;
     auto run_rnn = [&](const auto& layers, const char* key, bool lstm) {
@@ -407,7 +410,8 @@ absl::Status ArtifactError(const std::string& path, absl::StatusCode code,
 absl::StatusOr<Artifact> MakeArtifact(std::shared_ptr<const ModelSpec> spec,
                                       std::span<const float> calib_windows,
                                       const Int8Options& options, const ArtifactSource& source,
-                                      std::unique_ptr<Model>* int8_model) {
+                                      std::unique_ptr<Model>* int8_model,
+                                      Int8Description* description) {
   if (spec == nullptr) return absl::InvalidArgumentError("MakeArtifact: null spec");
   QSIG_RETURN_IF_ERROR(ValidateSpec(*spec));
   const size_t per = static_cast<size_t>(spec->window) * spec->input_size;
@@ -439,7 +443,8 @@ absl::StatusOr<Artifact> MakeArtifact(std::shared_ptr<const ModelSpec> spec,
     c.windows.insert(c.windows.end(), calib_windows.begin() + static_cast<std::ptrdiff_t>(k * per),
                      calib_windows.begin() + static_cast<std::ptrdiff_t>((k + 1) * per));
   }
-  QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> int8, CalibrateInt8Model(spec, c.windows, options));
+  QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> int8,
+                        CalibrateInt8Model(spec, c.windows, options, description));
   c.kernel_isa = KernelIsa();
   std::vector<float> ws(int8->workspace_floats());
   for (size_t i = 0; i < std::min(keep, kReferenceWindows); ++i) {
@@ -659,15 +664,10 @@ absl::StatusOr<Artifact> ReadArtifact(const std::string& path) {
   return a;
 }
 
-absl::StatusOr<std::unique_ptr<Model>> BuildInt8Model(const Artifact& a,
-                                                      Int8Description* description) {
-  auto spec = std::make_shared<const ModelSpec>(a.spec);
-  Int8Description d;
-  QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> m,
-                        CalibrateInt8Model(spec, a.calibration.windows, a.calibration.options, &d));
+absl::Status VerifyInt8Model(const Artifact& a, const Model& m, size_t max_windows) {
   const auto& ref = a.calibration.reference_outputs;
   const size_t per = static_cast<size_t>(a.spec.window) * a.spec.input_size;
-  std::vector<float> ws(m->workspace_floats());
+  std::vector<float> ws(m.workspace_floats());
   double rms = 0;
   for (float v : ref) rms += static_cast<double>(v) * v;
   rms = ref.empty() ? 0.0 : std::sqrt(rms / static_cast<double>(ref.size()));
@@ -681,9 +681,15 @@ absl::StatusOr<std::unique_ptr<Model>> BuildInt8Model(const Artifact& a,
                           a.qsig_build != "unknown";
   const bool exact = same_isa && same_build;
   const double tol = exact ? 0.0 : 1e-2 * rms + 1e-6;
-  for (size_t i = 0; i < ref.size(); ++i) {
+  const size_t n = max_windows == 0 ? ref.size() : std::min(ref.size(), max_windows);
+  if (n * per > a.calibration.windows.size()) {
+    return absl::DataLossError(
+        absl::StrFormat("artifact '%s': %zu reference outputs but only %zu stored windows",
+                        a.spec.name, n, per ? a.calibration.windows.size() / per : 0));
+  }
+  for (size_t i = 0; i < n; ++i) {
     const float y =
-        m->Run(std::span<const float>(a.calibration.windows.data() + i * per, per), ws.data());
+        m.Run(std::span<const float>(a.calibration.windows.data() + i * per, per), ws.data());
     const bool ok = exact ? std::memcmp(&y, &ref[i], sizeof y) == 0
                           : std::fabs(static_cast<double>(y) - ref[i]) <= tol;
     if (!ok) {
@@ -696,6 +702,16 @@ absl::StatusOr<std::unique_ptr<Model>> BuildInt8Model(const Artifact& a,
           a.calibration.kernel_isa, QSIG_BUILD_DESCRIBE, a.qsig_build));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Model>> BuildInt8Model(const Artifact& a,
+                                                      Int8Description* description) {
+  auto spec = std::make_shared<const ModelSpec>(a.spec);
+  Int8Description d;
+  QSIG_ASSIGN_OR_RETURN(std::unique_ptr<Model> m,
+                        CalibrateInt8Model(spec, a.calibration.windows, a.calibration.options, &d));
+  QSIG_RETURN_IF_ERROR(VerifyInt8Model(a, *m));
   if (description != nullptr) *description = std::move(d);
   return m;
 }

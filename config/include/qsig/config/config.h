@@ -145,6 +145,11 @@ struct PipelineConfig {
 struct ShadowConfig {
   int sample_every = 1;                // Run the FP32 shadow on every Nth tick (0 = off).
   double divergence_threshold = 0.05;  // |INT8 - FP32| above this flags the instrument.
+  // Automatic FP32 fallback: INT8-vs-FP32 relative RMSE above fallback_relative_rmse on every
+  // drift evaluation for fallback_after_s switches the model's primary to FP32 until a
+  // recalibration passes the gate or an operator clears it (0 = never fall back).
+  double fallback_relative_rmse = 0.5;
+  double fallback_after_s = 10;
 };
 
 struct CalibrationConfig {
@@ -183,6 +188,13 @@ struct TlsConfig {
   std::string cert_file;       // PEM certificate chain ("" = plaintext).
   std::string key_file;        // PEM private key of cert_file.
   std::string client_ca_file;  // PEM CA bundle: clients must present a certificate it signed.
+};
+
+// What survives a restart (state.*): installed artifacts, the model history, drift baselines and
+// fallback state, written crash-safely under `dir` ("" = nothing persists).
+struct StateConfig {
+  std::string dir;
+  int history_per_model = 20;  // Versions kept per model (history entries and their artifacts).
 };
 
 struct GrpcConfig {
@@ -232,6 +244,7 @@ struct Config {
   ShadowConfig shadow;
   CalibrationConfig calibration;
   DriftConfig drift;
+  StateConfig state;
   GrpcConfig grpc;
   MetricsConfig metrics;
   ConsoleConfig console;

@@ -281,6 +281,15 @@ absl::StatusOr<Int8Description> DescribeInt8(std::shared_ptr<const ModelSpec> sp
                                              std::span<const float> calib_windows,
                                              const Int8Options& options = {});
 
+// Builds the INT8 runtime a description records (no calibration: the quantization parameters
+// are taken as they are), for restoring a runtime that was calibrated and verified before
+// (the server's state directory checks its outputs against recorded ones). `precision` is
+// what precision() reports ("int8" or "mixed"); options.reduce_range chooses the weight range.
+// Fails if the description does not fit the spec (operation count, scale sizes).
+absl::StatusOr<std::unique_ptr<Model>> BuildInt8FromDescription(
+    std::shared_ptr<const ModelSpec> spec, const Int8Description& description,
+    const Int8Options& options, const std::string& precision);
+
 // The error one layer adds when it alone is INT8 (every other layer FP32), measured against the
 // FP32 model on `eval_windows`: RMSE relative to the FP32 output's RMS, and sign agreement.
 struct LayerSensitivity {

@@ -89,11 +89,13 @@ struct ArtifactSource {
 // Quantizes `spec`: sub-samples `calib_windows` (n x window x input_size) to at most
 // kMaxStoredWindows, calibrates the INT8 runtime on them with `options`, records the per-channel
 // int8 weights, the activation ranges (observed with options.method), and the INT8 outputs on
-// up to 64 stored windows. `int8_model`, if not null, receives the calibrated runtime.
+// up to 64 stored windows. `int8_model`, if not null, receives the calibrated runtime, and
+// `description`, if not null, how it quantizes.
 absl::StatusOr<Artifact> MakeArtifact(std::shared_ptr<const ModelSpec> spec,
                                       std::span<const float> calib_windows,
                                       const Int8Options& options, const ArtifactSource& source,
-                                      std::unique_ptr<Model>* int8_model = nullptr);
+                                      std::unique_ptr<Model>* int8_model = nullptr,
+                                      Int8Description* description = nullptr);
 
 // Writes `artifact` to `path` (to a temporary file, then renamed, so a reader never sees half a
 // file). Sets artifact.content_sha256.
@@ -110,5 +112,11 @@ absl::StatusOr<Artifact> ReadArtifact(const std::string& path);
 // `description`, if not null, receives how the rebuilt runtime quantizes (models::DescribeInt8).
 absl::StatusOr<std::unique_ptr<Model>> BuildInt8Model(const Artifact& artifact,
                                                       Int8Description* description = nullptr);
+
+// The check BuildInt8Model makes: `int8`'s outputs on the first stored windows (at most
+// `max_windows`; 0 = all) equal calibration.reference_outputs (bit-exact on the same kernel ISA
+// and qsig build, within 1% of their RMS otherwise). For runtimes rebuilt another way (the
+// server restores them from a recorded Int8Description without calibrating).
+absl::Status VerifyInt8Model(const Artifact& artifact, const Model& int8, size_t max_windows = 0);
 
 }  // namespace qsig::models::io

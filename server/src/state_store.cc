@@ -1,0 +1,282 @@
+#include "state_store.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "spdlog/spdlog.h"
+
+namespace qsig::server {
+namespace {
+
+constexpr size_t kMaxStateFileBytes = 64u << 20;
+
+absl::Status Errno(const std::string& what, const std::string& path) {
+  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(errno)));
+}
+
+std::string Parent(const std::string& path) {
+  const auto slash = path.rfind('/');
+  if (slash == std::string::npos) return ".";
+  return slash == 0 ? "/" : path.substr(0, slash);
+}
+
+absl::Status FsyncPath(const std::string& path, int flags) {
+  const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+  if (fd < 0) return Errno("cannot open", path);
+  const int rc = ::fsync(fd);
+  const int saved = errno;
+  ::close(fd);
+  if (rc != 0) {
+    errno = saved;
+    return Errno("fsync", path);
+  }
+  return absl::OkStatus();
+}
+
+std::string TempName(const std::string& path) { return absl::StrCat(path, ".tmp.", ::getpid()); }
+
+}  // namespace
+
+absl::Status CommitFile(const std::string& tmp, const std::string& path) {
+  if (auto st = FsyncPath(tmp, O_RDONLY); !st.ok()) return st;
+  if (::rename(tmp.c_str(), path.c_str()) != 0) return Errno("cannot rename to", path);
+  return FsyncPath(Parent(path), O_RDONLY | O_DIRECTORY);
+}
+
+absl::Status WriteFileAtomic(const std::string& path, std::string_view data) {
+  const std::string tmp = TempName(path);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Errno("cannot create", tmp);
+  size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const absl::Status st = Errno("cannot write", tmp);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return st;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    const absl::Status st = Errno("fsync", tmp);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const absl::Status st = Errno("cannot rename to", path);
+    ::unlink(tmp.c_str());
+    return st;
+  }
+  return FsyncPath(Parent(path), O_RDONLY | O_DIRECTORY);
+}
+
+absl::StatusOr<std::string> ReadWholeFile(const std::string& path, size_t max_bytes) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+    return Errno("cannot open", path);
+  }
+  std::string out;
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const absl::Status st = Errno("cannot read", path);
+      ::close(fd);
+      return st;
+    }
+    if (n == 0) break;
+    if (out.size() + static_cast<size_t>(n) > max_bytes) {
+      ::close(fd);
+      return absl::ResourceExhaustedError(
+          absl::StrCat(path, ": larger than ", max_bytes, " bytes"));
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  return out;
+}
+
+absl::Status MakeDirs(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create ", dir, ": ", ec.message()));
+  return absl::OkStatus();
+}
+
+std::string SafeFileName(const std::string& name) {
+  bool plain = !name.empty() && name[0] != '.' && name.size() <= 64;
+  for (unsigned char ch : name) {
+    if (!(std::isalnum(ch) || ch == '_' || ch == '-' || ch == '.')) plain = false;
+  }
+  if (plain) return name;
+  std::string out = "x";
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (unsigned char ch : name) {
+    out.push_back(kHex[ch >> 4]);
+    out.push_back(kHex[ch & 15]);
+  }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<StateStore>> StateStore::Open(const std::string& dir,
+                                                             const std::vector<std::string>& models,
+                                                             int history_per_model) {
+  std::unique_ptr<StateStore> s(new StateStore());
+  s->dir_ = dir;
+  s->history_per_model_ = history_per_model;
+  s->names_ = models;
+  s->states_.resize(models.size());
+  for (size_t m = 0; m < models.size(); ++m) s->states_[m].model = models[m];
+  if (dir.empty()) return s;
+  for (size_t m = 0; m < models.size(); ++m) {
+    const std::string folder = s->ModelDir(m);
+    if (auto st = MakeDirs(folder); !st.ok()) {
+      return absl::Status(st.code(), absl::StrCat("state.dir: ", st.message()));
+    }
+    // Leftovers of a write a crash interrupted: never renamed, so never part of the state.
+    std::error_code ec;
+    for (const auto& f : std::filesystem::directory_iterator(folder, ec)) {
+      if (f.path().filename().string().find(".tmp.") != std::string::npos) {
+        std::filesystem::remove(f.path(), ec);
+      }
+    }
+    const std::string path = folder + "/state.json";
+    auto text = ReadWholeFile(path, kMaxStateFileBytes);
+    if (!text.ok()) {
+      if (!absl::IsNotFound(text.status())) {
+        s->load_errors_.push_back(std::string(text.status().message()));
+      }
+      continue;
+    }
+    auto parsed = ParseModelState(*text, path);
+    if (!parsed.ok()) {
+      s->load_errors_.push_back(std::string(parsed.status().message()));
+      continue;
+    }
+    if (parsed->model != models[m]) {
+      s->load_errors_.push_back(
+          absl::StrCat(path, ": holds model '", parsed->model, "', not '", models[m], "'"));
+      continue;
+    }
+    s->states_[m] = std::move(*parsed);
+  }
+  return s;
+}
+
+std::string StateStore::ModelDir(size_t model) const {
+  return absl::StrCat(dir_, "/", SafeFileName(names_[model]));
+}
+
+ModelState StateStore::Get(size_t model) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return states_[model];
+}
+
+void StateStore::PruneLocked(size_t model) {
+  ModelState& s = states_[model];
+  const size_t keep = static_cast<size_t>(history_per_model_);
+  if (s.history.size() > keep) {
+    s.history.erase(s.history.begin(),
+                    s.history.begin() + static_cast<std::ptrdiff_t>(s.history.size() - keep));
+  }
+}
+
+void StateStore::DeleteUnnamedLocked(size_t model) {
+  if (dir_.empty()) return;
+  std::set<std::string> named;
+  for (const HistoryEntry& e : states_[model].history) {
+    if (!e.artifact_file.empty()) named.insert(e.artifact_file);
+  }
+  std::error_code ec;
+  for (const auto& f : std::filesystem::directory_iterator(ModelDir(model), ec)) {
+    const std::string name = f.path().filename().string();
+    if (name.ends_with(".qsig") && !named.contains(name)) std::filesystem::remove(f.path(), ec);
+  }
+}
+
+absl::Status StateStore::WriteLocked(size_t model) {
+  if (dir_.empty()) return absl::OkStatus();
+  absl::Status st =
+      WriteFileAtomic(ModelDir(model) + "/state.json", SerializeModelState(states_[model]));
+  (st.ok() ? writes_ : write_errors_).fetch_add(1, std::memory_order_relaxed);
+  if (!st.ok()) spdlog::error("state.dir: {}", std::string(st.message()));
+  return st;
+}
+
+absl::Status StateStore::Put(size_t model, ModelState state) {
+  std::lock_guard<std::mutex> lock(mu_);
+  states_[model] = std::move(state);
+  PruneLocked(model);
+  // Write first, then delete artifacts: a crash in between leaves an unnamed file, never a
+  // name without its file.
+  absl::Status st = WriteLocked(model);
+  if (st.ok()) DeleteUnnamedLocked(model);
+  return st;
+}
+
+absl::Status StateStore::Record(size_t model, HistoryEntry entry) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ModelState& s = states_[model];
+  s.current_version = entry.version;
+  s.next_version = std::max(s.next_version, entry.version + 1);
+  s.fallback = entry.fallback;
+  s.history.push_back(std::move(entry));
+  PruneLocked(model);
+  absl::Status st = WriteLocked(model);
+  if (st.ok()) DeleteUnnamedLocked(model);
+  return st;
+}
+
+absl::StatusOr<std::string> StateStore::SaveArtifact(size_t model, uint64_t version,
+                                                     models::io::Artifact& artifact) {
+  if (dir_.empty()) return std::string();
+  const std::string name = absl::StrCat("v", version, ".qsig");
+  const std::string path = ModelDir(model) + "/" + name;
+  const std::string tmp = TempName(path);
+  absl::Status st = models::io::WriteArtifact(artifact, tmp);
+  if (st.ok()) st = CommitFile(tmp, path);
+  (st.ok() ? writes_ : write_errors_).fetch_add(1, std::memory_order_relaxed);
+  if (!st.ok()) {
+    ::unlink(tmp.c_str());
+    return absl::Status(st.code(), absl::StrCat("state.dir: ", st.message()));
+  }
+  return name;
+}
+
+absl::StatusOr<std::string> StateStore::SaveArtifactBytes(size_t model, uint64_t version,
+                                                          std::string_view bytes) {
+  if (dir_.empty()) return std::string();
+  const std::string name = absl::StrCat("v", version, ".qsig");
+  absl::Status st = WriteFileAtomic(ModelDir(model) + "/" + name, bytes);
+  (st.ok() ? writes_ : write_errors_).fetch_add(1, std::memory_order_relaxed);
+  if (!st.ok()) return absl::Status(st.code(), absl::StrCat("state.dir: ", st.message()));
+  return name;
+}
+
+absl::StatusOr<models::io::Artifact> StateStore::LoadArtifact(size_t model,
+                                                              const std::string& file) const {
+  if (dir_.empty() || file.empty()) {
+    return absl::FailedPreconditionError("no artifact kept for this version (state.dir unset)");
+  }
+  return models::io::ReadArtifact(ModelDir(model) + "/" + file);
+}
+
+}  // namespace qsig::server

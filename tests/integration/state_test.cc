@@ -1,0 +1,333 @@
+// Unattended operation on the real `qsig serve` with its simulator: state.dir survives kill -9
+// (the restarted server serves the same INT8 version at once, keeps its history, changes its
+// epoch), Rollback swaps an earlier version in without a gap in the signal stream, and a forced
+// divergence switches the model to FP32 (signals flagged) until a passing recalibration.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "process.h"
+#include "qsig/v1/signal.grpc.pb.h"
+
+namespace qsig::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+constexpr uint32_t kFlagWarmup = 4, kFlagFallback = 256;
+
+// One `qsig serve` (demo config, simulator) with the given extra --set values.
+class Server {
+ public:
+  Server(const std::string& name, const std::vector<std::string>& sets) {
+    grpc_port_ = FreePort();
+    metrics_port_ = FreePort();
+    std::vector<std::string> args = {
+        QSIG_BINARY, "serve",
+        "--config",  QSIG_SOURCE_DIR "/config/demo.yaml",
+        "--set",     "grpc.listen=127.0.0.1:" + std::to_string(grpc_port_),
+        "--set",     "metrics.listen=127.0.0.1:" + std::to_string(metrics_port_),
+        "--set",     "console.status_interval_s=0",
+        "--set",     "sim.rate=5000",
+        "--set",     "calibration.warmup_samples=300",
+        "--set",     "calibration.samples=2000"};
+    for (const auto& s : sets) {
+      args.push_back("--set");
+      args.push_back(s);
+    }
+    child_ = std::make_unique<Child>(args, ::testing::TempDir() + "qsig_state_" + name + ".log");
+    channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port_),
+                                   grpc::InsecureChannelCredentials());
+    signals = v1::SignalService::NewStub(channel_);
+    admin = v1::AdminService::NewStub(channel_);
+  }
+
+  // Waits until the server answers.
+  bool WaitServing(int seconds = 30) {
+    const auto deadline = Clock::now() + std::chrono::seconds(seconds);
+    v1::ListModelsResponse resp;
+    while (Clock::now() < deadline) {
+      if (ListModels(&resp).ok()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+
+  // Waits until ListModels answers and every model serves INT8 (or its fallback).
+  bool WaitCalibrated(int seconds = 60) {
+    const auto deadline = Clock::now() + std::chrono::seconds(seconds);
+    while (Clock::now() < deadline) {
+      v1::ListModelsResponse resp;
+      if (ListModels(&resp).ok() && resp.models_size() > 0) {
+        bool all = true;
+        for (const auto& m : resp.models()) all = all && m.current_version() > 0;
+        for (const auto& m : resp.models()) all = all && (m.precision() != "fp32" || m.fallback());
+        if (all) return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  grpc::Status ListModels(v1::ListModelsResponse* resp) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    return admin->ListModels(&ctx, v1::ListModelsRequest(), resp);
+  }
+  grpc::Status Status(const std::string& model, v1::GetModelStatusResponse* resp) {
+    grpc::ClientContext ctx;
+    v1::GetModelStatusRequest req;
+    req.set_model(model);
+    return admin->GetModelStatus(&ctx, req, resp);
+  }
+  grpc::Status Recalibrate(const std::string& model, v1::RecalibrateResponse* resp) {
+    grpc::ClientContext ctx;
+    v1::RecalibrateRequest req;
+    req.set_model(model);
+    return admin->Recalibrate(&ctx, req, resp);
+  }
+  // The first `n` signals of `model` for AAPL on a fresh Subscribe stream.
+  std::vector<v1::Signal> FirstSignals(const std::string& model, int n) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+    v1::SubscribeRequest req;
+    req.add_models(model);
+    req.add_instruments("AAPL");
+    auto reader = signals->Subscribe(&ctx, req);
+    std::vector<v1::Signal> out;
+    v1::Signal s;
+    while (static_cast<int>(out.size()) < n && reader->Read(&s)) out.push_back(s);
+    ctx.TryCancel();
+    return out;
+  }
+  std::map<std::string, double> Scrape() {
+    return ParseMetrics(HttpGet(metrics_port_, "/metrics"));
+  }
+  void Kill9() {
+    kill(child_->pid(), SIGKILL);
+    child_->Wait(10000);
+  }
+  std::string Log() const { return child_->Log(); }
+  int Terminate() { return child_->Terminate(); }
+
+  std::unique_ptr<v1::SignalService::Stub> signals;
+  std::unique_ptr<v1::AdminService::Stub> admin;
+
+ private:
+  int grpc_port_ = 0, metrics_port_ = 0;
+  std::unique_ptr<Child> child_;
+  std::shared_ptr<grpc::Channel> channel_;
+};
+
+std::string FreshDir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "qsig_statedir_" + name;
+  std::filesystem::remove_all(dir);
+  return dir;
+}
+
+const v1::ModelSummary* Find(const v1::ListModelsResponse& r, const std::string& model) {
+  for (const auto& m : r.models()) {
+    if (m.model() == model) return &m;
+  }
+  return nullptr;
+}
+
+TEST(State, KillNineThenRestartServesTheSameInt8VersionWithItsHistory) {
+  const std::string dir = FreshDir("restart");
+  uint64_t version = 0, epoch = 0;
+  v1::ListModelsResponse before;
+  {
+    Server s("restart1", {"state.dir=" + dir});
+    ASSERT_TRUE(s.WaitCalibrated()) << s.Log();
+    v1::RecalibrateResponse rr;
+    ASSERT_TRUE(s.Recalibrate("lstm", &rr).ok()) << s.Log();  // A second version.
+    const auto sig = s.FirstSignals("lstm", 5);
+    ASSERT_EQ(sig.size(), 5u) << s.Log();
+    version = sig.back().model_version();
+    epoch = sig.back().epoch();
+    EXPECT_NE(epoch, 0u);
+    EXPECT_GE(version, 2u);
+    ASSERT_TRUE(s.ListModels(&before).ok());
+    ASSERT_NE(Find(before, "lstm"), nullptr);
+    EXPECT_EQ(Find(before, "lstm")->current_version(), version);
+    EXPECT_GE(Find(before, "lstm")->history_size(), 2);
+    EXPECT_EQ(Find(before, "lstm")->history(0).reason(), "warmup");
+    EXPECT_TRUE(Find(before, "lstm")->history(0).artifact_kept());
+    EXPECT_GT(Find(before, "lstm")->history(0).samples(), 0u);
+    EXPECT_GT(Find(before, "lstm")->history(0).samples_last_unix_ns(), 0);
+    s.Kill9();  // Mid-stream: no orderly shutdown.
+  }
+  Server s("restart2",
+           {"state.dir=" + dir, "calibration.warmup_samples=20000", "calibration.samples=20000"});
+  // A warm-up calibration would take several seconds of feed (and number its version after
+  // this one): the first signals' INT8 can only come from the state directory.
+  ASSERT_TRUE(s.WaitServing()) << s.Log();
+  const auto sig = s.FirstSignals("lstm", 3);
+  ASSERT_EQ(sig.size(), 3u) << s.Log();
+  for (const auto& x : sig) {
+    EXPECT_EQ(x.precision(), "int8");
+    EXPECT_EQ(x.flags() & kFlagWarmup, 0u);
+    EXPECT_EQ(x.model_version(), version);
+    EXPECT_NE(x.epoch(), epoch);
+    EXPECT_NE(x.epoch(), 0u);
+  }
+  EXPECT_THAT(s.Log(), HasSubstr("restored version " + std::to_string(version)));
+  v1::ListModelsResponse after;
+  ASSERT_TRUE(s.ListModels(&after).ok());
+  const auto* a = Find(after, "lstm");
+  const auto* b = Find(before, "lstm");
+  ASSERT_EQ(a->history_size(), b->history_size());
+  for (int i = 0; i < a->history_size(); ++i) {
+    EXPECT_EQ(a->history(i).SerializeAsString(), b->history(i).SerializeAsString()) << i;
+  }
+  // Numbering continues.
+  // Not enough fresh samples may be in yet; wait until a recalibration installs.
+  bool installed = false;
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (!installed && Clock::now() < deadline) {
+    v1::RecalibrateResponse r2;
+    installed = s.Recalibrate("lstm", &r2).ok();
+    if (installed) {
+      EXPECT_EQ(r2.models(0).model_version(), version + 1);
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    }
+  }
+  EXPECT_TRUE(installed) << s.Log();
+  EXPECT_EQ(s.Terminate(), 0) << s.Log();
+}
+
+TEST(State, RollbackSwapsAnEarlierVersionInWithoutAGap) {
+  Server s("rollback", {"state.dir=" + FreshDir("rollback")});
+  ASSERT_TRUE(s.WaitCalibrated()) << s.Log();
+  v1::RecalibrateResponse rr;
+  ASSERT_TRUE(s.Recalibrate("lstm", &rr).ok()) << s.Log();
+  v1::ListModelsResponse list;
+  ASSERT_TRUE(s.ListModels(&list).ok());
+  const uint64_t first = Find(list, "lstm")->history(0).version();
+  const uint64_t current = Find(list, "lstm")->current_version();
+  ASSERT_GT(current, first);
+
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  v1::SubscribeRequest req;
+  req.add_models("lstm");
+  req.add_instruments("AAPL");
+  auto reader = s.signals->Subscribe(&ctx, req);
+  std::vector<v1::Signal> got;
+  v1::Signal sig;
+  while (got.size() < 20 && reader->Read(&sig)) got.push_back(sig);
+  ASSERT_EQ(got.size(), 20u);
+
+  grpc::ClientContext rctx;
+  v1::RollbackRequest rreq;
+  rreq.set_model("lstm");
+  rreq.set_version(first);
+  v1::RollbackResponse rresp;
+  grpc::Status st = s.admin->Rollback(&rctx, rreq, &rresp);
+  ASSERT_TRUE(st.ok()) << st.error_message() << s.Log();
+  EXPECT_EQ(rresp.model_version(), current + 1);
+  EXPECT_NE(rresp.precision(), "fp32");
+  // Read on until signals of the new version have arrived.
+  size_t new_seen = 0;
+  while (new_seen < 20 && reader->Read(&sig)) {
+    got.push_back(sig);
+    if (sig.model_version() == rresp.model_version()) ++new_seen;
+  }
+  ctx.TryCancel();
+  EXPECT_EQ(new_seen, 20u);
+  for (size_t i = 1; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].sequence(), got[i - 1].sequence() + 1) << "gap at " << i;
+    EXPECT_EQ(got[i].epoch(), got[0].epoch());
+    EXPECT_NE(got[i].flags() & kFlagWarmup, kFlagWarmup);
+  }
+  ASSERT_TRUE(s.ListModels(&list).ok());
+  const auto* m = Find(list, "lstm");
+  EXPECT_EQ(m->current_version(), rresp.model_version());
+  const auto& last = m->history(m->history_size() - 1);
+  EXPECT_EQ(last.reason(), "rollback");
+  EXPECT_EQ(last.rollback_of(), first);
+  EXPECT_EQ(last.artifact_sha256(), m->history(0).artifact_sha256());
+
+  // Unknown versions are refused; the model keeps serving.
+  grpc::ClientContext bctx;
+  rreq.set_version(999);
+  EXPECT_EQ(s.admin->Rollback(&bctx, rreq, &rresp).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(s.Scrape()["qsig_model_rollbacks_total"], 1);
+  EXPECT_EQ(s.Terminate(), 0) << s.Log();
+}
+
+TEST(State, ForcedDivergenceFallsBackToFp32UntilARecalibrationPasses) {
+  Server s("fallback", {"shadow.fallback_relative_rmse=0.3", "shadow.fallback_after_s=2",
+                        "drift.interval_s=0.25"});
+  ASSERT_TRUE(s.WaitCalibrated()) << s.Log();
+  grpc::ClientContext ictx;
+  v1::InjectMiscalibrationRequest ireq;
+  ireq.set_model("lstm");
+  ireq.set_input_scale_factor(0.01);
+  v1::InjectMiscalibrationResponse iresp;
+  grpc::Status st = s.admin->InjectMiscalibration(&ictx, ireq, &iresp);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  const auto injected = Clock::now();
+  v1::GetModelStatusResponse status;
+  bool fell_back = false;
+  while (!fell_back && Clock::now() < injected + std::chrono::seconds(30)) {
+    ASSERT_TRUE(s.Status("lstm", &status).ok());
+    fell_back = status.fallback();
+    if (!fell_back) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(fell_back) << s.Log();
+  // Not before the divergence has lasted shadow.fallback_after_s.
+  EXPECT_GE(Clock::now() - injected, std::chrono::seconds(2));
+  EXPECT_EQ(status.precision(), "fp32");
+  EXPECT_GT(status.current_version(), iresp.model_version());
+  EXPECT_EQ(status.current().reason(), "fallback");
+  const auto sig = s.FirstSignals("lstm", 5);
+  ASSERT_EQ(sig.size(), 5u);
+  for (const auto& x : sig) {
+    EXPECT_EQ(x.precision(), "fp32");
+    EXPECT_EQ(x.flags() & kFlagFallback, kFlagFallback);
+    EXPECT_EQ(x.flags() & kFlagWarmup, 0u);
+  }
+  EXPECT_EQ(s.Scrape()["qsig_model_fallback{model=\"lstm\"}"], 1);
+  EXPECT_EQ(s.Scrape()["qsig_model_fallbacks_total{model=\"lstm\"}"], 1);
+  // It stays on FP32: the warm-up calibration does not bring INT8 back by itself.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  ASSERT_TRUE(s.Status("lstm", &status).ok());
+  EXPECT_TRUE(status.fallback());
+
+  v1::RecalibrateResponse rr;
+  st = s.Recalibrate("lstm", &rr);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  ASSERT_TRUE(s.Status("lstm", &status).ok());
+  EXPECT_FALSE(status.fallback());
+  EXPECT_NE(status.precision(), "fp32");
+  for (const auto& x : s.FirstSignals("lstm", 5)) {
+    EXPECT_EQ(x.precision(), "int8");
+    EXPECT_EQ(x.flags() & kFlagFallback, 0u);
+    EXPECT_EQ(x.model_version(), rr.models(0).model_version());
+  }
+  EXPECT_EQ(s.Scrape()["qsig_model_fallback{model=\"lstm\"}"], 0);
+  v1::ListModelsResponse list;
+  ASSERT_TRUE(s.ListModels(&list).ok());
+  std::vector<std::string> reasons;
+  for (const auto& h : Find(list, "lstm")->history()) reasons.push_back(h.reason());
+  EXPECT_THAT(reasons, ::testing::ElementsAre("warmup", "admin", "fallback", "admin"));
+  // The MLP was never touched.
+  ASSERT_TRUE(s.Status("mlp", &status).ok());
+  EXPECT_FALSE(status.fallback());
+  EXPECT_EQ(s.Terminate(), 0) << s.Log();
+}
+
+}  // namespace
+}  // namespace qsig::testing
