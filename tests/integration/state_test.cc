@@ -31,13 +31,18 @@ class Server {
  public:
   Server(const std::string& name, const std::vector<std::string>& sets) {
     grpc_port_ = FreePort();
+    admin_port_ = FreePort();
     metrics_port_ = FreePort();
     std::vector<std::string> args = {
         QSIG_BINARY, "serve",
         "--config",  QSIG_SOURCE_DIR "/config/demo.yaml",
         "--set",     "grpc.listen=127.0.0.1:" + std::to_string(grpc_port_),
+        "--set",     "admin.listen=127.0.0.1:" + std::to_string(admin_port_),
         "--set",     "metrics.listen=127.0.0.1:" + std::to_string(metrics_port_),
         "--set",     "console.status_interval_s=0",
+        // Recalibrations back to back are what these tests do (issue 11's gates off).
+        "--set",     "calibration.cooldown_s=0",
+        "--set",     "calibration.min_samples=100",
         "--set",     "sim.rate=5000",
         "--set",     "calibration.warmup_samples=300",
         "--set",     "calibration.samples=2000"};
@@ -48,8 +53,10 @@ class Server {
     child_ = std::make_unique<Child>(args, ::testing::TempDir() + "qsig_state_" + name + ".log");
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port_),
                                    grpc::InsecureChannelCredentials());
+    admin_channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(admin_port_),
+                                         grpc::InsecureChannelCredentials());
     signals = v1::SignalService::NewStub(channel_);
-    admin = v1::AdminService::NewStub(channel_);
+    admin = v1::AdminService::NewStub(admin_channel_);
   }
 
   // Waits until the server answers.
@@ -124,9 +131,9 @@ class Server {
   std::unique_ptr<v1::AdminService::Stub> admin;
 
  private:
-  int grpc_port_ = 0, metrics_port_ = 0;
+  int grpc_port_ = 0, admin_port_ = 0, metrics_port_ = 0;
   std::unique_ptr<Child> child_;
-  std::shared_ptr<grpc::Channel> channel_;
+  std::shared_ptr<grpc::Channel> channel_, admin_channel_;
 };
 
 std::string FreshDir(const std::string& name) {
