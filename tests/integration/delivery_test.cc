@@ -50,22 +50,6 @@ std::shared_ptr<grpc::Channel> StuckClientChannel(int port, int id) {
                                    grpc::InsecureChannelCredentials(), args);
 }
 
-// Checks that each (instrument, model) sequence continues exactly where it left off.
-struct SequenceCheck {
-  std::map<std::pair<std::string, std::string>, uint64_t> last;
-  uint64_t signals = 0, gaps = 0, backwards = 0;
-  void Add(const v1::Signal& s) {
-    ++signals;
-    auto [it, fresh] = last.try_emplace({s.instrument(), s.model()}, s.sequence());
-    if (fresh) return;
-    if (s.sequence() <= it->second) {
-      ++backwards;
-    } else if (s.sequence() != it->second + 1) {
-      ++gaps;
-    }
-    it->second = s.sequence();
-  }
-};
 
 class DeliveryTest : public ::testing::Test {
  protected:

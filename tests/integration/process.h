@@ -1,4 +1,5 @@
-// Test helpers: free loopback ports, a child process with captured output, an HTTP GET.
+// Test helpers: free loopback ports, a child process with captured output, an HTTP GET, a check
+// of signal sequences.
 #pragma once
 
 #include <arpa/inet.h>
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -38,6 +40,27 @@ inline int FreePort(int type = SOCK_STREAM) {
   close(fd);
   return ntohs(a.sin_port);
 }
+
+// Checks that each (instrument, model) sequence of a stream continues exactly where it left off
+// (`Signal` is qsig.v1.Signal; a template so this header needs no generated code).
+struct SequenceCheck {
+  std::map<std::pair<std::string, std::string>, uint64_t> last;
+  std::set<std::string> instruments;
+  uint64_t signals = 0, gaps = 0, backwards = 0;
+  template <class Signal>
+  void Add(const Signal& s) {
+    ++signals;
+    instruments.insert(s.instrument());
+    auto [it, fresh] = last.try_emplace({s.instrument(), s.model()}, s.sequence());
+    if (fresh) return;
+    if (s.sequence() <= it->second) {
+      ++backwards;
+    } else if (s.sequence() != it->second + 1) {
+      ++gaps;
+    }
+    it->second = s.sequence();
+  }
+};
 
 // Runs a command with stdout and stderr sent to a log file.
 class Child {

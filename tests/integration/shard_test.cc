@@ -88,24 +88,6 @@ struct ShardServer {
   std::unique_ptr<Child> child;
 };
 
-// Signals of one shard's stream: per (instrument, model) sequence continuity.
-struct StreamLog {
-  std::map<std::pair<std::string, std::string>, uint64_t> last;
-  std::set<std::string> instruments;
-  uint64_t signals = 0, gaps = 0, backwards = 0;
-  void Add(const v1::Signal& s) {
-    ++signals;
-    instruments.insert(s.instrument());
-    auto [it, fresh] = last.try_emplace({s.instrument(), s.model()}, s.sequence());
-    if (fresh) return;
-    if (s.sequence() <= it->second) {
-      ++backwards;
-    } else if (s.sequence() != it->second + 1) {
-      ++gaps;
-    }
-    it->second = s.sequence();
-  }
-};
 
 TEST(ShardTest, TwoShardsOneFeedEveryInstrumentExactlyOnce) {
   ShardServer s[2];
@@ -192,7 +174,7 @@ TEST(ShardTest, TwoShardsOneFeedEveryInstrumentExactlyOnce) {
   }
 
   // The client pattern: one SubscribeBatch per shard address from the topology, for 6 s.
-  StreamLog logs[2];
+  SequenceCheck logs[2];
   std::vector<std::thread> readers;
   for (int i = 0; i < 2; ++i) {
     readers.emplace_back([&, i] {
