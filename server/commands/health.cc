@@ -4,6 +4,9 @@
 // HEALTHCHECK follows --set grpc.listen / metrics.listen), or from --config / --set.
 #include <arpa/inet.h>
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/security/tls_certificate_provider.h>
+#include <grpcpp/security/tls_certificate_verifier.h>
+#include <grpcpp/security/tls_credentials_options.h>
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -11,6 +14,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -32,10 +36,40 @@ std::string ProbeAddress(const std::string& listen) {
   return listen;
 }
 
-std::string CheckGrpc(const std::string& address, double timeout_s) {
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+// How the probe reaches a secured SignalService. TLS: the probe checks that the service
+// answers, not who it is (it runs beside the server), so the server certificate is not
+// verified; with mutual TLS it presents the server's own certificate and key. A client token
+// file: its first line as the bearer token.
+struct Security {
+  std::string tls_cert, tls_key, tls_client_ca, client_token_file;
+};
+
+std::shared_ptr<grpc::ChannelCredentials> ProbeCredentials(const Security& s) {
+  if (s.tls_cert.empty()) return grpc::InsecureChannelCredentials();
+  grpc::experimental::TlsChannelCredentialsOptions o;
+  o.set_verify_server_certs(false);
+  o.set_check_call_host(false);
+  o.set_certificate_verifier(std::make_shared<grpc::experimental::NoOpCertificateVerifier>());
+  if (!s.tls_client_ca.empty()) {
+    o.set_certificate_provider(std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
+        s.tls_key, s.tls_cert, 3600));
+    o.watch_identity_key_cert_pairs();
+  }
+  return grpc::experimental::TlsCredentials(o);
+}
+
+std::string CheckGrpc(const std::string& address, const Security& sec, double timeout_s) {
+  auto channel = grpc::CreateChannel(address, ProbeCredentials(sec));
   auto stub = qsig::v1::SignalService::NewStub(channel);
   grpc::ClientContext ctx;
+  if (!sec.client_token_file.empty()) {
+    std::ifstream in(sec.client_token_file);
+    std::string token;
+    if (!std::getline(in, token) || token.empty() || token.size() > 4096) {
+      return "gRPC " + address + ": cannot read grpc.client_token_file " + sec.client_token_file;
+    }
+    ctx.AddMetadata("authorization", "Bearer " + token);
+  }
   ctx.set_deadline(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
   qsig::v1::GetLatestRequest req;
@@ -105,11 +139,15 @@ struct HealthOptions {
 
 int RunHealth(const HealthOptions& o) {
   std::string grpc, metrics;
+  Security sec;
   if (!o.config.path.empty()) {
     auto loaded = LoadConfigOrReport(o.config);
     if (!loaded) return kExitConfig;
-    grpc = loaded->config.grpc.listen;
-    metrics = loaded->config.metrics.listen;
+    const config::Config& c = loaded->config;
+    grpc = c.grpc.listen;
+    metrics = c.metrics.listen;
+    sec = {c.grpc.tls.cert_file, c.grpc.tls.key_file, c.grpc.tls.client_ca_file,
+           c.grpc.client_token_file};
   } else {
     std::string error;
     auto run = ReadRunFile(&error);
@@ -119,10 +157,11 @@ int RunHealth(const HealthOptions& o) {
     }
     grpc = run->grpc;
     metrics = run->metrics;
+    sec = {run->tls_cert, run->tls_key, run->tls_client_ca, run->client_token_file};
   }
   grpc = ProbeAddress(grpc);
   metrics = ProbeAddress(metrics);
-  std::string error = CheckGrpc(grpc, o.timeout_s);
+  std::string error = CheckGrpc(grpc, sec, o.timeout_s);
   if (error.empty()) error = CheckMetrics(metrics, o.timeout_s);
   if (!error.empty()) {
     std::fprintf(stderr, "qsig health: unhealthy: %s\n", error.c_str());

@@ -28,7 +28,10 @@ bool WriteRunFile(const RunFile& f, std::string* error) {
   const std::string tmp = path + "." + std::to_string(f.pid);
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << "pid " << f.pid << "\ngrpc " << f.grpc << "\nmetrics " << f.metrics << "\n";
+    const auto field = [](const std::string& v) { return v.empty() ? std::string("-") : v; };
+    out << "pid " << f.pid << "\ngrpc " << f.grpc << "\nmetrics " << f.metrics << "\ntls_cert "
+        << field(f.tls_cert) << "\ntls_key " << field(f.tls_key) << "\ntls_client_ca "
+        << field(f.tls_client_ca) << "\nclient_token_file " << field(f.client_token_file) << "\n";
     if (!out.flush()) {
       *error = tmp + ": cannot write";
       return false;
@@ -63,6 +66,11 @@ std::optional<RunFile> ReadRunFile(std::string* error) {
     if (key == "pid") f.pid = std::strtol(value.c_str(), nullptr, 10);
     if (key == "grpc") f.grpc = value;
     if (key == "metrics") f.metrics = value;
+    const std::string v = value == "-" ? "" : value;
+    if (key == "tls_cert") f.tls_cert = v;
+    if (key == "tls_key") f.tls_key = v;
+    if (key == "tls_client_ca") f.tls_client_ca = v;
+    if (key == "client_token_file") f.client_token_file = v;
   }
   if (f.grpc.empty() || f.metrics.empty()) {
     *error = path + ": malformed run file";

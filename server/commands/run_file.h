@@ -11,6 +11,10 @@ struct RunFile {
   long pid = 0;
   std::string grpc;     // host:port of the SignalService
   std::string metrics;  // host:port of /metrics
+  // How to reach the SignalService when it is secured (paths; "" = not configured): its TLS
+  // certificate and key (mutual TLS: the probe presents them when client_ca is set) and the
+  // client token file.
+  std::string tls_cert, tls_key, tls_client_ca, client_token_file;
 };
 
 // $QSIG_RUN_DIR/serve.run, or /tmp/qsig-<uid>/serve.run.

@@ -54,7 +54,15 @@ int RunServe(const config::Config& config) {
   std::fflush(stdout);
   // Where `qsig health` finds the addresses actually bound (ports may have been 0).
   const long pid = static_cast<long>(::getpid());
-  if (std::string error; !WriteRunFile({pid, srv.grpc_address(), srv.metrics_address()}, &error)) {
+  RunFile run;
+  run.pid = pid;
+  run.grpc = srv.grpc_address();
+  run.metrics = srv.metrics_address();
+  run.tls_cert = config.grpc.tls.cert_file;
+  run.tls_key = config.grpc.tls.key_file;
+  run.tls_client_ca = config.grpc.tls.client_ca_file;
+  run.client_token_file = config.grpc.client_token_file;
+  if (std::string error; !WriteRunFile(run, &error)) {
     spdlog::warn("qsig health will not find this server: {}", error);
   }
   const double interval = config.console.status_interval_s;

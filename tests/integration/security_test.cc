@@ -204,14 +204,28 @@ grpc::Status Recalibrate(v1::AdminService::Stub& admin, const std::string& token
   return admin.Recalibrate(&ctx, req, out ? out : &resp);
 }
 
+// `qsig health` (the container's HEALTHCHECK) against the server whose run file is in `run_dir`;
+// returns its exit code.
+int Health(const std::string& run_dir) {
+  setenv("QSIG_RUN_DIR", run_dir.c_str(), 1);
+  Child c({QSIG_BINARY, "health", "--timeout", "5"}, run_dir + "/health.log");
+  unsetenv("QSIG_RUN_DIR");
+  const int code = c.Wait(20000);
+  if (code != 0) ADD_FAILURE() << c.Log();
+  return code;
+}
+
 TEST(Security, TlsServesTlsClientsRefusesPlaintextAndRotatesCertificates) {
   const Pki pki = MakePki("tls");
   // The server reads copies that the test replaces below.
   const std::string server_cert = pki.dir + "/served.pem", server_key = pki.dir + "/served.key";
   std::filesystem::copy_file(pki.server_cert, server_cert);
   std::filesystem::copy_file(pki.server_key, server_key);
+  setenv("QSIG_RUN_DIR", pki.dir.c_str(), 1);  // The server's run file, for `qsig health`.
   Server server("tls", {"grpc.tls.cert_file=" + server_cert, "grpc.tls.key_file=" + server_key});
+  unsetenv("QSIG_RUN_DIR");
   ASSERT_TRUE(server.WaitStarted()) << server.Log();
+  EXPECT_EQ(Health(pki.dir), 0) << "the health check follows TLS";
   const grpc::Status tls_ok = GetLatest(Channel(server.grpc_port(), TlsCredentials(pki, "")));
   EXPECT_TRUE(tls_ok.ok()) << tls_ok.error_message() << server.Log();
   const grpc::Status plain = GetLatest(Channel(server.grpc_port()));
@@ -279,10 +293,13 @@ TEST(Security, TokensGuardAdminAndSignalServicesAndRecalibrateHasGates) {
   const std::string client_token = "client-0123456789abcdef01234567";
   WriteFile(dir + "/admin.token", admin_token + "\n");
   WriteFile(dir + "/client.token", client_token + "\n");
+  setenv("QSIG_RUN_DIR", dir.c_str(), 1);  // The server's run file, for `qsig health`.
   Server server("tokens",
                 {"admin.token_file=" + dir + "/admin.token",
                  "grpc.client_token_file=" + dir + "/client.token", "calibration.cooldown_s=60"});
+  unsetenv("QSIG_RUN_DIR");
   ASSERT_TRUE(server.WaitStarted()) << server.Log();
+  EXPECT_EQ(Health(dir), 0) << "the health check carries the client token";
   auto admin = v1::AdminService::NewStub(Channel(server.admin_port()));
 
   EXPECT_EQ(Reload(*admin, "mlp", "").error_code(), grpc::StatusCode::UNAUTHENTICATED);
