@@ -511,6 +511,10 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   admin.Get("max_model_bytes", &c.admin.max_model_bytes);
   admin.Finish();
 
+  MapReader runtime = top.Child("runtime");
+  runtime.Get("lock_memory", &c.runtime.lock_memory);
+  runtime.Get("realtime_priority", &c.runtime.realtime_priority);
+  runtime.Finish();
   MapReader console = top.Child("console");
   console.Get("status_interval_s", &c.console.status_interval_s);
   console.Finish();
@@ -681,6 +685,9 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
     return bad("grpc.publisher_spin_us", "must be in 0..1000000");
   }
   if (c.console.status_interval_s < 0) return bad("console.status_interval_s", "must be >= 0");
+  if (c.runtime.realtime_priority < 0 || c.runtime.realtime_priority > 99) {
+    return bad("runtime.realtime_priority", "must be in 0..99 (0 = no real-time scheduling)");
+  }
   // Network-facing limits and credentials (issue 11).
   if (c.calibration.min_samples < 16) return bad("calibration.min_samples", "must be >= 16");
   if (c.calibration.cooldown_s < 0) return bad("calibration.cooldown_s", "must be >= 0");

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "qsig/feeds/feed_handler.h"
 #include "qsig/feeds/feed_processor.h"
+#include "runtime_capability.h"
 #include "server_state.h"
 
 namespace qsig::server {
@@ -292,6 +293,15 @@ class QsigCollector final : public prometheus::Collectable {
       AddValue(&pinned, {{"worker", std::to_string(i)}}, c.workers[i]->pinned() ? 1 : 0);
     }
     out.push_back(std::move(pinned));
+    auto capability =
+        Family("qsig_runtime_capability",
+               "1 if the deployment grants it to the tick threads: kind = pinning, "
+               "mlockall, realtime, isolated_cpus (see the start-up log for why not).",
+               MetricType::Gauge);
+    for (const RuntimeCapability& cap : RuntimeCapabilities(c.config)) {
+      AddValue(&capability, {{"kind", cap.kind}}, cap.in_effect ? 1 : 0);
+    }
+    out.push_back(std::move(capability));
 
     // Models and shadow.
     auto version =

@@ -12,6 +12,7 @@
 #include "qsig/feeds/clock.h"
 #include "qsig/feeds/counter.h"
 #include "qsig/server/feed_options.h"
+#include "runtime_capability.h"
 #include "spdlog/spdlog.h"
 
 #if defined(__x86_64__)
@@ -54,6 +55,7 @@ Worker::Worker(int id, const config::Config& config,
       n_models_(slots->size()),
       n_features_(n_features),
       max_window_(1) {
+  runtime_ = config.runtime;
   size_t max_ws = 0;
   for (const auto& s : *slots_) {
     max_window_ = std::max(max_window_, s->spec().window);
@@ -121,6 +123,7 @@ void Worker::Run(std::atomic<bool>* running) {
       spdlog::warn("worker {}: {} (continuing unpinned)", id_, err);
     }
   }
+  ApplyTickThreadRuntime(runtime_, core_, pinned_.load());
   feeds::FeatureVector fv;
   int64_t idle_since = 0;
   while (running->load(std::memory_order_relaxed)) {
@@ -432,6 +435,7 @@ void FeedThread::Run(std::atomic<bool>* running, Doorbell* bus_doorbell) {
     pinned = PinThisThread(core, &err);
     if (!pinned) spdlog::warn("feed shard {}: {} (continuing unpinned)", shard_, err);
   }
+  ApplyTickThreadRuntime(config_.runtime, core, pinned);
   Worker* own = inline_ ? workers_[0] : nullptr;
   if (own) own->Attach(bus_doorbell, pinned);
   const bool replay = handler_->replay() != nullptr;

@@ -198,6 +198,7 @@ class Worker {
   std::atomic<uint64_t> output_drops_{0}, sample_drops_{0}, invalid_{0};
   std::atomic<bool> pinned_{false};
   std::thread thread_;
+  config::RuntimeConfig runtime_;  // Real-time scheduling asked for its thread.
 };
 
 // Receives datagrams and runs a FeedProcessor. Worker mode (shards == 1, several workers):

@@ -17,8 +17,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "qsig/feeds/sim_publisher.h"
+#include "runtime_capability.h"
 #include "server_impl.h"
 #include "server_state.h"
+#include "spdlog/spdlog.h"
 
 namespace qsig::server {
 
@@ -140,12 +142,27 @@ absl::Status Server::Start() {
   if (!grpc.ok()) return grpc.status();
   s.grpc = std::move(*grpc);
 
+  ApplyProcessRuntime(c.config);
   c.running.store(true);
   if (!c.run_to_completion()) {
     for (auto& w : c.workers) w->Start(&c.running, &c.bus->doorbell());
   }
   c.bus->Start();
   for (auto& f : c.feeds) f->Start(&c.running, &c.bus->doorbell());
+  // What the machine granted the tick threads, once they have all started (a moment).
+  const int tick_threads =
+      static_cast<int>(c.feeds.size() + (c.run_to_completion() ? 0 : c.workers.size()));
+  const auto settle = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+  while (TickThreadsStarted() < tick_threads && std::chrono::steady_clock::now() < settle) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  for (const RuntimeCapability& cap : RuntimeCapabilities(c.config)) {
+    if (cap.in_effect) {
+      spdlog::info("runtime {}: in effect ({})", cap.kind, cap.detail);
+    } else {
+      spdlog::warn("runtime {}: NOT in effect: {}", cap.kind, cap.detail);
+    }
+  }
   s.calibration_running.store(true);
   s.calibration_thread = std::thread([&s] { s.CalibrationLoop(); });
 

@@ -234,6 +234,13 @@ struct ConsoleConfig {
   double status_interval_s = 5;  // 0 = no status lines.
 };
 
+// What the process asks of the machine for its tick threads (qsig_runtime_capability says what
+// it got).
+struct RuntimeConfig {
+  bool lock_memory = false;   // mlockall(MCL_CURRENT | MCL_FUTURE) at start.
+  int realtime_priority = 0;  // > 0: tick threads run SCHED_FIFO at this priority (1..99).
+};
+
 struct Config {
   std::string path;  // File it was loaded from.
   FeedConfig feed;
@@ -248,6 +255,7 @@ struct Config {
   GrpcConfig grpc;
   MetricsConfig metrics;
   ConsoleConfig console;
+  RuntimeConfig runtime;
   AdminConfig admin;
 };
 
