@@ -13,9 +13,13 @@
 #include <sstream>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/time.h"
 
 namespace qsig::config {
 namespace {
@@ -218,6 +222,106 @@ absl::Status CheckHostPort(const std::string& key, const std::string& value, boo
   return absl::OkStatus();
 }
 
+// "HH:MM" (exactly five characters) as minutes of the day, or -1.
+int ParseClock(std::string_view s) {
+  int hh = -1, mm = -1;
+  if (s.size() != 5 || s[2] != ':') return -1;
+  const std::string str(s);
+  if (std::sscanf(str.c_str(), "%d:%d", &hh, &mm) != 2 || hh < 0 || hh > 23 || mm < 0 || mm > 59) {
+    return -1;
+  }
+  return hh * 60 + mm;
+}
+
+// calibration.schedule / schedule_tz / session / missed_grace_s (the holiday file is read after
+// paths are resolved).
+absl::Status CheckSchedule(CalibrationConfig* cal) {
+  const auto bad = [](const std::string& key, const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat(key, ": ", what));
+  };
+  if (!(cal->missed_grace_s >= 0) || cal->missed_grace_s > 30 * 86400.0) {
+    return bad("calibration.missed_grace_s", "must be in [0, 2592000]");
+  }
+  std::string zone = cal->schedule_tz;
+  if (!cal->schedule.empty()) {
+    const std::string& s = cal->schedule;
+    if (ParseClock(std::string_view(s).substr(0, 5)) < 0 || (s.size() > 5 && s[5] != ' ')) {
+      return bad("calibration.schedule",
+                 absl::StrCat("expected HH:MM or \"HH:MM Area/City\", got '", s, "'"));
+    }
+    if (s.size() > 5) {
+      const std::string inline_zone(absl::StripAsciiWhitespace(s.substr(6)));
+      if (!zone.empty() && zone != inline_zone) {
+        return bad("calibration.schedule", absl::StrCat("names zone ", inline_zone,
+                                                        " but calibration.schedule_tz is ", zone));
+      }
+      zone = inline_zone;
+    }
+  }
+  if (!zone.empty()) {
+    absl::TimeZone tz;
+    if (zone.size() > 64 || zone.find("..") != std::string::npos ||
+        !absl::LoadTimeZone(zone, &tz)) {
+      return bad(cal->schedule_tz.empty() ? "calibration.schedule" : "calibration.schedule_tz",
+                 absl::StrCat("unknown IANA time zone '", zone, "'"));
+    }
+  }
+  if (!cal->session.empty()) {
+    const std::string& s = cal->session;
+    const int open = ParseClock(std::string_view(s).substr(0, 5));
+    const int close =
+        s.size() == 11 && s[5] == '-' ? ParseClock(std::string_view(s).substr(6)) : -1;
+    if (open < 0 || close < 0 || close <= open) {
+      return bad("calibration.session",
+                 absl::StrCat("expected \"HH:MM-HH:MM\" (open before close), got '", s, "'"));
+    }
+    const int at = cal->schedule.empty() ? -1 : ParseClock(cal->schedule.substr(0, 5));
+    if (at >= open && at < close) {
+      return bad("calibration.schedule",
+                 absl::StrCat(cal->schedule.substr(0, 5), " is inside calibration.session ", s,
+                              ": it would never run"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Reads calibration.holidays_file into cal->holidays: one YYYY-MM-DD per line, blank lines and
+// '#' comments ignored; at most 1 MiB.
+absl::Status ReadHolidays(CalibrationConfig* cal) {
+  cal->holidays.clear();
+  if (cal->holidays_file.empty()) return absl::OkStatus();
+  const auto bad = [&](const std::string& what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("calibration.holidays_file: ", cal->holidays_file, ": ", what));
+  };
+  constexpr std::uintmax_t kMaxBytes = 1 << 20;
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(cal->holidays_file, ec)) {
+    return bad("not a readable regular file");
+  }
+  if (std::filesystem::file_size(cal->holidays_file, ec) > kMaxBytes || ec) {
+    return bad("over 1 MiB");
+  }
+  std::ifstream in(cal->holidays_file);
+  if (!in) return bad("cannot be opened");
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    absl::string_view v = line;
+    if (const size_t hash = v.find('#'); hash != absl::string_view::npos) v = v.substr(0, hash);
+    v = absl::StripAsciiWhitespace(v);
+    if (v.empty()) continue;
+    absl::CivilDay day;
+    if (v.size() != 10 || !absl::ParseCivilTime(v, &day)) {
+      return bad(absl::StrCat("line ", number, ": expected YYYY-MM-DD, got '", v, "'"));
+    }
+    cal->holidays.emplace_back(v);
+  }
+  if (in.bad()) return bad("read error");
+  return absl::OkStatus();
+}
+
 // Reads feed.shard.map_file (if any) into `sh` and checks the shard keys together.
 absl::Status ResolveShards(ShardConfig* sh) {
   const auto bad = [](const std::string& key, const std::string& what) {
@@ -382,6 +486,43 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   sim.Get("session_restart_rate", &c.sim.session_restart_rate);
   sim.Get("record_pcap", &c.sim.record_pcap);
   sim.Get("record_itch", &c.sim.record_itch);
+  sim.Get("volatility", &c.sim.volatility);
+  sim.Get("spread", &c.sim.spread);
+  sim.Get("order_size", &c.sim.order_size);
+  sim.Get("trade_intensity", &c.sim.trade_intensity);
+  if (const YAML::Node regimes = sim.Raw("regimes"); regimes && !regimes.IsNull()) {
+    if (!regimes.IsSequence()) {
+      sim.Fail("sim.regimes", "expected a list of {at_s, volatility, spread, ...}");
+    } else if (regimes.size() > 1000) {
+      sim.Fail("sim.regimes", "at most 1000 entries");
+    } else {
+      for (size_t i = 0; i < regimes.size() && st.ok(); ++i) {
+        MapReader r(regimes[i], absl::StrCat("sim.regimes[", i, "]"), &st);
+        SimConfig::Regime g;
+        r.Get("at_s", &g.at_s);
+        r.Get("volatility", &g.volatility);
+        r.Get("spread", &g.spread);
+        r.Get("order_size", &g.order_size);
+        r.Get("trade_intensity", &g.trade_intensity);
+        r.Finish();
+        if (st.ok() && !regimes[i]["at_s"]) r.Fail(r.Sub("at_s"), "required");
+        if (st.ok() && !(g.at_s >= 0)) r.Fail(r.Sub("at_s"), "must be >= 0");
+        for (auto [name, v] : {std::pair{"volatility", g.volatility},
+                               {"spread", g.spread},
+                               {"order_size", g.order_size},
+                               {"trade_intensity", g.trade_intensity}}) {
+          if (st.ok() && (!(v > 0) || v > 100)) r.Fail(r.Sub(name), "a factor in (0, 100]");
+        }
+        c.sim.regimes.push_back(g);
+      }
+    }
+  }
+  for (auto [name, v] : {std::pair{"volatility", c.sim.volatility},
+                         {"spread", c.sim.spread},
+                         {"order_size", c.sim.order_size},
+                         {"trade_intensity", c.sim.trade_intensity}}) {
+    if (st.ok() && (!(v > 0) || v > 100)) sim.Fail(sim.Sub(name), "a factor in (0, 100]");
+  }
   for (auto [key, faults] :
        {std::pair{"faults_a", &c.sim.faults_a}, {"faults_b", &c.sim.faults_b}}) {
     MapReader f = sim.Child(key);
@@ -461,6 +602,10 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   cal.Get("layer_guard_rmse", &c.calibration.layer_guard_rmse);
   cal.Get("reduce_range", &c.calibration.reduce_range);
   cal.Get("schedule", &c.calibration.schedule);
+  cal.Get("schedule_tz", &c.calibration.schedule_tz);
+  cal.Get("holidays_file", &c.calibration.holidays_file);
+  cal.Get("session", &c.calibration.session);
+  cal.Get("missed_grace_s", &c.calibration.missed_grace_s);
   cal.Get("min_samples", &c.calibration.min_samples);
   cal.Get("cooldown_s", &c.calibration.cooldown_s);
   cal.Get("max_worsening", &c.calibration.max_worsening);
@@ -656,14 +801,7 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
     return bad("calibration.reduce_range",
                absl::StrCat("expected auto, on or off, got '", c.calibration.reduce_range, "'"));
   }
-  if (!c.calibration.schedule.empty()) {
-    int hh = -1, mm = -1;
-    if (std::sscanf(c.calibration.schedule.c_str(), "%d:%d", &hh, &mm) != 2 || hh < 0 || hh > 23 ||
-        mm < 0 || mm > 59 || c.calibration.schedule.size() != 5) {
-      return bad("calibration.schedule",
-                 absl::StrCat("expected HH:MM (UTC), got '", c.calibration.schedule, "'"));
-    }
-  }
+  if (auto s = CheckSchedule(&c.calibration); !s.ok()) return s;
   if (!(c.drift.input_z > 0)) return bad("drift.input_z", "must be > 0");
   if (!(c.drift.saturation_ratio > 0) || c.drift.saturation_ratio > 1) {
     return bad("drift.saturation_ratio", "must be in (0, 1]");
@@ -749,12 +887,16 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
     resolve(&c.grpc.client_token_file);
     resolve(&c.admin.token_file);
     resolve(&c.admin.model_dir);
+    resolve(&c.calibration.holidays_file);
   }
   if (c.admin.model_dir.empty() && !c.models.empty()) {
     c.admin.model_dir = std::filesystem::path(c.models[0].path).parent_path().string();
     if (c.admin.model_dir.empty()) c.admin.model_dir = ".";
   }
   if (auto s = ResolveShards(&c.feed.shard); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(origin, ": ", s.message()));
+  }
+  if (auto s = ReadHolidays(&c.calibration); !s.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(origin, ": ", s.message()));
   }
   return c;

@@ -11,6 +11,9 @@
 //    never more than rests and never the last order of a side; arbitrage flow lifts/hits
 //    quotes the fair value has moved through; occasional 'P' non-displayed trades.
 // The simulator keeps its own book so that every message it emits is valid.
+// Volatility, spread, order size and trade intensity are parameters (factors on the default
+// market, 1 = unchanged, bit-identical output); scheduled regimes multiply them from an instant
+// of the message clock on.
 #include "qsig/feeds/simulator.h"
 
 #include <algorithm>
@@ -69,6 +72,9 @@ struct Simulator::Impl {
   explicit Impl(const SimulatorOptions& o)
       : options(o), rng(o.seed), max_per_packet(std::clamp(o.max_messages_per_packet, 1, 0xFFFE)) {
     if (options.instruments.empty()) options.instruments = {"SIM"};
+    std::stable_sort(options.regimes.begin(), options.regimes.end(),
+                     [](const SimRegime& a, const SimRegime& b) { return a.at_s < b.at_s; });
+    ApplyRegime(SimRegime{});
     options.session.resize(mold::kSessionSize, ' ');
     for (size_t i = 0; i < options.instruments.size(); ++i) {
       SimInstrument in;
@@ -84,6 +90,26 @@ struct Simulator::Impl {
   }
 
   uint64_t Now() noexcept { return ts_ns; }
+
+  void ApplyRegime(const SimRegime& r) {
+    volatility = options.volatility * r.volatility;
+    spread = options.spread * r.spread;
+    order_size = options.order_size * r.order_size;
+    trade_intensity = options.trade_intensity * r.trade_intensity;
+  }
+
+  void AdvanceRegimes() {
+    while (next_regime < options.regimes.size() &&
+           static_cast<double>(ts_ns - kStartOfDayNs) >= options.regimes[next_regime].at_s * 1e9) {
+      ApplyRegime(options.regimes[next_regime++]);
+    }
+  }
+
+  // `units` scaled by `factor`, at least 1 (exactly `units` when factor is 1).
+  static uint32_t Scaled(uint32_t units, double factor) {
+    return static_cast<uint32_t>(
+        std::clamp<double>(std::llround(units * factor), 1.0, 1'000'000.0));
+  }
 
   template <typename F>
   void Emit(F&& encode) {
@@ -118,7 +144,9 @@ struct Simulator::Impl {
     }
   }
 
-  uint32_t RandomShares() { return 100 * static_cast<uint32_t>(1 + rng.Geometric(0.35)); }
+  uint32_t RandomShares() {
+    return 100 * Scaled(static_cast<uint32_t>(1 + rng.Geometric(0.35)), order_size);
+  }
 
   void AddOrder(SimInstrument& in, bool bid, uint32_t price_ticks, uint32_t shares) {
     const uint64_t ref = next_ref++;
@@ -173,18 +201,19 @@ struct Simulator::Impl {
     }
     const double drift = in.trending ? in.trend : -0.002 * (in.fair - in.anchor);
     // z leads: flow is skewed by z now, the fair value follows it over the next steps.
-    in.fair += drift + 0.04 * in.z + 0.12 * rng.Normal();
+    in.fair += drift + volatility * (0.04 * in.z + 0.12 * rng.Normal());
     in.fair = std::max(in.fair, 100.0);  // Keep prices above $1.
   }
 
   void LimitOrder(SimInstrument& in, bool bid) {
-    const int d = rng.Geometric(0.45);  // Ticks behind the reference quote.
+    // Ticks from the fair value: 1 + d behind the reference quote, scaled by the spread factor.
+    const int64_t d = Scaled(static_cast<uint32_t>(1 + rng.Geometric(0.45)), spread);
     int64_t price;
     if (bid) {
-      price = static_cast<int64_t>(std::ceil(in.fair)) - 1 - d;
+      price = static_cast<int64_t>(std::ceil(in.fair)) - d;
       if (!in.asks.empty()) price = std::min<int64_t>(price, in.asks.begin()->first - 1);
     } else {
-      price = static_cast<int64_t>(std::floor(in.fair)) + 1 + d;
+      price = static_cast<int64_t>(std::floor(in.fair)) + d;
       if (!in.bids.empty()) price = std::max<int64_t>(price, in.bids.rbegin()->first + 1);
     }
     price = std::max<int64_t>(price, 1);
@@ -274,6 +303,7 @@ struct Simulator::Impl {
   void Step() {
     SimInstrument& in = instruments[rng.Below(instruments.size())];
     ts_ns += static_cast<uint64_t>(rng.Exponential(kMeanInterArrivalNs)) + 1;
+    AdvanceRegimes();
     EvolveLatent(in);
 
     // Refill a thin side first so the book stays two-sided and a few levels deep.
@@ -294,8 +324,8 @@ struct Simulator::Impl {
     const double w_add = 0.45;
     const double w_cancel = 0.20 * static_cast<double>(in.live.size()) / kTargetLiveOrders;
     const double w_replace = 0.05;
-    const double w_market = 0.10;
-    const double w_trade = 0.03;
+    const double w_market = 0.10 * trade_intensity;
+    const double w_trade = 0.03 * trade_intensity;
     double u = rng.Uniform() * (w_add + w_cancel + w_replace + w_market + w_trade);
     if ((u -= w_add) < 0) return LimitOrder(in, rng.Bernoulli(0.5 + 0.2 * pressure));
     if ((u -= w_cancel) < 0) return CancelOrder(in);
@@ -379,6 +409,8 @@ struct Simulator::Impl {
   uint64_t next_match = 1;
   uint64_t sequence = 1;
   bool restart_pending = false;
+  size_t next_regime = 0;
+  double volatility = 1, spread = 1, order_size = 1, trade_intensity = 1;  // In effect now.
 };
 
 Simulator::Simulator(const SimulatorOptions& options) : impl_(std::make_unique<Impl>(options)) {}
@@ -391,5 +423,11 @@ uint64_t Simulator::next_sequence() const noexcept { return impl_->sequence; }
 void Simulator::RestartSession() { impl_->restart_pending = true; }
 
 std::string_view Simulator::session() const noexcept { return impl_->options.session; }
+
+double Simulator::clock_s() const noexcept {
+  return static_cast<double>(impl_->ts_ns - kStartOfDayNs) * 1e-9;
+}
+
+size_t Simulator::regimes_applied() const noexcept { return impl_->next_regime; }
 
 }  // namespace qsig::feeds

@@ -263,7 +263,6 @@ void Server::Impl::CalibrationLoop() {
   feeds::FeatureVector fv;
   auto next_drift = std::chrono::steady_clock::now();
   std::vector<std::pair<double, double>> shadow_sums;
-  int64_t last_scheduled_day = -1;
   while (calibration_running.load()) {
     for (auto& w : c.workers) {
       while (w->samples().pop(fv)) c.store->Add(fv);
@@ -294,7 +293,7 @@ void Server::Impl::CalibrationLoop() {
                              std::chrono::duration<double>(c.config.drift.interval_s));
       EvaluateDrift(&shadow_sums);
     }
-    RunSchedule(&last_scheduled_day);
+    RunSchedule();
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }

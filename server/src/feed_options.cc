@@ -51,6 +51,17 @@ feeds::SimulatorOptions SimulatorOptionsFromConfig(const config::SimConfig& sim)
   o.instruments = sim.instruments;
   o.seed = sim.seed;
   o.max_messages_per_packet = sim.messages_per_packet;
+  o.volatility = sim.volatility;
+  o.spread = sim.spread;
+  o.order_size = sim.order_size;
+  o.trade_intensity = sim.trade_intensity;
+  for (const config::SimConfig::Regime& r : sim.regimes) {
+    o.regimes.push_back(feeds::SimRegime{.at_s = r.at_s,
+                                         .volatility = r.volatility,
+                                         .spread = r.spread,
+                                         .order_size = r.order_size,
+                                         .trade_intensity = r.trade_intensity});
+  }
   return o;
 }
 

@@ -7,10 +7,13 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include "absl/time/time.h"
+#include "calendar_schedule.h"
 #include "latency_histogram.h"
 #include "qsig/feeds/sim_publisher.h"
 #include "qsig/server/server.h"
@@ -36,7 +39,11 @@ struct Server::Impl {
 
   void CalibrationLoop();
   void EvaluateDrift(std::vector<std::pair<double, double>>* last_sums);
-  void RunSchedule(int64_t* last_day);
+  // The recalibration calendar (schedule.cc); built on the first RunSchedule call.
+  void RunSchedule();
+  bool schedule_ready = false;
+  std::optional<CalendarSchedule> schedule;
+  absl::Time schedule_last_run = absl::InfinitePast();
 };
 
 }  // namespace qsig::server

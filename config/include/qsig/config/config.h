@@ -106,6 +106,17 @@ struct SimConfig {
   double session_restart_rate = 0;  // Per packet.
   std::string record_pcap;          // Also write what is sent to this pcap file ("" = off).
   std::string record_itch;          // ... and/or the message stream as a length-prefixed ITCH file.
+  // Market parameters (factors on the default market, 1 = unchanged) and scheduled regime
+  // switches (feeds::SimRegime: at_s on the simulator's message clock, factors on these).
+  double volatility = 1;
+  double spread = 1;
+  double order_size = 1;
+  double trade_intensity = 1;
+  struct Regime {
+    double at_s = 0;
+    double volatility = 1, spread = 1, order_size = 1, trade_intensity = 1;
+  };
+  std::vector<Regime> regimes;
 };
 
 struct ModelConfig {
@@ -165,7 +176,17 @@ struct CalibrationConfig {
   // 7-bit weights (models::Int8Options::reduce_range): "auto" = on where the INT8 kernels run
   // without VNNI (AVX2: about 1.7x faster there, twice the weight rounding error), "on", "off".
   std::string reduce_range = "auto";
-  std::string schedule;  // Daily recalibration at "HH:MM" UTC ("" = off).
+  // Recalibration schedule (issue 12): "HH:MM" local time, optionally followed by an IANA zone
+  // ("17:30 America/New_York"); "" = off. Runs on weekdays that are not listed holidays, never
+  // inside `session` (the admin Recalibrate RPC is the forced path).
+  std::string schedule;
+  std::string schedule_tz;    // IANA zone of schedule and session ("" = the one in schedule, UTC).
+  std::string holidays_file;  // One YYYY-MM-DD per line (# comments); relative to the config.
+  std::vector<std::string> holidays;  // Filled from holidays_file by the loader (YYYY-MM-DD).
+  std::string session;                // Trading session "HH:MM-HH:MM" in the same zone ("" = none).
+  // A scheduled run missed while the server was down (last run before the due instant) runs at
+  // the next start if that is within this many seconds of the due instant (0 = never).
+  double missed_grace_s = 0;
   // Recalibrate (RPC and schedule) abuse limits (issue 11): fewer windows than this are refused;
   // an installed recalibration starts a cool-down during which further ones are refused; a
   // candidate whose validation relative RMSE exceeds the incumbent INT8 model's (on the same
