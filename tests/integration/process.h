@@ -131,6 +131,35 @@ inline std::map<std::string, double> ParseMetrics(const std::string& text) {
   return out;
 }
 
+// `binary serve` on `config` with gRPC, AdminService and /metrics each on a free loopback port
+// (written to *grpc / *admin / *metrics), the console quiet, and `sets` (--set key=value) after
+// the defaults; a set naming a key already given replaces it.
+inline std::vector<std::string> ServeArgs(const std::string& binary, const std::string& config,
+                                          const std::vector<std::string>& sets, int* grpc,
+                                          int* admin, int* metrics) {
+  *grpc = FreePort();
+  *admin = FreePort();
+  *metrics = FreePort();
+  std::vector<std::string> args = {binary, "serve", "--config", config};
+  const auto set = [&args](const std::string& kv) {
+    const std::string key = kv.substr(0, kv.find('=') + 1);
+    for (size_t i = 5; i < args.size(); i += 2) {
+      if (args[i].rfind(key, 0) == 0) {
+        args[i] = kv;
+        return;
+      }
+    }
+    args.push_back("--set");
+    args.push_back(kv);
+  };
+  set("grpc.listen=127.0.0.1:" + std::to_string(*grpc));
+  set("admin.listen=127.0.0.1:" + std::to_string(*admin));
+  set("metrics.listen=127.0.0.1:" + std::to_string(*metrics));
+  set("console.status_interval_s=0");
+  for (const std::string& kv : sets) set(kv);
+  return args;
+}
+
 // Plain HTTP/1.0 GET on 127.0.0.1:port; returns the body ("" on failure).
 // `timeout_ms` > 0 bounds each send and receive (then a stalled server answers "").
 inline std::string HttpGet(int port, const std::string& path, int* status_code = nullptr,

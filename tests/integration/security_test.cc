@@ -121,26 +121,13 @@ grpc::Status GetLatest(const std::shared_ptr<grpc::Channel>& channel,
 // `qsig serve` on the demo config with ephemeral ports and `extra` --set overrides.
 class Server {
  public:
-  Server(const std::string& name, const std::vector<std::string>& extra)
-      : grpc_port_(FreePort()), admin_port_(FreePort()), metrics_port_(FreePort()) {
-    std::vector<std::string> args = {
-        QSIG_BINARY, "serve",
-        "--config",  QSIG_SOURCE_DIR "/config/demo.yaml",
-        "--set",     "grpc.listen=127.0.0.1:" + std::to_string(grpc_port_),
-        "--set",     "admin.listen=127.0.0.1:" + std::to_string(admin_port_),
-        "--set",     "metrics.listen=127.0.0.1:" + std::to_string(metrics_port_),
-        "--set",     "console.status_interval_s=0",
-        "--set",     "workers.cores=[]",
-        "--set",     "calibration.warmup_samples=300",
-        "--set",     "calibration.min_samples=300"};
-    for (const auto& e : extra) {
-      if (e.rfind("grpc.listen=", 0) == 0) {
-        args[5] = e;
-        continue;
-      }
-      args.push_back("--set");
-      args.push_back(e);
-    }
+  Server(const std::string& name, const std::vector<std::string>& extra) {
+    std::vector<std::string> sets = {"workers.cores=[]", "calibration.warmup_samples=300",
+                                     "calibration.min_samples=300"};
+    sets.insert(sets.end(), extra.begin(), extra.end());
+    const std::vector<std::string> args =
+        ServeArgs(QSIG_BINARY, QSIG_SOURCE_DIR "/config/demo.yaml", sets, &grpc_port_, &admin_port_,
+                  &metrics_port_);
     child_ = std::make_unique<Child>(args, ::testing::TempDir() + "qsig_security_" + name + ".log");
   }
   // Waits until the server has started every listener (it prints "qsig serving" then).
@@ -175,7 +162,7 @@ class Server {
   std::string Log() const { return child_->Log(); }
 
  private:
-  int grpc_port_, admin_port_, metrics_port_;
+  int grpc_port_ = 0, admin_port_ = 0, metrics_port_ = 0;
   std::unique_ptr<Child> child_;
 };
 

@@ -30,26 +30,14 @@ constexpr uint32_t kFlagWarmup = 4, kFlagFallback = 256;
 class Server {
  public:
   Server(const std::string& name, const std::vector<std::string>& sets) {
-    grpc_port_ = FreePort();
-    admin_port_ = FreePort();
-    metrics_port_ = FreePort();
-    std::vector<std::string> args = {
-        QSIG_BINARY, "serve",
-        "--config",  QSIG_SOURCE_DIR "/config/demo.yaml",
-        "--set",     "grpc.listen=127.0.0.1:" + std::to_string(grpc_port_),
-        "--set",     "admin.listen=127.0.0.1:" + std::to_string(admin_port_),
-        "--set",     "metrics.listen=127.0.0.1:" + std::to_string(metrics_port_),
-        "--set",     "console.status_interval_s=0",
-        // Recalibrations back to back are what these tests do (issue 11's gates off).
-        "--set",     "calibration.cooldown_s=0",
-        "--set",     "calibration.min_samples=100",
-        "--set",     "sim.rate=5000",
-        "--set",     "calibration.warmup_samples=300",
-        "--set",     "calibration.samples=2000"};
-    for (const auto& s : sets) {
-      args.push_back("--set");
-      args.push_back(s);
-    }
+    // Recalibrations back to back are what these tests do (issue 11's gates off).
+    std::vector<std::string> all = {"calibration.cooldown_s=0", "calibration.min_samples=100",
+                                    "sim.rate=5000", "calibration.warmup_samples=300",
+                                    "calibration.samples=2000"};
+    all.insert(all.end(), sets.begin(), sets.end());
+    const std::vector<std::string> args =
+        ServeArgs(QSIG_BINARY, QSIG_SOURCE_DIR "/config/demo.yaml", all, &grpc_port_, &admin_port_,
+                  &metrics_port_);
     child_ = std::make_unique<Child>(args, ::testing::TempDir() + "qsig_state_" + name + ".log");
     channel_ = grpc::CreateChannel("127.0.0.1:" + std::to_string(grpc_port_),
                                    grpc::InsecureChannelCredentials());
