@@ -243,7 +243,8 @@ struct Result {
 // Starts this binary again as the server process (a fresh process: gRPC does not survive a
 // fork), talking over fds 3 (commands in) and 4 (answers out); its stdout goes to stderr.
 bool Measure(const std::vector<std::string>& overrides, const std::string& config_path,
-             double warmup_s, double seconds, int idle_subscribers, Result* r) {
+             double warmup_s, double seconds, int idle_subscribers, double idle_settle_s,
+             Result* r) {
   int to_child[2], from_child[2];
   if (pipe(to_child) != 0 || pipe(from_child) != 0) return false;
   std::vector<std::string> args = {"/proc/self/exe", "--server-process", "--config",
@@ -303,6 +304,11 @@ bool Measure(const std::vector<std::string>& overrides, const std::string& confi
       idle_ctx.push_back(std::make_unique<grpc::ClientContext>());
       idle_streams.push_back(
           idle_stubs.back()->SubscribeBatch(idle_ctx.back().get(), qsig::v1::SubscribeRequest()));
+    }
+    // --idle-settle: let the idle streams fill their flow-control windows before measuring
+    // (separates the one-time cost of their first megabytes from the steady state).
+    if (idle_subscribers > 0 && idle_settle_s > 0) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(idle_settle_s));
     }
     std::fprintf(to, "STATUS\n");  // Starts the server-side interval.
     std::fflush(to);
@@ -388,6 +394,7 @@ int main(int argc, char** argv) {
   std::string rates = "20000", modes = "workers";
   double seconds = 10, warmup_s = 2;
   int workers = 2, shards = 2, spin_us = 0, idle_subscribers = 0;
+  double idle_settle_s = 0;
   bool busy_poll = false, json = false, server_process = false;
   std::vector<std::string> extra;
   app.add_option("--config", config_path)->capture_default_str();
@@ -406,6 +413,9 @@ int main(int argc, char** argv) {
   app.add_flag("--busy-poll", busy_poll, "rtc mode: shards spin on their sockets");
   app.add_option("--spin-us", spin_us, "rtc: pipeline.idle_spin_us; workers: workers.idle_spin_us")
       ->capture_default_str();
+  app.add_option("--idle-settle", idle_settle_s,
+                 "Seconds between opening the idle subscribers and measuring (0 = measure at once)")
+      ->check(CLI::Range(0.0, 60.0));
   app.add_option("--idle-subscribers", idle_subscribers,
                  "SubscribeBatch streams that never read, open while qsig is measured")
       ->capture_default_str()
@@ -462,7 +472,7 @@ int main(int argc, char** argv) {
       Result r;
       r.rate = rate;
       r.mode = mode;
-      if (!Measure(o, config_path, warmup_s, seconds, idle_subscribers, &r)) {
+      if (!Measure(o, config_path, warmup_s, seconds, idle_subscribers, idle_settle_s, &r)) {
         std::fprintf(stderr, "rate %.0f mode %s: no signals received\n", rate, mode.c_str());
         ++failures;
         continue;
