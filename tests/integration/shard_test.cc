@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -88,7 +89,6 @@ struct ShardServer {
   std::unique_ptr<Child> child;
 };
 
-
 TEST(ShardTest, TwoShardsOneFeedEveryInstrumentExactlyOnce) {
   ShardServer s[2];
   const std::string addresses = "[127.0.0.1:" + std::to_string(s[0].grpc_port) +
@@ -97,18 +97,19 @@ TEST(ShardTest, TwoShardsOneFeedEveryInstrumentExactlyOnce) {
     const std::string log = ::testing::TempDir() + "qsig_shard_" + std::to_string(i) + ".log";
     s[i].child = std::make_unique<Child>(
         std::vector<std::string>{
-            QSIG_BINARY, "serve", "--config", QSIG_SOURCE_DIR "/config/demo.yaml",
-            "--set", "feed.source=udp",
-            "--set", "feed.listen=127.0.0.1:" + std::to_string(s[i].feed_port),
-            "--set", "feed.shard.index=" + std::to_string(i),
-            "--set", "feed.shard.count=2",
-            "--set", "feed.shard.addresses=" + addresses,
-            "--set", "grpc.listen=127.0.0.1:" + std::to_string(s[i].grpc_port),
-            "--set", "admin.listen=127.0.0.1:" + std::to_string(s[i].admin_port),
-            "--set", "metrics.listen=127.0.0.1:" + std::to_string(s[i].metrics_port),
-            "--set", "workers.cores=[]",
-            "--set", "calibration.warmup_samples=300",
-            "--set", "console.status_interval_s=0"},
+            QSIG_BINARY, "serve",
+            "--config",  QSIG_SOURCE_DIR "/config/demo.yaml",
+            "--set",     "feed.source=udp",
+            "--set",     "feed.listen=127.0.0.1:" + std::to_string(s[i].feed_port),
+            "--set",     "feed.shard.index=" + std::to_string(i),
+            "--set",     "feed.shard.count=2",
+            "--set",     "feed.shard.addresses=" + addresses,
+            "--set",     "grpc.listen=127.0.0.1:" + std::to_string(s[i].grpc_port),
+            "--set",     "admin.listen=127.0.0.1:" + std::to_string(s[i].admin_port),
+            "--set",     "metrics.listen=127.0.0.1:" + std::to_string(s[i].metrics_port),
+            "--set",     "workers.cores=[]",
+            "--set",     "calibration.warmup_samples=300",
+            "--set",     "console.status_interval_s=0"},
         log);
     ASSERT_TRUE(s[i].child->started());
   }
@@ -153,8 +154,8 @@ TEST(ShardTest, TwoShardsOneFeedEveryInstrumentExactlyOnce) {
     }
     EXPECT_FALSE(owned[i].empty()) << "shard " << i << " owns nothing";
   }
-  EXPECT_EQ(all, (std::set<std::string>{"AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA",
-                                        "JPM"}));
+  EXPECT_EQ(all,
+            (std::set<std::string>{"AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "JPM"}));
 
   // Asking a shard for another shard's instrument names the owner.
   {
@@ -204,6 +205,23 @@ TEST(ShardTest, TwoShardsOneFeedEveryInstrumentExactlyOnce) {
     }
   }
   EXPECT_EQ(seen, all) << "every instrument's signals arrived";
+
+  // `qsig watch --all-shards` does the same from the command line.
+  const std::string watch_log = ::testing::TempDir() + "qsig_shard_watch.log";
+  Child watch({QSIG_BINARY, "watch", "--target", topo.shards(0).address(), "--all-shards",
+               "--count", "400", "--timeout", "10"},
+              watch_log);
+  ASSERT_EQ(watch.Wait(30000), 0) << watch.Log();
+  std::set<std::string> watched[2];
+  std::istringstream lines(watch.Log());
+  for (std::string line; std::getline(lines, line);) {
+    const std::string sym = line.substr(0, line.find(' '));
+    for (int i = 0; i < 2; ++i) {
+      if (owned[i].count(sym)) watched[i].insert(sym);
+    }
+  }
+  EXPECT_FALSE(watched[0].empty()) << watch.Log();
+  EXPECT_FALSE(watched[1].empty()) << watch.Log();
 
   sim.Terminate();
   for (int i = 0; i < 2; ++i) EXPECT_EQ(s[i].child->Terminate(), 0) << s[i].child->Log();
