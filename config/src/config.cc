@@ -397,10 +397,6 @@ absl::Status ResolveShards(ShardConfig* sh) {
     std::set<std::string> seen;
     for (const auto& list : sh->shard_symbols) {
       for (const std::string& sym : list) {
-        if (sym.empty() || sym.size() > 8) {
-          return bad("feed.shard.map_file",
-                     absl::StrCat("symbol '", sym, "' is not 1..8 characters"));
-        }
         if (!seen.insert(sym).second) {
           return bad("feed.shard.map_file", absl::StrCat("symbol ", sym, " is in two shards"));
         }
@@ -412,9 +408,15 @@ absl::Status ResolveShards(ShardConfig* sh) {
                  absl::StrCat("shard ", sh->index, " lists no symbols while others do"));
     }
   }
-  for (const std::string& sym : sh->symbols) {
-    if (sym.empty() || sym.size() > 8) {
-      return bad("feed.shard.symbols", absl::StrCat("symbol '", sym, "' is not 1..8 characters"));
+  // Every listed symbol, this shard's or (from a map) another's, once.
+  const char* key = sh->map_file.empty() ? "feed.shard.symbols" : "feed.shard.map_file";
+  for (const auto& list : sh->shard_symbols.empty()
+                              ? std::vector<std::vector<std::string>>{sh->symbols}
+                              : sh->shard_symbols) {
+    for (const std::string& sym : list) {
+      if (sym.empty() || sym.size() > 8) {
+        return bad(key, absl::StrCat("symbol '", sym, "' is not 1..8 characters"));
+      }
     }
   }
   return absl::OkStatus();

@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "qsig/feeds/counter.h"
 #include "internal/net.h"
 #include "internal/str.h"
 #include "qsig/feeds/clock.h"
+#include "qsig/feeds/counter.h"
 #include "qsig/feeds/feature_sink.h"
 #include "qsig/feeds/feed_processor.h"
 #include "qsig/feeds/replay.h"

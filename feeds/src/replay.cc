@@ -9,12 +9,12 @@
 
 #include "absl/status/status.h"
 #include "internal/capture.h"
-#include "qsig/feeds/counter.h"
 #include "internal/endian.h"
 #include "internal/itch.h"
 #include "internal/mold.h"
 #include "internal/str.h"
 #include "qsig/feeds/clock.h"
+#include "qsig/feeds/counter.h"
 #include "qsig/feeds/feature_sink.h"
 #include "qsig/feeds/feed_processor.h"
 

@@ -19,7 +19,7 @@ enum SignalFlags : uint32_t {
   kSignalHalted = 32,         // The instrument's last trading action halted or paused trading.
   kSignalBookSuspect = 64,    // The instrument's book failed a sanity check (feeds).
   kSignalInputClipped = 128,  // Predict: INT8 inputs were outside the quantized range.
-  kSignalFallback = 256,    // INT8 diverged: the FP32 model serves (shadow.fallback_*).
+  kSignalFallback = 256,      // INT8 diverged: the FP32 model serves (shadow.fallback_*).
 };
 
 struct SignalRecord {

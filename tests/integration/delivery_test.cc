@@ -50,7 +50,6 @@ std::shared_ptr<grpc::Channel> StuckClientChannel(int port, int id) {
                                    grpc::InsecureChannelCredentials(), args);
 }
 
-
 class DeliveryTest : public ::testing::Test {
  protected:
   void Start(const std::vector<std::string>& sets) {

@@ -12,8 +12,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "qsig/models/model_json.h"
 #include "qsig/models/model.h"
+#include "qsig/models/model_json.h"
 
 namespace qsig::models::train {
 namespace {

@@ -24,8 +24,8 @@
 #include "qsig/models/io/feature_table.h"
 #include "qsig/models/io/import.h"
 #include "qsig/models/io/loader.h"
-#include "qsig/models/model_json.h"
 #include "qsig/models/model.h"
+#include "qsig/models/model_json.h"
 #include "qsig/models/status_macros.h"
 #include "qsig/quant/calibration.h"
 

@@ -1,4 +1,5 @@
-// The single-writer counter idiom (used by feeds and server: feed, pipeline and bus statistics): one thread writes a statistic, any reads.
+// The single-writer counter idiom (used by feeds and server: feed, pipeline and bus statistics):
+// one thread writes a statistic, any reads.
 //
 // Bump() is a relaxed load + store rather than fetch_add: with a single writer no update can be
 // lost, and it avoids the locked read-modify-write on the hot path. Readers load() with any
