@@ -611,6 +611,7 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   cal.Get("min_samples", &c.calibration.min_samples);
   cal.Get("cooldown_s", &c.calibration.cooldown_s);
   cal.Get("max_worsening", &c.calibration.max_worsening);
+  cal.Get("worsening_floor", &c.calibration.worsening_floor);
   cal.Finish();
 
   MapReader drift = top.Child("drift");
@@ -833,6 +834,11 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   if (c.calibration.cooldown_s < 0) return bad("calibration.cooldown_s", "must be >= 0");
   if (!(c.calibration.max_worsening >= 1)) {
     return bad("calibration.max_worsening", "must be >= 1 (a factor on the incumbent's error)");
+  }
+  if (!(c.calibration.worsening_floor >= 0 &&
+        c.calibration.worsening_floor <= c.calibration.max_relative_rmse)) {
+    return bad("calibration.worsening_floor",
+               "must be in [0, calibration.max_relative_rmse] (a relative RMSE)");
   }
   if (c.grpc.max_message_bytes < 4096 || c.grpc.max_message_bytes > (64 << 20)) {
     return bad("grpc.max_message_bytes", "must be in 4096..67108864");

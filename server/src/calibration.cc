@@ -142,7 +142,9 @@ CalibrationReport ServerState::Recalibrate(size_t model, size_t max_samples, con
   }
   double gate = cc.max_relative_rmse;
   const double incumbent = request ? IncumbentRelativeRmse(slot, windows) : -1;
-  if (incumbent >= 0) gate = std::min(gate, incumbent * cc.max_worsening);
+  if (incumbent >= 0) {
+    gate = std::min(gate, std::max(incumbent * cc.max_worsening, cc.worsening_floor));
+  }
   models::io::Artifact artifact;
   const bool persist = state_store && state_store->persistent();
   r = CalibrateAndInstall(slot, windows, Int8OptionsFromConfig(cc), gate,
@@ -156,7 +158,8 @@ CalibrationReport ServerState::Recalibrate(size_t model, size_t max_samples, con
     RecordInstall(model, reason, &r, persist ? &artifact : nullptr, nullptr);
   } else if (incumbent >= 0 && gate < cc.max_relative_rmse) {
     absl::StrAppend(&r.message, " (calibration.max_worsening ", cc.max_worsening,
-                    " x the incumbent's relative RMSE ", incumbent, " on the same windows)");
+                    " x the incumbent's relative RMSE ", incumbent,
+                    " on the same windows; calibration.worsening_floor ", cc.worsening_floor, ")");
   }
   return r;
 }

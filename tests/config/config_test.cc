@@ -212,6 +212,7 @@ TEST(Config, SecurityKeysAndTheirChecks) {
   EXPECT_EQ(c->admin.listen, "127.0.0.1:50052");
   EXPECT_EQ(c->admin.max_model_bytes, 256u << 20);
   EXPECT_EQ(c->calibration.max_worsening, 2);
+  EXPECT_EQ(c->calibration.worsening_floor, 0.05);
   EXPECT_TRUE(c->grpc.tls.cert_file.empty());
 
   // Off loopback, AdminService needs credentials.
@@ -232,6 +233,8 @@ TEST(Config, SecurityKeysAndTheirChecks) {
             "ok");
   EXPECT_THAT(bad("calibration: {max_worsening: 0.5}\n"), HasSubstr("calibration.max_worsening"));
   EXPECT_THAT(bad("calibration: {min_samples: 1}\n"), HasSubstr("calibration.min_samples"));
+  EXPECT_THAT(bad("calibration: {worsening_floor: -1}\n"), HasSubstr("calibration.worsening_floor"));
+  EXPECT_THAT(bad("calibration: {worsening_floor: 0.5}\n"), HasSubstr("calibration.worsening_floor"));
   EXPECT_THAT(bad("metrics: {threads: 1}\n"), HasSubstr("metrics.threads"));
   EXPECT_THAT(bad("admin: {tokn_file: x}\n"), HasSubstr("admin.tokn_file: unknown key"));
 

@@ -194,6 +194,9 @@ struct CalibrationConfig {
   int min_samples = 500;
   double cooldown_s = 5;
   double max_worsening = 2;
+  // Below this validation relative RMSE a candidate is never refused for worsening: between two
+  // good models a 2x ratio is noise in which windows were held out, not a regression.
+  double worsening_floor = 0.05;
 };
 
 struct DriftConfig {
