@@ -248,14 +248,13 @@ absl::StatusOr<std::unique_ptr<models::Model>> BuildVerifiedInt8(
 
 CalibrationStore::CalibrationStore(const std::vector<std::unique_ptr<ModelSlot>>& slots,
                                    int max_locate, int n_features, int capacity_windows)
-    : n_features_(n_features), max_window_(1), capacity_(capacity_windows) {
+    : n_features_(n_features), capacity_(capacity_windows) {
+  int max_window = 1;
   for (const auto& s : slots) {
     model_window_.push_back(s->spec().window);
-    max_window_ = std::max(max_window_, s->spec().window);
+    max_window = std::max(max_window, s->spec().window);
   }
-  history_.assign(max_locate + 1,
-                  std::vector<float>(static_cast<size_t>(max_window_) * n_features_));
-  history_count_.assign(max_locate + 1, 0);
+  history_ = models::WindowHistory(static_cast<size_t>(max_locate) + 1, max_window, n_features_);
   for (int w : model_window_) {
     windows_.emplace_back(static_cast<size_t>(capacity_) * w * n_features_);
     window_ns_.emplace_back(static_cast<size_t>(capacity_), 0);
@@ -264,26 +263,16 @@ CalibrationStore::CalibrationStore(const std::vector<std::unique_ptr<ModelSlot>>
 }
 
 void CalibrationStore::Add(const feeds::FeatureVector& fv) {
-  if (fv.locate >= history_.size() || fv.n_features != n_features_) return;
+  if (fv.locate >= history_.streams() || fv.n_features != n_features_) return;
   if (fv.flags & feeds::kFeatureFlagNonFinite) return;  // Never calibrate on repaired inputs.
   const int64_t now_ns = fv.recv_wall_ns != 0 ? fv.recv_wall_ns : feeds::WallNanos();
   std::lock_guard<std::mutex> lock(mu_);
-  auto& hist = history_[fv.locate];
-  int& count = history_count_[fv.locate];
-  // history is a ring indexed by count % max_window_.
-  std::copy(fv.values, fv.values + n_features_,
-            hist.begin() + static_cast<size_t>(count % max_window_) * n_features_);
-  ++count;
+  history_.Push(fv.locate, fv.values);
   for (size_t m = 0; m < model_window_.size(); ++m) {
     const int w = model_window_[m];
-    if (count < w) continue;
-    float* dst =
-        windows_[m].data() + static_cast<size_t>(written_[m] % capacity_) * w * n_features_;
-    for (int t = 0; t < w; ++t) {
-      const int idx = (count - w + t) % max_window_;
-      std::copy_n(hist.begin() + static_cast<size_t>(idx) * n_features_, n_features_,
-                  dst + static_cast<size_t>(t) * n_features_);
-    }
+    const size_t per = static_cast<size_t>(w) * n_features_;
+    float* dst = windows_[m].data() + static_cast<size_t>(written_[m] % capacity_) * per;
+    if (!history_.CopyWindow(fv.locate, w, std::span<float>(dst, per))) continue;
     window_ns_[m][written_[m] % capacity_] = now_ns;
     ++written_[m];
   }

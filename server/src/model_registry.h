@@ -20,6 +20,7 @@
 #include "qsig/feeds/feature_vector.h"
 #include "qsig/models/io/artifact.h"
 #include "qsig/models/model.h"
+#include "qsig/models/window.h"
 
 namespace qsig::server {
 
@@ -170,12 +171,10 @@ class CalibrationStore {
  private:
   mutable std::mutex mu_;
   int n_features_;
-  int max_window_;
   std::vector<int> model_window_;
   int capacity_;
-  // Per locate: ring of the last max_window_ vectors.
-  std::vector<std::vector<float>> history_;
-  std::vector<int> history_count_;
+  // Per locate: the last (largest model window) vectors.
+  models::WindowHistory history_;
   // Per model: ring of windows.
   std::vector<std::vector<float>> windows_;
   std::vector<std::vector<int64_t>> window_ns_;  // Per model: arrival time of each window.

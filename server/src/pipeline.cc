@@ -66,8 +66,7 @@ Worker::Worker(int id, const config::Config& config,
   output_ = std::make_unique<SignalQueue>(capacity);
   samples_ = std::make_unique<FeatureQueue>(capacity);
   const size_t n_loc = static_cast<size_t>(max_locate) + 1;
-  history_.assign(n_loc * max_window_ * n_features_, 0.0f);
-  history_count_.assign(n_loc, 0);
+  history_ = models::WindowHistory(n_loc, max_window_, n_features_);
   sequence_.assign(n_loc * n_models_, 0);
   diverged_.assign(n_loc * n_models_, 0);
   latest_ = std::make_unique<LatestSlot[]>(n_loc * n_models_);
@@ -150,17 +149,8 @@ void Worker::Run(std::atomic<bool>* running) {
   }
 }
 
-std::span<const float> Worker::Instrument::tick(uint64_t k) const noexcept {
-  const size_t n = static_cast<size_t>(hist_stride);
-  return std::span<const float>(hist + static_cast<size_t>(k % window) * n, n);
-}
-
 void Worker::AssembleWindow(const Instrument& in, int w) noexcept {
-  for (int t = 0; t < w; ++t) {
-    const std::span<const float> row = in.tick(in.count - w + t);
-    std::memcpy(window_.data() + static_cast<size_t>(t) * n_features_, row.data(),
-                sizeof(float) * row.size());
-  }
+  history_.CopyWindow(in.loc, w, window_);
 }
 
 float Worker::Advance(const Instrument& in, const models::Model& model, models::Mode mode,
@@ -271,12 +261,8 @@ void Worker::RunShadow(const Instrument& in, size_t m, const Installed& installe
 void Worker::OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept {
   if (fv.n_features != n_features_) return;  // Cannot happen: the feed thread checks.
   const size_t loc = fv.locate;
-  float* hist = history_.data() + loc * max_window_ * n_features_;
-  uint64_t& count = history_count_[loc];
-  std::memcpy(hist + static_cast<size_t>(count % max_window_) * n_features_, fv.values,
-              sizeof(float) * n_features_);
-  ++count;
-  const Instrument in{loc, hist, count, static_cast<uint64_t>(max_window_), n_features_};
+  history_.Push(loc, fv.values);
+  const Instrument in{loc, &history_, history_.count(loc)};
   // One snapshot of every model for this tick (see installed_).
   for (size_t m = 0; m < n_models_; ++m) installed_[m] = (*slots_)[m]->current();
 
@@ -286,7 +272,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept {
   bool queued = false;
   for (size_t m = 0; m < n_models_; ++m) {
     const Installed& installed = *installed_[m];
-    if (count < static_cast<uint64_t>(installed.spec->window)) continue;  // No full window yet.
+    if (!history_.Ready(loc, installed.spec->window)) continue;  // No full window yet.
     const size_t key = loc * n_models_ + m;
     float value = RunPrimary(in, m, installed);
     const int64_t t1 = feeds::MonotonicNanos();
@@ -343,7 +329,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept {
   for (size_t m = 0; m < n_models_; ++m) {
     const Installed& installed = *installed_[m];
     if (!sampled && mode_[m] != models::Mode::kStreaming) continue;
-    if (!installed.int8 || count < static_cast<uint64_t>(installed.spec->window)) continue;
+    if (!installed.int8 || !history_.Ready(loc, installed.spec->window)) continue;
     RunShadow(in, m, installed, sampled);
   }
   if (!samples_->push(fv)) {

@@ -26,6 +26,7 @@
 #include "qsig/config/config.h"
 #include "qsig/feeds/features.h"
 #include "qsig/feeds/feed.h"
+#include "qsig/models/window.h"
 #include "signal_bus.h"
 #include "signal_record.h"
 #include "symbol_table.h"
@@ -121,14 +122,14 @@ class Worker {
   bool pinned() const noexcept { return pinned_.load(); }
 
  private:
-  // One instrument's history ring during a tick.
+  // One instrument's history during a tick.
   struct Instrument {
     size_t loc;
-    const float* hist;  // A ring of `window` rows of `hist_stride` floats.
-    uint64_t count;     // Ticks seen, this one included.
-    uint64_t window;    // max_window_.
-    int hist_stride;    // n_features_.
-    std::span<const float> tick(uint64_t k) const noexcept;  // The k-th tick (from 0).
+    const models::WindowHistory* history;                     // Stream `loc` is this instrument's.
+    uint64_t count;                                           // Ticks seen, this one included.
+    std::span<const float> tick(uint64_t k) const noexcept {  // The k-th tick (from 0).
+      return history->Tick(loc, k);
+    }
   };
   void Run(std::atomic<bool>* running);
   // Copies the instrument's last w ticks, oldest first, into window_ (for the stateless Run).
@@ -156,9 +157,8 @@ class Worker {
   Doorbell* bus_doorbell_ = nullptr;
   std::unique_ptr<SignalQueue> output_;
   std::unique_ptr<FeatureQueue> samples_;
-  // Per instrument: a ring of the last max_window_ feature vectors.
-  std::vector<float> history_;
-  std::vector<uint64_t> history_count_;  // Ticks seen per instrument (never wraps).
+  // Per instrument: the last max_window_ feature vectors.
+  models::WindowHistory history_;
   // Per (instrument, model).
   std::vector<uint64_t> sequence_;
   std::vector<uint8_t> diverged_;

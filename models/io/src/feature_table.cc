@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "qsig/models/window.h"
 
 namespace qsig::models::io {
 
@@ -62,17 +63,7 @@ absl::StatusOr<std::vector<int>> MapColumns(const ModelSpec& spec, const Feature
 
 bool WindowAt(const FeatureTable& t, const std::vector<int>& columns, int window, size_t row,
               float* out) {
-  const size_t nf = t.feature_names.size();
-  const size_t nc = columns.size();
-  int64_t r = static_cast<int64_t>(row);
-  for (int step = window - 1; step >= 0; --step) {
-    if (r < 0) return false;
-    const float* src = t.values.data() + static_cast<size_t>(r) * nf;
-    float* dst = out + static_cast<size_t>(step) * nc;
-    for (size_t c = 0; c < nc; ++c) dst[c] = src[columns[c]];
-    r = t.prev[static_cast<size_t>(r)];
-  }
-  return true;
+  return CopyTableWindow(t.values, t.feature_names.size(), t.prev, columns, window, row, out);
 }
 
 std::vector<size_t> FullWindowRows(const FeatureTable& t, int window, size_t begin, size_t end) {

@@ -28,6 +28,7 @@ absl::StatusOr<std::vector<int>> MapColumns(const ModelSpec& spec, const Feature
 
 // Writes the window ending at `row` (window rows of the same locate, oldest first) into `out`
 // (window x columns.size() floats). False if the locate has fewer than `window` rows so far.
+// The table's use of models::CopyTableWindow (qsig/models/window.h), the one window builder.
 bool WindowAt(const FeatureTable& t, const std::vector<int>& columns, int window, size_t row,
               float* out);
 
