@@ -664,7 +664,8 @@ absl::Status Runtime::ChooseBackends() {
   if (!mode.ok()) return mode.status();
   using Clock = std::chrono::steady_clock;
   const auto t0 = Clock::now();
-  // Bounds the load-time cost: past it, the remaining shapes keep the own kernels.
+  // Bounds the load-time cost in auto mode: past it, the remaining shapes keep the own kernels
+  // (the test mode prefer_if_exact measures every shape, so its decisions do not depend on time).
   constexpr double kBudgetMs = 20.0;
   constexpr int kReps = 5;
   KernelReport rep;
@@ -691,7 +692,7 @@ absl::Status Runtime::ChooseBackends() {
       c.reason = "fp32 weights (the oneDNN backend is int8 only)";
     } else if (op.s16) {
       c.reason = "s16 activations (oneDNN has no s16 x s8 matmul)";
-    } else if (*mode != quant::OnednnMode::kOff && spent > kBudgetMs) {
+    } else if (*mode == quant::OnednnMode::kAuto && spent > kBudgetMs) {
       c.reason = absl::StrFormat("chooser budget (%.0f ms) spent", kBudgetMs);
     } else {
       std::unique_ptr<quant::OnednnGemmU8S8> be;
