@@ -15,6 +15,8 @@
 #include "qsig/models/io/loader.h"
 #include "qsig/models/status_macros.h"
 #include "qsig/quant/calibration.h"
+#include "qsig/quant/isa.h"
+#include "qsig/quant/onednn_gemm.h"
 
 namespace qsig::commands {
 namespace {
@@ -47,6 +49,14 @@ absl::StatusOr<InspectReport> RunInspect(const InspectOptions& o) {
         l.activation == Activation::kNone ? "" : absl::StrCat(", ", ActivationName(l.activation)),
         ")"));
   }
+  // Null if the kernel layer's environment is bad (QSIG_MAX_ISA, QSIG_ONEDNN): say which.
+  const std::unique_ptr<Model> fp32 = MakeFp32Model(lm.spec);
+  if (fp32 == nullptr) {
+    QSIG_RETURN_IF_ERROR(quant::EnvMaxIsa().status());
+    QSIG_RETURN_IF_ERROR(quant::ActiveOnednnMode().status());
+    return absl::InvalidArgumentError(
+        absl::StrCat(o.model_path, ": cannot build the model's FP32 runtime"));
+  }
   bool normalized = false;
   for (float m : s.feature_mean) normalized = normalized || m != 0.0f;
   for (float v : s.feature_std) normalized = normalized || (v != 0.0f && v != 1.0f);
@@ -65,7 +75,7 @@ absl::StatusOr<InspectReport> RunInspect(const InspectOptions& o) {
                 {"normalized", normalized},
                 {"input_ranges", ranges},
                 {"source_sha256", s.sha256},
-                {"fp32_weight_bytes", MakeFp32Model(lm.spec)->weight_bytes()}};
+                {"fp32_weight_bytes", fp32->weight_bytes()}};
   if (lm.artifact) {
     const Artifact& a = *lm.artifact;
     const Int8Options& io = a.calibration.options;

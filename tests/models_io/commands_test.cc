@@ -367,6 +367,13 @@ TEST_F(CommandsTest, InspectShowsProvenanceAndVerifiesTheArtifact) {
   EXPECT_TRUE(nlohmann::json::parse(plain->json)["kernels"].contains("notes"));
   i.model_path = dir_ + "/missing.qsig";
   EXPECT_FALSE(RunInspect(i).ok());
+  // A bad QSIG_ONEDNN is an error, as a bad QSIG_MAX_ISA is (no runtime can be built).
+  i.model_path = q.output_path;
+  ASSERT_EQ(setenv("QSIG_ONEDNN", "sometimes", 1), 0);
+  auto bad = RunInspect(i);
+  ASSERT_EQ(unsetenv("QSIG_ONEDNN"), 0);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("QSIG_ONEDNN"));
 }
 
 TEST_F(CommandsTest, QuantizeUsesOrIgnoresTheRangesTheModelCarries) {
