@@ -71,7 +71,7 @@ const char* OnednnModeName(OnednnMode m) noexcept;
 // InvalidArgument error naming the variable, the value and the accepted names (every model
 // build fails with it, as with QSIG_MAX_ISA).
 absl::StatusOr<OnednnMode> ActiveOnednnMode();
-// Overrides QSIG_ONEDNN for this process (tests); nullptr-like reset with Clear.
+// Overrides QSIG_ONEDNN for this process (tests); ClearOnednnModeForTesting undoes it.
 void SetOnednnModeForTesting(OnednnMode m) noexcept;
 void ClearOnednnModeForTesting() noexcept;
 
