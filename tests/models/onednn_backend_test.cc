@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "internal/runtime.h"
@@ -202,6 +203,42 @@ TEST(OnednnBackend, EightBitWeightsAreChosenOnlyWhenExact) {
       EXPECT_EQ(c.backend, "qsig") << c.op;
     }
   }
+}
+
+// Concurrent callers share a shape's few execution contexts; those that find none free run the
+// own kernel. Either way every thread gets the single-threaded answer.
+TEST(OnednnBackend, ConcurrentCallersGetTheSameBits) {
+  auto dnn = Build(OnednnMode::kPreferIfExact, true);
+  ASSERT_NE(dnn, nullptr);
+  const std::vector<float> ticks = reference::Features(9, 3 * kWindow, kIn);
+  constexpr int kWindows = 20;
+  std::vector<float> want(kWindows);
+  {
+    std::vector<float> ws(dnn->workspace_floats());
+    for (int w = 0; w < kWindows; ++w) {
+      want[w] = dnn->Run(
+          {ticks.data() + static_cast<size_t>(w) * kIn, static_cast<size_t>(kWindow) * kIn},
+          ws.data());
+    }
+  }
+  constexpr int kThreads = 6;  // more than the 4 contexts
+  std::vector<int> mismatches(kThreads, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      std::vector<float> ws(dnn->workspace_floats());
+      for (int rep = 0; rep < 50; ++rep) {
+        for (int w = 0; w < kWindows; ++w) {
+          const float y = dnn->Run(
+              {ticks.data() + static_cast<size_t>(w) * kIn, static_cast<size_t>(kWindow) * kIn},
+              ws.data());
+          mismatches[t] += !SameBits(y, want[w]);
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < kThreads; ++t) EXPECT_EQ(mismatches[t], 0) << "thread " << t;
 }
 
 TEST(OnednnBackend, UnknownEnvValueIsAnErrorEverywhere) {
