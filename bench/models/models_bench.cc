@@ -35,6 +35,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -295,6 +296,51 @@ void BM_MlpC_LibTorchFp32(benchmark::State& s) { TorchBench(s, Ref::kMlpC); }
 void BM_LstmA_Int8RunFullWindow(benchmark::State& s) { RunBench(s, Ref::kLstmA, Prec::kInt8); }
 void BM_LstmA_Int8StepBatch(benchmark::State& s) { StepBatchBench(s, Ref::kLstmA); }
 
+// The INT8 builds' per-shape backend choice (qsig or oneDNN; Model::kernel_report): printed to
+// stderr once per model, the chooser's load-time cost and the shapes given to oneDNN in the
+// label. Nothing is timed in the loop.
+void KernelChoiceBench(benchmark::State& state, Ref r, Prec p) {
+  const std::shared_ptr<const Model>& m = ModelOf(Get(r), p);
+  const KernelReport* k = m ? m->kernel_report() : nullptr;
+  if (k == nullptr) {
+    state.SkipWithError("no INT8 model");
+    return;
+  }
+  int on = 0;
+  for (const KernelChoice& c : k->shapes) on += c.backend == "onednn";
+  static bool printed[4][3] = {};
+  bool& done = printed[static_cast<int>(r)][static_cast<int>(p)];
+  if (!done) {
+    std::fprintf(stderr, "%s %s:\n%s", reference::RefName(r),
+                 p == Prec::kInt8 ? "int8" : "int8 reduce_range",
+                 FormatKernelReport(*k, "  ").c_str());
+    done = true;
+  }
+  for (auto _ : state) benchmark::DoNotOptimize(on);
+  state.SetLabel(std::to_string(on) + "/" + std::to_string(k->shapes.size()) +
+                 " shapes on oneDNN, chooser " + std::to_string(k->chooser_ms) + " ms");
+}
+void BM_KernelChoice_LstmA_Int8(benchmark::State& s) {
+  KernelChoiceBench(s, Ref::kLstmA, Prec::kInt8);
+}
+void BM_KernelChoice_LstmA_Int8ReduceRange(benchmark::State& s) {
+  KernelChoiceBench(s, Ref::kLstmA, Prec::kInt8ReduceRange);
+}
+void BM_KernelChoice_LstmB_Int8(benchmark::State& s) {
+  KernelChoiceBench(s, Ref::kLstmB, Prec::kInt8);
+}
+void BM_KernelChoice_LstmB_Int8ReduceRange(benchmark::State& s) {
+  KernelChoiceBench(s, Ref::kLstmB, Prec::kInt8ReduceRange);
+}
+void BM_KernelChoice_MlpC_Int8ReduceRange(benchmark::State& s) {
+  KernelChoiceBench(s, Ref::kMlpC, Prec::kInt8ReduceRange);
+}
+
+BENCHMARK(BM_KernelChoice_LstmA_Int8)->Iterations(1);
+BENCHMARK(BM_KernelChoice_LstmA_Int8ReduceRange)->Iterations(1);
+BENCHMARK(BM_KernelChoice_LstmB_Int8)->Iterations(1);
+BENCHMARK(BM_KernelChoice_LstmB_Int8ReduceRange)->Iterations(1);
+BENCHMARK(BM_KernelChoice_MlpC_Int8ReduceRange)->Iterations(1);
 BENCHMARK(BM_LstmA_Int8Window);
 BENCHMARK(BM_LstmA_Int8WindowPrecomputed);
 BENCHMARK(BM_LstmA_Fp32Window);

@@ -6,6 +6,7 @@
 #include "internal/builder.h"
 #include "qsig/models/model.h"
 #include "qsig/quant/isa.h"
+#include "qsig/quant/onednn_gemm.h"
 
 namespace qsig::models {
 namespace internal {
@@ -43,6 +44,8 @@ absl::StatusOr<std::unique_ptr<Runtime>> BuildRuntime(std::shared_ptr<const Mode
                                                       const QuantPlan& plan) {
   // An unknown QSIG_MAX_ISA is an error, not a silent choice of kernels.
   if (absl::StatusOr<quant::Isa> cap = quant::EnvMaxIsa(); !cap.ok()) return cap.status();
+  // So is an unknown QSIG_ONEDNN (the INT8 builds' per-shape backend chooser reads it).
+  if (auto m = quant::ActiveOnednnMode(); !m.ok()) return m.status();
   const ModelSpec& s = *spec;
   std::vector<RnnLayer> rnn;
   std::vector<HeadLayer> head;

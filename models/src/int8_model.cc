@@ -413,6 +413,8 @@ absl::StatusOr<std::unique_ptr<Model>> CalibrateInt8Model(std::shared_ptr<const 
   auto c = Calibrate(spec, calib_windows, options);
   if (!c.ok()) return c.status();
   if (description != nullptr) *description = Describe(*spec, *c);
+  // The model that will run: choose a backend per batched shape (the search above skips it).
+  if (absl::Status st = c->runtime->ChooseBackends(); !st.ok()) return st;
   return std::unique_ptr<Model>(std::move(c->runtime));
 }
 
@@ -454,6 +456,7 @@ absl::StatusOr<std::unique_ptr<Model>> BuildInt8FromDescription(
   auto rt = internal::BuildRuntime(spec, plan);
   if (!rt.ok()) return rt.status();
   (*rt)->set_precision(precision);
+  if (absl::Status st = (*rt)->ChooseBackends(); !st.ok()) return st;
   return std::unique_ptr<Model>(std::move(*rt));
 }
 

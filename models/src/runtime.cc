@@ -2,11 +2,14 @@
 #include "internal/runtime.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <type_traits>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "qsig/quant/quantize.h"
 
 namespace qsig::models::internal {
@@ -656,8 +659,104 @@ void Runtime::StepBatch(int n, const float* ticks, float* const* states, float* 
   Head(n, x, ldx, ws, l, out, hooks);
 }
 
+absl::Status Runtime::ChooseBackends() {
+  absl::StatusOr<quant::OnednnMode> mode = quant::ActiveOnednnMode();
+  if (!mode.ok()) return mode.status();
+  using Clock = std::chrono::steady_clock;
+  const auto t0 = Clock::now();
+  // Bounds the load-time cost in auto mode: past it, the remaining shapes keep the own kernels
+  // (the test mode prefer_if_exact measures every shape, so its decisions do not depend on time).
+  constexpr double kBudgetMs = 20.0;
+  constexpr int kReps = 5;
+  KernelReport rep;
+  rep.isa = quant::IsaName(k_->isa);
+  rep.onednn_mode = quant::OnednnModeName(*mode);
+  rep.notes.push_back(
+      "n=1 GEMVs (every tick's Run/PushTick/Step): qsig, decided statically: oneDNN measured "
+      "1.3-10.6x slower at n=1 (bench/README.md)");
+  rep.notes.push_back(absl::StrCat("StepBatch with 2..", kMaxBatch - 1,
+                                   " instruments: qsig (only n=", kMaxBatch, " is measured)"));
+  const ModelSpec& s = *spec_;
+  const char* arch = ArchName(s.arch);
+  auto decide = [&](MatmulOp& op, std::string name, const char* use, int n, size_t ldx,
+                    size_t ldy) {
+    KernelChoice c;
+    c.op = std::move(name);
+    c.use = use;
+    c.rows = op.rows;
+    c.cols = op.cols;
+    c.n = n;
+    c.backend = "qsig";
+    const double spent = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (!op.int8) {
+      c.reason = "fp32 weights (the oneDNN backend is int8 only)";
+    } else if (op.s16) {
+      c.reason = "s16 activations (oneDNN has no s16 x s8 matmul)";
+    } else if (*mode == quant::OnednnMode::kAuto && spent > kBudgetMs) {
+      c.reason = absl::StrFormat("chooser budget (%.0f ms) spent", kBudgetMs);
+    } else {
+      std::unique_ptr<quant::OnednnGemmU8S8> be;
+      const quant::GemmChoice g =
+          quant::ChooseGemmBackend(*k_, op.wq, n, ldx, ldy, *mode, kReps, &be);
+      c.own_us = g.own_us;
+      c.onednn_us = g.onednn_us;
+      c.exact = g.exact;
+      c.reason = g.reason;
+      if (g.onednn && be != nullptr) {
+        c.backend = "onednn";
+        op.onednn.push_back(std::shared_ptr<const quant::OnednnGemmU8S8>(std::move(be)));
+      }
+    }
+    rep.shapes.push_back(std::move(c));
+  };
+  // Stacked RNNs over a window: layer i > 0's input projections, kTimeBlock steps at a time.
+  const int T = s.window;
+  for (size_t i = 1; i < rnn_.size(); ++i) {
+    RnnLayer& r = rnn_[i];
+    const size_t gp = static_cast<size_t>(r.gates_pad);
+    const std::string name = absl::StrCat(arch, "[", i, "].w_ih");
+    const int full = std::min(kTimeBlock, T);
+    if (full > 1) decide(r.ih, name, "window", full, l1_.qstride, gp);
+    const int tail = T > kTimeBlock ? T % kTimeBlock : 0;
+    if (tail > 1) decide(r.ih, name, "window", tail, l1_.qstride, gp);
+  }
+  // StepBatch at kMaxBatch instruments: every matmul.
+  const Layout& lb = lb_.back();
+  for (size_t i = 0; i < rnn_.size(); ++i) {
+    RnnLayer& r = rnn_[i];
+    const size_t gp = static_cast<size_t>(r.gates_pad);
+    decide(r.ih, absl::StrCat(arch, "[", i, "].w_ih"), "step_batch", kMaxBatch, lb.qstride, gp);
+    decide(r.hh, absl::StrCat(arch, "[", i, "].w_hh"), "step_batch", kMaxBatch, lb.qstride, gp);
+  }
+  for (size_t k = 0; k < head_.size(); ++k) {
+    decide(head_[k].w, absl::StrCat("layers[", k, "]"), "step_batch", kMaxBatch, lb.qstride,
+           lb.width);
+  }
+  rep.chooser_ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  kernel_report_ = std::move(rep);
+  has_kernel_report_ = true;
+  return absl::OkStatus();
+}
+
 }  // namespace qsig::models::internal
 
 namespace qsig::models {
+
+std::string FormatKernelReport(const KernelReport& r, const std::string& indent) {
+  std::string out = absl::StrFormat("%skernels %s, oneDNN backend %s, per-shape chooser %.1f ms\n",
+                                    indent, r.isa, r.onednn_mode, r.chooser_ms);
+  for (const KernelChoice& c : r.shapes) {
+    const std::string own = c.own_us < 0 ? "-" : absl::StrFormat("%.1f us", c.own_us);
+    const std::string dnn = c.onednn_us < 0 ? "-"
+                            : c.exact       ? absl::StrFormat("%.1f us", c.onednn_us)
+                                            : "not exact";
+    absl::StrAppendFormat(&out,
+                          "%s  %-14s %-10s %4dx%-4d n=%-2d qsig %-9s oneDNN %-10s -> %s (%s)\n",
+                          indent, c.op, c.use, c.rows, c.cols, c.n, own, dnn, c.backend, c.reason);
+  }
+  for (const std::string& n : r.notes) absl::StrAppend(&out, indent, "  ", n, "\n");
+  return out;
+}
+
 const char* KernelIsa() noexcept { return quant::ActiveIsaName(); }
 }  // namespace qsig::models

@@ -15,6 +15,8 @@
 #include "qsig/models/io/loader.h"
 #include "qsig/models/status_macros.h"
 #include "qsig/quant/calibration.h"
+#include "qsig/quant/isa.h"
+#include "qsig/quant/onednn_gemm.h"
 
 namespace qsig::commands {
 namespace {
@@ -31,6 +33,8 @@ absl::StatusOr<InspectReport> RunInspect(const InspectOptions& o) {
   QSIG_ASSIGN_OR_RETURN(LoadedModel lm, LoadAnyModel(o.model_path, o.import));
   const ModelSpec& s = *lm.spec;
   InspectReport rep;
+  const KernelReport* kernels = nullptr;  // the INT8 runtime's, if one was built
+  std::unique_ptr<Model> int8_model;      // keeps `kernels` alive
   rep.format = lm.format;
   rep.artifact = lm.artifact.has_value();
   const std::vector<std::string> names = QuantizableLayers(s);
@@ -44,6 +48,14 @@ absl::StatusOr<InspectReport> RunInspect(const InspectOptions& o) {
         "Linear(", l.in, "->", l.out,
         l.activation == Activation::kNone ? "" : absl::StrCat(", ", ActivationName(l.activation)),
         ")"));
+  }
+  // Null if the kernel layer's environment is bad (QSIG_MAX_ISA, QSIG_ONEDNN): say which.
+  const std::unique_ptr<Model> fp32 = MakeFp32Model(lm.spec);
+  if (fp32 == nullptr) {
+    QSIG_RETURN_IF_ERROR(quant::EnvMaxIsa().status());
+    QSIG_RETURN_IF_ERROR(quant::ActiveOnednnMode().status());
+    return absl::InvalidArgumentError(
+        absl::StrCat(o.model_path, ": cannot build the model's FP32 runtime"));
   }
   bool normalized = false;
   for (float m : s.feature_mean) normalized = normalized || m != 0.0f;
@@ -63,7 +75,7 @@ absl::StatusOr<InspectReport> RunInspect(const InspectOptions& o) {
                 {"normalized", normalized},
                 {"input_ranges", ranges},
                 {"source_sha256", s.sha256},
-                {"fp32_weight_bytes", MakeFp32Model(lm.spec)->weight_bytes()}};
+                {"fp32_weight_bytes", fp32->weight_bytes()}};
   if (lm.artifact) {
     const Artifact& a = *lm.artifact;
     const Int8Options& io = a.calibration.options;
@@ -109,6 +121,34 @@ absl::StatusOr<InspectReport> RunInspect(const InspectOptions& o) {
                            (*built)->weight_bytes(), " weight bytes, kernels ", KernelIsa(), ")")
             : std::string(built.status().message());
     j["verification"] = {{"verified", rep.verified}, {"message", rep.verify_message}};
+    if (built.ok()) int8_model = std::move(*built);
+    if (int8_model != nullptr && int8_model->kernel_report() != nullptr) {
+      kernels = int8_model->kernel_report();
+      nlohmann::json shapes = nlohmann::json::array();
+      for (const KernelChoice& c : kernels->shapes) {
+        shapes.push_back({{"op", c.op},
+                          {"use", c.use},
+                          {"rows", c.rows},
+                          {"cols", c.cols},
+                          {"n", c.n},
+                          {"qsig_us", c.own_us},
+                          {"onednn_us", c.onednn_us},
+                          {"onednn_exact", c.exact},
+                          {"backend", c.backend},
+                          {"reason", c.reason}});
+      }
+      j["kernels"] = {{"isa", kernels->isa},
+                      {"onednn_mode", kernels->onednn_mode},
+                      {"chooser_ms", kernels->chooser_ms},
+                      {"shapes", shapes},
+                      {"notes", kernels->notes}};
+    }
+  }
+  if (!j.contains("kernels")) {
+    j["kernels"] = {{"isa", KernelIsa()},
+                    {"notes",
+                     {"FP32 runtime: qsig kernels for every shape (the per-shape oneDNN chooser "
+                      "runs when an INT8 runtime is built: quantize first)"}}};
   }
   rep.json = j.dump(2);
   if (o.json) {
@@ -137,6 +177,12 @@ absl::StatusOr<InspectReport> RunInspect(const InspectOptions& o) {
         static_cast<long long>(a.calibration.last_ts_ns), a.calibration.kernel_isa);
     log << "  plan        " << c["plan"].dump() << "\n";
     log << "  " << (rep.verified ? "verified    " : "NOT VERIFIED ") << rep.verify_message << "\n";
+  }
+  log << "  kernels (per GEMM shape: qsig or oneDNN)\n";
+  if (kernels != nullptr) {
+    log << FormatKernelReport(*kernels, "    ");
+  } else {
+    log << "    " << j["kernels"]["notes"][0].get<std::string>() << "\n";
   }
   return rep;
 }

@@ -206,6 +206,10 @@ absl::StatusOr<std::vector<std::unique_ptr<ModelSlot>>> LoadModels(
       recipe->reduce_range = loaded->artifact->calibration.options.reduce_range;
       recipe->precision = (*int8)->precision();
       recipe->description = described;
+      if (const models::KernelReport* kr = (*int8)->kernel_report(); kr != nullptr) {
+        spdlog::info("model {}: INT8 kernels per GEMM shape:\n{}", mc.name,
+                     models::FormatKernelReport(*kr, "  "));
+      }
       slot->Install(std::shared_ptr<const models::Model>(std::move(*int8)), std::move(recipe));
       if (baselines != nullptr)
         (*baselines)[slots.size()] = BaselineFromArtifact(*loaded->artifact, described);

@@ -343,6 +343,19 @@ TEST_F(CommandsTest, InspectShowsProvenanceAndVerifiesTheArtifact) {
   EXPECT_EQ(j["calibration"]["method"], "percentile");
   EXPECT_EQ(j["model"]["window"], spec_->window);
   EXPECT_TRUE(j["verification"]["verified"].get<bool>());
+  // The INT8 runtime's per-shape backend choice (qsig or oneDNN), as text and JSON.
+  EXPECT_THAT(log.str(), HasSubstr("kernels (per GEMM shape: qsig or oneDNN)")) << log.str();
+  EXPECT_THAT(log.str(), HasSubstr("per-shape chooser")) << log.str();
+  EXPECT_THAT(log.str(), HasSubstr("n=1 GEMVs")) << log.str();
+  ASSERT_TRUE(j.contains("kernels"));
+  EXPECT_EQ(j["kernels"]["isa"], KernelIsa());
+  ASSERT_TRUE(j["kernels"]["shapes"].is_array());
+  EXPECT_FALSE(j["kernels"]["shapes"].empty());  // StepBatch's shapes at least
+  for (const auto& c : j["kernels"]["shapes"]) {
+    const std::string b = c["backend"].get<std::string>();
+    EXPECT_TRUE(b == "qsig" || b == "onednn") << c.dump();
+    EXPECT_THAT(log.str(), HasSubstr(c["op"].get<std::string>()));
+  }
   // A plain model: no artifact section.
   i.model_path = onnx_;
   i.import = import_;
@@ -351,8 +364,16 @@ TEST_F(CommandsTest, InspectShowsProvenanceAndVerifiesTheArtifact) {
   ASSERT_TRUE(plain.ok()) << plain.status();
   EXPECT_FALSE(plain->artifact);
   EXPECT_FALSE(nlohmann::json::parse(plain->json).contains("artifact"));
+  EXPECT_TRUE(nlohmann::json::parse(plain->json)["kernels"].contains("notes"));
   i.model_path = dir_ + "/missing.qsig";
   EXPECT_FALSE(RunInspect(i).ok());
+  // A bad QSIG_ONEDNN is an error, as a bad QSIG_MAX_ISA is (no runtime can be built).
+  i.model_path = q.output_path;
+  ASSERT_EQ(setenv("QSIG_ONEDNN", "sometimes", 1), 0);
+  auto bad = RunInspect(i);
+  ASSERT_EQ(unsetenv("QSIG_ONEDNN"), 0);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("QSIG_ONEDNN"));
 }
 
 TEST_F(CommandsTest, QuantizeUsesOrIgnoresTheRangesTheModelCarries) {

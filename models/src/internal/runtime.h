@@ -23,6 +23,7 @@
 #include "internal/ops.h"
 #include "qsig/models/model.h"
 #include "qsig/quant/kernels.h"
+#include "qsig/quant/onednn_gemm.h"
 
 namespace qsig::models::internal {
 
@@ -46,6 +47,9 @@ struct MatmulOp {
   PackedS8 wq;
   AlignedVec<float> qa, qb;  // per-column input quantization (empty: qa0 / qb0 for all)
   float qa0 = 1.0f, qb0 = 0.0f;
+  // u8 INT8 ops: the batched shapes the load-time chooser gave to oneDNN (Runtime::
+  // ChooseBackends); a call matching one's n and strides runs there (same bits).
+  std::vector<std::shared_ptr<const quant::OnednnGemmU8S8>> onednn;
 
   int rows_pad() const noexcept { return int8 ? wq.rows_pad : wf.rows_pad; }
   int cols_pad() const noexcept { return int8 ? wq.cols_pad : cols; }
@@ -72,6 +76,9 @@ struct MatmulOp {
     }
     for (int i = 0; i < n; ++i) {
       k.quantize_u8(x + i * ldx, cols, a, b, qa0, qb0, q + i * qstride, wq.cols_pad);
+    }
+    for (const auto& be : onednn) {
+      if (be->Serves(n, qstride, ldy) && be->Run(q, add, ldadd, y)) return;
     }
     k.gemm_u8s8f32(wq, n, q, qstride, add, ldadd, y, ldy);
   }
@@ -151,6 +158,15 @@ class Runtime final : public Model {
   void set_kernels(const Kernels* k) noexcept { k_ = k; }
   void set_precision(std::string p) { precision_ = std::move(p); }
 
+  // The per-shape backend chooser (quant::ChooseGemmBackend) over every u8 INT8 GEMM this
+  // runtime runs batched: a stacked RNN's window input projections (n = kTimeBlock and the
+  // window's last partial block) and StepBatch at kMaxBatch. Cold path; call before sharing the
+  // runtime. Fails on a bad QSIG_ONEDNN.
+  absl::Status ChooseBackends();
+  const KernelReport* kernel_report() const noexcept override {
+    return has_kernel_report_ ? &kernel_report_ : nullptr;
+  }
+
  private:
   // Stacked RNNs over a window run layer-major in blocks of kTimeBlock timesteps: layer l's h
   // for the block, then layer l + 1's input projections for the whole block as one GEMM (its
@@ -218,6 +234,8 @@ class Runtime final : public Model {
   // projections, then the precomputed prefix at prefix_off_: per layer h and c (Pad16(hidden)
   // each) and the last step's W_hh h (gates_pad).
   size_t prefix_off_ = 0;
+  KernelReport kernel_report_;
+  bool has_kernel_report_ = false;
 };
 
 }  // namespace qsig::models::internal

@@ -99,6 +99,30 @@ absl::Status ValidateSpec(const ModelSpec& spec);
 //               tick.
 enum class Mode { kWindow, kStreaming };
 
+// Which backend runs each GEMM shape an INT8 runtime executes batched (more than one vector):
+// decided once when the INT8 model is built (CalibrateInt8Model, BuildInt8FromDescription) by
+// quant's per-shape chooser (qsig/quant/onednn_gemm.h): oneDNN only where it equals the own
+// kernel bit for bit on the model's real weights and measures faster by a margin.
+struct KernelChoice {
+  std::string op;   // the matmul, e.g. "lstm[1].w_ih", "layers[0]"
+  std::string use;  // "window" (a time block of a stacked RNN's input projections) or
+                    // "step_batch" (StepBatch over kernel_report's batch instruments)
+  int rows = 0, cols = 0, n = 0;
+  double own_us = -1.0, onednn_us = -1.0;  // median per call; < 0: not measured
+  bool exact = false;                      // oneDNN's outputs equalled the own kernel's
+  std::string backend;                     // "qsig" or "onednn"
+  std::string reason;
+};
+struct KernelReport {
+  std::string isa;          // the own kernels' ISA (quant::IsaName)
+  std::string onednn_mode;  // QSIG_ONEDNN's mode (quant::OnednnModeName)
+  double chooser_ms = 0.0;  // wall time the chooser spent on this model
+  std::vector<KernelChoice> shapes;
+  std::vector<std::string> notes;  // the shapes decided without measuring, and why
+};
+// One line per shape (and note), for logs and `qsig inspect`; each line starts with `indent`.
+std::string FormatKernelReport(const KernelReport& r, const std::string& indent);
+
 // A runnable model. Run() reads `window()` timesteps of raw (un-normalized) features,
 // oldest first, `input_size()` floats each, and returns the scalar signal. Run() is noexcept,
 // allocates nothing and takes no lock; `workspace` must hold workspace_floats() floats and be
@@ -149,6 +173,9 @@ class Model {
   virtual void StepBatch(int n, const float* ticks, float* const* states, float* workspace,
                          float* out) const noexcept;
   virtual size_t batch_workspace_floats(int n) const noexcept;
+  // The per-shape backend choice (see KernelReport); null for a runtime built without it (FP32
+  // models, internal builds).
+  virtual const KernelReport* kernel_report() const noexcept { return nullptr; }
 
  protected:
   explicit Model(std::shared_ptr<const ModelSpec> spec) : spec_(std::move(spec)) {}
