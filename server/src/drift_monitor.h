@@ -6,9 +6,17 @@
 //  - saturation: the fraction of recent feature values outside the interval the INT8 model's
 //    input quantization represents (those values are clipped by static quantization; 0 when
 //    the model reads its input in FP32);
-//  - shadow divergence: INT8-vs-FP32 relative RMSE over the last evaluation interval.
-// An alarm is raised when its score crosses the threshold and cleared when it falls back below
-// 80% of it (hysteresis), with a log line each way.
+//  - shadow divergence: INT8-vs-FP32 relative RMSE over the last evaluation interval;
+//  - psi / ks: distribution drift of each feature (population stability index with 10 bins at
+//    the reference's deciles, and the Kolmogorov-Smirnov distance) between the recent windows and
+//    the calibration reference; the score is the largest over features (the worst feature's name
+//    is kept for the log and GetModelStatus).
+// The first three alarm when the score crosses its configured threshold and clear below 80% of it.
+// psi / ks thresholds are calibrated in SetBaseline: the null distribution of the max-over-features
+// statistic is estimated by moving-block bootstrap of the reference (windows of drift.window rows,
+// block length from the lag-1 autocorrelation); they alarm after drift.consecutive evaluations
+// above the drift.alarm_quantile quantile and clear below the drift.clear_quantile quantile.
+// Each raise and clear is logged.
 #pragma once
 
 #include <atomic>
@@ -20,13 +28,15 @@
 
 namespace qsig::server {
 
-enum class DriftKind { kInputDrift = 0, kSaturation = 1, kShadowDivergence = 2 };
-inline constexpr int kDriftKinds = 3;
+enum class DriftKind { kInputDrift = 0, kSaturation = 1, kShadowDivergence = 2, kPsi = 3, kKs = 4 };
+inline constexpr int kDriftKinds = 5;
 const char* DriftKindName(DriftKind k);
 
 class DriftMonitor {
  public:
-  DriftMonitor(std::string model, int n_features, const config::DriftConfig& config);
+  // feature_names: one per feature for log lines and status (empty: "f<i>").
+  DriftMonitor(std::string model, int n_features, const config::DriftConfig& config,
+               std::vector<std::string> feature_names = {});
 
   // Baseline from the windows a calibration used (the last timestep of each window) and the
   // installed model's input clip interval per feature (empty: the input is not quantized).
@@ -52,6 +62,20 @@ class DriftMonitor {
   bool alarm(DriftKind k) const noexcept {
     return alarms_[static_cast<int>(k)].load(std::memory_order_relaxed);
   }
+  // The threshold the score is compared with (psi / ks: calibrated; 0 until a baseline with a
+  // reference sample exists).
+  double threshold(DriftKind k) const noexcept {
+    return thresholds_[static_cast<int>(k)].load(std::memory_order_relaxed);
+  }
+  // The clear threshold of psi / ks (calibrated), 0 for other kinds.
+  double clear_threshold(DriftKind k) const noexcept {
+    return clear_[static_cast<int>(k)].load(std::memory_order_relaxed);
+  }
+  // The feature with the largest score of the last evaluation (psi / ks / input_drift; "" for the
+  // others or before any evaluation). Same thread as Evaluate, or any thread after it (copied).
+  std::string worst_feature(DriftKind k) const;
+  // Block length the last calibration's bootstrap used (0: none).
+  int bootstrap_block() const noexcept { return block_; }
   uint64_t raised(DriftKind k) const noexcept {
     return raised_[static_cast<int>(k)].load(std::memory_order_relaxed);
   }
@@ -59,6 +83,14 @@ class DriftMonitor {
 
  private:
   void Update(DriftKind k, double score, double threshold);
+  void UpdateCalibrated(DriftKind k, double score, int worst);
+  void CalibrateThresholds(int live_rows);
+  // PSI and KS of `live` (one feature, sorted in place) against the reference of feature f.
+  double Psi(int f, const std::vector<float>& live) const { return Psi(f, live, ref_share_[f]); }
+  double Ks(int f, std::vector<float>* live) const { return Ks(live, ref_sorted_[f]); }
+  double Psi(int f, const std::vector<float>& live, const std::vector<double>& share) const;
+  static double Ks(std::vector<float>* live, const std::vector<float>& ref_sorted);
+  std::string FeatureName(int f) const;
 
   std::string model_;
   int n_features_;
@@ -66,6 +98,17 @@ class DriftMonitor {
   bool has_baseline_ = false;
   std::vector<double> mean_, std_;
   std::vector<float> min_, max_;
+  std::vector<std::string> names_;
+  // Reference sample per feature (time order) and sorted; decile edges and reference bin shares.
+  std::vector<std::vector<float>> ref_, ref_sorted_;
+  std::vector<std::vector<float>> edges_;
+  std::vector<std::vector<double>> ref_share_;
+  int calibrated_rows_ = 0;  // Live-window length the thresholds were calibrated for.
+  int block_ = 0;
+  int above_[kDriftKinds] = {};
+  std::atomic<int> worst_[kDriftKinds] = {};
+  std::atomic<double> thresholds_[kDriftKinds] = {};
+  std::atomic<double> clear_[kDriftKinds] = {};
   std::atomic<double> scores_[kDriftKinds] = {};
   std::atomic<bool> alarms_[kDriftKinds] = {};
   std::atomic<uint64_t> raised_[kDriftKinds] = {};

@@ -76,7 +76,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
                                                config.calibration.samples);
   for (size_t m = 0; m < c.slots.size(); ++m) {
     const ModelSlot& slot = *c.slots[m];
-    c.drift.push_back(std::make_unique<DriftMonitor>(slot.name(), n_features, config.drift));
+    c.drift.push_back(
+        std::make_unique<DriftMonitor>(slot.name(), n_features, config.drift, c.feature_names));
     if (!baselines[m].windows.empty()) {  // INT8 from an artifact: its calibration is the baseline
       c.drift.back()->SetBaseline(baselines[m].windows, slot.spec().window, n_features,
                                   baselines[m].clip_lo, baselines[m].clip_hi);

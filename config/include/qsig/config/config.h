@@ -202,6 +202,11 @@ struct DriftConfig {
   double shadow_relative_rmse = 0.1;  // Alarm when INT8-vs-FP32 relative RMSE exceeds this.
   int window = 2000;                  // Recent windows each evaluation looks at.
   double interval_s = 1;              // Evaluation period.
+  // Distribution drift (PSI and Kolmogorov-Smirnov): thresholds are quantiles of each statistic's
+  // null distribution, estimated at calibration time by block bootstrap of the reference.
+  double alarm_quantile = 0.999;  // Raise above this quantile of the null ...
+  int consecutive = 3;            // ... for this many evaluations in a row;
+  double clear_quantile = 0.99;   // clear below this quantile (hysteresis).
 };
 
 // TLS for the gRPC ports (SignalService and AdminService). Files are re-read when they change.
