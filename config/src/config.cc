@@ -619,6 +619,7 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   drift.Get("shadow_relative_rmse", &c.drift.shadow_relative_rmse);
   drift.Get("window", &c.drift.window);
   drift.Get("interval_s", &c.drift.interval_s);
+  drift.Get("span_s", &c.drift.span_s);
   drift.Get("alarm_quantile", &c.drift.alarm_quantile);
   drift.Get("consecutive", &c.drift.consecutive);
   drift.Get("clear_quantile", &c.drift.clear_quantile);
@@ -819,6 +820,9 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   }
   if (!(c.drift.clear_quantile > 0) || !(c.drift.clear_quantile <= c.drift.alarm_quantile)) {
     return bad("drift.clear_quantile", "must be in (0, drift.alarm_quantile]");
+  }
+  if (!(c.drift.span_s >= c.drift.interval_s) || !(c.drift.span_s <= 86400)) {
+    return bad("drift.span_s", "must be in [drift.interval_s, 86400] seconds");
   }
   if (c.drift.consecutive < 1 || c.drift.consecutive > 1000) {
     return bad("drift.consecutive", "must be in [1, 1000]");

@@ -151,7 +151,7 @@ CalibrationReport ServerState::Recalibrate(size_t model, size_t max_samples, con
   if (r.installed) {
     if (request) last_recalibration[model] = now;
     SetClipRange(model, slot.Acquire()->int8.get(), r.input_clip_lo, r.input_clip_hi, windows);
-    SetDriftBaseline(model, windows, r.input_clip_lo, r.input_clip_hi);
+    SetDriftBaseline(model, windows, r.input_clip_lo, r.input_clip_hi, warmup);
     RecordInstall(model, reason, &r, persist ? &artifact : nullptr, nullptr);
   } else if (incumbent >= 0 && gate < cc.max_relative_rmse) {
     absl::StrAppend(&r.message, " (calibration.max_worsening ", cc.max_worsening,

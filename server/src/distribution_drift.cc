@@ -16,6 +16,7 @@ constexpr double kWorkBudget = 2e8;  // Row visits over all resamples (~0.1-0.2 
 constexpr size_t kMaxLag = 512;
 constexpr double kAcfCutoff = 0.05;
 constexpr double kTailFrom = 0.9;
+constexpr double kSoftWidth = 0.25;  // PSI edge ramps: half-width in reference standard deviations.
 
 double EmpiricalQuantile(const std::vector<double>& sorted, double q) {
   if (sorted.empty()) return 0;
@@ -25,8 +26,9 @@ double EmpiricalQuantile(const std::vector<double>& sorted, double q) {
   return sorted[i] + (pos - static_cast<double>(i)) * (sorted[i + 1] - sorted[i]);
 }
 
-// Three times the first lag at which the autocorrelation falls below kAcfCutoff (a constant
-// column has none), so that a block carries nearly all of the dependence.
+// Six times the first lag at which the autocorrelation falls below kAcfCutoff (a constant column
+// has none), so that a block carries nearly all of the dependence (the moving-block variance is
+// biased low by about sum(k rho_k) / b: ~5% for an AR(1) with rho 0.7).
 size_t BlockLength(const std::vector<float>& x) {
   const size_t n = x.size();
   double mean = 0;
@@ -39,12 +41,12 @@ size_t BlockLength(const std::vector<float>& x) {
   for (size_t k = 1; k <= max_lag; ++k) {
     double c = 0;
     for (size_t i = 0; i + k < n; ++i) c += (x[i] - mean) * (x[i + k] - mean);
-    if (c / var < kAcfCutoff) return 3 * k;
+    if (c / var < kAcfCutoff) return 6 * k;
   }
   return n;  // Still correlated at the largest lag: the caller clamps to n / 4.
 }
 
-double PsiFromCounts(const int* counts, double n, const std::vector<double>& share) {
+double PsiFromCounts(const double* counts, double n, const std::vector<double>& share) {
   const double total = n + 0.5 * DistributionReference::kBins;
   double psi = 0;
   for (int b = 0; b < DistributionReference::kBins; ++b) {
@@ -52,6 +54,19 @@ double PsiFromCounts(const int* counts, double n, const std::vector<double>& sha
     psi += (p - share[b]) * std::log(p / share[b]);
   }
   return psi;
+}
+
+// Soft binning: a value spreads over a ramp of half-width h around each edge (its share below
+// edge e is clamp((e - v) / 2h + 1/2, 0, 1)), so an atom of the distribution moving by a hair
+// next to an edge moves a hair of mass, not all of it.
+void SoftBins(const std::vector<float>& edges, double h, float v, double* weight) {
+  double below = 0;
+  for (int b = 0; b < DistributionReference::kBins - 1; ++b) {
+    const double f = std::clamp((edges[b] - v) / (2 * h) + 0.5, 0.0, 1.0);
+    weight[b] = f - below;
+    below = f;
+  }
+  weight[DistributionReference::kBins - 1] = 1 - below;
 }
 
 }  // namespace
@@ -72,13 +87,41 @@ double TailQuantile(const std::vector<double>& sorted, double q) {
 void DistributionReference::Finish() {
   edges_.assign(sorted_.size(), std::vector<float>(kBins - 1));
   shares_.assign(sorted_.size(), std::vector<double>(kBins));
+  scale_.assign(sorted_.size(), 1.0);
   for (size_t c = 0; c < sorted_.size(); ++c) {
     const std::vector<float>& s = sorted_[c];
     const size_t n = s.size();
-    for (int b = 1; b < kBins; ++b) edges_[c][b - 1] = s[std::min(n - 1, n * b / kBins)];
-    int counts[kBins] = {};
-    for (float v : s)
-      counts[std::upper_bound(edges_[c].begin(), edges_[c].end(), v) - edges_[c].begin()]++;
+    // Each edge at the widest gap between neighbouring values within 2.5% of the decile.
+    const size_t reach = std::max<size_t>(1, n / 40);
+    float prev = -INFINITY;
+    for (int b = 1; b < kBins; ++b) {
+      const size_t t = n * b / kBins;
+      const size_t lo = t > reach ? t - reach : 0, hi = std::min(n - 1, t + reach);
+      size_t best = t < n ? t : n - 1;
+      float gap = 0;
+      for (size_t i = lo; i < hi; ++i) {
+        const float g = s[i + 1] - s[i];
+        if (g > gap ||
+            (g == gap && g > 0 && (i > t ? i - t : t - i) < (best > t ? best - t : t - best))) {
+          gap = g;
+          best = i;
+        }
+      }
+      float edge = gap > 0 ? s[best] + 0.5f * gap : s[best];
+      edge = std::max(edge, prev);
+      edges_[c][b - 1] = prev = edge;
+    }
+    double mean = 0, var = 0;
+    for (float v : s) mean += v;
+    mean /= static_cast<double>(n);
+    for (float v : s) var += (v - mean) * (v - mean);
+    const double sd = std::sqrt(var / static_cast<double>(n));
+    scale_[c] = sd > 0 ? sd : 1.0;  // A constant column: W1 in its own units.
+    double counts[kBins] = {}, w[kBins];
+    for (float v : s) {
+      SoftBins(edges_[c], kSoftWidth * scale_[c], v, w);
+      for (int b = 0; b < kBins; ++b) counts[b] += w[b];
+    }
     const double total = static_cast<double>(n) + 0.5 * kBins;
     for (int b = 0; b < kBins; ++b) shares_[c][b] = (counts[b] + 0.5) / total;
   }
@@ -118,9 +161,9 @@ absl::StatusOr<DistributionReference> DistributionReference::Build(
 
   // Per row and column: the row's PSI bin and its value's index among the column's distinct
   // values, with the reference ECDF at each distinct value.
-  std::vector<std::vector<uint8_t>> bin(cols, std::vector<uint8_t>(n));
+  std::vector<std::vector<float>> bin(cols, std::vector<float>(n * kBins));  // Soft weights.
   std::vector<std::vector<uint32_t>> distinct(cols, std::vector<uint32_t>(n));
-  std::vector<std::vector<double>> ecdf(cols);
+  std::vector<std::vector<double>> ecdf(cols), gap(cols);  // Per distinct value.
   for (int c = 0; c < cols; ++c) {
     const std::vector<float>& s = r.sorted_[c];
     std::vector<float> values;
@@ -128,10 +171,18 @@ absl::StatusOr<DistributionReference> DistributionReference::Build(
       if (values.empty() || s[i] != values.back()) values.push_back(s[i]);
       if (i + 1 == n || s[i + 1] != s[i]) ecdf[c].push_back(static_cast<double>(i + 1) / n);
     }
+    // Width to the next distinct value, in units of the column's scale (W1 is the sum of
+    // |F_sample - F_reference| over these steps).
+    for (size_t v = 0; v < values.size(); ++v) {
+      gap[c].push_back(v + 1 < values.size()
+                           ? (static_cast<double>(values[v + 1]) - values[v]) / r.scale_[c]
+                           : 0.0);
+    }
     for (size_t i = 0; i < n; ++i) {
       const float v = columns[c][i];
-      bin[c][i] = static_cast<uint8_t>(std::upper_bound(r.edges_[c].begin(), r.edges_[c].end(), v) -
-                                       r.edges_[c].begin());
+      double w[kBins];
+      SoftBins(r.edges_[c], kSoftWidth * r.scale_[c], v, w);
+      for (int b = 0; b < kBins; ++b) bin[c][i * kBins + b] = static_cast<float>(w[b]);
       distinct[c][i] =
           static_cast<uint32_t>(std::lower_bound(values.begin(), values.end(), v) - values.begin());
     }
@@ -148,40 +199,41 @@ absl::StatusOr<DistributionReference> DistributionReference::Build(
   std::uniform_int_distribution<size_t> start(0, n - 1);
   std::vector<uint32_t> rows(m);
   std::vector<uint32_t> hist;
-  std::vector<double> psi_null(resamples), ks_null(resamples);
+  std::vector<double> psi_null(resamples), w1_null(resamples);
   const double dm = static_cast<double>(m);
   for (int k = 0; k < resamples; ++k) {
     for (size_t i = 0; i < m;) {
       const size_t s = start(rng);
       for (size_t j = 0; j < block && i < m; ++j) rows[i++] = static_cast<uint32_t>((s + j) % n);
     }
-    double psi = 0, ks = 0;
+    double psi = 0, w1 = 0;
     for (int c = 0; c < cols; ++c) {
-      int counts[kBins] = {};
+      double counts[kBins] = {};
       hist.assign(ecdf[c].size(), 0);
       for (uint32_t row : rows) {
-        counts[bin[c][row]]++;
+        const float* w = &bin[c][static_cast<size_t>(row) * kBins];
+        for (int b = 0; b < kBins; ++b) counts[b] += w[b];
         hist[distinct[c][row]]++;
       }
       psi = std::max(psi, PsiFromCounts(counts, dm, r.shares_[c]));
-      // Both ECDFs jump only at reference values: the sup is at one of them.
-      double cum = 0, d = 0;
+      // Both ECDFs step only at reference values.
+      double cum = 0, area = 0;
       for (size_t v = 0; v < hist.size(); ++v) {
         cum += hist[v];
-        d = std::max(d, std::fabs(cum / dm - ecdf[c][v]));
+        area += std::fabs(cum / dm - ecdf[c][v]) * gap[c][v];
       }
-      ks = std::max(ks, d);
+      w1 = std::max(w1, area);
     }
     psi_null[k] = psi;
-    ks_null[k] = ks * ks;
+    w1_null[k] = w1 * w1;
   }
   std::sort(psi_null.begin(), psi_null.end());
-  std::sort(ks_null.begin(), ks_null.end());
+  std::sort(w1_null.begin(), w1_null.end());
   const double two_sample = 1 + dm / static_cast<double>(n);
   r.thresholds_.psi = TailQuantile(psi_null, options.alarm_quantile) * two_sample;
   r.thresholds_.psi_clear = TailQuantile(psi_null, options.clear_quantile) * two_sample;
-  r.thresholds_.ks = std::sqrt(TailQuantile(ks_null, options.alarm_quantile) * two_sample);
-  r.thresholds_.ks_clear = std::sqrt(TailQuantile(ks_null, options.clear_quantile) * two_sample);
+  r.thresholds_.w1 = std::sqrt(TailQuantile(w1_null, options.alarm_quantile) * two_sample);
+  r.thresholds_.w1_clear = std::sqrt(TailQuantile(w1_null, options.clear_quantile) * two_sample);
   return r;
 }
 
@@ -196,7 +248,7 @@ absl::StatusOr<DistributionReference> DistributionReference::Restore(const Store
     }
   }
   const DistributionThresholds& t = s.thresholds;
-  for (double v : {t.psi, t.psi_clear, t.ks, t.ks_clear}) {
+  for (double v : {t.psi, t.psi_clear, t.w1, t.w1_clear}) {
     if (!(v > 0) || !std::isfinite(v)) return absl::InvalidArgumentError("stored thresholds");
   }
   DistributionReference r;
@@ -221,25 +273,31 @@ StoredDistribution DistributionReference::Store() const {
 
 double DistributionReference::Psi(int column, const float* values, size_t n) const {
   const std::vector<float>& e = edges_[column];
-  int counts[kBins] = {};
-  for (size_t i = 0; i < n; ++i)
-    counts[std::upper_bound(e.begin(), e.end(), values[i]) - e.begin()]++;
+  double counts[kBins] = {}, w[kBins];
+  for (size_t i = 0; i < n; ++i) {
+    SoftBins(e, kSoftWidth * scale_[column], values[i], w);
+    for (int b = 0; b < kBins; ++b) counts[b] += w[b];
+  }
   return PsiFromCounts(counts, static_cast<double>(n), shares_[column]);
 }
 
-double DistributionReference::Ks(int column, std::vector<float>* live) const {
+double DistributionReference::W1(int column, std::vector<float>* live) const {
   const std::vector<float>& r = sorted_[column];
   std::sort(live->begin(), live->end());
   const double nl = static_cast<double>(live->size()), nr = static_cast<double>(r.size());
   size_t i = 0, j = 0;
-  double d = 0;
-  while (i < live->size() && j < r.size()) {
-    const float v = std::min((*live)[i], r[j]);
-    while (i < live->size() && (*live)[i] <= v) ++i;
-    while (j < r.size() && r[j] <= v) ++j;
-    d = std::max(d, std::fabs(static_cast<double>(i) / nl - static_cast<double>(j) / nr));
+  double area = 0, x = std::min(live->front(), r.front());
+  // Sweep the merged values: between consecutive ones both ECDFs are constant.
+  while (i < live->size() || j < r.size()) {
+    const float next = j == r.size()       ? (*live)[i]
+                       : i == live->size() ? r[j]
+                                           : std::min((*live)[i], r[j]);
+    area += std::fabs(static_cast<double>(i) / nl - static_cast<double>(j) / nr) * (next - x);
+    x = next;
+    while (i < live->size() && (*live)[i] <= next) ++i;
+    while (j < r.size() && r[j] <= next) ++j;
   }
-  return d;
+  return area / scale_[column];
 }
 
 DistributionReference::Score DistributionReference::Evaluate(
@@ -256,9 +314,9 @@ DistributionReference::Score DistributionReference::Evaluate(
         scratch->end());
     if (scratch->size() < m / 2 || scratch->empty()) continue;
     const double psi = Psi(c, scratch->data(), scratch->size());
-    const double ks = Ks(c, scratch);
+    const double w1 = W1(c, scratch);
     if (s.worst_psi < 0 || psi > s.psi) s.psi = psi, s.worst_psi = c;
-    if (s.worst_ks < 0 || ks > s.ks) s.ks = ks, s.worst_ks = c;
+    if (s.worst_w1 < 0 || w1 > s.w1) s.w1 = w1, s.worst_w1 = c;
   }
   return s;
 }

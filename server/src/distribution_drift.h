@@ -1,7 +1,11 @@
-// Distribution drift against a reference sample: the population stability index (PSI, 10 bins at
-// the reference's deciles) and the Kolmogorov-Smirnov distance (KS, binning-free), each the
-// largest over the columns compared (features, or a model's output), with alarm and clear
-// thresholds calibrated from the reference itself.
+// Distribution drift against a reference sample: the population stability index (PSI, 10 bins
+// with edges at the widest gap between distinct reference values near each decile, so that an
+// atom of the distribution (a spread of one tick) moving slightly does not cross an edge) and the
+// Wasserstein-1 distance in units of the reference's standard deviation (W1, binning-free: the
+// area between the two CDFs; unlike Kolmogorov-Smirnov it does not jump when an atom moves by a
+// hair, e.g. a one-tick spread in basis points as the price level wanders), each the largest over
+// the columns compared (features, or a model's output), with alarm and clear thresholds
+// calibrated from the reference itself.
 //
 // The null distribution. Under "no drift" a live window of m consecutive rows and the reference
 // (n consecutive rows) are two stretches of one autocorrelated process. The live window's
@@ -9,13 +13,13 @@
 // made of blocks of b consecutive rows, b from the autocorrelation (three times the first lag at
 // which every column's autocorrelation falls below 0.05, at most n / 4), each scored against the
 // reference exactly as a live window is (the same rows for every column, so the max over columns
-// keeps their dependence). The reference's own sampling error adds to it: for KS, whose scale is
+// keeps their dependence). The reference's own sampling error adds to it: for W1, whose scale is
 // sqrt(1/m + 1/n) for two samples of one process, the one-sample quantile is multiplied by
 // sqrt(1 + m/n); for PSI, which scales as 1/m + 1/n, by (1 + m/n).
 //
 // The tail. An alarm quantile such as 0.999 cannot be read off a few hundred resamples, so the
 // upper tail is extrapolated (peaks over threshold, exponential excesses): above the resamples'
-// 0.9 quantile u, excesses of y = KS^2 (Gaussian-type tail) or y = PSI (chi-square-type tail)
+// 0.9 quantile u, excesses of y = W1^2 (Gaussian-type tail) or y = PSI (chi-square-type tail)
 // have mean e, and the q quantile is u + e ln(0.1 / (1 - q)). Quantiles up to 0.9 are empirical.
 //
 // Thread-safety: a built reference is immutable; Evaluate is const and reentrant.
@@ -31,7 +35,7 @@ namespace qsig::server {
 
 struct DistributionThresholds {
   double psi = 0, psi_clear = 0;
-  double ks = 0, ks_clear = 0;
+  double w1 = 0, w1_clear = 0;
 };
 
 // What survives a restart: the sorted reference per column, the thresholds and how they were
@@ -72,8 +76,8 @@ class DistributionReference {
   const DistributionThresholds& thresholds() const noexcept { return thresholds_; }
 
   struct Score {
-    double psi = 0, ks = 0;
-    int worst_psi = -1, worst_ks = -1;  // Column with the largest statistic.
+    double psi = 0, w1 = 0;
+    int worst_psi = -1, worst_w1 = -1;  // Column with the largest statistic.
   };
   // Scores the newest live_rows() values of each column of `live` (one vector per column, each at
   // least live_rows() long); `scratch` is reused between calls.
@@ -81,7 +85,7 @@ class DistributionReference {
 
   // The per-column statistics (exposed for tests).
   double Psi(int column, const float* values, size_t n) const;
-  double Ks(int column, std::vector<float>* values) const;  // Sorts `values`.
+  double W1(int column, std::vector<float>* values) const;  // Sorts `values`.
 
  private:
   void Finish();  // Edges and shares from sorted_.
@@ -89,6 +93,7 @@ class DistributionReference {
   std::vector<std::vector<float>> sorted_;
   std::vector<std::vector<float>> edges_;    // kBins - 1 per column.
   std::vector<std::vector<double>> shares_;  // kBins per column (add-half smoothed).
+  std::vector<double> scale_;                // Per column: the reference's standard deviation.
   int live_rows_ = 0;
   int block_ = 0;
   int resamples_ = 0;

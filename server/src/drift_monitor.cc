@@ -20,12 +20,12 @@ const char* DriftKindName(DriftKind k) {
       return "shadow_divergence";
     case DriftKind::kPsi:
       return "psi";
-    case DriftKind::kKs:
-      return "ks";
+    case DriftKind::kWasserstein:
+      return "wasserstein";
     case DriftKind::kOutputPsi:
       return "output_psi";
-    case DriftKind::kOutputKs:
-      return "output_ks";
+    case DriftKind::kOutputWasserstein:
+      return "output_wasserstein";
   }
   return "unknown";
 }
@@ -41,6 +41,8 @@ DriftMonitor::DriftMonitor(std::string model, int n_features, const config::Drif
     : model_(std::move(model)),
       n_features_(n_features),
       config_(config),
+      rows_per_evaluation_(static_cast<size_t>(std::ceil(
+          config.window * config.interval_s / std::max(config.span_s, config.interval_s)))),
       names_(std::move(feature_names)) {
   const auto fixed = [&](DriftKind k, double t) {
     thresholds_[K(k)] = t;
@@ -59,7 +61,7 @@ std::string DriftMonitor::FeatureName(int f) const {
 }
 
 std::string DriftMonitor::worst_feature(DriftKind k) const {
-  if (k == DriftKind::kOutputPsi || k == DriftKind::kOutputKs) return "";
+  if (k == DriftKind::kOutputPsi || k == DriftKind::kOutputWasserstein) return "";
   return FeatureName(worst_[K(k)].load(std::memory_order_relaxed));
 }
 
@@ -72,22 +74,16 @@ DistributionReference::Options DriftMonitor::ReferenceOptions(uint64_t salt) con
   return o;
 }
 
-void DriftMonitor::InstallDistribution(bool output,
-                                       std::shared_ptr<const DistributionReference> ref) {
+void DriftMonitor::Publish(bool output, const DistributionReference* ref) {
   const DriftKind psi = output ? DriftKind::kOutputPsi : DriftKind::kPsi;
-  const DriftKind ks = output ? DriftKind::kOutputKs : DriftKind::kKs;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    (output ? output_ : features_) = ref;
-    generation_[output].fetch_add(1, std::memory_order_release);
-  }
+  const DriftKind w1 = output ? DriftKind::kOutputWasserstein : DriftKind::kWasserstein;
   const DistributionThresholds t = ref ? ref->thresholds() : DistributionThresholds{};
   thresholds_[K(psi)].store(t.psi, std::memory_order_relaxed);
   clear_[K(psi)].store(t.psi_clear, std::memory_order_relaxed);
-  thresholds_[K(ks)].store(t.ks, std::memory_order_relaxed);
-  clear_[K(ks)].store(t.ks_clear, std::memory_order_relaxed);
+  thresholds_[K(w1)].store(t.w1, std::memory_order_relaxed);
+  clear_[K(w1)].store(t.w1_clear, std::memory_order_relaxed);
   if (!output) block_.store(ref ? ref->block() : 0, std::memory_order_relaxed);
-  for (DriftKind k : {psi, ks}) {
+  for (DriftKind k : {psi, w1}) {
     if (alarms_[K(k)].exchange(false, std::memory_order_relaxed)) {
       spdlog::info("drift alarm cleared: model {} {}: a new baseline was installed", model_,
                    DriftKindName(k));
@@ -96,8 +92,8 @@ void DriftMonitor::InstallDistribution(bool output,
 }
 
 void DriftMonitor::SetBaseline(const std::vector<float>& windows, int window, int n_features,
-                               const std::vector<float>& clip_lo,
-                               const std::vector<float>& clip_hi) {
+                               const std::vector<float>& clip_lo, const std::vector<float>& clip_hi,
+                               bool settle) {
   const size_t stride = static_cast<size_t>(window) * n_features;
   const size_t n = stride ? windows.size() / stride : 0;
   if (n < 2 || n_features != n_features_) return;
@@ -108,62 +104,32 @@ void DriftMonitor::SetBaseline(const std::vector<float>& windows, int window, in
                        clip_hi.size() == static_cast<size_t>(n_features);
   stats->lo = clipped ? clip_lo : std::vector<float>(n_features, -INFINITY);
   stats->hi = clipped ? clip_hi : std::vector<float>(n_features, INFINITY);
-  // The newest row of each window, per feature, in time order.
-  std::vector<std::vector<float>> columns(n_features, std::vector<float>(n));
+  for (size_t i = 0; i < n; ++i) {
+    const float* x = windows.data() + i * stride + (stride - n_features);
+    for (int f = 0; f < n_features; ++f) stats->mean[f] += x[f];
+  }
+  for (int f = 0; f < n_features; ++f) stats->mean[f] /= static_cast<double>(n);
   for (size_t i = 0; i < n; ++i) {
     const float* x = windows.data() + i * stride + (stride - n_features);
     for (int f = 0; f < n_features; ++f) {
-      columns[f][i] = x[f];
-      stats->mean[f] += x[f];
+      stats->sd[f] += (x[f] - stats->mean[f]) * (x[f] - stats->mean[f]);
     }
   }
-  for (int f = 0; f < n_features; ++f) stats->mean[f] /= static_cast<double>(n);
   for (int f = 0; f < n_features; ++f) {
-    for (float v : columns[f]) stats->sd[f] += (v - stats->mean[f]) * (v - stats->mean[f]);
     stats->sd[f] = std::sqrt(stats->sd[f] / static_cast<double>(n - 1));
     if (!(stats->sd[f] > 1e-12)) stats->sd[f] = 1e-12;  // Constant feature: any move is drift.
   }
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_ = std::move(stats);
+    features_ = nullptr;  // A new reference: the next drift.span_s seconds.
+    output_ = nullptr;
+    settle_ = settle;
+    ++generation_;
   }
   has_baseline_.store(true, std::memory_order_release);
-
-  const auto t0 = std::chrono::steady_clock::now();
-  auto ref = DistributionReference::Build(std::move(columns), ReferenceOptions(0));
-  if (!ref.ok()) {
-    spdlog::warn("drift: model {}: no psi/ks reference: {}", model_,
-                 std::string(ref.status().message()));
-    InstallDistribution(false, nullptr);
-    return;
-  }
-  const auto built = std::make_shared<const DistributionReference>(std::move(*ref));
-  spdlog::info(
-      "drift: model {}: psi/ks thresholds from {} reference rows for windows of {} rows ({} "
-      "resamples, block {}, {:.0f} ms): psi {:.4g} (clears below {:.4g}), ks {:.4g} (clears "
-      "below {:.4g})",
-      model_, built->rows(), built->live_rows(), built->resamples(), built->block(),
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
-      built->thresholds().psi, built->thresholds().psi_clear, built->thresholds().ks,
-      built->thresholds().ks_clear);
-  InstallDistribution(false, built);
-}
-
-void DriftMonitor::SetOutputBaseline(std::vector<float> outputs) {
-  auto ref = DistributionReference::Build({std::move(outputs)}, ReferenceOptions(1));
-  if (!ref.ok()) {
-    spdlog::warn("drift: model {}: no output reference: {}", model_,
-                 std::string(ref.status().message()));
-    InstallDistribution(true, nullptr);
-    return;
-  }
-  const auto built = std::make_shared<const DistributionReference>(std::move(*ref));
-  spdlog::info(
-      "drift: model {}: output psi/ks thresholds from {} reference outputs for windows of {} "
-      "(block {}): psi {:.4g}, ks {:.4g}",
-      model_, built->rows(), built->live_rows(), built->block(), built->thresholds().psi,
-      built->thresholds().ks);
-  InstallDistribution(true, built);
+  Publish(false, nullptr);
+  Publish(true, nullptr);
 }
 
 bool DriftMonitor::GetBaseline(StoredBaseline* out) const {
@@ -209,59 +175,92 @@ bool DriftMonitor::RestoreBaseline(const StoredBaseline& s) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_ = std::move(stats);
+    features_ = features;  // Null: collect a new reference.
+    output_ = output;
+    settle_ = false;
+    ++generation_;
   }
   has_baseline_.store(true, std::memory_order_release);
-  InstallDistribution(false, std::move(features));
-  InstallDistribution(true, std::move(output));
+  Publish(false, features.get());
+  Publish(true, output.get());
   return true;
 }
 
 void DriftMonitor::Evaluate(const std::vector<float>& recent, int window,
-                            double shadow_relative_rmse, const std::vector<float>& outputs) {
+                            double shadow_relative_rmse, const std::vector<float>& rows,
+                            const std::vector<float>& outputs) {
   if (shadow_relative_rmse >= 0) {
     Update(DriftKind::kShadowDivergence, shadow_relative_rmse, config_.shadow_relative_rmse);
   }
   std::shared_ptr<const Stats> stats;
-  std::shared_ptr<const DistributionReference> features, output;
-  uint64_t generation[2];
+  std::shared_ptr<const DistributionReference> ref[2];
+  uint64_t generation;
+  bool settle;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats = stats_;
-    features = features_;
-    output = output_;
-    generation[0] = generation_[0].load(std::memory_order_relaxed);
-    generation[1] = generation_[1].load(std::memory_order_relaxed);
+    ref[0] = features_;
+    ref[1] = output_;
+    generation = generation_;
+    settle = settle_;
   }
-  // A new reference restarts the consecutive counts of its kinds.
-  for (int g = 0; g < 2; ++g) {
-    if (generation[g] == seen_generation_[g]) continue;
-    seen_generation_[g] = generation[g];
-    const DriftKind a = g ? DriftKind::kOutputPsi : DriftKind::kPsi;
-    const DriftKind b = g ? DriftKind::kOutputKs : DriftKind::kKs;
-    above_[K(a)] = above_[K(b)] = 0;
+  if (generation != seen_generation_) {  // A new baseline: new samples, counts restart.
+    seen_generation_ = generation;
+    for (auto& sample : sample_) sample.clear();
+    for (int& a : above_) a = 0;
+    settle_rows_ = settle ? static_cast<size_t>(config_.window) : 0;
   }
-
-  if (output && !outputs.empty() && outputs.size() >= static_cast<size_t>(output->live_rows())) {
-    columns_.resize(1);
-    columns_[0] = outputs;
-    const DistributionReference::Score s = output->Evaluate(columns_, &scratch_);
-    if (s.worst_ks >= 0) {
-      UpdateCalibrated(DriftKind::kOutputPsi, s.psi, -1);
-      UpdateCalibrated(DriftKind::kOutputKs, s.ks, -1);
+  if (settle_rows_ > 0) {  // drift.span_s worth of rows before the reference starts.
+    settle_rows_ -= std::min(settle_rows_, rows.size() / std::max(n_features_, 1));
+  } else if (stats) {
+    Append(&sample_[0], rows, n_features_);
+    Append(&sample_[1], outputs, 1);
+  }
+  const size_t window_rows = static_cast<size_t>(config_.window);
+  for (int o = 0; o < 2; ++o) {
+    if (sample_[o].empty() || sample_[o][0].size() < window_rows) continue;
+    if (ref[o]) {
+      ScoreDistribution(o == 1, *ref[o], sample_[o]);
+      continue;
     }
+    // The reference is complete: calibrate its thresholds (off the tick path, ~0.1 s).
+    const auto t0 = std::chrono::steady_clock::now();
+    auto built = DistributionReference::Build(sample_[o], ReferenceOptions(o));
+    if (!built.ok()) {
+      spdlog::warn("drift: model {}: no {} reference: {}", model_, o ? "output" : "feature",
+                   std::string(built.status().message()));
+      sample_[o].clear();
+      continue;
+    }
+    ref[o] = std::make_shared<const DistributionReference>(std::move(*built));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (generation_ != generation) break;  // A newer baseline arrived meanwhile.
+      (o ? output_ : features_) = ref[o];
+    }
+    Publish(o == 1, ref[o].get());
+    completed_.store(true);
+    const DistributionThresholds& t = ref[o]->thresholds();
+    spdlog::info(
+        "drift: model {}: {} reference complete ({} rows over drift.span_s {} s; {} resamples, "
+        "block {}, {:.0f} ms): psi {:.4g} (clears below {:.4g}), wasserstein {:.4g} (clears below "
+        "{:.4g})",
+        model_, o ? "output" : "feature", ref[o]->rows(), config_.span_s, ref[o]->resamples(),
+        ref[o]->block(),
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+        t.psi, t.psi_clear, t.w1, t.w1_clear);
   }
 
   const size_t stride = static_cast<size_t>(window) * n_features_;
-  const size_t n = stride ? recent.size() / stride : 0;
-  if (!stats || n == 0) return;
-  columns_.resize(n_features_);
-  for (auto& c : columns_) c.resize(n);
+  const size_t total = stride ? recent.size() / stride : 0;
+  if (!stats || total == 0) return;
+  // input_drift and saturation: the newest drift.window windows.
+  const size_t n = std::min(total, window_rows);
   std::vector<double> mean(n_features_, 0.0);
   uint64_t outside = 0;
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = total - n; i < total; ++i) {
     const float* x = recent.data() + i * stride + (stride - n_features_);
     for (int f = 0; f < n_features_; ++f) {
-      columns_[f][i] = x[f];
       mean[f] += x[f];
       outside += (x[f] < stats->lo[f] || x[f] > stats->hi[f]);
     }
@@ -277,14 +276,30 @@ void DriftMonitor::Evaluate(const std::vector<float>& recent, int window,
   Update(DriftKind::kSaturation,
          static_cast<double>(outside) / static_cast<double>(n * n_features_),
          config_.saturation_ratio);
+}
 
-  // psi / ks over as many of the newest rows as the thresholds were calibrated for (a shorter
-  // window would be noisier than the null assumes: wait until there are enough).
-  if (!features || n < static_cast<size_t>(features->live_rows())) return;
-  const DistributionReference::Score s = features->Evaluate(columns_, &scratch_);
-  if (s.worst_ks < 0) return;
-  UpdateCalibrated(DriftKind::kPsi, s.psi, s.worst_psi);
-  UpdateCalibrated(DriftKind::kKs, s.ks, s.worst_ks);
+void DriftMonitor::Append(std::vector<std::vector<float>>* sample, const std::vector<float>& rows,
+                          int width) {
+  if (width <= 0 || rows.size() < static_cast<size_t>(width)) return;
+  sample->resize(width);
+  const size_t n = rows.size() / width;
+  for (size_t i = 0; i < n; ++i) {
+    for (int c = 0; c < width; ++c) (*sample)[c].push_back(rows[i * width + c]);
+  }
+  const size_t keep = static_cast<size_t>(config_.window);
+  for (auto& col : *sample) {
+    if (col.size() > keep) col.erase(col.begin(), col.end() - static_cast<std::ptrdiff_t>(keep));
+  }
+}
+
+void DriftMonitor::ScoreDistribution(bool output, const DistributionReference& ref,
+                                     const std::vector<std::vector<float>>& sample) {
+  const DistributionReference::Score s = ref.Evaluate(sample, &scratch_);
+  if (s.worst_w1 < 0) return;
+  UpdateCalibrated(output ? DriftKind::kOutputPsi : DriftKind::kPsi, s.psi,
+                   output ? -1 : s.worst_psi);
+  UpdateCalibrated(output ? DriftKind::kOutputWasserstein : DriftKind::kWasserstein, s.w1,
+                   output ? -1 : s.worst_w1);
 }
 
 void DriftMonitor::UpdateCalibrated(DriftKind k, double score, int worst) {

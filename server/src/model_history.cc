@@ -130,8 +130,8 @@ json DistributionToJson(const StoredDistribution& d) {
           {"resamples", d.resamples},
           {"psi", d.thresholds.psi},
           {"psi_clear", d.thresholds.psi_clear},
-          {"ks", d.thresholds.ks},
-          {"ks_clear", d.thresholds.ks_clear},
+          {"w1", d.thresholds.w1},
+          {"w1_clear", d.thresholds.w1_clear},
           {"sorted_f32_base64", cols}};
 }
 
@@ -142,8 +142,8 @@ StoredDistribution DistributionFromJson(const json& j) {
   d.resamples = j.at("resamples").get<int>();
   d.thresholds.psi = j.at("psi").get<double>();
   d.thresholds.psi_clear = j.at("psi_clear").get<double>();
-  d.thresholds.ks = j.at("ks").get<double>();
-  d.thresholds.ks_clear = j.at("ks_clear").get<double>();
+  d.thresholds.w1 = j.at("w1").get<double>();
+  d.thresholds.w1_clear = j.at("w1_clear").get<double>();
   for (const json& c : j.at("sorted_f32_base64")) {
     std::string bytes;
     if (!absl::Base64Unescape(c.get<std::string>(), &bytes) || bytes.size() % sizeof(float)) {
