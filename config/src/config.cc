@@ -620,6 +620,10 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   drift.Get("shadow_relative_rmse", &c.drift.shadow_relative_rmse);
   drift.Get("window", &c.drift.window);
   drift.Get("interval_s", &c.drift.interval_s);
+  drift.Get("span_s", &c.drift.span_s);
+  drift.Get("alarm_quantile", &c.drift.alarm_quantile);
+  drift.Get("consecutive", &c.drift.consecutive);
+  drift.Get("clear_quantile", &c.drift.clear_quantile);
   drift.Finish();
 
   MapReader state = top.Child("state");
@@ -812,6 +816,18 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   if (!(c.drift.shadow_relative_rmse > 0)) return bad("drift.shadow_relative_rmse", "must be > 0");
   if (c.drift.window < 16) return bad("drift.window", "must be >= 16");
   if (!(c.drift.interval_s > 0)) return bad("drift.interval_s", "must be > 0");
+  if (!(c.drift.alarm_quantile > 0.5) || !(c.drift.alarm_quantile < 1)) {
+    return bad("drift.alarm_quantile", "must be in (0.5, 1)");
+  }
+  if (!(c.drift.clear_quantile > 0) || !(c.drift.clear_quantile <= c.drift.alarm_quantile)) {
+    return bad("drift.clear_quantile", "must be in (0, drift.alarm_quantile]");
+  }
+  if (!(c.drift.span_s >= c.drift.interval_s) || !(c.drift.span_s <= 86400)) {
+    return bad("drift.span_s", "must be in [drift.interval_s, 86400] seconds");
+  }
+  if (c.drift.consecutive < 1 || c.drift.consecutive > 1000) {
+    return bad("drift.consecutive", "must be in [1, 1000]");
+  }
   if (c.grpc.subscriber_queue < 16 || c.grpc.subscriber_queue > (1 << 24)) {
     return bad("grpc.subscriber_queue", "must be in 16..16777216");
   }

@@ -93,15 +93,14 @@ grpc::Status GetModelStatusRpc(ServerState& state, const v1::GetModelStatusReque
                                  : 0.0);
   resp->set_epoch(state.epoch);
   const DriftMonitor& d = *state.drift[m];
-  const double thresholds[kDriftKinds] = {state.config.drift.input_z,
-                                          state.config.drift.saturation_ratio,
-                                          state.config.drift.shadow_relative_rmse};
   for (int k = 0; k < kDriftKinds; ++k) {
+    const DriftKind kind = static_cast<DriftKind>(k);
     auto* a = resp->add_alarms();
-    a->set_kind(DriftKindName(static_cast<DriftKind>(k)));
-    a->set_score(d.score(static_cast<DriftKind>(k)));
-    a->set_threshold(thresholds[k]);
-    a->set_active(d.alarm(static_cast<DriftKind>(k)));
+    a->set_kind(DriftKindName(kind));
+    a->set_score(d.score(kind));
+    a->set_threshold(d.threshold(kind));
+    a->set_active(d.alarm(kind));
+    a->set_worst_feature(d.worst_feature(kind));
   }
   auto* fb = resp->add_alarms();
   fb->set_kind("fallback");

@@ -153,8 +153,7 @@ CalibrationReport ServerState::Recalibrate(size_t model, size_t max_samples, con
   if (r.installed) {
     if (request) last_recalibration[model] = now;
     SetClipRange(model, slot.Acquire()->int8.get(), r.input_clip_lo, r.input_clip_hi, windows);
-    drift[model]->SetBaseline(windows, slot.spec().window, slot.spec().input_size, r.input_clip_lo,
-                              r.input_clip_hi);
+    SetDriftBaseline(model, windows, r.input_clip_lo, r.input_clip_hi, warmup);
     RecordInstall(model, reason, &r, persist ? &artifact : nullptr, nullptr);
   } else if (incumbent >= 0 && gate < cc.max_relative_rmse) {
     absl::StrAppend(&r.message, " (calibration.max_worsening ", cc.max_worsening,
@@ -243,8 +242,7 @@ absl::StatusOr<ServerState::ReloadResult> ServerState::Reload(size_t model,
   if (!version.ok()) return keeps_serving(version.status());
   if (loaded->artifact) {
     const DriftBaseline b = BaselineFromArtifact(*loaded->artifact, recipe.description);
-    drift[model]->SetBaseline(b.windows, loaded->spec->window, loaded->spec->input_size, b.clip_lo,
-                              b.clip_hi);
+    SetDriftBaseline(model, b.windows, b.clip_lo, b.clip_hi);
     SetClipRange(model, int8.get(), b.clip_lo, b.clip_hi, b.windows);
   }
   RecordInstall(model, kReasonReload, nullptr, loaded->artifact ? &*loaded->artifact : nullptr,

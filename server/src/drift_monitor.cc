@@ -1,7 +1,10 @@
 #include "drift_monitor.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <functional>
+#include <utility>
 
 #include "spdlog/spdlog.h"
 
@@ -15,100 +18,314 @@ const char* DriftKindName(DriftKind k) {
       return "saturation";
     case DriftKind::kShadowDivergence:
       return "shadow_divergence";
+    case DriftKind::kPsi:
+      return "psi";
+    case DriftKind::kWasserstein:
+      return "wasserstein";
+    case DriftKind::kOutputPsi:
+      return "output_psi";
+    case DriftKind::kOutputWasserstein:
+      return "output_wasserstein";
   }
   return "unknown";
 }
 
-DriftMonitor::DriftMonitor(std::string model, int n_features, const config::DriftConfig& config)
-    : model_(std::move(model)), n_features_(n_features), config_(config) {}
+namespace {
+
+constexpr int K(DriftKind k) { return static_cast<int>(k); }
+
+}  // namespace
+
+DriftMonitor::DriftMonitor(std::string model, int n_features, const config::DriftConfig& config,
+                           std::vector<std::string> feature_names)
+    : model_(std::move(model)),
+      n_features_(n_features),
+      config_(config),
+      rows_per_evaluation_(static_cast<size_t>(std::ceil(
+          config.window * config.interval_s / std::max(config.span_s, config.interval_s)))),
+      names_(std::move(feature_names)) {
+  const auto fixed = [&](DriftKind k, double t) {
+    thresholds_[K(k)] = t;
+    clear_[K(k)] = 0.8 * t;
+  };
+  fixed(DriftKind::kInputDrift, config_.input_z);
+  fixed(DriftKind::kSaturation, config_.saturation_ratio);
+  fixed(DriftKind::kShadowDivergence, config_.shadow_relative_rmse);
+  for (auto& w : worst_) w = -1;
+}
+
+std::string DriftMonitor::FeatureName(int f) const {
+  if (f < 0) return "";
+  if (static_cast<size_t>(f) < names_.size()) return names_[f];
+  return fmt::format("f{}", f);
+}
+
+std::string DriftMonitor::worst_feature(DriftKind k) const {
+  if (k == DriftKind::kOutputPsi || k == DriftKind::kOutputWasserstein) return "";
+  return FeatureName(worst_[K(k)].load(std::memory_order_relaxed));
+}
+
+DistributionReference::Options DriftMonitor::ReferenceOptions(uint64_t salt) const {
+  DistributionReference::Options o;
+  o.live_rows = config_.window;
+  o.alarm_quantile = config_.alarm_quantile;
+  o.clear_quantile = config_.clear_quantile;
+  o.seed = std::hash<std::string>()(model_) ^ salt;
+  return o;
+}
+
+void DriftMonitor::Publish(bool output, const DistributionReference* ref) {
+  const DriftKind psi = output ? DriftKind::kOutputPsi : DriftKind::kPsi;
+  const DriftKind w1 = output ? DriftKind::kOutputWasserstein : DriftKind::kWasserstein;
+  const DistributionThresholds t = ref ? ref->thresholds() : DistributionThresholds{};
+  thresholds_[K(psi)].store(t.psi, std::memory_order_relaxed);
+  clear_[K(psi)].store(t.psi_clear, std::memory_order_relaxed);
+  thresholds_[K(w1)].store(t.w1, std::memory_order_relaxed);
+  clear_[K(w1)].store(t.w1_clear, std::memory_order_relaxed);
+  if (!output) block_.store(ref ? ref->block() : 0, std::memory_order_relaxed);
+  for (DriftKind k : {psi, w1}) {
+    if (alarms_[K(k)].exchange(false, std::memory_order_relaxed)) {
+      spdlog::info("drift alarm cleared: model {} {}: a new baseline was installed", model_,
+                   DriftKindName(k));
+    }
+  }
+}
 
 void DriftMonitor::SetBaseline(const std::vector<float>& windows, int window, int n_features,
-                               const std::vector<float>& clip_lo,
-                               const std::vector<float>& clip_hi) {
+                               const std::vector<float>& clip_lo, const std::vector<float>& clip_hi,
+                               bool settle) {
   const size_t stride = static_cast<size_t>(window) * n_features;
   const size_t n = stride ? windows.size() / stride : 0;
   if (n < 2 || n_features != n_features_) return;
-  mean_.assign(n_features, 0.0);
-  std_.assign(n_features, 0.0);
+  auto stats = std::make_shared<Stats>();
+  stats->mean.assign(n_features, 0.0);
+  stats->sd.assign(n_features, 0.0);
   const bool clipped = clip_lo.size() == static_cast<size_t>(n_features) &&
                        clip_hi.size() == static_cast<size_t>(n_features);
-  min_.assign(n_features, clipped ? 0.0f : -INFINITY);
-  max_.assign(n_features, clipped ? 0.0f : INFINITY);
-  if (clipped) {
-    std::copy(clip_lo.begin(), clip_lo.end(), min_.begin());
-    std::copy(clip_hi.begin(), clip_hi.end(), max_.begin());
-  }
+  stats->lo = clipped ? clip_lo : std::vector<float>(n_features, -INFINITY);
+  stats->hi = clipped ? clip_hi : std::vector<float>(n_features, INFINITY);
   for (size_t i = 0; i < n; ++i) {
     const float* x = windows.data() + i * stride + (stride - n_features);
-    for (int f = 0; f < n_features; ++f) mean_[f] += x[f];
+    for (int f = 0; f < n_features; ++f) stats->mean[f] += x[f];
   }
-  for (int f = 0; f < n_features; ++f) mean_[f] /= static_cast<double>(n);
+  for (int f = 0; f < n_features; ++f) stats->mean[f] /= static_cast<double>(n);
   for (size_t i = 0; i < n; ++i) {
     const float* x = windows.data() + i * stride + (stride - n_features);
-    for (int f = 0; f < n_features; ++f) std_[f] += (x[f] - mean_[f]) * (x[f] - mean_[f]);
+    for (int f = 0; f < n_features; ++f) {
+      stats->sd[f] += (x[f] - stats->mean[f]) * (x[f] - stats->mean[f]);
+    }
   }
   for (int f = 0; f < n_features; ++f) {
-    std_[f] = std::sqrt(std_[f] / static_cast<double>(n - 1));
-    if (!(std_[f] > 1e-12)) std_[f] = 1e-12;  // Constant feature: any move is drift.
+    stats->sd[f] = std::sqrt(stats->sd[f] / static_cast<double>(n - 1));
+    if (!(stats->sd[f] > 1e-12)) stats->sd[f] = 1e-12;  // Constant feature: any move is drift.
   }
-  has_baseline_ = true;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_ = std::move(stats);
+    features_ = nullptr;  // A new reference: the next drift.span_s seconds.
+    output_ = nullptr;
+    settle_ = settle;
+    ++generation_;
+  }
+  has_baseline_.store(true, std::memory_order_release);
+  Publish(false, nullptr);
+  Publish(true, nullptr);
 }
 
-bool DriftMonitor::GetBaseline(std::vector<double>* mean, std::vector<double>* sd,
-                               std::vector<float>* lo, std::vector<float>* hi) const {
-  if (!has_baseline_) return false;
-  *mean = mean_;
-  *sd = std_;
-  const bool clipped = !min_.empty() && std::isfinite(min_[0]);
-  *lo = clipped ? min_ : std::vector<float>{};
-  *hi = clipped ? max_ : std::vector<float>{};
+bool DriftMonitor::GetBaseline(StoredBaseline* out) const {
+  std::shared_ptr<const Stats> stats;
+  std::shared_ptr<const DistributionReference> features, output;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats = stats_;
+    features = features_;
+    output = output_;
+  }
+  if (!stats) return false;
+  *out = StoredBaseline{};
+  out->mean = stats->mean;
+  out->std = stats->sd;
+  if (!stats->lo.empty() && std::isfinite(stats->lo[0])) {
+    out->lo = stats->lo;
+    out->hi = stats->hi;
+  }
+  if (features) out->features = features->Store();
+  if (output) out->output = output->Store();
   return true;
 }
 
-bool DriftMonitor::RestoreBaseline(const std::vector<double>& mean, const std::vector<double>& sd,
-                                   const std::vector<float>& lo, const std::vector<float>& hi) {
+bool DriftMonitor::RestoreBaseline(const StoredBaseline& s) {
   const size_t n = static_cast<size_t>(n_features_);
-  if (mean.size() != n || sd.size() != n || lo.size() != hi.size() ||
-      (!lo.empty() && lo.size() != n)) {
+  if (s.mean.size() != n || s.std.size() != n || s.lo.size() != s.hi.size() ||
+      (!s.lo.empty() && s.lo.size() != n)) {
     return false;
   }
-  mean_ = mean;
-  std_ = sd;
-  min_ = lo.empty() ? std::vector<float>(n, -INFINITY) : lo;
-  max_ = hi.empty() ? std::vector<float>(n, INFINITY) : hi;
-  has_baseline_ = true;
+  auto stats = std::make_shared<Stats>();
+  stats->mean = s.mean;
+  stats->sd = s.std;
+  stats->lo = s.lo.empty() ? std::vector<float>(n, -INFINITY) : s.lo;
+  stats->hi = s.hi.empty() ? std::vector<float>(n, INFINITY) : s.hi;
+  std::shared_ptr<const DistributionReference> features, output;
+  if (auto r = DistributionReference::Restore(s.features); r.ok() && r->columns() == n_features_) {
+    features = std::make_shared<const DistributionReference>(std::move(*r));
+  }
+  if (auto r = DistributionReference::Restore(s.output); r.ok() && r->columns() == 1) {
+    output = std::make_shared<const DistributionReference>(std::move(*r));
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_ = std::move(stats);
+    features_ = features;  // Null: collect a new reference.
+    output_ = output;
+    settle_ = false;
+    ++generation_;
+  }
+  has_baseline_.store(true, std::memory_order_release);
+  Publish(false, features.get());
+  Publish(true, output.get());
   return true;
 }
 
 void DriftMonitor::Evaluate(const std::vector<float>& recent, int window,
-                            double shadow_relative_rmse) {
+                            double shadow_relative_rmse, const std::vector<float>& rows,
+                            const std::vector<float>& outputs) {
   if (shadow_relative_rmse >= 0) {
     Update(DriftKind::kShadowDivergence, shadow_relative_rmse, config_.shadow_relative_rmse);
   }
+  std::shared_ptr<const Stats> stats;
+  std::shared_ptr<const DistributionReference> ref[2];
+  uint64_t generation;
+  bool settle;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats = stats_;
+    ref[0] = features_;
+    ref[1] = output_;
+    generation = generation_;
+    settle = settle_;
+  }
+  if (generation != seen_generation_) {  // A new baseline: new samples, counts restart.
+    seen_generation_ = generation;
+    for (auto& sample : sample_) sample.clear();
+    for (int& a : above_) a = 0;
+    settle_rows_ = settle ? static_cast<size_t>(config_.window) : 0;
+  }
+  if (settle_rows_ > 0) {  // drift.span_s worth of rows before the reference starts.
+    settle_rows_ -= std::min(settle_rows_, rows.size() / std::max(n_features_, 1));
+  } else if (stats) {
+    Append(&sample_[0], rows, n_features_);
+    Append(&sample_[1], outputs, 1);
+  }
+  const size_t window_rows = static_cast<size_t>(config_.window);
+  for (int o = 0; o < 2; ++o) {
+    if (sample_[o].empty() || sample_[o][0].size() < window_rows) continue;
+    if (ref[o]) {
+      ScoreDistribution(o == 1, *ref[o], sample_[o]);
+      continue;
+    }
+    // The reference is complete: calibrate its thresholds (off the tick path, ~0.1 s).
+    const auto t0 = std::chrono::steady_clock::now();
+    auto built = DistributionReference::Build(sample_[o], ReferenceOptions(o));
+    if (!built.ok()) {
+      spdlog::warn("drift: model {}: no {} reference: {}", model_, o ? "output" : "feature",
+                   std::string(built.status().message()));
+      sample_[o].clear();
+      continue;
+    }
+    ref[o] = std::make_shared<const DistributionReference>(std::move(*built));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (generation_ != generation) break;  // A newer baseline arrived meanwhile.
+      (o ? output_ : features_) = ref[o];
+    }
+    Publish(o == 1, ref[o].get());
+    completed_.store(true);
+    const DistributionThresholds& t = ref[o]->thresholds();
+    spdlog::info(
+        "drift: model {}: {} reference complete ({} rows over drift.span_s {} s; {} resamples, "
+        "block {}, {:.0f} ms): psi {:.4g} (clears below {:.4g}), wasserstein {:.4g} (clears below "
+        "{:.4g})",
+        model_, o ? "output" : "feature", ref[o]->rows(), config_.span_s, ref[o]->resamples(),
+        ref[o]->block(),
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
+        t.psi, t.psi_clear, t.w1, t.w1_clear);
+  }
+
   const size_t stride = static_cast<size_t>(window) * n_features_;
-  const size_t n = stride ? recent.size() / stride : 0;
-  if (!has_baseline_ || n == 0) return;
+  const size_t total = stride ? recent.size() / stride : 0;
+  if (!stats || total == 0) return;
+  // input_drift and saturation: the newest drift.window windows.
+  const size_t n = std::min(total, window_rows);
   std::vector<double> mean(n_features_, 0.0);
   uint64_t outside = 0;
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = total - n; i < total; ++i) {
     const float* x = recent.data() + i * stride + (stride - n_features_);
     for (int f = 0; f < n_features_; ++f) {
       mean[f] += x[f];
-      outside += (x[f] < min_[f] || x[f] > max_[f]);
+      outside += (x[f] < stats->lo[f] || x[f] > stats->hi[f]);
     }
   }
   double drift = 0;
+  int worst = -1;
   for (int f = 0; f < n_features_; ++f) {
-    drift = std::max(drift, std::fabs(mean[f] / static_cast<double>(n) - mean_[f]) / std_[f]);
+    const double z = std::fabs(mean[f] / static_cast<double>(n) - stats->mean[f]) / stats->sd[f];
+    if (worst < 0 || z > drift) drift = z, worst = f;
   }
+  worst_[K(DriftKind::kInputDrift)].store(worst, std::memory_order_relaxed);
   Update(DriftKind::kInputDrift, drift, config_.input_z);
   Update(DriftKind::kSaturation,
          static_cast<double>(outside) / static_cast<double>(n * n_features_),
          config_.saturation_ratio);
 }
 
+void DriftMonitor::Append(std::vector<std::vector<float>>* sample, const std::vector<float>& rows,
+                          int width) {
+  if (width <= 0 || rows.size() < static_cast<size_t>(width)) return;
+  sample->resize(width);
+  const size_t n = rows.size() / width;
+  for (size_t i = 0; i < n; ++i) {
+    for (int c = 0; c < width; ++c) (*sample)[c].push_back(rows[i * width + c]);
+  }
+  const size_t keep = static_cast<size_t>(config_.window);
+  for (auto& col : *sample) {
+    if (col.size() > keep) col.erase(col.begin(), col.end() - static_cast<std::ptrdiff_t>(keep));
+  }
+}
+
+void DriftMonitor::ScoreDistribution(bool output, const DistributionReference& ref,
+                                     const std::vector<std::vector<float>>& sample) {
+  const DistributionReference::Score s = ref.Evaluate(sample, &scratch_);
+  if (s.worst_w1 < 0) return;
+  UpdateCalibrated(output ? DriftKind::kOutputPsi : DriftKind::kPsi, s.psi,
+                   output ? -1 : s.worst_psi);
+  UpdateCalibrated(output ? DriftKind::kOutputWasserstein : DriftKind::kWasserstein, s.w1,
+                   output ? -1 : s.worst_w1);
+}
+
+void DriftMonitor::UpdateCalibrated(DriftKind k, double score, int worst) {
+  const int i = K(k);
+  scores_[i].store(score, std::memory_order_relaxed);
+  worst_[i].store(worst, std::memory_order_relaxed);
+  const double threshold = thresholds_[i].load(std::memory_order_relaxed);
+  const double clear = clear_[i].load(std::memory_order_relaxed);
+  if (!(threshold > 0)) return;
+  above_[i] = score > threshold ? above_[i] + 1 : 0;
+  const bool on = alarms_[i].load(std::memory_order_relaxed);
+  const std::string where = worst >= 0 ? "; worst feature " + FeatureName(worst) : "";
+  if (!on && above_[i] >= config_.consecutive) {
+    alarms_[i].store(true, std::memory_order_relaxed);
+    raised_[i].fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn("drift alarm RAISED: model {} {} = {:.4g} > {:.4g} for {} evaluations{}", model_,
+                 DriftKindName(k), score, threshold, above_[i], where);
+  } else if (on && score < clear) {
+    alarms_[i].store(false, std::memory_order_relaxed);
+    spdlog::info("drift alarm cleared: model {} {} = {:.4g} < {:.4g}{}", model_, DriftKindName(k),
+                 score, clear, where);
+  }
+}
+
 void DriftMonitor::Update(DriftKind k, double score, double threshold) {
-  const int i = static_cast<int>(k);
+  const int i = K(k);
   scores_[i].store(score, std::memory_order_relaxed);
   const bool on = alarms_[i].load(std::memory_order_relaxed);
   if (!on && score > threshold) {

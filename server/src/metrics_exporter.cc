@@ -359,12 +359,21 @@ class QsigCollector final : public prometheus::Collectable {
       out.push_back(std::move(*f));
     }
 
-    auto dscore = Family("qsig_drift_score",
-                         "Drift scores per model: input_drift (largest feature mean shift in "
-                         "calibration std devs), saturation (fraction of inputs the INT8 model's "
-                         "input quantization clips), shadow_divergence (INT8-vs-FP32 relative "
-                         "RMSE).",
-                         MetricType::Gauge);
+    auto dscore =
+        Family("qsig_drift_score",
+               "Drift scores per model: input_drift (largest feature mean shift in "
+               "calibration std devs), saturation (fraction of inputs the INT8 model's "
+               "input quantization clips), shadow_divergence (INT8-vs-FP32 relative "
+               "RMSE), psi (largest feature population stability index vs the calibration "
+               "reference, 10 decile bins), ks (largest feature Kolmogorov-Smirnov "
+               "distance).",
+               MetricType::Gauge);
+    auto dthreshold = Family("qsig_drift_threshold",
+                             "Threshold each drift score is compared with: configured for "
+                             "input_drift, saturation and shadow_divergence; for psi and ks the "
+                             "drift.alarm_quantile quantile of the block-bootstrap null computed "
+                             "at calibration (0 until calibrated).",
+                             MetricType::Gauge);
     auto dalarm = Family("qsig_drift_alarm", "1 while a drift alarm is raised.", MetricType::Gauge);
     auto draised = Family("qsig_drift_alarms_total", "Drift alarms raised.", MetricType::Counter);
     for (const auto& d : c.drift) {
@@ -373,11 +382,13 @@ class QsigCollector final : public prometheus::Collectable {
         const std::vector<ClientMetric::Label> l = {{"model", d->model()},
                                                     {"kind", DriftKindName(kind)}};
         AddValue(&dscore, l, d->score(kind));
+        AddValue(&dthreshold, l, d->threshold(kind));
         AddValue(&dalarm, l, d->alarm(kind) ? 1 : 0);
         AddValue(&draised, l, static_cast<double>(d->raised(kind)));
       }
     }
     out.push_back(std::move(dscore));
+    out.push_back(std::move(dthreshold));
     out.push_back(std::move(dalarm));
     out.push_back(std::move(draised));
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "distribution_drift.h"
 #include "qsig/models/model.h"
 
 namespace qsig::server {
@@ -52,7 +53,8 @@ struct HistoryEntry {
 // The drift monitor's baseline (DriftMonitor::BaselineStats), as stored.
 struct StoredBaseline {
   std::vector<double> mean, std;
-  std::vector<float> lo, hi;  // Empty: the input is not quantized (no clip interval).
+  std::vector<float> lo, hi;            // Empty: the input is not quantized (no clip interval).
+  StoredDistribution features, output;  // psi / ks references (live_rows 0: none).
 };
 
 struct ModelState {

@@ -311,6 +311,30 @@ void CalibrationStore::TimeRange(size_t model, size_t max_windows, int64_t* firs
   *last_ns = window_ns_[model][(written_[model] - 1) % capacity_];
 }
 
+uint64_t CalibrationStore::written(size_t model) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return written_[model];
+}
+
+std::vector<float> CalibrationStore::SampleRows(size_t model, uint64_t since, size_t count) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const uint64_t end = written_[model];
+  const uint64_t begin = std::max<uint64_t>(
+      since, end > static_cast<uint64_t>(capacity_) ? end - static_cast<uint64_t>(capacity_) : 0);
+  const uint64_t have = end > begin ? end - begin : 0;
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(have, count));
+  std::vector<float> out(n * n_features_);
+  const size_t stride = static_cast<size_t>(model_window_[model]) * n_features_;
+  for (size_t i = 0; i < n; ++i) {
+    // Evenly spaced, the last one the newest.
+    const uint64_t w = begin + (have * (i + 1)) / n - 1;
+    const size_t idx = static_cast<size_t>(w % static_cast<uint64_t>(capacity_));
+    std::copy_n(windows_[model].begin() + idx * stride + (stride - n_features_), n_features_,
+                out.begin() + i * n_features_);
+  }
+  return out;
+}
+
 models::Int8Options Int8OptionsFromConfig(const config::CalibrationConfig& c) {
   models::Int8Options o;
   o.method = *quant::ParseCalibrationMethod(c.method);  // Validated with the config.

@@ -167,6 +167,11 @@ class CalibrationStore {
   std::vector<float> Recent(size_t model, size_t max_windows) const;
   // Wall-clock arrival (ns since the Unix epoch) of the oldest and newest of those windows.
   void TimeRange(size_t model, size_t max_windows, int64_t* first_ns, int64_t* last_ns) const;
+  // Windows of a model written so far (a count that never wraps).
+  uint64_t written(size_t model) const;
+  // The newest timestep (n_features floats) of `count` windows evenly spaced among those
+  // written after the first `since` (as many as are still held), oldest first.
+  std::vector<float> SampleRows(size_t model, uint64_t since, size_t count) const;
 
  private:
   mutable std::mutex mu_;

@@ -75,12 +75,10 @@ void ServerState::RestoreState(const std::vector<bool>& restorable) {
           if (status.ok()) {
             restored = true;
             const bool have_baseline =
-                st.has_baseline && drift[m]->RestoreBaseline(st.baseline.mean, st.baseline.std,
-                                                             st.baseline.lo, st.baseline.hi);
+                st.has_baseline && drift[m]->RestoreBaseline(st.baseline);
             if (!have_baseline) {
               const DriftBaseline b = BaselineFromArtifact(*artifact, recipe.description);
-              drift[m]->SetBaseline(b.windows, spec->window, spec->input_size, b.clip_lo,
-                                    b.clip_hi);
+              SetDriftBaseline(m, b.windows, b.clip_lo, b.clip_hi);
             }
             spdlog::info(
                 "model {}: restored version {} ({}{}) from {} in {:.3f} s; next version {}",
@@ -118,8 +116,7 @@ void ServerState::RestoreState(const std::vector<bool>& restorable) {
           slot.Install(std::shared_ptr<const models::Model>(std::move(*int8)),
                        std::make_shared<const RuntimeRecipe>(recipe));
           const DriftBaseline b = BaselineFromArtifact(*loaded->artifact, recipe.description);
-          drift[m]->SetBaseline(b.windows, slot.spec().window, slot.spec().input_size, b.clip_lo,
-                                b.clip_hi);
+          SetDriftBaseline(m, b.windows, b.clip_lo, b.clip_hi);
         }
       }
     }
@@ -202,8 +199,7 @@ void ServerState::RecordInstall(size_t m, const char* reason, const CalibrationR
   st.fallback = e.fallback;
   if (st.config_sha256.empty()) st.config_sha256 = slots[m]->spec().sha256;
   st.history.push_back(std::move(e));
-  st.has_baseline =
-      drift[m]->GetBaseline(&st.baseline.mean, &st.baseline.std, &st.baseline.lo, &st.baseline.hi);
+  st.has_baseline = drift[m]->GetBaseline(&st.baseline);
   (void)state_store->Put(m, std::move(st));
 }
 
@@ -282,7 +278,7 @@ absl::StatusOr<ServerState::InstallResult> ServerState::Rollback(size_t m, uint6
                         absl::StrCat(v.status().message(), " (the running model keeps serving)"));
   }
   const DriftBaseline b = BaselineFromArtifact(*artifact, recipe.description);
-  drift[m]->SetBaseline(b.windows, spec->window, spec->input_size, b.clip_lo, b.clip_hi);
+  SetDriftBaseline(m, b.windows, b.clip_lo, b.clip_hi);
   RecordInstall(m, kReasonRollback, nullptr, nullptr, nullptr, &entry);
   rollbacks.fetch_add(1, std::memory_order_relaxed);
   spdlog::info("model {}: rolled back to version {} as version {}", slot.name(), version, *v);

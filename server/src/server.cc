@@ -72,14 +72,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
   c.directory = std::make_unique<SymbolTable>(c.max_locate);
   c.feeds.front()->SetDirectory(c.directory.get());
   c.bus = std::make_unique<SignalBus>(c.symbols.get(), outputs);
+  c.output_tap = std::make_unique<SignalRing>(1 << 16);
+  c.bus->set_tap(c.output_tap.get());
   c.store = std::make_unique<CalibrationStore>(c.slots, c.max_locate, n_features,
                                                config.calibration.samples);
   for (size_t m = 0; m < c.slots.size(); ++m) {
     const ModelSlot& slot = *c.slots[m];
-    c.drift.push_back(std::make_unique<DriftMonitor>(slot.name(), n_features, config.drift));
+    c.drift.push_back(
+        std::make_unique<DriftMonitor>(slot.name(), n_features, config.drift, c.feature_names));
     if (!baselines[m].windows.empty()) {  // INT8 from an artifact: its calibration is the baseline
-      c.drift.back()->SetBaseline(baselines[m].windows, slot.spec().window, n_features,
-                                  baselines[m].clip_lo, baselines[m].clip_hi);
+      c.SetDriftBaseline(m, baselines[m].windows, baselines[m].clip_lo, baselines[m].clip_hi);
       c.SetClipRange(m, slot.Acquire()->int8.get(), baselines[m].clip_lo, baselines[m].clip_hi,
                      baselines[m].windows);
     }

@@ -69,6 +69,19 @@ struct ServerState {
   void SetClipRange(size_t model, const void* int8, std::vector<float> lo, std::vector<float> hi,
                     const std::vector<float>& windows);
   std::shared_ptr<const ClipRange> GetClipRange(size_t model) const;
+  // The drift baseline of a newly installed model: input_drift / saturation from `windows` (the
+  // windows it was calibrated on, oldest first); psi / ks start a new reference.
+  void SetDriftBaseline(size_t model, const std::vector<float>& windows,
+                        const std::vector<float>& clip_lo, const std::vector<float>& clip_hi,
+                        bool settle = false);
+  // Stores the drift baseline again (a psi / ks reference was completed); skipped while an
+  // install holds calibration_mu (it stores the baseline itself).
+  void PersistDriftBaseline(size_t model);
+  // Every published record also goes here (SignalBus tap), for output drift; the drift thread
+  // drains it into recent_outputs (per model, since the last evaluation).
+  std::unique_ptr<SignalRing> output_tap;
+  std::vector<std::vector<float>> recent_outputs;
+  std::vector<uint64_t> drift_rows_seen;  // Per model: CalibrationStore::written at the last check.
   mutable std::mutex clip_mu;
   std::vector<std::shared_ptr<const ClipRange>> clip_ranges;
   // ---- Model history, state directory and FP32 fallback (model_state.cc) ----

@@ -330,6 +330,9 @@ void SignalBus::Run() {
       const size_t n = q->pop(batch.data(), kBatch);
       if (n == 0) continue;
       total += n;
+      if (tap_) {
+        for (size_t i = 0; i < n; ++i) tap_->Push(batch[i]);
+      }
       // A locate is resolved against the subscriptions once, when its symbol is first seen.
       for (size_t i = 0; i < n; ++i) {
         const uint16_t l = batch[i].locate;

@@ -161,6 +161,9 @@ class SignalBus {
   // How long the publisher polls its queues before it sleeps on the doorbell (0 = sleep at
   // once). Call before Start.
   void set_publisher_spin_us(int us) noexcept { publisher_spin_us_ = us; }
+  // Every record published is also pushed into `tap` (its single producer is the publisher
+  // thread; the oldest are overwritten when nobody reads). Call before Start.
+  void set_tap(SignalRing* tap) noexcept { tap_ = tap; }
   void Start();
   // Stops the publisher thread and closes every subscriber.
   void Stop();
@@ -194,6 +197,7 @@ class SignalBus {
   const SymbolTable* symbols_;
   std::vector<SignalQueue*> sources_;
   int publisher_spin_us_ = 0;
+  SignalRing* tap_ = nullptr;
   Doorbell doorbell_;
   std::thread thread_;
   std::atomic<bool> running_{false};

@@ -141,11 +141,27 @@ TEST(State, KillNineThenRestartServesTheSameInt8VersionWithItsHistory) {
   const std::string dir = FreshDir("restart");
   uint64_t version = 0, epoch = 0;
   v1::ListModelsResponse before;
+  v1::GetModelStatusResponse status_before;
   {
-    Server s("restart1", {"state.dir=" + dir});
+    Server s("restart1", {"state.dir=" + dir, "drift.span_s=1", "drift.interval_s=0.25"});
     ASSERT_TRUE(s.WaitCalibrated()) << s.Log();
     v1::RecalibrateResponse rr;
     ASSERT_TRUE(s.Recalibrate("lstm", &rr).ok()) << s.Log();  // A second version.
+    // Its distribution reference (drift.span_s after the install) completes and is stored.
+    const auto until = Clock::now() + std::chrono::seconds(20);
+    bool complete = false;
+    while (!complete && Clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      v1::GetModelStatusResponse st;
+      complete = s.Status("lstm", &st).ok();
+      for (const auto& a : st.alarms()) {
+        if (a.kind() == "wasserstein" || a.kind() == "output_wasserstein") {
+          complete = complete && a.threshold() > 0;
+        }
+      }
+    }
+    ASSERT_TRUE(complete) << s.Log();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // The state write.
     const auto sig = s.FirstSignals("lstm", 5);
     ASSERT_EQ(sig.size(), 5u) << s.Log();
     version = sig.back().model_version();
@@ -157,13 +173,14 @@ TEST(State, KillNineThenRestartServesTheSameInt8VersionWithItsHistory) {
     EXPECT_EQ(Find(before, "lstm")->current_version(), version);
     EXPECT_GE(Find(before, "lstm")->history_size(), 2);
     EXPECT_EQ(Find(before, "lstm")->history(0).reason(), "warmup");
+    ASSERT_TRUE(s.Status("lstm", &status_before).ok());
     EXPECT_TRUE(Find(before, "lstm")->history(0).artifact_kept());
     EXPECT_GT(Find(before, "lstm")->history(0).samples(), 0u);
     EXPECT_GT(Find(before, "lstm")->history(0).samples_last_unix_ns(), 0);
     s.Kill9();  // Mid-stream: no orderly shutdown.
   }
-  Server s("restart2",
-           {"state.dir=" + dir, "calibration.warmup_samples=20000", "calibration.samples=20000"});
+  Server s("restart2", {"state.dir=" + dir, "calibration.warmup_samples=20000",
+                        "calibration.samples=20000", "drift.span_s=1", "drift.interval_s=0.25"});
   // A warm-up calibration would take several seconds of feed (and number its version after
   // this one): the first signals' INT8 can only come from the state directory.
   ASSERT_TRUE(s.WaitServing()) << s.Log();
@@ -184,6 +201,20 @@ TEST(State, KillNineThenRestartServesTheSameInt8VersionWithItsHistory) {
   ASSERT_EQ(a->history_size(), b->history_size());
   for (int i = 0; i < a->history_size(); ++i) {
     EXPECT_EQ(a->history(i).SerializeAsString(), b->history(i).SerializeAsString()) << i;
+  }
+  // The drift baselines came back with it: the same calibrated thresholds for every kind.
+  v1::GetModelStatusResponse status_after;
+  ASSERT_TRUE(s.Status("lstm", &status_after).ok());
+  ASSERT_EQ(status_after.alarms_size(), status_before.alarms_size());
+  for (int i = 0; i < status_after.alarms_size(); ++i) {
+    const auto& x = status_after.alarms(i);
+    if (x.kind() == "fallback") continue;
+    EXPECT_EQ(x.kind(), status_before.alarms(i).kind());
+    EXPECT_EQ(x.threshold(), status_before.alarms(i).threshold()) << x.kind();
+    if (x.kind() == "psi" || x.kind() == "wasserstein" || x.kind() == "output_psi" ||
+        x.kind() == "output_wasserstein") {
+      EXPECT_GT(x.threshold(), 0) << x.kind();
+    }
   }
   // Numbering continues.
   // Not enough fresh samples may be in yet; wait until a recalibration installs.
@@ -321,6 +352,83 @@ TEST(State, ForcedDivergenceFallsBackToFp32UntilARecalibrationPasses) {
   // The MLP was never touched.
   ASSERT_TRUE(s.Status("mlp", &status).ok());
   EXPECT_FALSE(status.fallback());
+  EXPECT_EQ(s.Terminate(), 0) << s.Log();
+}
+
+}  // namespace
+}  // namespace qsig::testing
+
+namespace qsig::testing {
+namespace {
+
+const v1::DriftAlarm* Alarm(const v1::GetModelStatusResponse& r, const std::string& kind) {
+  for (const auto& a : r.alarms()) {
+    if (a.kind() == kind) return &a;
+  }
+  return nullptr;
+}
+
+// Distribution drift end to end: the simulator's volatility triples at 10 s of its clock
+// (message timestamps advance 20 us per message, so at sim.rate 25000 the switch comes ~20 s
+// after the feed starts). The warm-up model's reference is sampled over drift.span_s = 5 s after
+// 5 s of settling. Before the switch no psi / wasserstein alarm; after it the alarm rises within
+// 30 s naming a feature; a recalibration on the new regime clears it and it stays clear.
+TEST(State, VolatilityRegimeSwitchRaisesDistributionDriftAndARecalibrationClearsIt) {
+  Server s("regime",
+           {"sim.rate=25000", "calibration.warmup_samples=2000", "calibration.samples=4000",
+            "calibration.min_samples=500", "drift.interval_s=0.5", "drift.span_s=5",
+            "sim.regimes=[{at_s: 10, volatility: 3}]"});
+  const auto start = Clock::now();
+  ASSERT_TRUE(s.WaitCalibrated()) << s.Log();
+  auto raised = [&] {
+    const auto m = s.Scrape();
+    double n = 0;
+    for (const char* k : {"psi", "wasserstein"}) {
+      for (const char* model : {"mlp", "lstm"}) {
+        const auto it = m.find(std::string("qsig_drift_alarms_total{model=\"") + model +
+                               "\",kind=\"" + k + "\"}");
+        if (it != m.end()) n += it->second;
+      }
+    }
+    return n;
+  };
+  // The same market as at calibration: no distribution alarm up to ~3 s before the switch.
+  std::this_thread::sleep_until(start + std::chrono::seconds(17));
+  v1::GetModelStatusResponse st;
+  ASSERT_TRUE(s.Status("lstm", &st).ok());
+  ASSERT_NE(Alarm(st, "wasserstein"), nullptr);
+  EXPECT_GT(Alarm(st, "wasserstein")->threshold(), 0) << s.Log();
+  EXPECT_GT(Alarm(st, "psi")->threshold(), 0);
+  EXPECT_EQ(raised(), 0) << "a distribution alarm before the regime switch\n" << s.Log();
+
+  // The switch: an alarm within 30 s of it, naming the feature that moved most.
+  bool active = false;
+  std::string worst;
+  while (!active && Clock::now() < start + std::chrono::seconds(20 + 30)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    ASSERT_TRUE(s.Status("lstm", &st).ok());
+    for (const char* k : {"wasserstein", "psi"}) {
+      if (Alarm(st, k)->active()) active = true, worst = Alarm(st, k)->worst_feature();
+    }
+  }
+  ASSERT_TRUE(active) << s.Log();
+  EXPECT_FALSE(worst.empty());
+  EXPECT_GT(raised(), 0);
+  EXPECT_THAT(s.Log(), HasSubstr("drift alarm RAISED: model lstm"));
+
+  // Recalibrate on the new regime (the store holds only its windows by now): the alarm clears,
+  // a new reference is collected over drift.span_s, and the new regime scores clear against it.
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  v1::RecalibrateResponse rr;
+  ASSERT_TRUE(s.Recalibrate("", &rr).ok()) << s.Log();
+  const double after_recalibration = raised();
+  for (int i = 0; i < 24; ++i) {  // 12 s: 5 s of reference, then 14 evaluations.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    ASSERT_TRUE(s.Status("lstm", &st).ok());
+    EXPECT_FALSE(Alarm(st, "wasserstein")->active()) << i;
+    EXPECT_FALSE(Alarm(st, "psi")->active()) << i;
+  }
+  EXPECT_EQ(raised(), after_recalibration) << s.Log();
   EXPECT_EQ(s.Terminate(), 0) << s.Log();
 }
 

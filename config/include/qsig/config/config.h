@@ -205,6 +205,17 @@ struct DriftConfig {
   double shadow_relative_rmse = 0.1;  // Alarm when INT8-vs-FP32 relative RMSE exceeds this.
   int window = 2000;                  // Recent windows each evaluation looks at.
   double interval_s = 1;              // Evaluation period.
+  // Distribution drift (PSI and Kolmogorov-Smirnov): thresholds are quantiles of each statistic's
+  // null distribution, estimated at calibration time by block bootstrap of the reference.
+  // psi / ks (features and outputs): drift.window rows sampled evenly over the last span_s
+  // seconds (consecutive ticks are strongly autocorrelated: 0.1 s of ticks is the current
+  // book, not the regime); the reference is the first span_s seconds after a model is installed.
+  double span_s = 30;
+  // Raise above this quantile of the null (per evaluation; evaluations come every interval_s
+  // for hours, so 0.999 would mean an exceedance every ~17 minutes of independent windows) ...
+  double alarm_quantile = 0.9999;
+  int consecutive = 3;           // ... for this many evaluations in a row;
+  double clear_quantile = 0.99;  // clear below this quantile (hysteresis).
 };
 
 // TLS for the gRPC ports (SignalService and AdminService). Files are re-read when they change.
