@@ -210,7 +210,7 @@ struct DriftConfig {
   // psi / ks (features and outputs): drift.window rows sampled evenly over the last span_s
   // seconds (consecutive ticks are strongly autocorrelated: 0.1 s of ticks is the current
   // book, not the regime); the reference is the first span_s seconds after a model is installed.
-  double span_s = 30;
+  double span_s = 120;
   // Raise above this quantile of the null (per evaluation; evaluations come every interval_s
   // for hours, so 0.999 would mean an exceedance every ~17 minutes of independent windows) ...
   double alarm_quantile = 0.9999;
