@@ -370,9 +370,10 @@ const v1::DriftAlarm* Alarm(const v1::GetModelStatusResponse& r, const std::stri
 
 // Distribution drift end to end: the simulator's volatility triples at 10 s of its clock
 // (message timestamps advance 20 us per message, so at sim.rate 25000 the switch comes ~20 s
-// after the feed starts). The warm-up model's reference is sampled over drift.span_s = 5 s after
-// 5 s of settling. Before the switch no psi / wasserstein alarm; after it the alarm rises within
-// 30 s naming a feature; a recalibration on the new regime clears it and it stays clear.
+// after the feed starts; the test follows the simulator's clock through the packet count). The
+// warm-up model's reference is sampled over drift.span_s = 5 s after 5 s of settling. Before the
+// switch no psi / wasserstein alarm; after it the alarm rises within 30 s naming a feature; a
+// recalibration on the new regime clears it and it stays clear.
 TEST(State, VolatilityRegimeSwitchRaisesDistributionDriftAndARecalibrationClearsIt) {
   Server s("regime",
            {"sim.rate=25000", "calibration.warmup_samples=2000", "calibration.samples=4000",
@@ -392,8 +393,20 @@ TEST(State, VolatilityRegimeSwitchRaisesDistributionDriftAndARecalibrationClears
     }
     return n;
   };
-  // The same market as at calibration: no distribution alarm up to ~3 s before the switch.
-  std::this_thread::sleep_until(start + std::chrono::seconds(17));
+  // The feed's packet count (8 messages per packet) tells the simulator's clock: under load it
+  // may send slower than sim.rate.
+  const auto packets = [&] {
+    double n = 0;
+    for (const auto& [k, v] : s.Scrape()) {
+      if (k.rfind("qsig_feed_packets_total", 0) == 0) n += v;
+    }
+    return n;
+  };
+  // The same market as at calibration: no distribution alarm up to 2 s (simulator clock) before
+  // the switch, by when the reference (5 s of settling, then 5 s) is complete.
+  while (packets() * 8 < 400000 && Clock::now() < start + std::chrono::seconds(120)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  }
   v1::GetModelStatusResponse st;
   ASSERT_TRUE(s.Status("lstm", &st).ok());
   ASSERT_NE(Alarm(st, "wasserstein"), nullptr);
@@ -401,16 +414,22 @@ TEST(State, VolatilityRegimeSwitchRaisesDistributionDriftAndARecalibrationClears
   EXPECT_GT(Alarm(st, "psi")->threshold(), 0);
   EXPECT_EQ(raised(), 0) << "a distribution alarm before the regime switch\n" << s.Log();
 
-  // The switch: an alarm within 30 s of it, naming the feature that moved most.
+  // The switch comes after 500k simulator messages (10 s / 20 us). An alarm within 30 s of it,
+  // naming the feature that moved most.
+  auto switched = Clock::time_point::max();
   bool active = false;
   std::string worst;
-  while (!active && Clock::now() < start + std::chrono::seconds(20 + 30)) {
+  while (!active && Clock::now() < start + std::chrono::seconds(150) &&
+         (switched == Clock::time_point::max() ||
+          Clock::now() < switched + std::chrono::seconds(30))) {
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    if (switched == Clock::time_point::max() && packets() * 8 >= 500000) switched = Clock::now();
     ASSERT_TRUE(s.Status("lstm", &st).ok());
     for (const char* k : {"wasserstein", "psi"}) {
       if (Alarm(st, k)->active()) active = true, worst = Alarm(st, k)->worst_feature();
     }
   }
+  ASSERT_NE(switched, Clock::time_point::max()) << "the simulator never reached the switch";
   ASSERT_TRUE(active) << s.Log();
   EXPECT_FALSE(worst.empty());
   EXPECT_GT(raised(), 0);
