@@ -56,7 +56,7 @@ void Server::Impl::EvaluateDrift(std::vector<std::pair<double, double>>* last_su
     }
     const double d_err = err - (*last_sums)[m].first, d_ref = ref - (*last_sums)[m].second;
     (*last_sums)[m] = {err, ref};
-    // psi / ks: rows and outputs sampled evenly from what arrived since the last evaluation.
+    // psi / wasserstein: rows and outputs sampled evenly from what arrived since the last evaluation.
     DriftMonitor& d = *c.drift[m];
     const size_t per = d.rows_per_evaluation();
     const uint64_t written = c.store->written(m);

@@ -364,15 +364,16 @@ class QsigCollector final : public prometheus::Collectable {
                "Drift scores per model: input_drift (largest feature mean shift in "
                "calibration std devs), saturation (fraction of inputs the INT8 model's "
                "input quantization clips), shadow_divergence (INT8-vs-FP32 relative "
-               "RMSE), psi (largest feature population stability index vs the calibration "
-               "reference, 10 decile bins), ks (largest feature Kolmogorov-Smirnov "
-               "distance).",
+               "RMSE), psi / wasserstein (largest feature population stability index / "
+               "Wasserstein-1 distance in reference std devs, drift.span_s samples vs the "
+               "reference taken after the install), output_psi / output_wasserstein (the "
+               "same on the published outputs).",
                MetricType::Gauge);
     auto dthreshold = Family("qsig_drift_threshold",
                              "Threshold each drift score is compared with: configured for "
-                             "input_drift, saturation and shadow_divergence; for psi and ks the "
-                             "drift.alarm_quantile quantile of the block-bootstrap null computed "
-                             "at calibration (0 until calibrated).",
+                             "input_drift, saturation and shadow_divergence; for the distribution "
+                             "kinds the drift.alarm_quantile quantile of the block-bootstrap null "
+                             "of their reference (0 while the reference is collected).",
                              MetricType::Gauge);
     auto dalarm = Family("qsig_drift_alarm", "1 while a drift alarm is raised.", MetricType::Gauge);
     auto draised = Family("qsig_drift_alarms_total", "Drift alarms raised.", MetricType::Counter);

@@ -54,7 +54,7 @@ struct HistoryEntry {
 struct StoredBaseline {
   std::vector<double> mean, std;
   std::vector<float> lo, hi;            // Empty: the input is not quantized (no clip interval).
-  StoredDistribution features, output;  // psi / ks references (live_rows 0: none).
+  StoredDistribution features, output;  // psi / wasserstein references (live_rows 0: none).
 };
 
 struct ModelState {

@@ -70,11 +70,11 @@ struct ServerState {
                     const std::vector<float>& windows);
   std::shared_ptr<const ClipRange> GetClipRange(size_t model) const;
   // The drift baseline of a newly installed model: input_drift / saturation from `windows` (the
-  // windows it was calibrated on, oldest first); psi / ks start a new reference.
+  // windows it was calibrated on, oldest first); psi / wasserstein start a new reference.
   void SetDriftBaseline(size_t model, const std::vector<float>& windows,
                         const std::vector<float>& clip_lo, const std::vector<float>& clip_hi,
                         bool settle = false);
-  // Stores the drift baseline again (a psi / ks reference was completed); skipped while an
+  // Stores the drift baseline again (a psi / wasserstein reference was completed); skipped while an
   // install holds calibration_mu (it stores the baseline itself).
   void PersistDriftBaseline(size_t model);
   // Every published record also goes here (SignalBus tap), for output drift; the drift thread
