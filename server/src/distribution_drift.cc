@@ -97,12 +97,12 @@ void DistributionReference::Finish() {
     for (int b = 1; b < kBins; ++b) {
       const size_t t = n * b / kBins;
       const size_t lo = t > reach ? t - reach : 0, hi = std::min(n - 1, t + reach);
-      size_t best = t < n ? t : n - 1;
+      const auto from_t = [t](size_t i) { return i > t ? i - t : t - i; };
+      size_t best = std::min(t, n - 1);
       float gap = 0;
       for (size_t i = lo; i < hi; ++i) {
         const float g = s[i + 1] - s[i];
-        if (g > gap ||
-            (g == gap && g > 0 && (i > t ? i - t : t - i) < (best > t ? best - t : t - best))) {
+        if (g > gap || (g == gap && g > 0 && from_t(i) < from_t(best))) {
           gap = g;
           best = i;
         }

@@ -34,17 +34,17 @@ void Server::Impl::EvaluateDrift(std::vector<std::pair<double, double>>* last_su
   ServerState& c = state;
   last_sums->resize(c.slots.size());
   // Published outputs since the last evaluation (warm-up and invalid ones excluded).
-  c.recent_outputs.resize(c.slots.size());
-  c.drift_rows_seen.resize(c.slots.size(), 0);
+  recent_outputs.resize(c.slots.size());
+  drift_rows_seen.resize(c.slots.size(), 0);
   if (c.output_tap) {
     SignalRecord batch[256];
     for (size_t got; (got = c.output_tap->Pop(batch, 256)) > 0;) {
       for (size_t i = 0; i < got; ++i) {
         const SignalRecord& r = batch[i];
-        if (r.model >= c.recent_outputs.size() || (r.flags & (kSignalWarmup | kSignalInvalid))) {
+        if (r.model >= recent_outputs.size() || (r.flags & (kSignalWarmup | kSignalInvalid))) {
           continue;
         }
-        c.recent_outputs[r.model].push_back(static_cast<float>(r.value));
+        recent_outputs[r.model].push_back(static_cast<float>(r.value));
       }
     }
   }
@@ -56,13 +56,14 @@ void Server::Impl::EvaluateDrift(std::vector<std::pair<double, double>>* last_su
     }
     const double d_err = err - (*last_sums)[m].first, d_ref = ref - (*last_sums)[m].second;
     (*last_sums)[m] = {err, ref};
-    // psi / wasserstein: rows and outputs sampled evenly from what arrived since the last evaluation.
+    // psi / wasserstein: rows and outputs sampled evenly from what arrived since the last
+    // evaluation.
     DriftMonitor& d = *c.drift[m];
     const size_t per = d.rows_per_evaluation();
     const uint64_t written = c.store->written(m);
-    const std::vector<float> rows = c.store->SampleRows(m, c.drift_rows_seen[m], per);
-    c.drift_rows_seen[m] = written;
-    std::vector<float>& all = c.recent_outputs[m];
+    const std::vector<float> rows = c.store->SampleRows(m, drift_rows_seen[m], per);
+    drift_rows_seen[m] = written;
+    std::vector<float>& all = recent_outputs[m];
     std::vector<float> outputs;
     for (size_t i = 0, n = std::min(per, all.size()); i < n; ++i) {
       outputs.push_back(all[(all.size() * (i + 1)) / n - 1]);
@@ -71,8 +72,11 @@ void Server::Impl::EvaluateDrift(std::vector<std::pair<double, double>>* last_su
     if (!c.slots[m]->calibrated()) continue;
     const double rel = d_ref > 0 ? std::sqrt(d_err / d_ref) : -1;
     c.CheckFallback(m, rel);
-    d.Evaluate(c.store->Recent(m, static_cast<size_t>(c.config.drift.window)),
-               c.slots[m]->spec().window, rel, rows, outputs);
+    // input_drift / saturation look at the newest timestep of the newest drift.window windows:
+    // those rows only, not the whole windows.
+    const size_t window = static_cast<size_t>(c.config.drift.window);
+    d.Evaluate(c.store->SampleRows(m, written > window ? written - window : 0, window), 1, rel,
+               rows, outputs);
     if (d.TakeReferenceCompleted()) c.PersistDriftBaseline(m);
   }
 }

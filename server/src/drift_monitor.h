@@ -149,7 +149,6 @@ class DriftMonitor {
   size_t settle_rows_ = 0;  // Rows still to discard before the reference starts.
   std::vector<std::vector<float>> sample_[2];
   int above_[kDriftKinds] = {};
-  std::vector<std::vector<float>> columns_;
   std::vector<float> scratch_;
 
   std::atomic<int> block_{0};

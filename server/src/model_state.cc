@@ -74,8 +74,7 @@ void ServerState::RestoreState(const std::vector<bool>& restorable) {
                                 st.next_version, st.fallback);
           if (status.ok()) {
             restored = true;
-            const bool have_baseline =
-                st.has_baseline && drift[m]->RestoreBaseline(st.baseline);
+            const bool have_baseline = st.has_baseline && drift[m]->RestoreBaseline(st.baseline);
             if (!have_baseline) {
               const DriftBaseline b = BaselineFromArtifact(*artifact, recipe.description);
               SetDriftBaseline(m, b.windows, b.clip_lo, b.clip_hi);

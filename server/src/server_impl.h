@@ -39,6 +39,10 @@ struct Server::Impl {
 
   void CalibrationLoop();
   void EvaluateDrift(std::vector<std::pair<double, double>>* last_sums);
+  // The drift thread's own: per model, outputs published since the last check and
+  // CalibrationStore::written at the last check.
+  std::vector<std::vector<float>> recent_outputs;
+  std::vector<uint64_t> drift_rows_seen;
   // The recalibration calendar (schedule.cc); built on the first RunSchedule call.
   void RunSchedule();
   bool schedule_ready = false;

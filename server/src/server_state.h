@@ -78,10 +78,8 @@ struct ServerState {
   // install holds calibration_mu (it stores the baseline itself).
   void PersistDriftBaseline(size_t model);
   // Every published record also goes here (SignalBus tap), for output drift; the drift thread
-  // drains it into recent_outputs (per model, since the last evaluation).
+  // drains it (Server::Impl::EvaluateDrift).
   std::unique_ptr<SignalRing> output_tap;
-  std::vector<std::vector<float>> recent_outputs;
-  std::vector<uint64_t> drift_rows_seen;  // Per model: CalibrationStore::written at the last check.
   mutable std::mutex clip_mu;
   std::vector<std::shared_ptr<const ClipRange>> clip_ranges;
   // ---- Model history, state directory and FP32 fallback (model_state.cc) ----

@@ -233,8 +233,10 @@ TEST(Config, SecurityKeysAndTheirChecks) {
             "ok");
   EXPECT_THAT(bad("calibration: {max_worsening: 0.5}\n"), HasSubstr("calibration.max_worsening"));
   EXPECT_THAT(bad("calibration: {min_samples: 1}\n"), HasSubstr("calibration.min_samples"));
-  EXPECT_THAT(bad("calibration: {worsening_floor: -1}\n"), HasSubstr("calibration.worsening_floor"));
-  EXPECT_THAT(bad("calibration: {worsening_floor: 0.5}\n"), HasSubstr("calibration.worsening_floor"));
+  EXPECT_THAT(bad("calibration: {worsening_floor: -1}\n"),
+              HasSubstr("calibration.worsening_floor"));
+  EXPECT_THAT(bad("calibration: {worsening_floor: 0.5}\n"),
+              HasSubstr("calibration.worsening_floor"));
   EXPECT_THAT(bad("metrics: {threads: 1}\n"), HasSubstr("metrics.threads"));
   EXPECT_THAT(bad("admin: {tokn_file: x}\n"), HasSubstr("admin.tokn_file: unknown key"));
 

@@ -34,7 +34,7 @@ class Ar1 {
       if (out) out->push_back(static_cast<float>(x_[f]));
     }
   }
-  // `n` rows, the feature `scaled` (or all with -1) multiplied by `sigma`.
+  // `n` rows with noise scale `sigma`.
   std::vector<float> Rows(int n, double sigma = 1.0) {
     std::vector<float> out;
     for (int i = 0; i < n; ++i) Next(sigma, &out);
