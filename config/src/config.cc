@@ -624,6 +624,8 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   drift.Get("alarm_quantile", &c.drift.alarm_quantile);
   drift.Get("consecutive", &c.drift.consecutive);
   drift.Get("clear_quantile", &c.drift.clear_quantile);
+  drift.Get("psi_floor", &c.drift.psi_floor);
+  drift.Get("wasserstein_floor", &c.drift.wasserstein_floor);
   drift.Finish();
 
   MapReader state = top.Child("state");
@@ -824,6 +826,12 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   }
   if (!(c.drift.span_s >= c.drift.interval_s) || !(c.drift.span_s <= 86400)) {
     return bad("drift.span_s", "must be in [drift.interval_s, 86400] seconds");
+  }
+  if (!(c.drift.psi_floor >= 0) || !(c.drift.psi_floor <= 10)) {
+    return bad("drift.psi_floor", "must be in [0, 10]");
+  }
+  if (!(c.drift.wasserstein_floor >= 0) || !(c.drift.wasserstein_floor <= 10)) {
+    return bad("drift.wasserstein_floor", "must be in [0, 10] reference standard deviations");
   }
   if (c.drift.consecutive < 1 || c.drift.consecutive > 1000) {
     return bad("drift.consecutive", "must be in [1, 1000]");

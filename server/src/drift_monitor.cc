@@ -78,10 +78,15 @@ void DriftMonitor::Publish(bool output, const DistributionReference* ref) {
   const DriftKind psi = output ? DriftKind::kOutputPsi : DriftKind::kPsi;
   const DriftKind w1 = output ? DriftKind::kOutputWasserstein : DriftKind::kWasserstein;
   const DistributionThresholds t = ref ? ref->thresholds() : DistributionThresholds{};
-  thresholds_[K(psi)].store(t.psi, std::memory_order_relaxed);
-  clear_[K(psi)].store(t.psi_clear, std::memory_order_relaxed);
-  thresholds_[K(w1)].store(t.w1, std::memory_order_relaxed);
-  clear_[K(w1)].store(t.w1_clear, std::memory_order_relaxed);
+  // The effect floor lifts a threshold below it, and its clear level by the same factor (the
+  // hysteresis keeps its calibrated proportion).
+  const auto store = [this](DriftKind k, double alarm, double clear, double floor) {
+    const double lift = alarm > 0 && alarm < floor ? floor / alarm : 1.0;
+    thresholds_[K(k)].store(alarm * lift, std::memory_order_relaxed);
+    clear_[K(k)].store(clear * lift, std::memory_order_relaxed);
+  };
+  store(psi, t.psi, t.psi_clear, config_.psi_floor);
+  store(w1, t.w1, t.w1_clear, config_.wasserstein_floor);
   if (!output) block_.store(ref ? ref->block() : 0, std::memory_order_relaxed);
   for (DriftKind k : {psi, w1}) {
     if (alarms_[K(k)].exchange(false, std::memory_order_relaxed)) {
@@ -244,11 +249,11 @@ void DriftMonitor::Evaluate(const std::vector<float>& recent, int window,
     spdlog::info(
         "drift: model {}: {} reference complete ({} rows over drift.span_s {} s; {} resamples, "
         "block {}, {:.0f} ms): psi {:.4g} (clears below {:.4g}), wasserstein {:.4g} (clears below "
-        "{:.4g})",
+        "{:.4g}); effect floors psi {}, wasserstein {}",
         model_, o ? "output" : "feature", ref[o]->rows(), config_.span_s, ref[o]->resamples(),
         ref[o]->block(),
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count(),
-        t.psi, t.psi_clear, t.w1, t.w1_clear);
+        t.psi, t.psi_clear, t.w1, t.w1_clear, config_.psi_floor, config_.wasserstein_floor);
   }
 
   const size_t stride = static_cast<size_t>(window) * n_features_;

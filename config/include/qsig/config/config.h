@@ -205,9 +205,9 @@ struct DriftConfig {
   double shadow_relative_rmse = 0.1;  // Alarm when INT8-vs-FP32 relative RMSE exceeds this.
   int window = 2000;                  // Recent windows each evaluation looks at.
   double interval_s = 1;              // Evaluation period.
-  // Distribution drift (PSI and Kolmogorov-Smirnov): thresholds are quantiles of each statistic's
+  // Distribution drift (PSI and Wasserstein-1): thresholds are quantiles of each statistic's
   // null distribution, estimated at calibration time by block bootstrap of the reference.
-  // psi / ks (features and outputs): drift.window rows sampled evenly over the last span_s
+  // psi / wasserstein (features and outputs): drift.window rows sampled evenly over the last span_s
   // seconds (consecutive ticks are strongly autocorrelated: 0.1 s of ticks is the current
   // book, not the regime); the reference is the first span_s seconds after a model is installed.
   double span_s = 120;
@@ -216,6 +216,11 @@ struct DriftConfig {
   double alarm_quantile = 0.9999;
   int consecutive = 3;           // ... for this many evaluations in a row;
   double clear_quantile = 0.99;  // clear below this quantile (hysteresis).
+  // Effect floors: an alarm needs the statistic above its calibrated quantile AND above this
+  // (significance is not relevance: a long window of a slowly wandering market is significantly
+  // different from any 2-minute reference by amounts nobody trades on). 0 = quantile only.
+  double psi_floor = 0.1;          // The usual "moderate shift" band of PSI (10 bins).
+  double wasserstein_floor = 0.1;  // W1 in reference standard deviations.
 };
 
 // TLS for the gRPC ports (SignalService and AdminService). Files are re-read when they change.
