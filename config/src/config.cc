@@ -631,6 +631,7 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   MapReader state = top.Child("state");
   state.Get("dir", &c.state.dir);
   state.Get("history_per_model", &c.state.history_per_model);
+  state.Get("samples_interval_s", &c.state.samples_interval_s);
   state.Finish();
 
   MapReader grpc = top.Child("grpc");
@@ -782,6 +783,9 @@ absl::StatusOr<Config> Build(const YAML::Node& root, const std::string& origin) 
   if (!(c.shadow.fallback_relative_rmse >= 0))
     return bad("shadow.fallback_relative_rmse", "must be >= 0 (0 = never fall back)");
   if (!(c.shadow.fallback_after_s >= 0)) return bad("shadow.fallback_after_s", "must be >= 0");
+  if (!(c.state.samples_interval_s >= 0) || !(c.state.samples_interval_s <= 86400)) {
+    return bad("state.samples_interval_s", "must be in [0, 86400] seconds (0 = never)");
+  }
   if (c.state.history_per_model < 1 || c.state.history_per_model > 1000)
     return bad("state.history_per_model", "must be in 1..1000");
   if (c.calibration.warmup_samples < 16) return bad("calibration.warmup_samples", "must be >= 16");

@@ -263,6 +263,9 @@ void Server::Impl::CalibrationLoop() {
   for (const auto& w : c.workers) epochs.push_back(&w->epoch());
   feeds::FeatureVector fv;
   auto next_drift = std::chrono::steady_clock::now();
+  auto next_samples = next_drift + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                       std::chrono::duration<double>(
+                                           c.config.state.samples_interval_s));
   std::vector<std::pair<double, double>> shadow_sums;
   while (calibration_running.load()) {
     for (auto& w : c.workers) {
@@ -295,8 +298,14 @@ void Server::Impl::CalibrationLoop() {
       EvaluateDrift(&shadow_sums);
     }
     RunSchedule();
+    if (c.config.state.samples_interval_s > 0 && now >= next_samples) {
+      next_samples = now + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                               std::chrono::duration<double>(c.config.state.samples_interval_s));
+      c.PersistSamples(&samples_saved);
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  if (c.config.state.samples_interval_s > 0) c.PersistSamples(&samples_saved);  // Shutdown.
 }
 
 }  // namespace qsig::server

@@ -50,6 +50,16 @@ struct HistoryEntry {
   RuntimeRecipe recipe;  // Set with has_recipe: restores the runtime without calibrating.
 };
 
+// A bounded sample of a model's calibration windows (CalibrationStore::Export), as stored:
+// `windows` holds count x window x n_features floats, oldest window first, `arrival_unix_ns`
+// their arrival times.
+struct SampleSnapshot {
+  int window = 0, n_features = 0;
+  std::vector<int64_t> arrival_unix_ns;
+  std::vector<float> windows;
+  size_t count() const noexcept { return arrival_unix_ns.size(); }
+};
+
 // The drift monitor's baseline (DriftMonitor::BaselineStats), as stored.
 struct StoredBaseline {
   std::vector<double> mean, std;

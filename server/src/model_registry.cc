@@ -335,6 +335,44 @@ std::vector<float> CalibrationStore::SampleRows(size_t model, uint64_t since, si
   return out;
 }
 
+SampleSnapshot CalibrationStore::Export(size_t model, size_t max_windows) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  SampleSnapshot s;
+  s.window = model_window_[model];
+  s.n_features = n_features_;
+  const uint64_t end = written_[model];
+  const uint64_t have = std::min<uint64_t>(end, static_cast<uint64_t>(capacity_));
+  const size_t n = static_cast<size_t>(std::min<uint64_t>(have, max_windows));
+  const size_t stride = static_cast<size_t>(s.window) * n_features_;
+  s.windows.resize(n * stride);
+  s.arrival_unix_ns.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t w = end - have + (have * (i + 1)) / n - 1;
+    const size_t idx = static_cast<size_t>(w % static_cast<uint64_t>(capacity_));
+    std::copy_n(windows_[model].begin() + idx * stride, stride, s.windows.begin() + i * stride);
+    s.arrival_unix_ns[i] = window_ns_[model][idx];
+  }
+  return s;
+}
+
+size_t CalibrationStore::Import(size_t model, const SampleSnapshot& s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const size_t stride = static_cast<size_t>(model_window_[model]) * n_features_;
+  if (s.window != model_window_[model] || s.n_features != n_features_ || written_[model] != 0 ||
+      s.windows.size() != s.count() * stride) {
+    return 0;
+  }
+  const size_t n = std::min(s.count(), static_cast<size_t>(capacity_));
+  const size_t first = s.count() - n;  // The newest ones when the ring is smaller.
+  for (size_t i = 0; i < n; ++i) {
+    std::copy_n(s.windows.begin() + (first + i) * stride, stride,
+                windows_[model].begin() + i * stride);
+    window_ns_[model][i] = s.arrival_unix_ns[first + i];
+  }
+  written_[model] = n;
+  return n;
+}
+
 models::Int8Options Int8OptionsFromConfig(const config::CalibrationConfig& c) {
   models::Int8Options o;
   o.method = *quant::ParseCalibrationMethod(c.method);  // Validated with the config.

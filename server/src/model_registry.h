@@ -172,6 +172,13 @@ class CalibrationStore {
   // The newest timestep (n_features floats) of `count` windows evenly spaced among those
   // written after the first `since` (as many as are still held), oldest first.
   std::vector<float> SampleRows(size_t model, uint64_t since, size_t count) const;
+  // At most `max_windows` of the held windows, evenly spaced (the newest included), oldest first,
+  // with their arrival times: what state.dir keeps of the store.
+  SampleSnapshot Export(size_t model, size_t max_windows) const;
+  // Appends a snapshot's windows (oldest first) as if they had just arrived, keeping their
+  // arrival times; for a store that holds nothing yet (at start, before the feed). Returns the
+  // windows taken: 0 for a snapshot of another shape or a store already written to.
+  size_t Import(size_t model, const SampleSnapshot& snapshot);
 
  private:
   mutable std::mutex mu_;

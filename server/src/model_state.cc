@@ -10,11 +10,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "qsig/feeds/clock.h"
 #include "qsig/models/io/artifact.h"
 #include "qsig/models/io/loader.h"
 #include "qsig/quant/calibration.h"
 #include "server_state.h"
+#include "state_store.h"
 #include "spdlog/spdlog.h"
 
 namespace qsig::server {
@@ -49,6 +51,45 @@ absl::Status ServerState::OpenState(std::vector<bool>* restorable) {
     (*restorable)[m] = e != nullptr && !e->artifact_file.empty();
   }
   return absl::OkStatus();
+}
+
+void ServerState::RestoreSamples() {
+  if (!state_store || !state_store->persistent()) return;
+  const int n_features = static_cast<int>(feature_names.size());
+  for (size_t m = 0; m < slots.size(); ++m) {
+    const std::string& name = slots[m]->name();
+    auto s = state_store->LoadSamples(m, slots[m]->spec().window, n_features);
+    if (!s.ok()) {
+      if (!absl::IsNotFound(s.status())) {
+        spdlog::warn("model {}: calibration samples in {} not used: {}", name, state_store->dir(),
+                     std::string(s.status().message()));
+      }
+      continue;
+    }
+    const size_t n = store->Import(m, *s);
+    if (n == 0) continue;
+    spdlog::info("model {}: {} calibration windows restored from {} (arrived {} to {})", name, n,
+                 state_store->dir(),
+                 absl::FormatTime(absl::FromUnixNanos(s->arrival_unix_ns[s->count() - n])),
+                 absl::FormatTime(absl::FromUnixNanos(s->arrival_unix_ns.back())));
+  }
+}
+
+void ServerState::PersistSamples(std::vector<uint64_t>* saved) {
+  if (!state_store || !state_store->persistent()) return;
+  saved->resize(slots.size(), 0);
+  for (size_t m = 0; m < slots.size(); ++m) {
+    const uint64_t written = store->written(m);
+    if (written == (*saved)[m]) continue;
+    const SampleSnapshot snapshot = store->Export(m, kMaxStoredSampleWindows);
+    if (snapshot.count() == 0) continue;
+    if (auto st = state_store->SaveSamples(m, snapshot); !st.ok()) {
+      spdlog::error("model {}: cannot write the calibration samples: {}", slots[m]->name(),
+                    std::string(st.message()));
+      continue;
+    }
+    (*saved)[m] = written;
+  }
 }
 
 void ServerState::RestoreState(const std::vector<bool>& restorable) {

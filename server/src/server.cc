@@ -88,6 +88,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(const config::Config& con
   }
   c.last_recalibration.assign(c.slots.size(), std::chrono::steady_clock::time_point::min());
   c.RestoreState(restorable);
+  c.RestoreSamples();
+  // Drift samples only what arrives from now on; the restored windows are history.
+  for (size_t m = 0; m < c.slots.size(); ++m) {
+    impl->drift_rows_seen.push_back(c.store->written(m));
+    impl->samples_saved.push_back(c.store->written(m));
+  }
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 

@@ -43,6 +43,7 @@ struct Server::Impl {
   // CalibrationStore::written at the last check.
   std::vector<std::vector<float>> recent_outputs;
   std::vector<uint64_t> drift_rows_seen;
+  std::vector<uint64_t> samples_saved;  // ServerState::PersistSamples's.
   // The recalibration calendar (schedule.cc); built on the first RunSchedule call.
   void RunSchedule();
   bool schedule_ready = false;

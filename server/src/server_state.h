@@ -99,6 +99,12 @@ struct ServerState {
   absl::Status OpenState(std::vector<bool>* restorable);
   // After LoadModels: restores each model's last version, version counter and baseline.
   void RestoreState(const std::vector<bool>& restorable);
+  // The calibration sample store in state.dir: loaded into the (still empty) store at start, so
+  // a recalibration right after a restart need not wait for fresh windows; written every
+  // state.samples_interval_s and at shutdown (calibration thread). `saved` (per model): the
+  // store's written() at the last write (nothing new: no write).
+  void RestoreSamples();
+  void PersistSamples(std::vector<uint64_t>* saved);
   // Records the version just installed in `model`'s history (and its artifact, baseline and
   // fallback state in state.dir): `calibration` when it came from one; `artifact` is written
   // (or `artifact_bytes`, the file as it was read, if given); `inherit` is the entry whose

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -47,7 +49,83 @@ absl::Status FsyncPath(const std::string& path, int flags) {
 
 std::string TempName(const std::string& path) { return absl::StrCat(path, ".tmp.", ::getpid()); }
 
+constexpr char kSamplesMagic[8] = {'Q', 'S', 'I', 'G', 'S', 'M', 'P', '1'};
+constexpr uint32_t kSamplesFormat = 1;
+constexpr size_t kSamplesHeader = sizeof kSamplesMagic + 4 * sizeof(uint32_t);
+constexpr const char* kSamplesFile = "samples.bin";
+
+uint64_t Fnv1a(std::string_view bytes) {
+  uint64_t h = 14695981039346656037ull;
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+// The host is little-endian (x86-64, AArch64 Linux): the values are copied as they are.
+template <typename T>
+void AppendRaw(std::string* out, const T* v, size_t n) {
+  out->append(reinterpret_cast<const char*>(v), n * sizeof(T));
+}
+template <typename T>
+T ReadRaw(std::string_view bytes, size_t at) {
+  T v;
+  std::memcpy(&v, bytes.data() + at, sizeof v);
+  return v;
+}
+
 }  // namespace
+
+std::string EncodeSamples(const SampleSnapshot& s) {
+  std::string out(kSamplesMagic, sizeof kSamplesMagic);
+  const uint32_t head[4] = {kSamplesFormat, static_cast<uint32_t>(s.window),
+                            static_cast<uint32_t>(s.n_features), static_cast<uint32_t>(s.count())};
+  AppendRaw(&out, head, 4);
+  AppendRaw(&out, s.arrival_unix_ns.data(), s.arrival_unix_ns.size());
+  AppendRaw(&out, s.windows.data(), s.windows.size());
+  const uint64_t h = Fnv1a(out);
+  AppendRaw(&out, &h, 1);
+  return out;
+}
+
+absl::StatusOr<SampleSnapshot> DecodeSamples(std::string_view b, int window, int n_features) {
+  const auto bad = [](std::string why) {
+    return absl::DataLossError(absl::StrCat("calibration sample file: ", why));
+  };
+  if (b.size() < kSamplesHeader + sizeof(uint64_t) ||
+      std::memcmp(b.data(), kSamplesMagic, sizeof kSamplesMagic) != 0) {
+    return bad("not a qsig sample file");
+  }
+  const uint64_t h = ReadRaw<uint64_t>(b, b.size() - sizeof(uint64_t));
+  if (Fnv1a(b.substr(0, b.size() - sizeof(uint64_t))) != h) return bad("hash mismatch");
+  const size_t at = sizeof kSamplesMagic;
+  const uint32_t format = ReadRaw<uint32_t>(b, at), w = ReadRaw<uint32_t>(b, at + 4),
+                 nf = ReadRaw<uint32_t>(b, at + 8), count = ReadRaw<uint32_t>(b, at + 12);
+  if (format != kSamplesFormat) return bad(absl::StrCat("format ", format, ", expected 1"));
+  if (w != static_cast<uint32_t>(window) || nf != static_cast<uint32_t>(n_features)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("calibration sample file: windows of ", w, " x ", nf, ", the model takes ",
+                     window, " x ", n_features));
+  }
+  if (count > kMaxStoredSampleWindows) {
+    return bad(absl::StrCat(count, " windows, at most ", kMaxStoredSampleWindows));
+  }
+  const size_t floats = static_cast<size_t>(count) * w * nf;
+  if (b.size() != kSamplesHeader + count * sizeof(int64_t) + floats * sizeof(float) +
+                      sizeof(uint64_t)) {
+    return bad("size does not match its header");
+  }
+  SampleSnapshot s;
+  s.window = window;
+  s.n_features = n_features;
+  s.arrival_unix_ns.resize(count);
+  s.windows.resize(floats);
+  std::memcpy(s.arrival_unix_ns.data(), b.data() + kSamplesHeader, count * sizeof(int64_t));
+  std::memcpy(s.windows.data(), b.data() + kSamplesHeader + count * sizeof(int64_t),
+              floats * sizeof(float));
+  for (float v : s.windows) {
+    if (!std::isfinite(v)) return bad("non-finite value");
+  }
+  return s;
+}
 
 absl::Status CommitFile(const std::string& tmp, const std::string& path) {
   if (auto st = FsyncPath(tmp, O_RDONLY); !st.ok()) return st;
@@ -269,6 +347,29 @@ absl::StatusOr<std::string> StateStore::SaveArtifactBytes(size_t model, uint64_t
   (st.ok() ? writes_ : write_errors_).fetch_add(1, std::memory_order_relaxed);
   if (!st.ok()) return absl::Status(st.code(), absl::StrCat("state.dir: ", st.message()));
   return name;
+}
+
+absl::Status StateStore::SaveSamples(size_t model, const SampleSnapshot& snapshot) {
+  if (dir_.empty()) return absl::OkStatus();
+  if (snapshot.count() > kMaxStoredSampleWindows) {
+    return absl::InvalidArgumentError("too many windows for the sample file");
+  }
+  absl::Status st = WriteFileAtomic(ModelDir(model) + "/" + kSamplesFile, EncodeSamples(snapshot));
+  (st.ok() ? writes_ : write_errors_).fetch_add(1, std::memory_order_relaxed);
+  if (!st.ok()) return absl::Status(st.code(), absl::StrCat("state.dir: ", st.message()));
+  return st;
+}
+
+absl::StatusOr<SampleSnapshot> StateStore::LoadSamples(size_t model, int window,
+                                                       int n_features) const {
+  if (dir_.empty()) return absl::NotFoundError("state.dir unset");
+  const size_t max = kSamplesHeader + kMaxStoredSampleWindows * sizeof(int64_t) +
+                     kMaxStoredSampleWindows * static_cast<size_t>(std::max(window, 0)) *
+                         static_cast<size_t>(std::max(n_features, 0)) * sizeof(float) +
+                     sizeof(uint64_t);
+  auto bytes = ReadWholeFile(ModelDir(model) + "/" + kSamplesFile, max);
+  if (!bytes.ok()) return bytes.status();
+  return DecodeSamples(*bytes, window, n_features);
 }
 
 absl::StatusOr<models::io::Artifact> StateStore::LoadArtifact(size_t model,

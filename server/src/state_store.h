@@ -5,6 +5,8 @@
 //   <dir>/<model>/state.json   ModelState (model_history.h): version counter, current version,
 //                              fallback flag, bounded history, drift baseline
 //   <dir>/<model>/v<N>.qsig    the .qsig artifact of version N (kept while the history names it)
+//   <dir>/<model>/samples.bin  the calibration sample store (SampleSnapshot: at most
+//                              kMaxStoredSampleWindows windows and their arrival times)
 //
 // Every write goes to a temporary file in the same folder, is fsync'ed, renamed over the
 // target, and the folder is fsync'ed (so the rename itself is durable).
@@ -35,6 +37,15 @@ absl::Status CommitFile(const std::string& tmp, const std::string& path);
 absl::StatusOr<std::string> ReadWholeFile(const std::string& path, size_t max_bytes);
 // Creates `dir` (and its parents) if missing.
 absl::Status MakeDirs(const std::string& dir);
+// The calibration sample store's file: "QSIGSMP1", then little-endian u32 format (1), window,
+// n_features, count, count x i64 arrival ns, count x window x n_features f32, and a u64 FNV-1a
+// hash of everything before it.
+inline constexpr size_t kMaxStoredSampleWindows = 4096;
+std::string EncodeSamples(const SampleSnapshot& snapshot);
+// Refuses a file of another shape than window x n_features, a count above
+// kMaxStoredSampleWindows, a size or hash that does not match, and non-finite values.
+absl::StatusOr<SampleSnapshot> DecodeSamples(std::string_view bytes, int window, int n_features);
+
 // A model name as a folder name: itself if made of [A-Za-z0-9_.-] and not starting with '.',
 // otherwise "x" + its hex encoding.
 std::string SafeFileName(const std::string& name);
@@ -69,6 +80,10 @@ class StateStore {
                                                 std::string_view bytes);
   // Reads and verifies (checksum) a stored artifact.
   absl::StatusOr<models::io::Artifact> LoadArtifact(size_t model, const std::string& file) const;
+
+  // The calibration sample store (see EncodeSamples): written crash-safely, read bounded.
+  absl::Status SaveSamples(size_t model, const SampleSnapshot& snapshot);
+  absl::StatusOr<SampleSnapshot> LoadSamples(size_t model, int window, int n_features) const;
 
   uint64_t writes() const noexcept { return writes_.load(std::memory_order_relaxed); }
   uint64_t write_errors() const noexcept { return write_errors_.load(std::memory_order_relaxed); }

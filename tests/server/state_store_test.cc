@@ -2,12 +2,14 @@
 // bounds, artifact keeping and pruning, and fast restores from a recorded INT8 recipe.
 #include "state_store.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <random>
 #include <string>
 
@@ -147,6 +149,77 @@ TEST(ModelHistory, RefusesDamagedOrHostileFiles) {
   // A current version at or past the counter would reuse a version number.
   s.next_version = 1;
   EXPECT_FALSE(ParseModelState(SerializeModelState(s), "f").ok());
+}
+
+SampleSnapshot Samples(size_t count, int window, int n_features) {
+  SampleSnapshot s;
+  s.window = window;
+  s.n_features = n_features;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> x;
+  for (size_t i = 0; i < count; ++i) {
+    s.arrival_unix_ns.push_back(1'700'000'000'000'000'000 + static_cast<int64_t>(i) * 1000);
+    for (int k = 0; k < window * n_features; ++k) s.windows.push_back(x(rng));
+  }
+  return s;
+}
+
+TEST(SampleFile, RoundTripsThroughTheStateFolder) {
+  const std::string dir = FreshDir("samples");
+  auto store = StateStore::Open(dir, {"lstm"}, 5);
+  ASSERT_TRUE(store.ok()) << store.status();
+  EXPECT_TRUE(absl::IsNotFound((*store)->LoadSamples(0, 4, 3).status()));
+  const SampleSnapshot s = Samples(100, 4, 3);
+  ASSERT_TRUE((*store)->SaveSamples(0, s).ok());
+  auto back = (*store)->LoadSamples(0, 4, 3);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->arrival_unix_ns, s.arrival_unix_ns);
+  EXPECT_EQ(back->windows, s.windows);
+  // Another model shape: refused by name, not misread.
+  auto other = (*store)->LoadSamples(0, 8, 3);
+  ASSERT_FALSE(other.ok());
+  EXPECT_THAT(std::string(other.status().message()), ::testing::HasSubstr("4 x 3"));
+  // An empty store writes an empty, valid file.
+  ASSERT_TRUE((*store)->SaveSamples(0, Samples(0, 4, 3)).ok());
+  EXPECT_EQ((*store)->LoadSamples(0, 4, 3)->count(), 0u);
+  // No temporary file is left behind.
+  for (const auto& f : std::filesystem::directory_iterator(dir + "/lstm")) {
+    EXPECT_EQ(f.path().filename().string().find(".tmp"), std::string::npos);
+  }
+}
+
+TEST(SampleFile, RefusesDamagedOrHostileFiles) {
+  const std::string good = EncodeSamples(Samples(10, 2, 3));
+  ASSERT_TRUE(DecodeSamples(good, 2, 3).ok());
+  for (size_t at : {size_t{0}, size_t{9}, size_t{30}, good.size() / 2, good.size() - 1}) {
+    std::string bad = good;
+    bad[at] ^= 0x5a;
+    EXPECT_FALSE(DecodeSamples(bad, 2, 3).ok()) << "byte " << at;
+  }
+  EXPECT_FALSE(DecodeSamples(good.substr(0, good.size() - 9), 2, 3).ok());
+  EXPECT_FALSE(DecodeSamples("", 2, 3).ok());
+  EXPECT_FALSE(DecodeSamples(good + "x", 2, 3).ok());
+  // A count above the bound, or a count that claims more than the file holds, with a valid hash.
+  SampleSnapshot big = Samples(1, 1, 1);
+  big.arrival_unix_ns.resize(kMaxStoredSampleWindows + 1, 1);
+  big.windows.resize(kMaxStoredSampleWindows + 1, 0.5f);
+  EXPECT_FALSE(DecodeSamples(EncodeSamples(big), 1, 1).ok());
+  SampleSnapshot lying = Samples(3, 1, 1);
+  lying.windows.pop_back();
+  EXPECT_FALSE(DecodeSamples(EncodeSamples(lying), 1, 1).ok());
+  // Non-finite values never reach a calibration.
+  SampleSnapshot nan = Samples(3, 1, 2);
+  nan.windows[4] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(DecodeSamples(EncodeSamples(nan), 1, 2).ok());
+  // A file larger than any valid one is not read past the bound.
+  const std::string dir = FreshDir("samples_big");
+  auto store = StateStore::Open(dir, {"m"}, 5);
+  ASSERT_TRUE(store.ok());
+  {
+    std::ofstream f(dir + "/m/samples.bin", std::ios::binary);
+    f << std::string(1 << 20, 'Q');
+  }
+  EXPECT_FALSE((*store)->LoadSamples(0, 1, 1).ok());
 }
 
 TEST(StateStore, PersistsBoundedHistoryAndPrunesArtifacts) {

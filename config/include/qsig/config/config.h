@@ -235,6 +235,9 @@ struct TlsConfig {
 struct StateConfig {
   std::string dir;
   int history_per_model = 20;  // Versions kept per model (history entries and their artifacts).
+  // The calibration sample store (an evenly spaced sample of at most 4096 of each model's
+  // calibration windows) is written this often and at shutdown; 0 = never.
+  double samples_interval_s = 60;
 };
 
 struct GrpcConfig {
