@@ -50,11 +50,12 @@ struct HistoryEntry {
   RuntimeRecipe recipe;  // Set with has_recipe: restores the runtime without calibrating.
 };
 
-// A bounded sample of a model's calibration windows (CalibrationStore::Export), as stored:
+// A bounded sample of a model's calibration windows (CalibrationStore::Reservoir), as stored:
 // `windows` holds count x window x n_features floats, oldest window first, `arrival_unix_ns`
-// their arrival times.
+// their arrival times; `seen` is how many windows they are a uniform sample of.
 struct SampleSnapshot {
   int window = 0, n_features = 0;
+  uint64_t seen = 0;
   std::vector<int64_t> arrival_unix_ns;
   std::vector<float> windows;
   size_t count() const noexcept { return arrival_unix_ns.size(); }

@@ -263,6 +263,10 @@ CalibrationStore::CalibrationStore(const std::vector<std::unique_ptr<ModelSlot>>
     windows_.emplace_back(static_cast<size_t>(capacity_) * w * n_features_);
     window_ns_.emplace_back(static_cast<size_t>(capacity_), 0);
     written_.push_back(0);
+    ReservoirSlots r;
+    r.windows.resize(kReservoirWindows * w * n_features_);
+    r.ns.resize(kReservoirWindows);
+    reservoir_.push_back(std::move(r));
   }
 }
 
@@ -279,6 +283,25 @@ void CalibrationStore::Add(const feeds::FeatureVector& fv) {
     if (!history_.CopyWindow(fv.locate, w, std::span<float>(dst, per))) continue;
     window_ns_[m][written_[m] % capacity_] = now_ns;
     ++written_[m];
+    // Algorithm R: the window takes slot j of the reservoir if j < size (j uniform in [0, seen)).
+    ReservoirSlots& r = reservoir_[m];
+    size_t slot = r.filled;
+    if (r.filled == kReservoirWindows) {
+      rng_ += 0x9e3779b97f4a7c15ull;
+      uint64_t z = rng_;
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      z ^= z >> 31;
+      const uint64_t j = z % (r.seen + 1);  // Bias below 2^-40 for any realistic count.
+      slot = j < kReservoirWindows ? static_cast<size_t>(j) : kReservoirWindows;
+    } else {
+      ++r.filled;
+    }
+    ++r.seen;
+    if (slot < kReservoirWindows) {
+      std::copy_n(dst, per, r.windows.begin() + slot * per);
+      r.ns[slot] = now_ns;
+    }
   }
 }
 
@@ -335,24 +358,31 @@ std::vector<float> CalibrationStore::SampleRows(size_t model, uint64_t since, si
   return out;
 }
 
-SampleSnapshot CalibrationStore::Export(size_t model, size_t max_windows) const {
+SampleSnapshot CalibrationStore::Reservoir(size_t model) const {
   std::lock_guard<std::mutex> lock(mu_);
+  const ReservoirSlots& r = reservoir_[model];
   SampleSnapshot s;
   s.window = model_window_[model];
   s.n_features = n_features_;
-  const uint64_t end = written_[model];
-  const uint64_t have = std::min<uint64_t>(end, static_cast<uint64_t>(capacity_));
-  const size_t n = static_cast<size_t>(std::min<uint64_t>(have, max_windows));
+  s.seen = r.seen;
   const size_t stride = static_cast<size_t>(s.window) * n_features_;
-  s.windows.resize(n * stride);
-  s.arrival_unix_ns.resize(n);
-  for (size_t i = 0; i < n; ++i) {
-    const uint64_t w = end - have + (have * (i + 1)) / n - 1;
-    const size_t idx = static_cast<size_t>(w % static_cast<uint64_t>(capacity_));
-    std::copy_n(windows_[model].begin() + idx * stride, stride, s.windows.begin() + i * stride);
-    s.arrival_unix_ns[i] = window_ns_[model][idx];
+  std::vector<size_t> order(r.filled);
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&r](size_t a, size_t b) { return r.ns[a] < r.ns[b]; });
+  s.windows.resize(r.filled * stride);
+  s.arrival_unix_ns.resize(r.filled);
+  for (size_t i = 0; i < order.size(); ++i) {
+    std::copy_n(r.windows.begin() + order[i] * stride, stride, s.windows.begin() + i * stride);
+    s.arrival_unix_ns[i] = r.ns[order[i]];
   }
   return s;
+}
+
+void CalibrationStore::ResetReservoir(size_t model) {
+  std::lock_guard<std::mutex> lock(mu_);
+  reservoir_[model].filled = 0;
+  reservoir_[model].seen = 0;
 }
 
 size_t CalibrationStore::Import(size_t model, const SampleSnapshot& s) {
@@ -362,6 +392,11 @@ size_t CalibrationStore::Import(size_t model, const SampleSnapshot& s) {
       s.windows.size() != s.count() * stride) {
     return 0;
   }
+  ReservoirSlots& r = reservoir_[model];
+  r.filled = std::min(s.count(), kReservoirWindows);
+  r.seen = std::max<uint64_t>(s.seen, r.filled);
+  std::copy_n(s.windows.begin(), r.filled * stride, r.windows.begin());
+  std::copy_n(s.arrival_unix_ns.begin(), r.filled, r.ns.begin());
   const size_t n = std::min(s.count(), static_cast<size_t>(capacity_));
   const size_t first = s.count() - n;  // The newest ones when the ring is smaller.
   for (size_t i = 0; i < n; ++i) {
@@ -370,7 +405,7 @@ size_t CalibrationStore::Import(size_t model, const SampleSnapshot& s) {
     window_ns_[model][i] = s.arrival_unix_ns[first + i];
   }
   written_[model] = n;
-  return n;
+  return std::max(n, r.filled);
 }
 
 models::Int8Options Int8OptionsFromConfig(const config::CalibrationConfig& c) {

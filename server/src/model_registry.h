@@ -56,6 +56,7 @@ struct CalibrationReport {
   // Lineage for the history (set when installed).
   std::shared_ptr<const RuntimeRecipe> recipe;
   double relative_rmse_vs_incumbent = -1;  // Candidate vs the INT8 it replaced, / FP32 RMS.
+  int64_t samples_first_unix_ns = 0, samples_last_unix_ns = 0;  // Arrival of the windows used.
 };
 
 // The clip interval of each raw feature under the INT8 model's input quantization `q` (see
@@ -172,12 +173,18 @@ class CalibrationStore {
   // The newest timestep (n_features floats) of `count` windows evenly spaced among those
   // written after the first `since` (as many as are still held), oldest first.
   std::vector<float> SampleRows(size_t model, uint64_t since, size_t count) const;
-  // At most `max_windows` of the held windows, evenly spaced (the newest included), oldest first,
-  // with their arrival times: what state.dir keeps of the store.
-  SampleSnapshot Export(size_t model, size_t max_windows) const;
-  // Appends a snapshot's windows (oldest first) as if they had just arrived, keeping their
-  // arrival times; for a store that holds nothing yet (at start, before the feed). Returns the
-  // windows taken: 0 for a snapshot of another shape or a store already written to.
+  // The reservoir: a uniform sample (Algorithm R) of at most kReservoirWindows of the windows
+  // since the model's last calibration (ResetReservoir): the session a scheduled recalibration
+  // calibrates on, where the ring holds only the newest windows (seconds of a busy feed). Also
+  // what state.dir keeps. Oldest first, with arrival times and the count it stands for.
+  static constexpr size_t kReservoirWindows = 4096;
+  SampleSnapshot Reservoir(size_t model) const;
+  void ResetReservoir(size_t model);
+  // Restores a stored reservoir (its `seen` carries on: the sample stays uniform over the windows
+  // before and after the restart) and appends its windows to the ring as if they had just
+  // arrived, keeping their arrival times; for a store that holds nothing yet (at start, before the
+  // feed). Returns the windows taken: 0 for a snapshot of another shape or a store already
+  // written to.
   size_t Import(size_t model, const SampleSnapshot& snapshot);
 
  private:
@@ -191,6 +198,14 @@ class CalibrationStore {
   std::vector<std::vector<float>> windows_;
   std::vector<std::vector<int64_t>> window_ns_;  // Per model: arrival time of each window.
   std::vector<size_t> written_;
+  struct ReservoirSlots {
+    std::vector<float> windows;  // filled x stride.
+    std::vector<int64_t> ns;
+    size_t filled = 0;
+    uint64_t seen = 0;
+  };
+  std::vector<ReservoirSlots> reservoir_;
+  uint64_t rng_ = 0x9e3779b97f4a7c15ull;  // splitmix64 state.
 };
 
 // Calibrates a candidate INT8 model from `windows`, validates it against FP32 on the most

@@ -68,10 +68,11 @@ void ServerState::RestoreSamples() {
     }
     const size_t n = store->Import(m, *s);
     if (n == 0) continue;
-    spdlog::info("model {}: {} calibration windows restored from {} (arrived {} to {})", name, n,
-                 state_store->dir(),
-                 absl::FormatTime(absl::FromUnixNanos(s->arrival_unix_ns[s->count() - n])),
-                 absl::FormatTime(absl::FromUnixNanos(s->arrival_unix_ns.back())));
+    spdlog::info(
+        "model {}: {} calibration windows restored from {} (a uniform sample of {} windows that "
+        "arrived {} to {})",
+        name, n, state_store->dir(), s->seen, absl::FormatTime(absl::FromUnixNanos(s->arrival_unix_ns.front())),
+        absl::FormatTime(absl::FromUnixNanos(s->arrival_unix_ns.back())));
   }
 }
 
@@ -81,7 +82,7 @@ void ServerState::PersistSamples(std::vector<uint64_t>* saved) {
   for (size_t m = 0; m < slots.size(); ++m) {
     const uint64_t written = store->written(m);
     if (written == (*saved)[m]) continue;
-    const SampleSnapshot snapshot = store->Export(m, kMaxStoredSampleWindows);
+    const SampleSnapshot snapshot = store->Reservoir(m);
     if (snapshot.count() == 0) continue;
     if (auto st = state_store->SaveSamples(m, snapshot); !st.ok()) {
       spdlog::error("model {}: cannot write the calibration samples: {}", slots[m]->name(),
@@ -206,7 +207,8 @@ void ServerState::RecordInstall(size_t m, const char* reason, const CalibrationR
   if (calibration != nullptr) {
     e.calibration_method = config.calibration.method;
     e.samples = calibration->samples;
-    store->TimeRange(m, calibration->samples, &e.samples_first_unix_ns, &e.samples_last_unix_ns);
+    e.samples_first_unix_ns = calibration->samples_first_unix_ns;
+    e.samples_last_unix_ns = calibration->samples_last_unix_ns;
     e.relative_rmse_vs_fp32 = calibration->fp32_rms > 0
                                   ? calibration->validation_rmse / calibration->fp32_rms
                                   : calibration->validation_rmse;

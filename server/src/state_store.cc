@@ -51,7 +51,7 @@ std::string TempName(const std::string& path) { return absl::StrCat(path, ".tmp.
 
 constexpr char kSamplesMagic[8] = {'Q', 'S', 'I', 'G', 'S', 'M', 'P', '1'};
 constexpr uint32_t kSamplesFormat = 1;
-constexpr size_t kSamplesHeader = sizeof kSamplesMagic + 4 * sizeof(uint32_t);
+constexpr size_t kSamplesHeader = sizeof kSamplesMagic + 4 * sizeof(uint32_t) + sizeof(uint64_t);
 constexpr const char* kSamplesFile = "samples.bin";
 
 uint64_t Fnv1a(std::string_view bytes) {
@@ -79,6 +79,7 @@ std::string EncodeSamples(const SampleSnapshot& s) {
   const uint32_t head[4] = {kSamplesFormat, static_cast<uint32_t>(s.window),
                             static_cast<uint32_t>(s.n_features), static_cast<uint32_t>(s.count())};
   AppendRaw(&out, head, 4);
+  AppendRaw(&out, &s.seen, 1);
   AppendRaw(&out, s.arrival_unix_ns.data(), s.arrival_unix_ns.size());
   AppendRaw(&out, s.windows.data(), s.windows.size());
   const uint64_t h = Fnv1a(out);
@@ -105,6 +106,8 @@ absl::StatusOr<SampleSnapshot> DecodeSamples(std::string_view b, int window, int
         absl::StrCat("calibration sample file: windows of ", w, " x ", nf, ", the model takes ",
                      window, " x ", n_features));
   }
+  const uint64_t seen = ReadRaw<uint64_t>(b, at + 16);
+  if (seen < count) return bad(absl::StrCat("a sample of ", seen, " windows holds ", count));
   if (count > kMaxStoredSampleWindows) {
     return bad(absl::StrCat(count, " windows, at most ", kMaxStoredSampleWindows));
   }
@@ -116,6 +119,7 @@ absl::StatusOr<SampleSnapshot> DecodeSamples(std::string_view b, int window, int
   SampleSnapshot s;
   s.window = window;
   s.n_features = n_features;
+  s.seen = seen;
   s.arrival_unix_ns.resize(count);
   s.windows.resize(floats);
   std::memcpy(s.arrival_unix_ns.data(), b.data() + kSamplesHeader, count * sizeof(int64_t));

@@ -233,5 +233,72 @@ TEST(WorkerPrecomputeThread, IdleQueueMeansHits) {
   EXPECT_GT(worker.precompute_hits(), 0u);
 }
 
+// The calibration store's reservoir: a uniform sample of every window since the last reset
+// (the ring keeps only the newest), oldest first; a restored reservoir carries its count on.
+TEST(CalibrationStore, ReservoirIsAUniformSampleOfTheSessionAndSurvivesARestore) {
+  auto spec = Spec(models::Arch::kLstm, 1);
+  std::vector<std::unique_ptr<ModelSlot>> slots;
+  slots.push_back(std::make_unique<ModelSlot>("pre", spec));
+  constexpr int kTicks = 40000;
+  const size_t stride = static_cast<size_t>(kWindow) * kIn;
+  CalibrationStore store(slots, 4, kIn, 100);
+  float x[kIn] = {};
+  for (int i = 0; i < kTicks; ++i) {
+    x[0] = static_cast<float>(i);
+    feeds::FeatureVector fv = Vector(1, x, static_cast<uint64_t>(i));
+    fv.recv_wall_ns = 1'000'000 + i;
+    store.Add(fv);
+  }
+  const uint64_t windows = kTicks - (kWindow - 1);  // The first complete window at tick 7.
+  EXPECT_EQ(store.written(0), windows);
+  EXPECT_EQ(store.windows(0), 100u);  // The ring: the newest 100.
+  const SampleSnapshot r = store.Reservoir(0);
+  ASSERT_EQ(r.count(), CalibrationStore::kReservoirWindows);
+  EXPECT_EQ(r.seen, windows);
+  EXPECT_EQ(r.window, kWindow);
+  double mean = 0;
+  size_t early = 0;
+  for (size_t i = 0; i < r.count(); ++i) {
+    const float tick = r.windows[i * stride + stride - kIn];  // The window's newest tick.
+    ASSERT_EQ(r.arrival_unix_ns[i], 1'000'000 + static_cast<int64_t>(tick)) << i;
+    if (i > 0) {
+      ASSERT_LT(r.arrival_unix_ns[i - 1], r.arrival_unix_ns[i]);  // Oldest first.
+    }
+    mean += tick;
+    early += tick < kTicks / 4;
+  }
+  mean /= static_cast<double>(r.count());
+  // Uniform over [7, 40000): mean ~20000 (sd of the mean ~180), a quarter before tick 10000.
+  EXPECT_NEAR(mean, kTicks / 2.0, 800);
+  EXPECT_NEAR(static_cast<double>(early) / static_cast<double>(r.count()), 0.25, 0.04);
+
+  // Restored into a fresh store: the reservoir as it was, the ring seeded with its newest windows.
+  CalibrationStore fresh(slots, 4, kIn, 100);
+  EXPECT_EQ(fresh.Import(0, r), CalibrationStore::kReservoirWindows);
+  const SampleSnapshot back = fresh.Reservoir(0);
+  EXPECT_EQ(back.seen, r.seen);
+  EXPECT_EQ(back.windows, r.windows);
+  EXPECT_EQ(fresh.written(0), 100u);
+  const std::vector<float> ring = fresh.Recent(0, 0);
+  ASSERT_EQ(ring.size(), 100 * stride);
+  EXPECT_TRUE(std::equal(ring.begin(), ring.end(), r.windows.end() - 100 * stride));
+  int64_t first = 0, last = 0;
+  fresh.TimeRange(0, 0, &first, &last);
+  EXPECT_EQ(first, r.arrival_unix_ns[r.count() - 100]);
+  EXPECT_EQ(last, r.arrival_unix_ns.back());
+  EXPECT_EQ(fresh.Import(0, r), 0u);  // Only into an empty store.
+  for (int i = 0; i < 10; ++i) fresh.Add(Vector(2, x, 1));
+  EXPECT_EQ(fresh.Reservoir(0).seen, r.seen + 3);  // Three complete windows of locate 2.
+  // Another shape is refused.
+  CalibrationStore other(slots, 4, kIn, 100);
+  SampleSnapshot wrong = r;
+  wrong.window = kWindow + 1;
+  EXPECT_EQ(other.Import(0, wrong), 0u);
+  // A calibration starts the next session.
+  store.ResetReservoir(0);
+  EXPECT_EQ(store.Reservoir(0).count(), 0u);
+  EXPECT_EQ(store.Reservoir(0).seen, 0u);
+}
+
 }  // namespace
 }  // namespace qsig::server

@@ -161,6 +161,7 @@ SampleSnapshot Samples(size_t count, int window, int n_features) {
     s.arrival_unix_ns.push_back(1'700'000'000'000'000'000 + static_cast<int64_t>(i) * 1000);
     for (int k = 0; k < window * n_features; ++k) s.windows.push_back(x(rng));
   }
+  s.seen = 3 * count;
   return s;
 }
 
@@ -175,6 +176,7 @@ TEST(SampleFile, RoundTripsThroughTheStateFolder) {
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(back->arrival_unix_ns, s.arrival_unix_ns);
   EXPECT_EQ(back->windows, s.windows);
+  EXPECT_EQ(back->seen, 300u);
   // Another model shape: refused by name, not misread.
   auto other = (*store)->LoadSamples(0, 8, 3);
   ASSERT_FALSE(other.ok());
@@ -207,6 +209,9 @@ TEST(SampleFile, RefusesDamagedOrHostileFiles) {
   SampleSnapshot lying = Samples(3, 1, 1);
   lying.windows.pop_back();
   EXPECT_FALSE(DecodeSamples(EncodeSamples(lying), 1, 1).ok());
+  SampleSnapshot few = Samples(3, 1, 1);
+  few.seen = 2;  // A sample larger than what it stands for.
+  EXPECT_FALSE(DecodeSamples(EncodeSamples(few), 1, 1).ok());
   // Non-finite values never reach a calibration.
   SampleSnapshot nan = Samples(3, 1, 2);
   nan.windows[4] = std::numeric_limits<float>::quiet_NaN();
