@@ -189,38 +189,56 @@ absl::StatusOr<DistributionReference> DistributionReference::Build(
   }
 
   double per_resample = 0;
-  for (int c = 0; c < cols; ++c) per_resample += static_cast<double>(m + ecdf[c].size());
+  for (int c = 0; c < cols; ++c) per_resample += static_cast<double>(n + m + ecdf[c].size());
   const int resamples =
       static_cast<int>(std::clamp(kWorkBudget / per_resample, static_cast<double>(kMinResamples),
                                   static_cast<double>(kMaxResamples)));
   r.resamples_ = resamples;
 
+  // Each resample is a pair: a pseudo-reference of n rows and a pseudo-live window of m rows,
+  // both block resamples of the reference, scored against each other as a live window is against
+  // the reference (PSI on the reference's edges, W1 between the two ECDFs): the null of two
+  // samples of one process, the reference's own sampling error and the live values it never saw
+  // included, with no large-sample correction.
   std::mt19937_64 rng(options.seed ^ (static_cast<uint64_t>(n) << 32) ^ m);
   std::uniform_int_distribution<size_t> start(0, n - 1);
-  std::vector<uint32_t> rows(m);
-  std::vector<uint32_t> hist;
-  std::vector<double> psi_null(resamples), w1_null(resamples);
-  const double dm = static_cast<double>(m);
-  for (int k = 0; k < resamples; ++k) {
-    for (size_t i = 0; i < m;) {
+  const auto draw = [&](std::vector<uint32_t>* rows) {
+    for (size_t i = 0; i < rows->size();) {
       const size_t s = start(rng);
-      for (size_t j = 0; j < block && i < m; ++j) rows[i++] = static_cast<uint32_t>((s + j) % n);
+      for (size_t j = 0; j < block && i < rows->size(); ++j) {
+        (*rows)[i++] = static_cast<uint32_t>((s + j) % n);
+      }
     }
+  };
+  std::vector<uint32_t> rows_ref(n), rows_live(m);
+  std::vector<uint32_t> hist_ref, hist_live;
+  std::vector<double> psi_null(resamples), w1_null(resamples), share(kBins);
+  const double dm = static_cast<double>(m), dn = static_cast<double>(n);
+  const auto soft_counts = [&](int c, const std::vector<uint32_t>& rows, double* counts,
+                               std::vector<uint32_t>* hist) {
+    hist->assign(ecdf[c].size(), 0);
+    for (uint32_t row : rows) {
+      const float* w = &bin[c][static_cast<size_t>(row) * kBins];
+      for (int b = 0; b < kBins; ++b) counts[b] += w[b];
+      (*hist)[distinct[c][row]]++;
+    }
+  };
+  for (int k = 0; k < resamples; ++k) {
+    draw(&rows_ref);
+    draw(&rows_live);
     double psi = 0, w1 = 0;
     for (int c = 0; c < cols; ++c) {
-      double counts[kBins] = {};
-      hist.assign(ecdf[c].size(), 0);
-      for (uint32_t row : rows) {
-        const float* w = &bin[c][static_cast<size_t>(row) * kBins];
-        for (int b = 0; b < kBins; ++b) counts[b] += w[b];
-        hist[distinct[c][row]]++;
-      }
-      psi = std::max(psi, PsiFromCounts(counts, dm, r.shares_[c]));
+      double counts_ref[kBins] = {}, counts_live[kBins] = {};
+      soft_counts(c, rows_ref, counts_ref, &hist_ref);
+      soft_counts(c, rows_live, counts_live, &hist_live);
+      for (int b = 0; b < kBins; ++b) share[b] = (counts_ref[b] + 0.5) / (dn + 0.5 * kBins);
+      psi = std::max(psi, PsiFromCounts(counts_live, dm, share));
       // Both ECDFs step only at reference values.
-      double cum = 0, area = 0;
-      for (size_t v = 0; v < hist.size(); ++v) {
-        cum += hist[v];
-        area += std::fabs(cum / dm - ecdf[c][v]) * gap[c][v];
+      double cum_ref = 0, cum_live = 0, area = 0;
+      for (size_t v = 0; v < hist_ref.size(); ++v) {
+        cum_ref += hist_ref[v];
+        cum_live += hist_live[v];
+        area += std::fabs(cum_live / dm - cum_ref / dn) * gap[c][v];
       }
       w1 = std::max(w1, area);
     }
@@ -229,11 +247,17 @@ absl::StatusOr<DistributionReference> DistributionReference::Build(
   }
   std::sort(psi_null.begin(), psi_null.end());
   std::sort(w1_null.begin(), w1_null.end());
-  const double two_sample = 1 + dm / static_cast<double>(n);
-  r.thresholds_.psi = TailQuantile(psi_null, options.alarm_quantile) * two_sample;
-  r.thresholds_.psi_clear = TailQuantile(psi_null, options.clear_quantile) * two_sample;
-  r.thresholds_.w1 = std::sqrt(TailQuantile(w1_null, options.alarm_quantile) * two_sample);
-  r.thresholds_.w1_clear = std::sqrt(TailQuantile(w1_null, options.clear_quantile) * two_sample);
+  // Resamples of a finite reference vary less than the process: blocks are centred on the
+  // reference's own mean, which hides the slow components longer than the reference (the
+  // long-run variance the blocks carry is low by about b/n). Measured on AR(1) references of
+  // 500 rows (phi 0.7, b/n ~0.15, 300 references): uncorrected, exceedances ran 2-7x nominal at
+  // the 0.9-0.999 quantiles; PSI x 1/(1 - b/n) and W1^2 x 1/(1 - 2 b/n) bring them to 0.9-1.4x.
+  const double bn = static_cast<double>(block) / dn;  // <= 1/4.
+  const double psi_scale = 1 / (1 - bn), w1_scale = 1 / (1 - 2 * bn);
+  r.thresholds_.psi = TailQuantile(psi_null, options.alarm_quantile) * psi_scale;
+  r.thresholds_.psi_clear = TailQuantile(psi_null, options.clear_quantile) * psi_scale;
+  r.thresholds_.w1 = std::sqrt(TailQuantile(w1_null, options.alarm_quantile) * w1_scale);
+  r.thresholds_.w1_clear = std::sqrt(TailQuantile(w1_null, options.clear_quantile) * w1_scale);
   return r;
 }
 
