@@ -418,6 +418,16 @@ class QsigCollector final : public prometheus::Collectable {
     AddValue(&cal, {{"result", "installed"}}, static_cast<double>(c.calibrations.load()));
     AddValue(&cal, {{"result", "rejected"}}, static_cast<double>(c.calibration_rejections.load()));
     out.push_back(std::move(cal));
+    auto session = Family("qsig_calibration_session_windows",
+                          "Windows seen since the model's last calibration, carried over restarts "
+                          "with state.dir (a scheduled recalibration calibrates on a uniform "
+                          "sample of up to 4096 of them).",
+                          MetricType::Gauge);
+    for (size_t m = 0; m < c.slots.size(); ++m) {
+      AddValue(&session, {{"model", c.slots[m]->name()}},
+               static_cast<double>(c.store->session_windows(m)));
+    }
+    out.push_back(std::move(session));
 
     // Model history, state directory and FP32 fallback (model_state.cc).
     auto fb = Family("qsig_model_fallback",

@@ -379,6 +379,11 @@ SampleSnapshot CalibrationStore::Reservoir(size_t model) const {
   return s;
 }
 
+uint64_t CalibrationStore::session_windows(size_t model) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return reservoir_[model].seen;
+}
+
 void CalibrationStore::ResetReservoir(size_t model) {
   std::lock_guard<std::mutex> lock(mu_);
   reservoir_[model].filled = 0;

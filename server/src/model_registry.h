@@ -180,6 +180,8 @@ class CalibrationStore {
   static constexpr size_t kReservoirWindows = 4096;
   SampleSnapshot Reservoir(size_t model) const;
   void ResetReservoir(size_t model);
+  // Windows since the model's last calibration (what the reservoir is a sample of).
+  uint64_t session_windows(size_t model) const;
   // Restores a stored reservoir (its `seen` carries on: the sample stays uniform over the windows
   // before and after the restart) and appends its windows to the ring as if they had just
   // arrived, keeping their arrival times; for a store that holds nothing yet (at start, before the

@@ -262,6 +262,8 @@ TEST(State, CalibrationSamplesSurviveKillNine) {
   Server s("samples2", {"state.dir=" + dir, "sim.rate=20", "calibration.min_samples=1500"});
   ASSERT_TRUE(s.WaitServing()) << s.Log();
   EXPECT_THAT(s.Log(), HasSubstr("calibration windows restored from " + dir));
+  // The session carries over (its count, not only the sample), before any fresh windows.
+  EXPECT_GE(s.Scrape()["qsig_calibration_session_windows{model=\"mlp\"}"], 2000);
   v1::RecalibrateResponse rr;
   const grpc::Status st = s.Recalibrate("lstm", &rr);
   ASSERT_TRUE(st.ok()) << st.error_message() << "\n" << s.Log();
