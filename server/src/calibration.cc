@@ -283,9 +283,9 @@ void Server::Impl::CalibrationLoop() {
   for (const auto& w : c.workers) epochs.push_back(&w->epoch());
   feeds::FeatureVector fv;
   auto next_drift = std::chrono::steady_clock::now();
-  auto next_samples = next_drift + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                       std::chrono::duration<double>(
-                                           c.config.state.samples_interval_s));
+  auto next_samples =
+      next_drift + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                       std::chrono::duration<double>(c.config.state.samples_interval_s));
   std::vector<std::pair<double, double>> shadow_sums;
   while (calibration_running.load()) {
     for (auto& w : c.workers) {

@@ -16,8 +16,8 @@
 #include "qsig/models/io/loader.h"
 #include "qsig/quant/calibration.h"
 #include "server_state.h"
-#include "state_store.h"
 #include "spdlog/spdlog.h"
+#include "state_store.h"
 
 namespace qsig::server {
 namespace {
@@ -71,7 +71,8 @@ void ServerState::RestoreSamples() {
     spdlog::info(
         "model {}: {} calibration windows restored from {} (a uniform sample of {} windows that "
         "arrived {} to {})",
-        name, n, state_store->dir(), s->seen, absl::FormatTime(absl::FromUnixNanos(s->arrival_unix_ns.front())),
+        name, n, state_store->dir(), s->seen,
+        absl::FormatTime(absl::FromUnixNanos(s->arrival_unix_ns.front())),
         absl::FormatTime(absl::FromUnixNanos(s->arrival_unix_ns.back())));
   }
 }
@@ -82,8 +83,9 @@ void ServerState::PersistSamples(std::vector<uint64_t>* saved) {
   for (size_t m = 0; m < slots.size(); ++m) {
     const uint64_t written = store->written(m);
     if (written == (*saved)[m]) continue;
+    // Also when empty (a calibration just started a new session): a restart must not bring the
+    // previous session back.
     const SampleSnapshot snapshot = store->Reservoir(m);
-    if (snapshot.count() == 0) continue;
     if (auto st = state_store->SaveSamples(m, snapshot); !st.ok()) {
       spdlog::error("model {}: cannot write the calibration samples: {}", slots[m]->name(),
                     std::string(st.message()));

@@ -6,8 +6,8 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cmath>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -102,9 +102,9 @@ absl::StatusOr<SampleSnapshot> DecodeSamples(std::string_view b, int window, int
                  nf = ReadRaw<uint32_t>(b, at + 8), count = ReadRaw<uint32_t>(b, at + 12);
   if (format != kSamplesFormat) return bad(absl::StrCat("format ", format, ", expected 1"));
   if (w != static_cast<uint32_t>(window) || nf != static_cast<uint32_t>(n_features)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("calibration sample file: windows of ", w, " x ", nf, ", the model takes ",
-                     window, " x ", n_features));
+    return absl::FailedPreconditionError(absl::StrCat("calibration sample file: windows of ", w,
+                                                      " x ", nf, ", the model takes ", window,
+                                                      " x ", n_features));
   }
   const uint64_t seen = ReadRaw<uint64_t>(b, at + 16);
   if (seen < count) return bad(absl::StrCat("a sample of ", seen, " windows holds ", count));
@@ -112,8 +112,8 @@ absl::StatusOr<SampleSnapshot> DecodeSamples(std::string_view b, int window, int
     return bad(absl::StrCat(count, " windows, at most ", kMaxStoredSampleWindows));
   }
   const size_t floats = static_cast<size_t>(count) * w * nf;
-  if (b.size() != kSamplesHeader + count * sizeof(int64_t) + floats * sizeof(float) +
-                      sizeof(uint64_t)) {
+  if (b.size() !=
+      kSamplesHeader + count * sizeof(int64_t) + floats * sizeof(float) + sizeof(uint64_t)) {
     return bad("size does not match its header");
   }
   SampleSnapshot s;

@@ -39,8 +39,8 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path, size_t max_by
 // Creates `dir` (and its parents) if missing.
 absl::Status MakeDirs(const std::string& dir);
 // The calibration sample store's file: "QSIGSMP1", then little-endian u32 format (1), window,
-// n_features, count, u64 seen (windows the sample stands for), count x i64 arrival ns, count x window x n_features f32, and a u64 FNV-1a
-// hash of everything before it.
+// n_features, count, u64 seen (windows the sample stands for), count x i64 arrival ns, count x
+// window x n_features f32, and a u64 FNV-1a hash of everything before it.
 inline constexpr size_t kMaxStoredSampleWindows = CalibrationStore::kReservoirWindows;
 std::string EncodeSamples(const SampleSnapshot& snapshot);
 // Refuses a file of another shape than window x n_features, a count above
