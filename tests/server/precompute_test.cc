@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -17,6 +18,8 @@
 #include "qsig/config/config.h"
 #include "qsig/models/model.h"
 #include "random_models.h"
+#include "server_state.h"
+#include "state_store.h"
 
 namespace qsig::server {
 namespace {
@@ -298,6 +301,53 @@ TEST(CalibrationStore, ReservoirIsAUniformSampleOfTheSessionAndSurvivesARestore)
   store.ResetReservoir(0);
   EXPECT_EQ(store.Reservoir(0).count(), 0u);
   EXPECT_EQ(store.Reservoir(0).seen, 0u);
+}
+
+// A scheduled recalibration calibrates on the session (the reservoir since the last calibration),
+// the others on the newest windows; an installed calibration starts the next session.
+TEST(ScheduledRecalibration, CalibratesOnTheSessionNotOnItsLastWindows) {
+  auto spec = Spec(models::Arch::kLstm, 1);
+  ServerState c;
+  c.config.calibration.min_samples = 100;
+  c.config.calibration.cooldown_s = 0;
+  for (int f = 0; f < kIn; ++f) c.feature_names.push_back("f" + std::to_string(f));
+  c.slots.push_back(std::make_unique<ModelSlot>("pre", spec));
+  c.slots[0]->Install(Int8(spec, 1));
+  c.store = std::make_unique<CalibrationStore>(c.slots, 4, kIn, 200);  // A ring of 200.
+  c.drift.push_back(std::make_unique<DriftMonitor>("pre", kIn, c.config.drift, c.feature_names));
+  auto opened = StateStore::Open("", {"pre"}, 5);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  c.state_store = std::move(*opened);
+  c.fallback_track = std::make_unique<ServerState::FallbackTrack[]>(1);
+  const std::vector<float> ticks = Ticks(9, 20000);
+  int64_t t = 1'000'000'000;
+  const auto feed = [&](int from, int n) {
+    for (int i = from; i < from + n; ++i) {
+      feeds::FeatureVector fv = Vector(1, ticks.data() + static_cast<size_t>(i % 20000) * kIn, i);
+      fv.recv_wall_ns = t++;
+      c.store->Add(fv);
+    }
+  };
+  feed(0, 10000);
+  const int64_t first_window_ns = 1'000'000'000 + kWindow - 1;
+  CalibrationReport r = c.Recalibrate(0, 0, kReasonSchedule);
+  ASSERT_TRUE(r.installed) << r.message;
+  EXPECT_GE(r.samples, 1000u);  // min(calibration.samples, the reservoir), not the ring's 200.
+  EXPECT_LT(r.samples_first_unix_ns, first_window_ns + 1000);  // From the session's start...
+  EXPECT_GT(r.samples_last_unix_ns, t - 1000);                 // ... to its end.
+  EXPECT_EQ(c.store->session_windows(0), 0u);                  // A new session.
+  ModelState st = c.state_store->Get(0);
+  ASSERT_FALSE(st.history.empty());
+  EXPECT_EQ(st.history.back().reason, kReasonSchedule);
+  EXPECT_EQ(st.history.back().samples_first_unix_ns, r.samples_first_unix_ns);
+
+  feed(10000, 5000);
+  const int64_t ring_start = t - 200;
+  r = c.Recalibrate(0, 0, kReasonAdmin);
+  ASSERT_TRUE(r.installed) << r.message;
+  EXPECT_EQ(r.samples, 200u);  // The newest windows: the ring.
+  EXPECT_GE(r.samples_first_unix_ns, ring_start);
+  EXPECT_EQ(c.store->session_windows(0), 0u);
 }
 
 }  // namespace
