@@ -132,25 +132,13 @@ CalibrationReport ServerState::Recalibrate(size_t model, size_t max_samples, con
                                  " s ago; calibration.cooldown_s is ", cc.cooldown_s));
     }
   }
-  // A scheduled run calibrates on the session since the last calibration (the reservoir, up to
-  // n windows evenly spaced in time); the others on the newest n windows.
-  std::vector<float> windows;
-  int64_t first_ns = 0, last_ns = 0;
+  // A scheduled run calibrates on the session since the last calibration; the others on the
+  // newest n windows.
+  const CalibrationStore::WindowSample sample = std::string_view(reason) == kReasonSchedule
+                                                    ? store->Session(model, n)
+                                                    : store->Recent(model, n);
+  const std::vector<float>& windows = sample.windows;
   const size_t stride = static_cast<size_t>(slot.spec().window) * slot.spec().input_size;
-  if (std::string_view(reason) == kReasonSchedule) {
-    SampleSnapshot s = store->Reservoir(model);
-    const size_t take = std::min(n, s.count());
-    for (size_t i = 0; i < take && stride > 0; ++i) {
-      const size_t k = (s.count() * (i + 1)) / take - 1;
-      windows.insert(windows.end(), s.windows.begin() + k * stride,
-                     s.windows.begin() + (k + 1) * stride);
-      if (i == 0) first_ns = s.arrival_unix_ns[k];
-      last_ns = s.arrival_unix_ns[k];
-    }
-  } else {
-    windows = store->Recent(model, n);
-    store->TimeRange(model, n, &first_ns, &last_ns);
-  }
   const size_t have = stride ? windows.size() / stride : 0;
   if (request && have < static_cast<size_t>(cc.min_samples)) {
     r.samples = static_cast<uint32_t>(have);
@@ -166,8 +154,8 @@ CalibrationReport ServerState::Recalibrate(size_t model, size_t max_samples, con
   const bool persist = state_store && state_store->persistent();
   r = CalibrateAndInstall(slot, windows, Int8OptionsFromConfig(cc), gate,
                           persist ? &artifact : nullptr);
-  r.samples_first_unix_ns = first_ns;
-  r.samples_last_unix_ns = last_ns;
+  r.samples_first_unix_ns = sample.first_ns;
+  r.samples_last_unix_ns = sample.last_ns;
   (r.installed ? calibrations : calibration_rejections).fetch_add(1);
   if (r.installed) {
     store->ResetReservoir(model);  // The next session starts now.

@@ -66,7 +66,7 @@ void Server::Impl::EvaluateDrift(std::vector<std::pair<double, double>>* last_su
     std::vector<float>& all = recent_outputs[m];
     std::vector<float> outputs;
     for (size_t i = 0, n = std::min(per, all.size()); i < n; ++i) {
-      outputs.push_back(all[(all.size() * (i + 1)) / n - 1]);
+      outputs.push_back(all[EvenlySpaced(i, n, all.size())]);
     }
     all.clear();
     if (!c.slots[m]->calibrated()) continue;

@@ -195,7 +195,7 @@ void DriftMonitor::Evaluate(const std::vector<float>& recent, int window,
                             double shadow_relative_rmse, const std::vector<float>& rows,
                             const std::vector<float>& outputs) {
   if (shadow_relative_rmse >= 0) {
-    Update(DriftKind::kShadowDivergence, shadow_relative_rmse, config_.shadow_relative_rmse);
+    Update(DriftKind::kShadowDivergence, shadow_relative_rmse, -1, 1);
   }
   std::shared_ptr<const Stats> stats;
   std::shared_ptr<const DistributionReference> ref[2];
@@ -276,11 +276,9 @@ void DriftMonitor::Evaluate(const std::vector<float>& recent, int window,
     const double z = std::fabs(mean[f] / static_cast<double>(n) - stats->mean[f]) / stats->sd[f];
     if (worst < 0 || z > drift) drift = z, worst = f;
   }
-  worst_[K(DriftKind::kInputDrift)].store(worst, std::memory_order_relaxed);
-  Update(DriftKind::kInputDrift, drift, config_.input_z);
+  Update(DriftKind::kInputDrift, drift, worst, 1);
   Update(DriftKind::kSaturation,
-         static_cast<double>(outside) / static_cast<double>(n * n_features_),
-         config_.saturation_ratio);
+         static_cast<double>(outside) / static_cast<double>(n * n_features_), -1, 1);
 }
 
 void DriftMonitor::Append(std::vector<std::vector<float>>* sample, const std::vector<float>& rows,
@@ -301,46 +299,32 @@ void DriftMonitor::ScoreDistribution(bool output, const DistributionReference& r
                                      const std::vector<std::vector<float>>& sample) {
   const DistributionReference::Score s = ref.Evaluate(sample, &scratch_);
   if (s.worst_w1 < 0) return;
-  UpdateCalibrated(output ? DriftKind::kOutputPsi : DriftKind::kPsi, s.psi,
-                   output ? -1 : s.worst_psi);
-  UpdateCalibrated(output ? DriftKind::kOutputWasserstein : DriftKind::kWasserstein, s.w1,
-                   output ? -1 : s.worst_w1);
+  Update(output ? DriftKind::kOutputPsi : DriftKind::kPsi, s.psi, output ? -1 : s.worst_psi,
+         config_.consecutive);
+  Update(output ? DriftKind::kOutputWasserstein : DriftKind::kWasserstein, s.w1,
+         output ? -1 : s.worst_w1, config_.consecutive);
 }
 
-void DriftMonitor::UpdateCalibrated(DriftKind k, double score, int worst) {
+void DriftMonitor::Update(DriftKind k, double score, int worst, int needed) {
   const int i = K(k);
   scores_[i].store(score, std::memory_order_relaxed);
   worst_[i].store(worst, std::memory_order_relaxed);
   const double threshold = thresholds_[i].load(std::memory_order_relaxed);
   const double clear = clear_[i].load(std::memory_order_relaxed);
-  if (!(threshold > 0)) return;
+  if (!(threshold > 0)) return;  // A distribution kind whose reference is being collected.
   above_[i] = score > threshold ? above_[i] + 1 : 0;
   const bool on = alarms_[i].load(std::memory_order_relaxed);
   const std::string where = worst >= 0 ? "; worst feature " + FeatureName(worst) : "";
-  if (!on && above_[i] >= config_.consecutive) {
+  if (!on && above_[i] >= needed) {
     alarms_[i].store(true, std::memory_order_relaxed);
     raised_[i].fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("drift alarm RAISED: model {} {} = {:.4g} > {:.4g} for {} evaluations{}", model_,
-                 DriftKindName(k), score, threshold, above_[i], where);
+    spdlog::warn("drift alarm RAISED: model {} {} = {:.4g} > {:.4g}{}{}", model_, DriftKindName(k),
+                 score, threshold,
+                 needed > 1 ? fmt::format(" for {} evaluations", above_[i]) : std::string(), where);
   } else if (on && score < clear) {
     alarms_[i].store(false, std::memory_order_relaxed);
     spdlog::info("drift alarm cleared: model {} {} = {:.4g} < {:.4g}{}", model_, DriftKindName(k),
                  score, clear, where);
-  }
-}
-
-void DriftMonitor::Update(DriftKind k, double score, double threshold) {
-  const int i = K(k);
-  scores_[i].store(score, std::memory_order_relaxed);
-  const bool on = alarms_[i].load(std::memory_order_relaxed);
-  if (!on && score > threshold) {
-    alarms_[i].store(true, std::memory_order_relaxed);
-    raised_[i].fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn("drift alarm RAISED: model {} {} = {:.4g} > {:.4g}", model_, DriftKindName(k),
-                 score, threshold);
-  } else if (on && score < 0.8 * threshold) {
-    alarms_[i].store(false, std::memory_order_relaxed);
-    spdlog::info("drift alarm cleared: model {} {} = {:.4g}", model_, DriftKindName(k), score);
   }
 }
 

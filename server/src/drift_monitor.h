@@ -117,8 +117,9 @@ class DriftMonitor {
     std::vector<double> mean, sd;
     std::vector<float> lo, hi;  // -inf / +inf: not quantized.
   };
-  void Update(DriftKind k, double score, double threshold);
-  void UpdateCalibrated(DriftKind k, double score, int worst);
+  // The one hysteresis: stores the score and worst feature (-1: none), raises after `needed`
+  // evaluations in a row above threshold(k), clears below clear_threshold(k).
+  void Update(DriftKind k, double score, int worst, int needed);
   // Sets the thresholds of a reference's two kinds and clears their alarms.
   void Publish(bool output, const DistributionReference* ref);
   // Appends to a rolling sample (columns, at most drift.window rows each).

@@ -61,7 +61,7 @@ struct SampleSnapshot {
   size_t count() const noexcept { return arrival_unix_ns.size(); }
 };
 
-// The drift monitor's baseline (DriftMonitor::BaselineStats), as stored.
+// The drift monitor's baseline (DriftMonitor::GetBaseline), as stored.
 struct StoredBaseline {
   std::vector<double> mean, std;
   std::vector<float> lo, hi;            // Empty: the input is not quantized (no clip interval).

@@ -310,28 +310,47 @@ size_t CalibrationStore::windows(size_t model) const {
   return std::min<size_t>(written_[model], capacity_);
 }
 
-std::vector<float> CalibrationStore::Recent(size_t model, size_t max_windows) const {
+CalibrationStore::WindowSample CalibrationStore::Recent(size_t model, size_t max_windows) const {
   std::lock_guard<std::mutex> lock(mu_);
   const size_t stride = static_cast<size_t>(model_window_[model]) * n_features_;
   const size_t have = std::min<size_t>(written_[model], capacity_);
   const size_t n = max_windows == 0 ? have : std::min(have, max_windows);
-  std::vector<float> out(n * stride);
+  WindowSample out;
+  out.windows.resize(n * stride);
   for (size_t i = 0; i < n; ++i) {
     const size_t idx = (written_[model] - n + i) % capacity_;
-    std::copy_n(windows_[model].begin() + idx * stride, stride, out.begin() + i * stride);
+    std::copy_n(windows_[model].begin() + idx * stride, stride, out.windows.begin() + i * stride);
+  }
+  if (n > 0) {
+    out.first_ns = window_ns_[model][(written_[model] - n) % capacity_];
+    out.last_ns = window_ns_[model][(written_[model] - 1) % capacity_];
   }
   return out;
 }
 
-void CalibrationStore::TimeRange(size_t model, size_t max_windows, int64_t* first_ns,
-                                 int64_t* last_ns) const {
+std::vector<size_t> CalibrationStore::ArrivalOrder(const ReservoirSlots& r) {
+  std::vector<size_t> order(r.filled);
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&r](size_t a, size_t b) { return r.ns[a] < r.ns[b]; });
+  return order;
+}
+
+CalibrationStore::WindowSample CalibrationStore::Session(size_t model, size_t max_windows) const {
   std::lock_guard<std::mutex> lock(mu_);
-  const size_t have = std::min<size_t>(written_[model], capacity_);
-  const size_t n = max_windows == 0 ? have : std::min(have, max_windows);
-  *first_ns = *last_ns = 0;
-  if (n == 0) return;
-  *first_ns = window_ns_[model][(written_[model] - n) % capacity_];
-  *last_ns = window_ns_[model][(written_[model] - 1) % capacity_];
+  const ReservoirSlots& r = reservoir_[model];
+  const size_t stride = static_cast<size_t>(model_window_[model]) * n_features_;
+  const std::vector<size_t> order = ArrivalOrder(r);
+  const size_t n = max_windows == 0 ? order.size() : std::min(order.size(), max_windows);
+  WindowSample out;
+  out.windows.resize(n * stride);
+  for (size_t i = 0; i < n; ++i) {
+    const size_t slot = order[EvenlySpaced(i, n, order.size())];
+    std::copy_n(r.windows.begin() + slot * stride, stride, out.windows.begin() + i * stride);
+    if (i == 0) out.first_ns = r.ns[slot];
+    out.last_ns = r.ns[slot];
+  }
+  return out;
 }
 
 uint64_t CalibrationStore::written(size_t model) const {
@@ -349,8 +368,7 @@ std::vector<float> CalibrationStore::SampleRows(size_t model, uint64_t since, si
   std::vector<float> out(n * n_features_);
   const size_t stride = static_cast<size_t>(model_window_[model]) * n_features_;
   for (size_t i = 0; i < n; ++i) {
-    // Evenly spaced, the last one the newest.
-    const uint64_t w = begin + (have * (i + 1)) / n - 1;
+    const uint64_t w = begin + EvenlySpaced(i, n, static_cast<size_t>(have));
     const size_t idx = static_cast<size_t>(w % static_cast<uint64_t>(capacity_));
     std::copy_n(windows_[model].begin() + idx * stride + (stride - n_features_), n_features_,
                 out.begin() + i * n_features_);
@@ -366,10 +384,7 @@ SampleSnapshot CalibrationStore::Reservoir(size_t model) const {
   s.n_features = n_features_;
   s.seen = r.seen;
   const size_t stride = static_cast<size_t>(s.window) * n_features_;
-  std::vector<size_t> order(r.filled);
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&r](size_t a, size_t b) { return r.ns[a] < r.ns[b]; });
+  const std::vector<size_t> order = ArrivalOrder(r);
   s.windows.resize(r.filled * stride);
   s.arrival_unix_ns.resize(r.filled);
   for (size_t i = 0; i < order.size(); ++i) {

@@ -158,16 +158,29 @@ absl::StatusOr<std::unique_ptr<models::Model>> BuildVerifiedInt8(
 
 // Recent inputs per model, as ready-made windows, kept in bounded rings for calibration.
 // Thread-safety: all methods lock an internal mutex (cold path only).
+// The i-th (0 <= i < n) of n indices evenly spaced over [0, have), n <= have: the last one is
+// have - 1 (the newest of a time-ordered sequence).
+inline size_t EvenlySpaced(size_t i, size_t n, size_t have) noexcept {
+  return (have * (i + 1)) / n - 1;
+}
+
 class CalibrationStore {
  public:
   CalibrationStore(const std::vector<std::unique_ptr<ModelSlot>>& slots, int max_locate,
                    int n_features, int capacity_windows);
   void Add(const feeds::FeatureVector& fv);
   size_t windows(size_t model) const;
-  // The most recent `max_windows` windows of a model (all if 0), oldest first, contiguous.
-  std::vector<float> Recent(size_t model, size_t max_windows) const;
-  // Wall-clock arrival (ns since the Unix epoch) of the oldest and newest of those windows.
-  void TimeRange(size_t model, size_t max_windows, int64_t* first_ns, int64_t* last_ns) const;
+  // Windows for a calibration, oldest first, contiguous, with the wall-clock arrival (ns since
+  // the Unix epoch) of the oldest and newest (0 when empty), read under one lock.
+  struct WindowSample {
+    std::vector<float> windows;
+    int64_t first_ns = 0, last_ns = 0;
+  };
+  // The most recent `max_windows` windows of a model (all if 0).
+  WindowSample Recent(size_t model, size_t max_windows) const;
+  // The session (the reservoir, below): at most `max_windows` of its windows (all if 0), evenly
+  // spaced in arrival time.
+  WindowSample Session(size_t model, size_t max_windows) const;
   // Windows of a model written so far (a count that never wraps).
   uint64_t written(size_t model) const;
   // The newest timestep (n_features floats) of `count` windows evenly spaced among those
@@ -207,6 +220,8 @@ class CalibrationStore {
     uint64_t seen = 0;
   };
   std::vector<ReservoirSlots> reservoir_;
+  // The reservoir's slots in arrival order (under mu_).
+  static std::vector<size_t> ArrivalOrder(const ReservoirSlots& r);
   uint64_t rng_ = 0x9e3779b97f4a7c15ull;  // splitmix64 state.
 };
 

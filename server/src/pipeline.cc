@@ -157,7 +157,7 @@ float Worker::Advance(const Instrument& in, const models::Model& model, models::
                       float* state, uint64_t* version, uint64_t want, int w) noexcept {
   if (*version != want) {
     model.ResetState(mode, state);
-    for (uint64_t k = in.count - w; k + 1 < in.count; ++k) {
+    for (uint64_t k = in.count() - w; k + 1 < in.count(); ++k) {
       if (mode == models::Mode::kWindow) {
         model.PushTick(in.tick(k), state, workspace_.data());
       } else {
@@ -167,8 +167,8 @@ float Worker::Advance(const Instrument& in, const models::Model& model, models::
     *version = want;
   }
   return mode == models::Mode::kWindow
-             ? model.PushTick(in.tick(in.count - 1), state, workspace_.data())
-             : model.Step(in.tick(in.count - 1), state, workspace_.data());
+             ? model.PushTick(in.tick(in.count() - 1), state, workspace_.data())
+             : model.Step(in.tick(in.count() - 1), state, workspace_.data());
 }
 
 float Worker::RunPrimary(const Instrument& in, size_t m, const Installed& installed) noexcept {
@@ -262,7 +262,7 @@ void Worker::OnTick(const feeds::FeatureVector& fv, int64_t t_start) noexcept {
   if (fv.n_features != n_features_) return;  // Cannot happen: the feed thread checks.
   const size_t loc = fv.locate;
   history_.Push(loc, fv.values);
-  const Instrument in{loc, &history_, history_.count(loc)};
+  const Instrument in{loc, &history_};
   // One snapshot of every model for this tick (see installed_).
   for (size_t m = 0; m < n_models_; ++m) installed_[m] = (*slots_)[m]->current();
 

@@ -125,9 +125,9 @@ class Worker {
   // One instrument's history during a tick.
   struct Instrument {
     size_t loc;
-    const models::WindowHistory* history;                     // Stream `loc` is this instrument's.
-    uint64_t count;                                           // Ticks seen, this one included.
-    std::span<const float> tick(uint64_t k) const noexcept {  // The k-th tick (from 0).
+    const models::WindowHistory* history;  // Stream `loc` is this instrument's.
+    uint64_t count() const noexcept { return history->count(loc); }  // Ticks, this one included.
+    std::span<const float> tick(uint64_t k) const noexcept {         // The k-th tick (from 0).
       return history->Tick(loc, k);
     }
   };

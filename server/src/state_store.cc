@@ -347,10 +347,16 @@ absl::StatusOr<std::string> StateStore::SaveArtifactBytes(size_t model, uint64_t
                                                           std::string_view bytes) {
   if (dir_.empty()) return std::string();
   const std::string name = absl::StrCat("v", version, ".qsig");
+  if (absl::Status st = WriteCounted(model, name, bytes); !st.ok()) return st;
+  return name;
+}
+
+absl::Status StateStore::WriteCounted(size_t model, const std::string& name,
+                                      std::string_view bytes) {
   absl::Status st = WriteFileAtomic(ModelDir(model) + "/" + name, bytes);
   (st.ok() ? writes_ : write_errors_).fetch_add(1, std::memory_order_relaxed);
   if (!st.ok()) return absl::Status(st.code(), absl::StrCat("state.dir: ", st.message()));
-  return name;
+  return st;
 }
 
 absl::Status StateStore::SaveSamples(size_t model, const SampleSnapshot& snapshot) {
@@ -358,10 +364,7 @@ absl::Status StateStore::SaveSamples(size_t model, const SampleSnapshot& snapsho
   if (snapshot.count() > kMaxStoredSampleWindows) {
     return absl::InvalidArgumentError("too many windows for the sample file");
   }
-  absl::Status st = WriteFileAtomic(ModelDir(model) + "/" + kSamplesFile, EncodeSamples(snapshot));
-  (st.ok() ? writes_ : write_errors_).fetch_add(1, std::memory_order_relaxed);
-  if (!st.ok()) return absl::Status(st.code(), absl::StrCat("state.dir: ", st.message()));
-  return st;
+  return WriteCounted(model, kSamplesFile, EncodeSamples(snapshot));
 }
 
 absl::StatusOr<SampleSnapshot> StateStore::LoadSamples(size_t model, int window,

@@ -92,6 +92,9 @@ class StateStore {
  private:
   StateStore() = default;
   std::string ModelDir(size_t model) const;
+  // Writes `bytes` crash-safely as `name` in the model's folder, counted in writes() or
+  // write_errors(); an error says "state.dir: ...".
+  absl::Status WriteCounted(size_t model, const std::string& name, std::string_view bytes);
   absl::Status WriteLocked(size_t model);
   void PruneLocked(size_t model);          // Keeps the last history_per_model entries.
   void DeleteUnnamedLocked(size_t model);  // Artifacts no entry names.

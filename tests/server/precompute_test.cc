@@ -282,13 +282,12 @@ TEST(CalibrationStore, ReservoirIsAUniformSampleOfTheSessionAndSurvivesARestore)
   EXPECT_EQ(back.seen, r.seen);
   EXPECT_EQ(back.windows, r.windows);
   EXPECT_EQ(fresh.written(0), 100u);
-  const std::vector<float> ring = fresh.Recent(0, 0);
+  const CalibrationStore::WindowSample recent = fresh.Recent(0, 0);
+  const std::vector<float>& ring = recent.windows;
   ASSERT_EQ(ring.size(), 100 * stride);
   EXPECT_TRUE(std::equal(ring.begin(), ring.end(), r.windows.end() - 100 * stride));
-  int64_t first = 0, last = 0;
-  fresh.TimeRange(0, 0, &first, &last);
-  EXPECT_EQ(first, r.arrival_unix_ns[r.count() - 100]);
-  EXPECT_EQ(last, r.arrival_unix_ns.back());
+  EXPECT_EQ(recent.first_ns, r.arrival_unix_ns[r.count() - 100]);
+  EXPECT_EQ(recent.last_ns, r.arrival_unix_ns.back());
   EXPECT_EQ(fresh.Import(0, r), 0u);  // Only into an empty store.
   for (int i = 0; i < 10; ++i) fresh.Add(Vector(2, x, 1));
   EXPECT_EQ(fresh.Reservoir(0).seen, r.seen + 3);  // Three complete windows of locate 2.
